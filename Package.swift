@@ -1,0 +1,86 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "ptpchat-relay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ptpchat-relay", targets: ["ptpchat-relay"]),
+        .executable(name: "ptpchat", targets: ["ptpchat"]),
+        .library(name: "PTPProtocol", targets: ["PTPProtocol"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+    ],
+    targets: [
+        // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
+        .target(
+            name: "PTPProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // Relay configuration: PROFILE.md section 11 keys, YAML file, environment, defaults.
+        .target(
+            name: "RelayConfig",
+            dependencies: [
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The relay: connections, node registry, forwarding, ACK/NACK, floods, channel directory.
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "PTPProtocol",
+                "RelayConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .executableTarget(
+            name: "ptpchat-relay",
+            dependencies: [
+                "RelayCore",
+                "PTPProtocol",
+                "RelayConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "ptpchat",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "PTPProtocolTests",
+            dependencies: ["PTPProtocol", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RelayCoreTests",
+            dependencies: ["RelayCore", "PTPProtocol", "RelayConfig", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RelayConfigTests",
+            dependencies: ["RelayConfig"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["PTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,62 @@
+/// What routing needs to know of one inbound frame, read from its JSON tape.
+///
+/// Only the head and the `msg_data` keys that routing and validation look at are read; the rest of
+/// the frame stays in the tape as byte ranges and is copied to the wire as it is.
+public struct Envelope: Sendable {
+    /// The verb as routed: a HELLO that carries `message` and `recipient` after the handshake is
+    /// the existing client's chat frame and reads as `.message`, with `isLabelledChat` set.
+    public var verb: Verb
+    public var isLabelledChat = false
+    /// Head `ttl` (or the verb's default), not yet clamped.
+    public var ttl: Int
+    public var flood: Bool
+    /// `msg_data.msg_id`, else a non-zero head `msg_id`.
+    public var messageID: GUID?
+    /// Head `msg_id` when it is a non-zero GUID.
+    public var headMessageID: GUID?
+    /// Head `sender_id`.
+    public var sender: NodeAddress?
+    /// `msg_data.node_id`.
+    public var dataNodeID: NodeAddress?
+    /// Head `target_id`.
+    public var target: GUID?
+    /// Token index of `msg_data` in the tape.
+    public var data: Int
+
+    // Verb-specific fields.
+    /// MESSAGE: every `recipient[].node_id`, in order.
+    public var recipients: [GUID] = []
+    /// CERTIFICATE, KEY, GETCERTIFICATE, GETKEY: `msg_data.recipient_id`.
+    public var recipientID: GUID?
+    /// HELLO: `attributes.node_type` is `server`.
+    public var declaresServer = false
+    /// CHANNEL: `msg_data.channel_id`.
+    public var channelID: String?
+    /// CONNECT: node ids.
+    public var connectSource: GUID?
+    public var connectDestination: GUID?
+    /// ACK and NACK: `msg_data.reason` of a NACK.
+    public var reason: String?
+
+    /// The node the message says it comes from: `msg_data.node_id`, else head `sender_id`.
+    public var origin: NodeAddress? { dataNodeID ?? sender }
+
+    /// The id a flood is remembered by.
+    public var floodID: GUID? { messageID }
+}
+
+/// A frame that is JSON but not a valid message of its verb.
+public struct InvalidMessage: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    /// The message's id when one could be read: the NACK `invalid` refers to it.
+    public var messageID: GUID?
+    public var verb: Verb?
+
+    public init(_ reason: String, messageID: GUID? = nil, verb: Verb? = nil) {
+        self.reason = reason
+        self.messageID = messageID
+        self.verb = verb
+    }
+
+    public var description: String { reason }
+}

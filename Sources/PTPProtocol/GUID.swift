@@ -1,0 +1,179 @@
+/// A 128-bit GUID as used for node ids and message ids, kept as two integers so that it hashes and
+/// compares without touching the heap.
+public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    public static let zero = GUID(high: 0, low: 0)
+
+    public var isZero: Bool { high == 0 && low == 0 }
+
+    public static func < (lhs: GUID, rhs: GUID) -> Bool {
+        (lhs.high, lhs.low) < (rhs.high, rhs.low)
+    }
+
+    /// A random version-4 GUID.
+    public static func random<G: RandomNumberGenerator>(using generator: inout G) -> GUID {
+        var high = generator.next() as UInt64
+        var low = generator.next() as UInt64
+        high = (high & ~0xF000) | 0x4000
+        low = (low & ~(0xC << 60)) | (0x8 << 60)
+        return GUID(high: high, low: low)
+    }
+
+    public static func random() -> GUID {
+        var generator = SystemRandomNumberGenerator()
+        return random(using: &generator)
+    }
+
+    /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case).
+    public init?(canonical bytes: UnsafeRawBufferPointer) {
+        guard bytes.count == 36 else { return nil }
+        var words: (UInt64, UInt64) = (0, 0)
+        var nibbles = 0
+        for index in 0..<36 {
+            let byte = bytes[index]
+            if index == 8 || index == 13 || index == 18 || index == 23 {
+                guard byte == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            guard let value = GUID.hexValue(byte) else { return nil }
+            if nibbles < 16 {
+                words.0 = words.0 << 4 | UInt64(value)
+            } else {
+                words.1 = words.1 << 4 | UInt64(value)
+            }
+            nibbles += 1
+        }
+        self.init(high: words.0, low: words.1)
+    }
+
+    public init?(_ string: String) {
+        var copy = string
+        let parsed = copy.withUTF8 { GUID(canonical: UnsafeRawBufferPointer($0)) }
+        guard let parsed else { return nil }
+        self = parsed
+    }
+
+    @inline(__always)
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte &- UInt8(ascii: "A") &+ 10
+        default: return nil
+        }
+    }
+
+    /// Writes the lower-case canonical form (36 bytes) to `destination`.
+    @inline(__always)
+    public func write(to destination: UnsafeMutableRawBufferPointer) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { table in
+            var out = 0
+            for nibble in 0..<32 {
+                if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
+                    destination[out] = UInt8(ascii: "-")
+                    out += 1
+                }
+                let word = nibble < 16 ? high : low
+                let shift = UInt64(60 - (nibble % 16) * 4)
+                destination[out] = table[Int((word >> shift) & 0xF)]
+                out += 1
+            }
+        }
+    }
+
+    public var description: String {
+        String(unsafeUninitializedCapacity: 36) { buffer in
+            write(to: UnsafeMutableRawBufferPointer(buffer))
+            return 36
+        }
+    }
+}
+
+/// A node's id with the display name it gave (`name@GUID`). Identity is the GUID alone.
+public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
+    public var id: GUID
+    /// Letters and digits only, or `nil` when the node gave none (or one the relay will not write).
+    public var name: String?
+
+    public init(id: GUID, name: String?) {
+        self.id = id
+        self.name = name.flatMap { NodeAddress.isValidName($0) ? $0 : nil }
+    }
+
+    /// Parses `GUID` or `name@GUID`. A name that is not letters and digits is dropped, not refused.
+    public init?(bytes: UnsafeRawBufferPointer) {
+        if bytes.count == 36, let id = GUID(canonical: bytes) {
+            self.init(id: id, name: nil)
+            return
+        }
+        guard bytes.count > 36, bytes[bytes.count - 37] == UInt8(ascii: "@"),
+            let id = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 36)...]))
+        else { return nil }
+        let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 37)])
+        let name = NodeAddress.isValidName(nameBytes) ? String(decoding: nameBytes, as: UTF8.self) : nil
+        self.init(id: id, name: name)
+    }
+
+    public init?(_ string: String) {
+        var copy = string
+        guard let parsed = copy.withUTF8({ NodeAddress(bytes: UnsafeRawBufferPointer($0)) }) else { return nil }
+        self = parsed
+    }
+
+    public static func isValidName(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= 64 else { return false }
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    public static func isValidName(_ name: String) -> Bool {
+        var copy = name
+        return copy.withUTF8 { isValidName(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `name@GUID`, with `node` standing in for a missing name.
+    public var description: String { "\(name ?? "node")@\(id)" }
+}
+
+/// A fast, non-cryptographic generator for the relay's own message ids (xoshiro256**), seeded from
+/// the system generator. Message ids need to be unique, not secret.
+public struct FastRandom: RandomNumberGenerator, Sendable {
+    private var state: (UInt64, UInt64, UInt64, UInt64)
+
+    public init() {
+        var system = SystemRandomNumberGenerator()
+        state = (system.next(), system.next(), system.next(), system.next() | 1)
+    }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        let result = rotl(state.1 &* 5, 7) &* 9
+        let t = state.1 << 17
+        state.2 ^= state.0
+        state.3 ^= state.1
+        state.1 ^= state.2
+        state.0 ^= state.3
+        state.2 ^= t
+        state.3 = rotl(state.3, 45)
+        return result
+    }
+
+    @inline(__always)
+    private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}

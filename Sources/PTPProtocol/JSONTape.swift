@@ -1,0 +1,421 @@
+/// A validating JSON parser that records where each value is instead of building a tree.
+///
+/// One pass over the bytes fills `tokens`: every value is one token holding its byte range and the
+/// index of the token after it, so an object's members can be walked and skipped without
+/// allocating. The token storage is reused from frame to frame.
+public struct JSONTape: Sendable {
+    public enum Kind: UInt8, Sendable {
+        case object, array, string, number, `true`, `false`, null
+    }
+
+    public struct Token: Sendable {
+        public var kind: Kind
+        /// Strings only: the content holds a backslash escape.
+        public var escaped: Bool
+        /// Strings: the content between the quotes. Containers and scalars: the whole value.
+        public var start: Int32
+        public var end: Int32
+        /// The index of the first token after this value (and after its members).
+        public var next: Int32
+    }
+
+    public private(set) var tokens: [Token] = []
+    /// The text has no white space outside strings and no byte above 0x7F: it may be copied to the
+    /// wire as it is.
+    public private(set) var isCompactASCII = true
+
+    public static let maxDepth = 64
+
+    public init() {}
+
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
+        case unexpected(offset: Int)
+        case truncated
+        case tooDeep
+        case invalidUTF8(offset: Int)
+        case trailingBytes(offset: Int)
+
+        public var description: String {
+            switch self {
+            case .unexpected(let offset): return "invalid JSON at byte \(offset)"
+            case .truncated: return "JSON ends early"
+            case .tooDeep: return "JSON nested deeper than \(JSONTape.maxDepth)"
+            case .invalidUTF8(let offset): return "invalid UTF-8 at byte \(offset)"
+            case .trailingBytes(let offset): return "bytes after the JSON value at byte \(offset)"
+            }
+        }
+    }
+
+    /// Parses one JSON value spanning all of `bytes` (white space around it allowed).
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) {
+        var storage: [Token] = []
+        swap(&storage, &tokens)
+        storage.removeAll(keepingCapacity: true)
+        var parser = Parser(bytes: bytes, tokens: storage)
+        defer {
+            swap(&tokens, &parser.tokens)
+            isCompactASCII = parser.compact
+        }
+        try parser.run()
+    }
+
+    // MARK: Reading
+
+    public subscript(index: Int) -> Token { tokens[index] }
+
+    /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
+    /// written with escapes never matches (protocol keys are plain lower-case ASCII).
+    public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
+        guard object >= 0, object < tokens.count, tokens[object].kind == .object else { return nil }
+        let end = Int(tokens[object].next)
+        var index = object + 1
+        while index < end {
+            let keyToken = tokens[index]
+            if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
+                return index + 1
+            }
+            index = Int(tokens[index + 1].next)
+        }
+        return nil
+    }
+
+    /// Calls `body` with (key token index, value token index) for every member of an object.
+    @inline(__always)
+    public func forEachMember<E: Error>(of object: Int, _ body: (Int, Int) throws(E) -> Void) throws(E) {
+        let end = Int(tokens[object].next)
+        var index = object + 1
+        while index < end {
+            try body(index, index + 1)
+            index = Int(tokens[index + 1].next)
+        }
+    }
+
+    /// Calls `body` with the token index of every element of an array.
+    @inline(__always)
+    public func forEachElement<E: Error>(of array: Int, _ body: (Int) throws(E) -> Void) throws(E) {
+        let end = Int(tokens[array].next)
+        var index = array + 1
+        while index < end {
+            try body(index)
+            index = Int(tokens[index].next)
+        }
+    }
+
+    public func count(of container: Int) -> Int {
+        var count = 0
+        if tokens[container].kind == .object {
+            forEachMember(of: container) { _, _ in count += 1 }
+        } else {
+            forEachElement(of: container) { _ in count += 1 }
+        }
+        return count
+    }
+
+    @inline(__always)
+    public static func equals(_ key: StaticString, _ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Bool {
+        let length = key.utf8CodeUnitCount
+        guard end - start == length else { return false }
+        let keyBytes = key.utf8Start
+        for offset in 0..<length where keyBytes[offset] != bytes[start + offset] {
+            return false
+        }
+        return true
+    }
+
+    /// The raw bytes of a string's content (escapes not decoded).
+    public func rawString(_ index: Int, of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let token = tokens[index]
+        return UnsafeRawBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)])
+    }
+
+    /// The decoded content of a string token.
+    public func string(_ index: Int, of bytes: UnsafeRawBufferPointer) -> String {
+        let token = tokens[index]
+        let raw = rawString(index, of: bytes)
+        if !token.escaped { return String(decoding: raw, as: UTF8.self) }
+        return JSONTape.unescape(raw)
+    }
+
+    /// An integer token's value (nil for fractions, exponents or out-of-range numbers).
+    public func integer(_ index: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
+        let token = tokens[index]
+        guard token.kind == .number else { return nil }
+        var value = 0
+        var position = Int(token.start)
+        let end = Int(token.end)
+        var negative = false
+        if bytes[position] == UInt8(ascii: "-") {
+            negative = true
+            position += 1
+        }
+        guard end - position <= 18 else { return nil }
+        while position < end {
+            let byte = bytes[position]
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            position += 1
+        }
+        return negative ? -value : value
+    }
+
+    static func unescape(_ raw: UnsafeRawBufferPointer) -> String {
+        var scalars = String.UnicodeScalarView()
+        var utf8: [UInt8] = []
+        var index = 0
+        func flushUTF8() {
+            if !utf8.isEmpty {
+                scalars.append(contentsOf: String(decoding: utf8, as: UTF8.self).unicodeScalars)
+                utf8.removeAll(keepingCapacity: true)
+            }
+        }
+        func hex4(_ at: Int) -> UInt32 {
+            var value: UInt32 = 0
+            for offset in 0..<4 { value = value << 4 | UInt32(GUID.hexValue(raw[at + offset]) ?? 0) }
+            return value
+        }
+        while index < raw.count {
+            let byte = raw[index]
+            guard byte == UInt8(ascii: "\\") else {
+                utf8.append(byte)
+                index += 1
+                continue
+            }
+            flushUTF8()
+            let escape = raw[index + 1]
+            index += 2
+            switch escape {
+            case UInt8(ascii: "n"): scalars.append("\n")
+            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "r"): scalars.append("\r")
+            case UInt8(ascii: "b"): scalars.append("\u{08}")
+            case UInt8(ascii: "f"): scalars.append("\u{0C}")
+            case UInt8(ascii: "u"):
+                var code = hex4(index)
+                index += 4
+                if (0xD800..<0xDC00).contains(code), index + 6 <= raw.count, raw[index] == UInt8(ascii: "\\"),
+                    raw[index + 1] == UInt8(ascii: "u")
+                {
+                    let low = hex4(index + 2)
+                    if (0xDC00..<0xE000).contains(low) {
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        index += 6
+                    }
+                }
+                scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+            default: scalars.append(Unicode.Scalar(escape))
+            }
+        }
+        flushUTF8()
+        return String(scalars)
+    }
+}
+
+private struct Parser {
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+    var tokens: [JSONTape.Token]
+    var compact = true
+
+    init(bytes: UnsafeRawBufferPointer, tokens: [JSONTape.Token]) {
+        self.bytes = bytes
+        self.tokens = tokens
+    }
+
+    mutating func run() throws(JSONTape.ParseError) {
+        skipWhitespace()
+        try value(depth: 0)
+        skipWhitespace()
+        if position != bytes.count { throw .trailingBytes(offset: position) }
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09:
+                compact = false
+                position += 1
+            default:
+                return
+            }
+        }
+    }
+
+    mutating func value(depth: Int) throws(JSONTape.ParseError) {
+        guard position < bytes.count else { throw .truncated }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): try object(depth: depth + 1)
+        case UInt8(ascii: "["): try array(depth: depth + 1)
+        case UInt8(ascii: "\""): try string()
+        case UInt8(ascii: "t"): try literal("true", .true)
+        case UInt8(ascii: "f"): try literal("false", .false)
+        case UInt8(ascii: "n"): try literal("null", .null)
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try number()
+        default: throw .unexpected(offset: position)
+        }
+    }
+
+    mutating func object(depth: Int) throws(JSONTape.ParseError) {
+        guard depth <= JSONTape.maxDepth else { throw .tooDeep }
+        let index = tokens.count
+        tokens.append(.init(kind: .object, escaped: false, start: Int32(position), end: 0, next: 0))
+        position += 1
+        skipWhitespace()
+        guard position < bytes.count else { throw .truncated }
+        if bytes[position] != UInt8(ascii: "}") {
+            while true {
+                guard position < bytes.count else { throw .truncated }
+                guard bytes[position] == UInt8(ascii: "\"") else { throw .unexpected(offset: position) }
+                try string()
+                skipWhitespace()
+                guard position < bytes.count else { throw .truncated }
+                guard bytes[position] == UInt8(ascii: ":") else { throw .unexpected(offset: position) }
+                position += 1
+                skipWhitespace()
+                try value(depth: depth)
+                skipWhitespace()
+                guard position < bytes.count else { throw .truncated }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                    skipWhitespace()
+                    continue
+                }
+                guard bytes[position] == UInt8(ascii: "}") else { throw .unexpected(offset: position) }
+                break
+            }
+        }
+        position += 1
+        tokens[index].end = Int32(position)
+        tokens[index].next = Int32(tokens.count)
+    }
+
+    mutating func array(depth: Int) throws(JSONTape.ParseError) {
+        guard depth <= JSONTape.maxDepth else { throw .tooDeep }
+        let index = tokens.count
+        tokens.append(.init(kind: .array, escaped: false, start: Int32(position), end: 0, next: 0))
+        position += 1
+        skipWhitespace()
+        guard position < bytes.count else { throw .truncated }
+        if bytes[position] != UInt8(ascii: "]") {
+            while true {
+                try value(depth: depth)
+                skipWhitespace()
+                guard position < bytes.count else { throw .truncated }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                    skipWhitespace()
+                    continue
+                }
+                guard bytes[position] == UInt8(ascii: "]") else { throw .unexpected(offset: position) }
+                break
+            }
+        }
+        position += 1
+        tokens[index].end = Int32(position)
+        tokens[index].next = Int32(tokens.count)
+    }
+
+    mutating func string() throws(JSONTape.ParseError) {
+        position += 1
+        let start = position
+        var escaped = false
+        while true {
+            guard position < bytes.count else { throw .truncated }
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") { break }
+            if byte == UInt8(ascii: "\\") {
+                escaped = true
+                guard position + 1 < bytes.count else { throw .truncated }
+                switch bytes[position + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                    UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    position += 2
+                case UInt8(ascii: "u"):
+                    guard position + 6 <= bytes.count else { throw .truncated }
+                    for offset in 2..<6 where GUID.hexValue(bytes[position + offset]) == nil {
+                        throw .unexpected(offset: position + offset)
+                    }
+                    position += 6
+                default:
+                    throw .unexpected(offset: position + 1)
+                }
+                continue
+            }
+            if byte < 0x20 { throw .unexpected(offset: position) }
+            if byte >= 0x80 {
+                compact = false
+                try multiByteScalar()
+                continue
+            }
+            position += 1
+        }
+        tokens.append(.init(kind: .string, escaped: escaped, start: Int32(start), end: Int32(position), next: Int32(tokens.count + 1)))
+        position += 1
+    }
+
+    /// Checks one UTF-8 sequence of two to four bytes (no overlongs, no surrogates).
+    mutating func multiByteScalar() throws(JSONTape.ParseError) {
+        let lead = bytes[position]
+        let length: Int
+        var lowest: UInt8 = 0x80
+        var highest: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lowest = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; highest = 0x9F
+        case 0xF0: length = 4; lowest = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; highest = 0x8F
+        default: throw .invalidUTF8(offset: position)
+        }
+        guard position + length <= bytes.count else { throw .invalidUTF8(offset: position) }
+        let second = bytes[position + 1]
+        guard second >= lowest && second <= highest else { throw .invalidUTF8(offset: position) }
+        for offset in 2..<length where bytes[position + offset] & 0xC0 != 0x80 {
+            throw .invalidUTF8(offset: position + offset)
+        }
+        position += length
+    }
+
+    mutating func literal(_ text: StaticString, _ kind: JSONTape.Kind) throws(JSONTape.ParseError) {
+        let length = text.utf8CodeUnitCount
+        guard position + length <= bytes.count else { throw .truncated }
+        guard JSONTape.equals(text, bytes, position, position + length) else { throw .unexpected(offset: position) }
+        tokens.append(.init(kind: kind, escaped: false, start: Int32(position), end: Int32(position + length), next: Int32(tokens.count + 1)))
+        position += length
+    }
+
+    mutating func number() throws(JSONTape.ParseError) {
+        let start = position
+        if bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard position < bytes.count else { throw .truncated }
+        if bytes[position] == UInt8(ascii: "0") {
+            position += 1
+        } else {
+            guard digits() > 0 else { throw .unexpected(offset: position) }
+        }
+        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            guard digits() > 0 else { throw .unexpected(offset: position) }
+        }
+        if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
+            position += 1
+            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
+                position += 1
+            }
+            guard digits() > 0 else { throw .unexpected(offset: position) }
+        }
+        tokens.append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(tokens.count + 1)))
+    }
+
+    @inline(__always)
+    mutating func digits() -> Int {
+        let start = position
+        while position < bytes.count, bytes[position] >= UInt8(ascii: "0"), bytes[position] <= UInt8(ascii: "9") {
+            position += 1
+        }
+        return position - start
+    }
+}
+

@@ -1,0 +1,319 @@
+/// Reads an `Envelope` from a frame and validates the verb's `msg_data` as SPEC.md and PROFILE.md
+/// say: required keys present and of the right type, extra keys ignored.
+public struct MessageReader: Sendable {
+    public var tape = JSONTape()
+
+    public init() {}
+
+    /// `handshakeDone` decides whether a HELLO with `message` and `recipient` is a chat frame.
+    public mutating func read(_ bytes: UnsafeRawBufferPointer, handshakeDone: Bool = true) throws(InvalidMessage) -> Envelope {
+        do {
+            try tape.parse(bytes)
+        } catch {
+            throw InvalidMessage(error.description)
+        }
+        return try Self.envelope(tape, bytes, handshakeDone: handshakeDone)
+    }
+
+    static func envelope(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, handshakeDone: Bool) throws(InvalidMessage) -> Envelope {
+        guard tape[0].kind == .object else { throw InvalidMessage("frame is not a JSON object") }
+        let fields = Fields(tape: tape, bytes: bytes)
+
+        // Head: read everything first so the NACK for an invalid message can name its id.
+        var verbToken: Int?
+        var ttlToken: Int?
+        var floodToken: Int?
+        var headIDToken: Int?
+        var senderToken: Int?
+        var targetToken: Int?
+        var dataToken: Int?
+        tape.forEachMember(of: 0) { key, value in
+            let token = tape[key]
+            guard !token.escaped else { return }
+            let start = Int(token.start)
+            let end = Int(token.end)
+            switch end - start {
+            case 3 where JSONTape.equals("ttl", bytes, start, end): ttlToken = value
+            case 5 where JSONTape.equals("flood", bytes, start, end): floodToken = value
+            case 6 where JSONTape.equals("msg_id", bytes, start, end): headIDToken = value
+            case 8 where JSONTape.equals("msg_type", bytes, start, end): verbToken = value
+            case 8 where JSONTape.equals("msg_data", bytes, start, end): dataToken = value
+            case 9 where JSONTape.equals("sender_id", bytes, start, end): senderToken = value
+            case 9 where JSONTape.equals("target_id", bytes, start, end): targetToken = value
+            default: break
+            }
+        }
+
+        var headMessageID: GUID?
+        if let headIDToken, tape[headIDToken].kind == .string, let id = fields.guid(headIDToken), !id.isZero {
+            headMessageID = id
+        }
+        var dataMessageID: GUID?
+        var dataIDInvalid = false
+        if let dataToken, tape[dataToken].kind == .object, let idToken = tape.member("msg_id", in: dataToken, of: bytes) {
+            if tape[idToken].kind == .string, let id = fields.guid(idToken), !id.isZero {
+                dataMessageID = id
+            } else if tape[idToken].kind != .null {
+                dataIDInvalid = true
+            }
+        }
+        let messageID = dataMessageID ?? headMessageID
+
+        func invalid(_ reason: String, _ verb: Verb? = nil) -> InvalidMessage {
+            InvalidMessage(reason, messageID: messageID, verb: verb)
+        }
+
+        guard let verbToken else { throw invalid("no msg_type") }
+        guard tape[verbToken].kind == .string, let parsedVerb = Verb(bytes: tape.rawString(verbToken, of: bytes)) else {
+            throw invalid("unknown msg_type")
+        }
+        var verb = parsedVerb
+        guard let dataToken, tape[dataToken].kind == .object else { throw invalid("msg_data is not an object", verb) }
+        if dataIDInvalid { throw invalid("msg_data.msg_id is not a GUID", verb) }
+
+        var ttl = verb.defaultTTL
+        if let ttlToken {
+            switch tape[ttlToken].kind {
+            case .number:
+                guard let value = tape.integer(ttlToken, of: bytes) else { throw invalid("ttl is not an integer", verb) }
+                ttl = value
+            case .null: break
+            default: throw invalid("ttl is not an integer", verb)
+            }
+        }
+        var flood = verb.defaultFlood
+        if let floodToken {
+            switch tape[floodToken].kind {
+            case .true: flood = true
+            case .false: flood = false
+            case .null: break
+            default: throw invalid("flood is not a boolean", verb)
+            }
+        }
+        var sender: NodeAddress?
+        if let senderToken {
+            switch tape[senderToken].kind {
+            case .null: break
+            case .string:
+                guard let address = fields.address(senderToken) else { throw invalid("sender_id is not a node id", verb) }
+                sender = address
+            default: throw invalid("sender_id is not a string", verb)
+            }
+        }
+        var target: GUID?
+        if let targetToken {
+            switch tape[targetToken].kind {
+            case .null: break
+            case .string:
+                guard let address = fields.address(targetToken) else { throw invalid("target_id is not a node id", verb) }
+                target = address.id
+            default: throw invalid("target_id is not a string", verb)
+            }
+        }
+        var dataNodeID: NodeAddress?
+        if let nodeToken = tape.member("node_id", in: dataToken, of: bytes) {
+            switch tape[nodeToken].kind {
+            case .null: break
+            case .string:
+                guard let address = fields.address(nodeToken) else { throw invalid("msg_data.node_id is not a node id", verb) }
+                dataNodeID = address
+            default: throw invalid("msg_data.node_id is not a string", verb)
+            }
+        }
+
+        var isLabelledChat = false
+        if verb == .hello, handshakeDone, tape.member("message", in: dataToken, of: bytes) != nil,
+            tape.member("recipient", in: dataToken, of: bytes) != nil
+        {
+            verb = .message
+            isLabelledChat = true
+        }
+
+        var envelope = Envelope(
+            verb: verb, isLabelledChat: isLabelledChat, ttl: ttl, flood: flood, messageID: messageID,
+            headMessageID: headMessageID, sender: sender, dataNodeID: dataNodeID, target: target, data: dataToken)
+        do {
+            try fields.validate(&envelope)
+        } catch {
+            throw invalid(error.reason, verb)
+        }
+        return envelope
+    }
+}
+
+private struct FieldError: Error {
+    var reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// Typed access to `msg_data` members, throwing a reason that names the key.
+private struct Fields {
+    let tape: JSONTape
+    let bytes: UnsafeRawBufferPointer
+
+    func guid(_ token: Int) -> GUID? {
+        GUID(canonical: tape.rawString(token, of: bytes))
+    }
+
+    func address(_ token: Int) -> NodeAddress? {
+        guard !tape[token].escaped else { return NodeAddress(tape.string(token, of: bytes)) }
+        return NodeAddress(bytes: tape.rawString(token, of: bytes))
+    }
+
+    func member(_ key: StaticString, _ object: Int) -> Int? {
+        guard let token = tape.member(key, in: object, of: bytes), tape[token].kind != .null else { return nil }
+        return token
+    }
+
+    @discardableResult
+    func requireString(_ key: StaticString, _ object: Int) throws(FieldError) -> Int {
+        guard let token = member(key, object) else { throw FieldError("msg_data.\(key) is missing") }
+        guard tape[token].kind == .string else { throw FieldError("msg_data.\(key) is not a string") }
+        return token
+    }
+
+    func optionalString(_ key: StaticString, _ object: Int) throws(FieldError) -> Int? {
+        guard let token = member(key, object) else { return nil }
+        guard tape[token].kind == .string else { throw FieldError("msg_data.\(key) is not a string") }
+        return token
+    }
+
+    func requireNodeID(_ key: StaticString, _ object: Int) throws(FieldError) -> GUID {
+        let token = try requireString(key, object)
+        guard let address = address(token) else { throw FieldError("msg_data.\(key) is not a node id") }
+        return address.id
+    }
+
+    func optionalNodeID(_ key: StaticString, _ object: Int) throws(FieldError) -> GUID? {
+        guard let token = try optionalString(key, object) else { return nil }
+        guard let address = address(token) else { throw FieldError("msg_data.\(key) is not a node id") }
+        return address.id
+    }
+
+    func requireArray(_ key: StaticString, _ object: Int) throws(FieldError) -> Int {
+        guard let token = member(key, object) else { throw FieldError("msg_data.\(key) is missing") }
+        guard tape[token].kind == .array else { throw FieldError("msg_data.\(key) is not an array") }
+        return token
+    }
+
+    func requireMessageID(_ envelope: Envelope) throws(FieldError) {
+        if envelope.messageID == nil { throw FieldError("msg_id is missing") }
+    }
+
+    func requireOrigin(_ envelope: Envelope) throws(FieldError) {
+        if envelope.origin == nil { throw FieldError("neither msg_data.node_id nor sender_id names the sender") }
+    }
+
+    func validate(_ envelope: inout Envelope) throws(FieldError) {
+        let data = envelope.data
+        switch envelope.verb {
+        case .hello:
+            if let sender = envelope.sender, let node = envelope.dataNodeID, sender.id != node.id {
+                throw FieldError("sender_id and msg_data.node_id name different nodes")
+            }
+            try requireOrigin(envelope)
+            _ = try optionalString("version", data)
+            if let attributes = member("attributes", data) {
+                guard tape[attributes].kind == .object else { throw FieldError("msg_data.attributes is not an object") }
+                if let type = try optionalString("node_type", attributes) {
+                    envelope.declaresServer = JSONTape.equals("server", bytes, Int(tape[type].start), Int(tape[type].end))
+                }
+            }
+
+        case .ack, .nack:
+            guard let token = member("msg_id", data) else { throw FieldError("msg_data.msg_id is missing") }
+            guard tape[token].kind == .string, guid(token) != nil else { throw FieldError("msg_data.msg_id is not a GUID") }
+            if envelope.verb == .nack, let reason = try optionalString("reason", data) {
+                envelope.reason = tape.string(reason, of: bytes)
+            }
+
+        case .join, .leave:
+            try requireString("channel", data)
+            try requireString("channel_id", data)
+
+        case .channel:
+            try requireString("channel", data)
+            let channelID = try requireString("channel_id", data)
+            envelope.channelID = tape.string(channelID, of: bytes)
+            let members = try requireArray("members", data)
+            try tape.forEachElement(of: members) { (element: Int) throws(FieldError) in
+                guard tape[element].kind == .object else { throw FieldError("msg_data.members has an element that is not an object") }
+                _ = try requireNodeID("node_id", element)
+            }
+            if let closed = member("closed", data) {
+                switch tape[closed].kind {
+                case .true, .false, .string: break
+                default: throw FieldError("msg_data.closed is not a boolean")
+                }
+            }
+
+        case .getCertificate:
+            try requireMessageID(envelope)
+            envelope.recipientID = try optionalNodeID("recipient_id", data) ?? envelope.target
+
+        case .certificate:
+            try requireMessageID(envelope)
+            envelope.recipientID = try requireNodeID("recipient_id", data)
+            try requireString("certificate", data)
+
+        case .getKey:
+            try requireMessageID(envelope)
+            try requireString("channel", data)
+            try requireString("channel_id", data)
+            envelope.recipientID = try optionalNodeID("recipient_id", data) ?? envelope.target
+
+        case .key:
+            try requireMessageID(envelope)
+            envelope.recipientID = try requireNodeID("recipient_id", data)
+            try requireString("channel", data)
+            try requireString("channel_id", data)
+            try requireString("cipher", data)
+            try requireString("key", data)
+
+        case .message:
+            try requireMessageID(envelope)
+            let recipients = try requireArray("recipient", data)
+            var ids: [GUID] = []
+            try tape.forEachElement(of: recipients) { (element: Int) throws(FieldError) in
+                guard tape[element].kind == .object else { throw FieldError("msg_data.recipient has an element that is not an object") }
+                ids.append(try requireNodeID("node_id", element))
+            }
+            guard !ids.isEmpty else { throw FieldError("msg_data.recipient is empty") }
+            envelope.recipients = ids
+            try requireString("timestamp", data)
+            try requireString("channel", data)
+            try requireString("channel_id", data)
+            try requireString("message", data)
+            if let attachments = member("attachment", data) {
+                guard tape[attachments].kind == .array else { throw FieldError("msg_data.attachment is not an array") }
+                try tape.forEachElement(of: attachments) { (element: Int) throws(FieldError) in
+                    guard tape[element].kind == .object else { throw FieldError("msg_data.attachment has an element that is not an object") }
+                    try requireString("attachment", element)
+                    try requireString("attachment_type", element)
+                }
+            }
+
+        case .routing:
+            let nodes = try requireArray("nodes", data)
+            try tape.forEachElement(of: nodes) { (element: Int) throws(FieldError) in
+                guard tape[element].kind == .object else { throw FieldError("msg_data.nodes has an element that is not an object") }
+                _ = try requireNodeID("node_id", element)
+                guard let ttl = member("ttl", element) else { throw FieldError("msg_data.nodes[].ttl is missing") }
+                switch tape[ttl].kind {
+                case .number:
+                    guard tape.integer(ttl, of: bytes) != nil else { throw FieldError("msg_data.nodes[].ttl is not an integer") }
+                case .string:
+                    guard Int(tape.string(ttl, of: bytes)) != nil else { throw FieldError("msg_data.nodes[].ttl is not an integer") }
+                default:
+                    throw FieldError("msg_data.nodes[].ttl is not an integer")
+                }
+            }
+
+        case .connect:
+            envelope.connectSource = try requireNodeID("src_node_id", data)
+            envelope.connectDestination = try requireNodeID("dst_node_id", data)
+            _ = try optionalString("src", data)
+            _ = try optionalString("dst", data)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import NIOCore
+
+/// The `msg_data` bodies of the frames the relay writes on its own behalf.
+public enum RelayFrames {
+    public static let version = "ptpchat-relay 0.1"
+
+    /// `HELLO` with `node_type: server`.
+    public static func hello(_ out: inout ByteBuffer, messageID: GUID, relay: SenderTag) {
+        FrameWriter.write(&out, verb: .hello, messageID: messageID, ttl: 1, flood: false, sender: relay) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(relay.address.id)
+            out.writeASCII(",\"version\":")
+            out.writeJSONString(version)
+            out.writeASCII(",\"attributes\":{\"node_type\":\"server\"}}")
+        }
+    }
+
+    /// `ACK {node_id: relay, msg_id}`, hop by hop (`ttl` 1).
+    @inline(__always)
+    public static func ack(_ out: inout ByteBuffer, messageID: GUID, acknowledging: GUID, relay: SenderTag) {
+        FrameWriter.write(&out, verb: .ack, messageID: messageID, ttl: 1, flood: false, sender: relay) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(relay.address.id)
+            out.writeASCII(",\"msg_id\":")
+            out.writeQuotedGUID(acknowledging)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
+    /// `NACK {node_id: relay, msg_id, reason, stored[, recipient]}`.
+    public static func nack(
+        _ out: inout ByteBuffer, messageID: GUID, refusing: GUID, reason: NackReason, stored: Bool,
+        recipients: [GUID] = [], relay: SenderTag
+    ) {
+        FrameWriter.write(&out, verb: .nack, messageID: messageID, ttl: 32, flood: false, sender: relay) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(relay.address.id)
+            out.writeASCII(",\"msg_id\":")
+            out.writeQuotedGUID(refusing)
+            out.writeASCII(",\"reason\":")
+            out.writeJSONString(reason.rawValue)
+            out.writeASCII(stored ? ",\"stored\":true" : ",\"stored\":false")
+            if !recipients.isEmpty {
+                out.writeASCII(",\"recipient\":")
+                FrameWriter.writeRecipients(&out, recipients)
+            }
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
+    /// `ROUTING` frames of at most `maxFrameBytes` each (PROFILE.md: 8 KiB), always at least one.
+    public static func routing(
+        _ out: inout ByteBuffer, entries: [(address: SenderTag, ttl: Int)], relay: SenderTag,
+        maxFrameBytes: Int = 8192, nextID: () -> GUID
+    ) {
+        var index = 0
+        repeat {
+            let lengthIndex = FrameWriter.begin(&out, verb: .routing, messageID: nextID(), ttl: 1, flood: false, sender: relay)
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(relay.address.id)
+            out.writeASCII(",\"nodes\":[")
+            var first = true
+            // Room for the closing `]}` and `}`.
+            while index < entries.count {
+                let entry = entries[index]
+                let needed = entry.address.rendered.count + 24
+                if !first && out.writerIndex - lengthIndex - 4 + needed + 3 > maxFrameBytes { break }
+                out.writeASCII(first ? "{\"node_id\":\"" : ",{\"node_id\":\"")
+                out.writeBytes(entry.address.rendered)
+                out.writeASCII("\",\"ttl\":")
+                out.writeDecimal(entry.ttl)
+                out.writeInteger(UInt8(ascii: "}"))
+                first = false
+                index += 1
+            }
+            out.writeASCII("]}")
+            FrameWriter.end(&out, lengthIndex: lengthIndex)
+        } while index < entries.count
+    }
+}
+
+/// The `reason` of a NACK.
+public enum NackReason: String, Sendable, CaseIterable {
+    case unreachable
+    case ttlExpired = "ttl_expired"
+    case queueFull = "queue_full"
+    case rateLimited = "rate_limited"
+    case invalid
+    case spoofedSender = "spoofed_sender"
+    case idInUse = "id_in_use"
+    case noCertificate = "no_certificate"
+    case notAMember = "not_a_member"
+    case slowConsumer = "slow_consumer"
+}

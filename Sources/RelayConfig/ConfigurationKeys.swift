@@ -1,0 +1,154 @@
+/// One configuration key of PROFILE.md section 11: its dotted name, whether it takes a list, and how
+/// its text is checked and stored into a ``RelayConfiguration``.
+struct ConfigurationKey {
+    enum Shape {
+        /// One value.
+        case scalar
+        /// A list of strings; a single string is accepted as a list of one.
+        case list
+    }
+
+    let name: String
+    let shape: Shape
+    /// Never printed in errors; redacted in swift-configuration's access logs.
+    let isSecret: Bool
+    /// For `.scalar` keys: receives the trimmed text, `""` for an empty or null value.
+    let applyScalar: (inout RelayConfiguration, String) throws -> Void
+    /// For `.list` keys: receives the element texts, `[]` for an empty or null value.
+    let applyList: (inout RelayConfiguration, [String]) throws -> Void
+
+    /// Thrown by `applyList` to name the element at fault.
+    struct ElementProblem: Error {
+        var element: String
+        var problem: ValueProblem
+    }
+}
+
+extension ConfigurationKey {
+    private static func scalar(
+        _ name: String,
+        secret: Bool = false,
+        _ apply: @escaping (inout RelayConfiguration, String) throws -> Void
+    ) -> ConfigurationKey {
+        ConfigurationKey(name: name, shape: .scalar, isSecret: secret, applyScalar: apply, applyList: { _, _ in })
+    }
+
+    /// A count or a size in bytes, at least `minimum`.
+    private static func integer(
+        _ name: String,
+        _ path: WritableKeyPath<RelayConfiguration, Int>,
+        minimum: Int = 0
+    ) -> ConfigurationKey {
+        scalar(name) { config, text in config[keyPath: path] = try ValueParsing.integer(text, minimum: minimum) }
+    }
+
+    /// A duration in seconds or a rate, integer or fraction.
+    private static func number(
+        _ name: String,
+        _ path: WritableKeyPath<RelayConfiguration, Double>,
+        allowZero: Bool
+    ) -> ConfigurationKey {
+        scalar(name) { config, text in config[keyPath: path] = try ValueParsing.number(text, allowZero: allowZero) }
+    }
+
+    /// Optional text: an empty value means none.
+    private static func optionalText(
+        _ name: String,
+        _ path: WritableKeyPath<RelayConfiguration, String?>,
+        secret: Bool = false
+    ) -> ConfigurationKey {
+        scalar(name, secret: secret) { config, text in config[keyPath: path] = text.isEmpty ? nil : text }
+    }
+
+    private static func list(
+        _ name: String,
+        _ path: WritableKeyPath<RelayConfiguration, [String]>,
+        element: @escaping (String) throws -> String
+    ) -> ConfigurationKey {
+        ConfigurationKey(
+            name: name,
+            shape: .list,
+            isSecret: false,
+            applyScalar: { _, _ in },
+            applyList: { config, texts in
+                config[keyPath: path] = try texts.map { text in
+                    do {
+                        return try element(text)
+                    } catch let problem as ValueProblem {
+                        throw ElementProblem(element: text, problem: problem)
+                    }
+                }
+            }
+        )
+    }
+
+    /// Every key the relay knows, in the order of the documentation.
+    static var all: [ConfigurationKey] {
+        [
+            list("relay.listen", \.relay.listen, element: ValueParsing.listenAddress),
+            scalar("relay.name") { $0.relay.name = try ValueParsing.relayName($1) },
+            scalar("relay.node_id") { $0.relay.nodeID = try $1.isEmpty ? nil : ValueParsing.guid($1) },
+            scalar("relay.data_dir") { $0.relay.dataDir = try ValueParsing.nonEmpty($1) },
+            integer("relay.threads", \.relay.threads),
+
+            scalar("stats.listen") { config, text in
+                if ["off", "false"].contains(text.lowercased()) {
+                    config.stats.listen = nil
+                } else {
+                    do {
+                        config.stats.listen = try ValueParsing.listenAddress(text)
+                    } catch let problem as ValueProblem {
+                        throw ValueProblem("\(problem.reason) (or off)")
+                    }
+                }
+            },
+
+            scalar("log.level") { $0.logLevel = try ValueParsing.logLevel($1) },
+
+            number("timeouts.handshake", \.timeouts.handshake, allowZero: false),
+            number("timeouts.idle", \.timeouts.idle, allowZero: false),
+            number("timeouts.keepalive", \.timeouts.keepalive, allowZero: false),
+            number("timeouts.hello_refresh", \.timeouts.helloRefresh, allowZero: true),
+            number("timeouts.ack", \.timeouts.ack, allowZero: false),
+            number("timeouts.shutdown", \.timeouts.shutdown, allowZero: true),
+
+            integer("limits.max_frame_bytes", \.limits.maxFrameBytes),
+            integer("limits.max_connections", \.limits.maxConnections),
+            integer("limits.per_ip_connections", \.limits.perIPConnections),
+            number("limits.per_ip_new_per_second", \.limits.perIPNewPerSecond, allowZero: true),
+            integer("limits.per_ip_new_burst", \.limits.perIPNewBurst),
+            number("limits.node_messages_per_second", \.limits.nodeMessagesPerSecond, allowZero: true),
+            integer("limits.node_messages_burst", \.limits.nodeMessagesBurst),
+            number("limits.node_bytes_per_second", \.limits.nodeBytesPerSecond, allowZero: true),
+            integer("limits.node_bytes_burst", \.limits.nodeBytesBurst),
+            number("limits.flood_per_second", \.limits.floodPerSecond, allowZero: true),
+            integer("limits.flood_burst", \.limits.floodBurst),
+            number("limits.connect_per_minute", \.limits.connectPerMinute, allowZero: true),
+            integer("limits.outbound_buffer_bytes", \.limits.outboundBufferBytes),
+            integer("limits.outbound_buffer_max_bytes", \.limits.outboundBufferMaxBytes),
+
+            number("flood.window", \.flood.window, allowZero: false),
+            number("channels.ttl", \.channels.ttl, allowZero: false),
+
+            scalar("store.sync") { $0.store.sync = try ValueParsing.syncMode($1) },
+            integer("store.max_attempts", \.store.maxAttempts, minimum: 1),
+            integer("store.per_recipient_messages", \.store.perRecipientMessages, minimum: 1),
+            integer("store.per_recipient_bytes", \.store.perRecipientBytes, minimum: 1),
+            integer("store.per_sender_messages", \.store.perSenderMessages, minimum: 1),
+            integer("store.max_bytes", \.store.maxBytes, minimum: 1),
+            number("store.max_age", \.store.maxAge, allowZero: false),
+
+            number("routing.interval", \.routing.interval, allowZero: false),
+            number("routing.refresh", \.routing.refresh, allowZero: false),
+            scalar("routing.to_clients") { $0.routing.toClients = try ValueParsing.boolean($1) },
+
+            list("mesh.peers", \.mesh.peers, element: ValueParsing.dialAddress),
+            optionalText("mesh.key", \.mesh.key, secret: true),
+
+            list("tls.listen", \.tls.listen, element: ValueParsing.listenAddress),
+            optionalText("tls.cert", \.tls.cert),
+            optionalText("tls.key", \.tls.key),
+            optionalText("tls.client_ca", \.tls.clientCA),
+        ]
+    }
+}

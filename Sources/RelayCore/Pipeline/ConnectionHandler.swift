@@ -1,0 +1,69 @@
+import NIOCore
+import PTPProtocol
+
+/// The last handler of a connection's pipeline: hands frames to the shard, turns idle events
+/// into keepalives and closes, and closes on framing errors with a reason.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let shard: RelayShard
+    private var connection: Connection?
+
+    init(shard: RelayShard) {
+        self.shard = shard
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connection = shard.open(context)
+        shard.flushAll()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        shard.handleFrame(connection, unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        shard.flushAll()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connection {
+            shard.closed(connection)
+        }
+        connection = nil
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let connection, let idle = event as? IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch idle {
+        case .read:
+            shard.counters.drop(.idleTimeout)
+            shard.close(connection, reason: "nothing received for \(shard.configuration.timeouts.idle) s")
+        case .write:
+            shard.write(to: connection) { $0.writeKeepalive() }
+            shard.flush(connection)
+        case .all:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let connection else {
+            context.close(promise: nil)
+            return
+        }
+        if let framing = error as? FramingError {
+            shard.counters.drop(.frameTooLarge)
+            shard.close(connection, reason: framing.description)
+        } else {
+            shard.logger.debug("connection error", metadata: ["conn": "\(connection.logID)", "error": "\(error)"])
+            shard.close(connection, reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PTPProtocol
+import RelayConfig
+
+/// The relay: one shard per event loop, listeners on the configured addresses.
+public final class RelayServer: Sendable {
+    public let group: MultiThreadedEventLoopGroup
+    public let identity: NodeAddress
+    let context: RelayContext
+    let shards: [RelayShard]
+    private let listeners = NIOLockedValueBoxed<[Channel]>([])
+
+    public struct ListenError: Error, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+        public var description: String { "cannot listen on \(address): \(reason)" }
+    }
+
+    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger) {
+        let threads = configuration.relay.threads > 0 ? configuration.relay.threads : System.coreCount
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        self.identity = identity
+        self.context = RelayContext(configuration: configuration, identity: identity, logger: logger)
+        var shards: [RelayShard] = []
+        for (index, loop) in group.makeIterator().enumerated() {
+            shards.append(RelayShard(index: index, eventLoop: loop, context: context))
+        }
+        for shard in shards { shard.shards = shards }
+        self.shards = shards
+    }
+
+    /// Binds every listener and starts the shards' timers. Throws `ListenError` naming the address.
+    public func start() async throws {
+        for shard in shards {
+            try await shard.eventLoop.submit { shard.startTimers() }.get()
+        }
+        for address in context.configuration.relay.listen {
+            let (host, port) = try ConfigurationLoader.parseHostPort(address)
+            do {
+                let channel = try await makeBootstrap().bind(host: host, port: port).get()
+                listeners.withLockedValue { $0.append(channel) }
+                context.logger.info(
+                    "listening",
+                    metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)"])
+            } catch let error as IOError {
+                throw ListenError(address: address, reason: error.description)
+            } catch {
+                throw ListenError(address: address, reason: "\(error)")
+            }
+        }
+    }
+
+    /// The addresses actually bound (port 0 resolves to the chosen port).
+    public var boundAddresses: [SocketAddress] {
+        listeners.withLockedValue { $0.compactMap(\.localAddress) }
+    }
+
+    private func makeBootstrap() -> ServerBootstrap {
+        let maxFrame = context.configuration.limits.maxFrameBytes
+        let idle = context.configuration.timeouts.idle
+        let keepalive = context.configuration.timeouts.keepalive
+        let lowWater = max(context.configuration.limits.outboundBufferBytes / 2, 1)
+        let highWater = max(context.configuration.limits.outboundBufferBytes, lowWater + 1)
+        let shards = self.shards
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                let shard = shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(
+                            readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
+                            writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
+                        ConnectionHandler(shard: shard),
+                    ])
+                }
+            }
+    }
+
+    /// Stops accepting, closes every connection and the event loops.
+    public func shutdown() async throws {
+        let channels = listeners.withLockedValue { $0 }
+        for channel in channels {
+            try? await channel.close()
+        }
+        for shard in shards {
+            try? await shard.eventLoop.submit {
+                shard.stopTimers()
+                for connection in shard.connections.values {
+                    shard.close(connection, reason: "relay shutting down")
+                }
+            }.get()
+        }
+        try await group.shutdownGracefully()
+    }
+
+    /// The sum of every shard's counters.
+    public func counters() async throws -> RelayCounters {
+        var total = RelayCounters()
+        for shard in shards {
+            total = total + (try await shard.eventLoop.submit { shard.counters }.get())
+        }
+        return total
+    }
+
+    /// Nodes bound to this relay now.
+    public var nodeCount: Int { context.registry.count }
+}
+
+private typealias NIOLockedValueBoxed = NIOLockedValueBox

@@ -1,0 +1,125 @@
+import NIOCore
+import PTPProtocol
+
+extension RelayShard {
+    /// CONNECT rendezvous (PROFILE.md section 8): the relay holding a node's connection fills in
+    /// the address it observed for that node; the message is never stored.
+    func forwardConnect(from connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
+        guard let source = envelope.connectSource, let destination = envelope.connectDestination,
+            let bound = connection.nodeID
+        else { return }
+        let tape = reader.tape
+        let srcToken = tape.member("src", in: envelope.data, of: bytes)
+        let dstToken = tape.member("dst", in: envelope.data, of: bytes)
+        func text(_ token: Int?) -> String? {
+            guard let token, tape[token].kind == .string else { return nil }
+            let value = tape.string(token, of: bytes)
+            return value.isEmpty ? nil : value
+        }
+        let src = text(srcToken)
+        let dst = text(dstToken)
+        let isStepOne = dst == nil
+        guard checkSender(connection, envelope, claimed: isStepOne ? source : destination) else { return }
+        let refusedID = envelope.messageID
+
+        func refuse(_ reason: String) {
+            counters.drop(.invalid)
+            logger.debug("CONNECT refused", metadata: ["conn": "\(connection.logID)", "reason": "\(reason)"])
+            if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .invalid) }
+        }
+
+        var newSrc = src
+        var newDst = dst
+        if isStepOne {
+            guard let port = Self.port(in: src) else { return refuse("src has no valid port") }
+            newSrc = Self.address(ip: connection.observedIP, port: port)
+        } else {
+            guard src != nil else { return refuse("step 3 without src") }
+            guard let port = Self.port(in: dst) else { return refuse("dst has no valid port") }
+            newDst = Self.address(ip: connection.observedIP, port: port)
+        }
+
+        let ttl = min(envelope.ttl, context.maxTTL) - 1
+        let messageID = envelope.messageID ?? newMessageID()
+
+        if isStepOne && destination == relay.address.id {
+            // Address discovery: the sender's address as the relay sees it.
+            let observed = Self.address(ip: connection.observedIP, port: connection.observedPort ?? 0)
+            write(to: connection) { out in
+                writeConnect(&out, messageID: newMessageID(), ttl: 1, sender: relay, source: source, destination: destination,
+                             src: observed, dst: nil, envelope: envelope, bytes: bytes)
+            }
+            return
+        }
+        guard ttl >= 1 else {
+            counters.drop(.ttlExpired)
+            if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .ttlExpired) }
+            return
+        }
+        let target = isStepOne ? destination : source
+        guard target != bound, let location = locate(target), let sender = connection.tag else {
+            counters.drop(.unreachable)
+            logger.debug("CONNECT target unreachable", metadata: ["conn": "\(connection.logID)", "target": "\(target)"])
+            if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .unreachable) }
+            return
+        }
+        let writeFrame = { (out: inout ByteBuffer) in
+            self.writeConnect(&out, messageID: messageID, ttl: ttl, sender: sender, source: source, destination: destination,
+                              src: newSrc, dst: newDst, envelope: envelope, bytes: bytes)
+        }
+        if location.shard == index {
+            guard let targetConnection = connections[location.connection] else { return }
+            let before = targetConnection.out.writerIndex
+            write(to: targetConnection, writeFrame)
+            counters.relayed(.connect, bytes: targetConnection.out.writerIndex - before)
+        } else {
+            let shard = batch(for: location.shard)
+            let range = outbox[shard].appendFrame(writeFrame)
+            outbox[shard].commands.append(.send(connection: location.connection, frame: range))
+            counters.relayed(.connect, bytes: range.count)
+        }
+    }
+
+    private func writeConnect(
+        _ out: inout ByteBuffer, messageID: GUID, ttl: Int, sender: SenderTag, source: GUID, destination: GUID,
+        src: String?, dst: String?, envelope: Envelope, bytes: UnsafeRawBufferPointer
+    ) {
+        let tape = reader.tape
+        FrameWriter.write(&out, verb: .connect, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
+            out.writeASCII("{\"src_node_id\":")
+            out.writeQuotedGUID(source)
+            out.writeASCII(",\"dst_node_id\":")
+            out.writeQuotedGUID(destination)
+            out.writeASCII(",\"src\":")
+            if let src { out.writeJSONString(src) } else { out.writeASCII("null") }
+            out.writeASCII(",\"dst\":")
+            if let dst { out.writeJSONString(dst) } else { out.writeASCII("null") }
+            FrameWriter.copyMembers(&out, tape: tape, bytes: bytes, object: envelope.data, leadingComma: true) { key in
+                for name: StaticString in ["src_node_id", "dst_node_id", "src", "dst"]
+                where JSONTape.equals(name, key, 0, key.count) {
+                    return true
+                }
+                return false
+            }
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
+    /// The port of `"40000"`, `":40000"`, `"1.2.3.4:40000"` or `"[::1]:40000"` (1-65535).
+    static func port(in text: String?) -> Int? {
+        guard let text else { return nil }
+        let portText: Substring
+        if let colon = text.lastIndex(of: ":") {
+            portText = text[text.index(after: colon)...]
+        } else {
+            portText = Substring(text)
+        }
+        guard let port = Int(portText), (1...65535).contains(port) else { return nil }
+        return port
+    }
+
+    static func address(ip: String?, port: Int) -> String {
+        guard let ip else { return ":\(port)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

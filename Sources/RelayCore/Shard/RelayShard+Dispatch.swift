@@ -1,0 +1,100 @@
+import NIOCore
+import PTPProtocol
+
+extension RelayShard {
+    /// One inbound frame: parse, validate, check the sender, route by verb.
+    func handleFrame(_ connection: Connection, _ frame: ByteBuffer) {
+        guard connection.phase != .closing else { return }
+        counters.framesIn += 1
+        counters.bytesIn += frame.readableBytes
+        frame.withUnsafeReadableBytes { bytes in
+            let envelope: Envelope
+            do throws(InvalidMessage) {
+                envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
+            } catch {
+                refuseInvalid(connection, error)
+                return
+            }
+            if connection.phase == .awaitingHello {
+                guard envelope.verb == .hello else {
+                    counters.drop(.handshakeViolation)
+                    close(connection, reason: "first frame is \(envelope.verb.name), not HELLO")
+                    return
+                }
+                handleHello(connection, envelope)
+                return
+            }
+            route(connection, envelope, bytes)
+        }
+    }
+
+    private func refuseInvalid(_ connection: Connection, _ error: InvalidMessage) {
+        if connection.phase == .awaitingHello {
+            counters.drop(.handshakeViolation)
+            if let messageID = error.messageID, error.verb == .hello {
+                sendNack(to: connection, refusing: messageID, reason: .invalid)
+            }
+            close(connection, reason: "invalid HELLO: \(error.reason)")
+            return
+        }
+        if let messageID = error.messageID {
+            counters.drop(.invalid)
+            logger.debug(
+                "invalid message",
+                metadata: ["conn": "\(connection.logID)", "verb": "\(error.verb?.name ?? "?")", "reason": "\(error.reason)"])
+            sendNack(to: connection, refusing: messageID, reason: .invalid)
+        } else {
+            counters.drop(.malformed)
+            logger.debug("malformed frame dropped", metadata: ["conn": "\(connection.logID)", "reason": "\(error.reason)"])
+        }
+    }
+
+    private func route(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
+        switch envelope.verb {
+        case .ack:
+            handleAck(from: connection, envelope)
+        case .nack:
+            handleNack(from: connection, envelope)
+        case .hello:
+            handleHelloRefresh(connection, envelope)
+        case .message, .certificate, .key, .getCertificate, .getKey:
+            guard checkSender(connection, envelope) else { return }
+            forwardUnicast(from: connection, envelope, bytes)
+        case .join, .leave, .channel:
+            guard checkSender(connection, envelope) else { return }
+            forwardFlood(from: connection, envelope, bytes)
+        case .connect:
+            forwardConnect(from: connection, envelope, bytes)
+        case .routing:
+            counters.drop(.routingFromClient)
+            logger.debug("ROUTING from a client ignored", metadata: ["conn": "\(connection.logID)"])
+        }
+    }
+
+    /// On a client connection every message must come from the bound node.
+    func checkSender(_ connection: Connection, _ envelope: Envelope, claimed: GUID? = nil) -> Bool {
+        guard let bound = connection.nodeID else { return false }
+        let mismatch =
+            (envelope.dataNodeID.map { $0.id != bound } ?? false) || (envelope.sender.map { $0.id != bound } ?? false)
+            || (claimed.map { $0 != bound } ?? false)
+        guard mismatch else { return true }
+        refuseSpoofed(connection, envelope)
+        return false
+    }
+
+    func refuseSpoofed(_ connection: Connection, _ envelope: Envelope) {
+        counters.drop(.spoofedSender)
+        connection.spoofStrikes += 1
+        logger.debug(
+            "spoofed sender refused",
+            metadata: ["conn": "\(connection.logID)", "verb": "\(envelope.verb.name)", "strikes": "\(connection.spoofStrikes)"])
+        if let messageID = envelope.messageID {
+            sendNack(to: connection, refusing: messageID, reason: .spoofedSender)
+        }
+        if connection.spoofStrikes >= Self.spoofStrikesBeforeClose {
+            close(connection, reason: "repeated spoofed senders")
+        }
+    }
+
+    static let spoofStrikesBeforeClose = 3
+}

@@ -1,0 +1,83 @@
+import NIOCore
+import PTPProtocol
+
+extension RelayShard {
+    /// The peer's first HELLO binds the connection to its node id.
+    func handleHello(_ connection: Connection, _ envelope: Envelope) {
+        guard let address = envelope.origin else { return }
+        connection.handshakeTimeout?.cancel()
+        connection.handshakeTimeout = nil
+        let refusedID = envelope.headMessageID ?? envelope.messageID ?? newMessageID()
+        if address.id == relay.address.id {
+            counters.drop(.idInUse)
+            sendNack(to: connection, refusing: refusedID, reason: .idInUse)
+            close(connection, reason: "HELLO with the relay's own node id")
+            return
+        }
+        let tag = SenderTag(address)
+        let location = NodeLocation(shard: index, connection: connection.id, tag: tag)
+        guard context.registry.bind(address.id, to: location) else {
+            counters.drop(.idInUse)
+            logger.info("node id already connected", metadata: ["conn": "\(connection.id)", "node": "\(address)"])
+            sendNack(to: connection, refusing: refusedID, reason: .idInUse)
+            close(connection, reason: "node id \(address.id) is live on another connection")
+            return
+        }
+        connection.tag = tag
+        connection.location = location
+        connection.phase = .bound
+        logger.debug(
+            "node bound",
+            metadata: ["conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)"])
+        broadcastToShards(.nodeBound(address.id, location))
+        sendWelcome(to: connection)
+    }
+
+    /// A later HELLO on a bound connection refreshes it; it may not change the node id.
+    func handleHelloRefresh(_ connection: Connection, _ envelope: Envelope) {
+        guard let address = envelope.origin, address.id == connection.nodeID else {
+            refuseSpoofed(connection, envelope)
+            return
+        }
+    }
+
+    /// After a client's HELLO: ROUTING (always, even empty), then the cached CHANNELs.
+    func sendWelcome(to connection: Connection) {
+        var entries: [(address: SenderTag, ttl: Int)] = []
+        if configuration.routing.toClients {
+            entries.reserveCapacity(directory.count)
+            for location in directory.values { entries.append((location.tag, 1)) }
+        }
+        write(to: connection) { out in
+            RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
+        }
+        for frame in context.channels.current() {
+            writeBytes(to: connection, frame)
+        }
+    }
+
+    /// Sends the ROUTING changes since the last interval to every bound client of this shard.
+    func sendRoutingDelta() {
+        guard !routingDelta.isEmpty else { return }
+        let delta = routingDelta
+        routingDelta.removeAll()
+        guard configuration.routing.toClients else { return }
+        var frame = ByteBufferAllocator().buffer(capacity: 256)
+        RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
+        for connection in connections.values where connection.phase == .bound {
+            writeBytes(to: connection, frame)
+        }
+        flushDirty()
+    }
+
+    /// The relay's HELLO again, every `timeouts.hello_refresh` (the existing client marks a node
+    /// offline after 120 s without one).
+    func sendHelloRefresh() {
+        var frame = ByteBufferAllocator().buffer(capacity: 256)
+        RelayFrames.hello(&frame, messageID: newMessageID(), relay: relay)
+        for connection in connections.values where connection.phase == .bound {
+            writeBytes(to: connection, frame)
+        }
+        flushDirty()
+    }
+}

@@ -1,0 +1,30 @@
+import NIOCore
+
+extension RelayShard {
+    /// Starts the shard's periodic work: ACK deadlines, ROUTING deltas, the HELLO refresh.
+    func startTimers() {
+        let ackSweep = TimeAmount.fromSeconds(min(max(configuration.timeouts.ack / 10, 0.05), 1))
+        timers.append(
+            eventLoop.scheduleRepeatedTask(initialDelay: ackSweep, delay: ackSweep) { [self] _ in
+                expireAcks()
+                flushAll()
+            })
+        let routingInterval = TimeAmount.fromSeconds(max(configuration.routing.interval, 0.01))
+        timers.append(
+            eventLoop.scheduleRepeatedTask(initialDelay: routingInterval, delay: routingInterval) { [self] _ in
+                sendRoutingDelta()
+            })
+        if configuration.timeouts.helloRefresh > 0 {
+            let refresh = TimeAmount.fromSeconds(configuration.timeouts.helloRefresh)
+            timers.append(
+                eventLoop.scheduleRepeatedTask(initialDelay: refresh, delay: refresh) { [self] _ in
+                    sendHelloRefresh()
+                })
+        }
+    }
+
+    func stopTimers() {
+        for timer in timers { timer.cancel() }
+        timers.removeAll()
+    }
+}

@@ -1,0 +1,264 @@
+import Logging
+import NIOCore
+import PTPProtocol
+import RelayConfig
+
+/// The relay's state for one event loop: its connections, its replica of the node directory, the
+/// messages it forwarded and awaits ACKs for, and its counters.
+///
+/// Everything here runs on `eventLoop` only, so none of it takes a lock. Shards talk to each other
+/// through batched `ShardCommand`s, one `execute` per target shard per read burst.
+final class RelayShard: @unchecked Sendable {
+    let index: Int
+    let eventLoop: EventLoop
+    let context: RelayContext
+    var logger: Logger
+    /// Every shard of the relay, this one included, by index. Set once before serving.
+    var shards: [RelayShard] = []
+
+    var connections: [UInt64: Connection] = [:]
+    /// Replica of the node registry: node id to where its connection is.
+    var directory: [GUID: NodeLocation] = [:]
+    /// Forwarded messages awaiting their next hops' ACKs, by token.
+    var pending: [UInt64: PendingForward] = [:]
+    /// Deliveries on this shard's connections in the order their ACK is due.
+    var ackDeadlines = AckDeadlineQueue()
+    /// ROUTING changes not yet sent to clients.
+    var routingDelta: [GUID: (tag: SenderTag, ttl: Int)] = [:]
+
+    var outbox: [ShardBatch] = []
+    var outboxTargets: [Int] = []
+    var dirty: [Connection] = []
+    var counters = RelayCounters()
+    var reader = MessageReader()
+    var random = FastRandom()
+    private var nextConnectionID: UInt64 = 0
+    var nextToken: UInt64 = 0
+    var timers: [RepeatedTask] = []
+
+    init(index: Int, eventLoop: EventLoop, context: RelayContext) {
+        self.index = index
+        self.eventLoop = eventLoop
+        self.context = context
+        var logger = context.logger
+        logger[metadataKey: "loop"] = "\(index)"
+        self.logger = logger
+    }
+
+    var relay: SenderTag { context.identity }
+    var configuration: RelayConfiguration { context.configuration }
+
+    @inline(__always)
+    func newMessageID() -> GUID { GUID.random(using: &random) }
+
+    // MARK: Connections
+
+    func open(_ channelContext: ChannelHandlerContext) -> Connection {
+        nextConnectionID += 1
+        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext)
+        connections[connection.id] = connection
+        counters.connectionsAccepted += 1
+        logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
+        write(to: connection) { out in RelayFrames.hello(&out, messageID: newMessageID(), relay: relay) }
+        let handshakeTimeout = context.handshakeTimeout
+        if handshakeTimeout > .zero {
+            connection.handshakeTimeout = eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [self] in
+                guard connection.phase == .awaitingHello else { return }
+                counters.drop(.handshakeTimeout)
+                close(connection, reason: "no HELLO within \(configuration.timeouts.handshake) s")
+            }
+        }
+        return connection
+    }
+
+    /// Closes the connection after what is buffered for it went out.
+    func close(_ connection: Connection, reason: String) {
+        guard connection.phase != .closing else { return }
+        logger.debug("closing connection", metadata: ["conn": "\(connection.logID)", "reason": "\(reason)"])
+        connection.phase = .closing
+        flush(connection)
+        connection.context.close(promise: nil)
+    }
+
+    /// The channel went inactive: forget the connection and fail what it had not ACKed.
+    func closed(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        connection.phase = .closing
+        connection.handshakeTimeout?.cancel()
+        counters.connectionsClosed += 1
+        if let nodeID = connection.nodeID, let location = connection.location {
+            if context.registry.unbind(nodeID, from: location) {
+                broadcastToShards(.nodeUnbound(nodeID, location))
+            }
+        }
+        let awaiting = connection.awaiting
+        connection.awaiting.removeAll()
+        for (_, entry) in awaiting {
+            failHop(entry, reason: .unreachable)
+        }
+        logger.debug("connection closed", metadata: ["conn": "\(connection.logID)"])
+        flushOutbox()
+        flushDirty()
+    }
+
+    // MARK: Output
+
+    /// Appends a frame to the connection's output; it goes out at the next flush.
+    @inline(__always)
+    func write(to connection: Connection, _ body: (inout ByteBuffer) -> Void) {
+        guard connection.phase != .closing else { return }
+        let before = connection.out.writerIndex
+        body(&connection.out)
+        counters.framesOut += 1
+        counters.bytesOut += connection.out.writerIndex - before
+        markDirty(connection)
+    }
+
+    @inline(__always)
+    func writeBytes(to connection: Connection, _ bytes: ByteBuffer) {
+        guard connection.phase != .closing else { return }
+        var bytes = bytes
+        counters.framesOut += 1
+        counters.bytesOut += bytes.readableBytes
+        connection.out.writeBuffer(&bytes)
+        markDirty(connection)
+    }
+
+    @inline(__always)
+    func markDirty(_ connection: Connection) {
+        if !connection.isDirty {
+            connection.isDirty = true
+            dirty.append(connection)
+        }
+    }
+
+    func flush(_ connection: Connection) {
+        guard connection.out.readableBytes > 0 else { return }
+        let chunk = connection.out
+        connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
+        connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
+        if !connection.context.channel.isWritable {
+            checkSlowConsumer(connection)
+        }
+    }
+
+    func flushDirty() {
+        guard !dirty.isEmpty else { return }
+        let connections = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for connection in connections {
+            connection.isDirty = false
+            flush(connection)
+        }
+    }
+
+    /// Everything a read burst produced: batches to other shards, then this shard's connections.
+    func flushAll() {
+        flushOutbox()
+        flushDirty()
+    }
+
+    private func checkSlowConsumer(_ connection: Connection) {
+        let limit = configuration.limits.outboundBufferMaxBytes
+        guard limit > 0, connection.phase != .closing,
+            let buffered = try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+            buffered > limit
+        else { return }
+        counters.drop(.slowConsumer)
+        logger.info("closing slow consumer", metadata: ["conn": "\(connection.logID)", "buffered": "\(buffered)"])
+        connection.phase = .closing
+        connection.context.close(promise: nil)
+    }
+
+    // MARK: Between shards
+
+    @inline(__always)
+    func batch(for shard: Int) -> Int {
+        if outbox.isEmpty {
+            outbox = (0..<shards.count).map { _ in ShardBatch(allocator: ByteBufferAllocator()) }
+        }
+        if outbox[shard].isEmpty && !outboxTargets.contains(shard) {
+            outboxTargets.append(shard)
+        }
+        return shard
+    }
+
+    func enqueue(_ command: ShardCommand, to shard: Int) {
+        if shard == index {
+            run(command, frames: nil)
+            return
+        }
+        outbox[batch(for: shard)].commands.append(command)
+    }
+
+    func broadcastToShards(_ command: ShardCommand) {
+        for shard in shards.indices {
+            enqueue(command, to: shard)
+        }
+    }
+
+    func flushOutbox() {
+        guard !outboxTargets.isEmpty else { return }
+        for target in outboxTargets {
+            let batch = outbox[target]
+            outbox[target] = ShardBatch(allocator: ByteBufferAllocator())
+            let shard = shards[target]
+            shard.eventLoop.execute {
+                shard.receive(batch)
+            }
+        }
+        outboxTargets.removeAll(keepingCapacity: true)
+    }
+
+    func receive(_ batch: ShardBatch) {
+        for command in batch.commands {
+            run(command, frames: batch.frames)
+        }
+        flushAll()
+    }
+
+    func run(_ command: ShardCommand, frames: ByteBuffer?) {
+        switch command {
+        case .deliver(let connectionID, let range, let messageID, let waiter, let recipients):
+            guard let connection = connections[connectionID], connection.phase == .bound else {
+                resolve(waiter, .failed(recipients, .unreachable))
+                return
+            }
+            if admitDelivery(to: connection, messageID: messageID, waiter: waiter, recipients: recipients) {
+                writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
+            }
+        case .send(let connectionID, let range):
+            guard let connection = connections[connectionID] else { return }
+            writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
+        case .broadcast(let range, let except):
+            let frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
+            for connection in connections.values where connection.phase == .bound && connection.id != except {
+                writeBytes(to: connection, frame)
+            }
+        case .hopAcked(let token):
+            hopAcked(token)
+        case .hopFailed(let token, let recipients, let reason):
+            hopFailed(token, recipients: recipients, reason: reason)
+        case .nodeBound(let id, let location):
+            directory[id] = location
+            routingDelta[id] = (location.tag, 1)
+        case .nodeUnbound(let id, let location):
+            if directory[id] == location {
+                directory[id] = nil
+                routingDelta[id] = (location.tag, context.maxTTL)
+            }
+        case .close(let connectionID, let reason):
+            if let connection = connections[connectionID] {
+                close(connection, reason: reason)
+            }
+        }
+    }
+
+    /// Where `id` is connected: this shard's replica, else the registry (a node bound an instant
+    /// ago whose announcement has not reached this shard yet).
+    @inline(__always)
+    func locate(_ id: GUID) -> NodeLocation? {
+        if let location = directory[id] { return location }
+        return context.registry.lookup(id)
+    }
+}

@@ -1,0 +1,38 @@
+import NIOCore
+import PTPProtocol
+
+/// Work one shard hands to another. Commands travel in batches, one `execute` per batch.
+enum ShardCommand: Sendable {
+    /// Deliver the frame at `frame` of the batch's buffer to a connection and await its ACK.
+    case deliver(connection: UInt64, frame: Range<Int>, messageID: GUID, waiter: Waiter, recipients: [GUID])
+    /// Send the frame to a connection; no ACK expected.
+    case send(connection: UInt64, frame: Range<Int>)
+    /// Send the frame to every bound connection of the shard except `except`.
+    case broadcast(frame: Range<Int>, except: UInt64?)
+    case hopAcked(token: UInt64)
+    case hopFailed(token: UInt64, recipients: [GUID], reason: NackReason)
+    case nodeBound(GUID, NodeLocation)
+    case nodeUnbound(GUID, NodeLocation)
+    /// Close a connection (an id taken over by a newer one).
+    case close(connection: UInt64, reason: String)
+}
+
+/// The commands for one shard collected while handling a read, with the frames they refer to.
+struct ShardBatch: Sendable {
+    var frames: ByteBuffer
+    var commands: [ShardCommand] = []
+
+    init(allocator: ByteBufferAllocator) {
+        frames = allocator.buffer(capacity: 0)
+    }
+
+    var isEmpty: Bool { commands.isEmpty }
+
+    /// Writes one frame with `body` and returns its range in `frames`.
+    @inline(__always)
+    mutating func appendFrame(_ body: (inout ByteBuffer) -> Void) -> Range<Int> {
+        let start = frames.writerIndex
+        body(&frames)
+        return start..<frames.writerIndex
+    }
+}

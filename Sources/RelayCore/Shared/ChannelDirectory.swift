@@ -1,0 +1,32 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The latest CHANNEL announcement per `channel_id`, as the frame the relay sends, kept for
+/// `channels.ttl` without a refresh and sent to every newly connected client.
+final class ChannelDirectory: Sendable {
+    private struct Entry {
+        var frame: ByteBuffer
+        var expires: NIODeadline
+    }
+
+    private let ttl: TimeAmount
+    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+
+    init(ttl: Double) {
+        self.ttl = .nanoseconds(Int64(max(ttl, 0.001) * 1e9))
+    }
+
+    func update(channelID: String, frame: ByteBuffer, now: NIODeadline = .now()) {
+        entries.withLockedValue { $0[channelID] = Entry(frame: frame, expires: now + ttl) }
+    }
+
+    /// The live announcements, expired ones removed.
+    func current(now: NIODeadline = .now()) -> [ByteBuffer] {
+        entries.withLockedValue { table in
+            table = table.filter { $0.value.expires > now }
+            return table.values.map(\.frame)
+        }
+    }
+
+    var count: Int { entries.withLockedValue { $0.count } }
+}

@@ -1,0 +1,65 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import PTPProtocol
+
+/// Flood de-duplication (`flood.window`) and the per-origin flood budget (token bucket).
+///
+/// Floods are rare next to unicast traffic, so one lock serves every loop.
+final class FloodGuard: Sendable {
+    enum Verdict: Equatable {
+        case accept
+        case duplicate
+        case overBudget
+    }
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: NIODeadline
+    }
+
+    private struct State {
+        /// Two generations: ids seen in the current and the previous window.
+        var current: Set<GUID> = []
+        var previous: Set<GUID> = []
+        var rotated: NIODeadline
+        var buckets: [GUID: Bucket] = [:]
+    }
+
+    private let window: TimeAmount
+    private let ratePerSecond: Double
+    private let burst: Double
+    private let state: NIOLockedValueBox<State>
+
+    init(window: Double, ratePerSecond: Double, burst: Int, now: NIODeadline = .now()) {
+        self.window = .nanoseconds(Int64(max(window, 0.001) * 1e9))
+        self.ratePerSecond = ratePerSecond
+        self.burst = Double(burst)
+        self.state = NIOLockedValueBox(State(rotated: now))
+    }
+
+    func admit(floodID: GUID, origin: GUID?, now: NIODeadline = .now()) -> Verdict {
+        state.withLockedValue { state in
+            if now - state.rotated >= window {
+                state.previous = now - state.rotated >= window + window ? [] : state.current
+                state.current = []
+                state.rotated = now
+                state.buckets = state.buckets.filter { now - $0.value.updated < .seconds(60) }
+            }
+            if state.current.contains(floodID) || state.previous.contains(floodID) { return .duplicate }
+            if ratePerSecond > 0, let origin {
+                var bucket = state.buckets[origin] ?? Bucket(tokens: burst, updated: now)
+                let elapsed = Double((now - bucket.updated).nanoseconds) / 1e9
+                bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
+                bucket.updated = now
+                if bucket.tokens < 1 {
+                    state.buckets[origin] = bucket
+                    return .overBudget
+                }
+                bucket.tokens -= 1
+                state.buckets[origin] = bucket
+            }
+            state.current.insert(floodID)
+            return .accept
+        }
+    }
+}

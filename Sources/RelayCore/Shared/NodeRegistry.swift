@@ -1,0 +1,46 @@
+import NIOConcurrencyHelpers
+import PTPProtocol
+
+/// Where a bound node's connection lives: which shard (event loop) and which connection on it.
+public struct NodeLocation: Sendable, Equatable {
+    public var shard: Int
+    public var connection: UInt64
+    public var tag: SenderTag
+
+    public static func == (lhs: NodeLocation, rhs: NodeLocation) -> Bool {
+        lhs.shard == rhs.shard && lhs.connection == rhs.connection
+    }
+}
+
+/// The authoritative map of node id to connection. Only handshakes and disconnects take its lock;
+/// the hot path reads each shard's own replica and comes here only on a miss.
+final class NodeRegistry: Sendable {
+    private let bindings = NIOLockedValueBox<[GUID: NodeLocation]>([:])
+
+    /// Binds `id` unless another live connection holds it.
+    func bind(_ id: GUID, to location: NodeLocation) -> Bool {
+        bindings.withLockedValue { table in
+            if let existing = table[id], existing != location { return false }
+            table[id] = location
+            return true
+        }
+    }
+
+    /// Unbinds `id` if it is still bound to that connection.
+    @discardableResult
+    func unbind(_ id: GUID, from location: NodeLocation) -> Bool {
+        bindings.withLockedValue { table in
+            guard table[id] == location else { return false }
+            table[id] = nil
+            return true
+        }
+    }
+
+    func lookup(_ id: GUID) -> NodeLocation? {
+        bindings.withLockedValue { $0[id] }
+    }
+
+    var count: Int { bindings.withLockedValue { $0.count } }
+
+    func snapshot() -> [GUID: NodeLocation] { bindings.withLockedValue { $0 } }
+}

@@ -1,0 +1,91 @@
+import PTPProtocol
+
+/// Why the relay dropped or refused something. Every drop has one, a debug log line and a count.
+public enum DropReason: String, CaseIterable, Sendable {
+    case malformed
+    case invalid
+    case spoofedSender = "spoofed_sender"
+    case idInUse = "id_in_use"
+    case ttlExpired = "ttl_expired"
+    case unreachable
+    case ackTimeout = "ack_timeout"
+    case unknownAck = "unknown_ack"
+    case floodDuplicate = "flood_duplicate"
+    case floodOverBudget = "flood_over_budget"
+    case floodNoID = "flood_no_id"
+    case floodTTLExpired = "flood_ttl_expired"
+    case routingFromClient = "routing_from_client"
+    case duplicateMessage = "duplicate_message"
+    case handshakeViolation = "handshake_violation"
+    case frameTooLarge = "frame_too_large"
+    case idleTimeout = "idle_timeout"
+    case handshakeTimeout = "handshake_timeout"
+    case slowConsumer = "slow_consumer"
+}
+
+/// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.
+public struct RelayCounters: Sendable {
+    public var connectionsAccepted = 0
+    public var connectionsClosed = 0
+    public var framesIn = 0
+    public var bytesIn = 0
+    public var framesOut = 0
+    public var bytesOut = 0
+    public var relayedByVerb = [Int](repeating: 0, count: Verb.allCases.count)
+    public var relayedBytesByVerb = [Int](repeating: 0, count: Verb.allCases.count)
+    public var acksSent = 0
+    public var acksReceived = 0
+    public var nacksSent = [Int](repeating: 0, count: NackReason.allCases.count)
+    public var drops = [Int](repeating: 0, count: DropReason.allCases.count)
+
+    public init() {}
+
+    @inline(__always)
+    public mutating func drop(_ reason: DropReason) {
+        drops[reason.index] += 1
+    }
+
+    @inline(__always)
+    public mutating func nack(_ reason: NackReason) {
+        nacksSent[reason.index] += 1
+    }
+
+    @inline(__always)
+    public mutating func relayed(_ verb: Verb, bytes: Int) {
+        relayedByVerb[Int(verb.rawValue)] += 1
+        relayedBytesByVerb[Int(verb.rawValue)] += bytes
+    }
+
+    public func count(_ reason: DropReason) -> Int { drops[reason.index] }
+    public func count(_ reason: NackReason) -> Int { nacksSent[reason.index] }
+    public func relayed(_ verb: Verb) -> Int { relayedByVerb[Int(verb.rawValue)] }
+
+    public static func + (lhs: RelayCounters, rhs: RelayCounters) -> RelayCounters {
+        var sum = lhs
+        sum.connectionsAccepted += rhs.connectionsAccepted
+        sum.connectionsClosed += rhs.connectionsClosed
+        sum.framesIn += rhs.framesIn
+        sum.bytesIn += rhs.bytesIn
+        sum.framesOut += rhs.framesOut
+        sum.bytesOut += rhs.bytesOut
+        sum.acksSent += rhs.acksSent
+        sum.acksReceived += rhs.acksReceived
+        for index in sum.relayedByVerb.indices {
+            sum.relayedByVerb[index] += rhs.relayedByVerb[index]
+            sum.relayedBytesByVerb[index] += rhs.relayedBytesByVerb[index]
+        }
+        for index in sum.nacksSent.indices { sum.nacksSent[index] += rhs.nacksSent[index] }
+        for index in sum.drops.indices { sum.drops[index] += rhs.drops[index] }
+        return sum
+    }
+}
+
+extension DropReason {
+    private static let order = Dictionary(uniqueKeysWithValues: allCases.enumerated().map { ($1, $0) })
+    var index: Int { Self.order[self]! }
+}
+
+extension NackReason {
+    private static let order = Dictionary(uniqueKeysWithValues: allCases.enumerated().map { ($1, $0) })
+    var index: Int { Self.order[self]! }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import NIOCore
+import PTPProtocol
+
+/// The frames this client sends, written with PTPProtocol's `FrameWriter`: exact head, compact
+/// ASCII-only JSON, 4-byte big-endian length.
+enum ClientFrames {
+    static let version = "ptpchat-cli 0.1"
+
+    /// `HELLO {node_id, version, attributes: {node_type: client}}`, `ttl` 1, `flood` false.
+    static func hello(from identity: SenderTag) -> ByteBuffer {
+        var out = ByteBuffer()
+        FrameWriter.write(&out, verb: .hello, messageID: .random(), ttl: 1, flood: false, sender: identity) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(identity.address.id)
+            out.writeASCII(",\"version\":")
+            out.writeJSONString(version)
+            out.writeASCII(",\"attributes\":{\"node_type\":\"client\"}}")
+        }
+        return out
+    }
+
+    /// `ACK {node_id, msg_id}`, hop by hop (`ttl` 1).
+    static func ack(_ acknowledged: GUID, from identity: SenderTag) -> ByteBuffer {
+        var out = ByteBuffer()
+        FrameWriter.write(&out, verb: .ack, messageID: .random(), ttl: 1, flood: false, sender: identity) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(identity.address.id)
+            out.writeASCII(",\"msg_id\":")
+            out.writeQuotedGUID(acknowledged)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+        return out
+    }
+
+    /// A chat `MESSAGE` of `text` (base64 in `message`) on channel `cli`; head `msg_id` is `messageID`.
+    static func message(
+        _ text: String, id messageID: GUID, to recipients: [GUID], channelID: GUID, from identity: SenderTag,
+        at date: Date = Date()
+    ) -> ByteBuffer {
+        var out = ByteBuffer()
+        FrameWriter.write(&out, verb: .message, messageID: messageID, ttl: 32, flood: false, sender: identity) { out in
+            out.writeASCII("{\"msg_id\":")
+            out.writeQuotedGUID(messageID)
+            out.writeASCII(",\"node_id\":")
+            out.writeQuotedGUID(identity.address.id)
+            out.writeASCII(",\"recipient\":")
+            FrameWriter.writeRecipients(&out, recipients)
+            out.writeASCII(",\"timestamp\":")
+            out.writeJSONString(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+            out.writeASCII(",\"channel\":\"cli\",\"channel_id\":")
+            out.writeQuotedGUID(channelID)
+            out.writeASCII(",\"message\":")
+            out.writeJSONString(Data(text.utf8).base64EncodedString())
+            out.writeASCII(",\"attachment\":[]}")
+        }
+        return out
+    }
+
+    /// A keepalive: a frame of length 0.
+    static var keepalive: ByteBuffer {
+        var out = ByteBuffer()
+        out.writeKeepalive()
+        return out
+    }
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class PPTPProtocolTests: XCTestCase { func testX() {} }
