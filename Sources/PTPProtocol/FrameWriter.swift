@@ -21,16 +21,23 @@ public enum FrameWriter {
     @inline(__always)
     public static func begin(_ out: inout ByteBuffer, verb: Verb, messageID: GUID, ttl: Int, flood: Bool, sender: SenderTag) -> Int {
         let lengthIndex = out.writerIndex
-        out.writeInteger(UInt32(0))
-        out.writeASCII("{\"msg_type\":\"")
-        out.writeASCII(verb.wireName)
-        out.writeASCII("\",\"msg_id\":")
-        out.writeQuotedGUID(messageID)
-        out.writeASCII(",\"ttl\":")
-        out.writeDecimal(ttl)
-        out.writeASCII(flood ? ",\"flood\":true,\"sender_id\":\"" : ",\"flood\":false,\"sender_id\":\"")
-        out.writeBytes(sender.rendered)
-        out.writeASCII("\",\"target_id\":null,\"msg_data\":")
+        // One capacity check, then plain stores: the head is at most this long.
+        let maximum = 4 + 200 + sender.rendered.count
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: maximum) { buffer in
+            var cursor = HeadCursor(buffer: buffer)
+            cursor.put(UInt32(0))
+            cursor.put("{\"msg_type\":\"")
+            cursor.put(verb.wireName)
+            cursor.put("\",\"msg_id\":\"")
+            messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[cursor.offset..<(cursor.offset + 36)]))
+            cursor.offset += 36
+            cursor.put("\",\"ttl\":")
+            cursor.putDecimal(ttl)
+            cursor.put(flood ? ",\"flood\":true,\"sender_id\":\"" : ",\"flood\":false,\"sender_id\":\"")
+            sender.rendered.withUnsafeBytes { cursor.put($0) }
+            cursor.put("\",\"target_id\":null,\"msg_data\":")
+            return cursor.offset
+        }
         return lengthIndex
     }
 
@@ -103,6 +110,92 @@ extension ByteBuffer {
             writeInteger(UInt8(ascii: "0") + UInt8(value % 10))
         } else {
             writeString(String(value))
+        }
+    }
+}
+
+/// Stores into memory that was reserved for it; no bounds or uniqueness checks per store.
+struct HeadCursor {
+    let buffer: UnsafeMutableRawBufferPointer
+    var offset = 0
+
+    @inline(__always)
+    mutating func put(_ text: StaticString) {
+        let count = text.utf8CodeUnitCount
+        (buffer.baseAddress! + offset).copyMemory(from: text.utf8Start, byteCount: count)
+        offset += count
+    }
+
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        (buffer.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count)
+        offset += bytes.count
+    }
+
+    @inline(__always)
+    mutating func put(_ value: UInt32) {
+        buffer.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
+        offset += 4
+    }
+
+    @inline(__always)
+    mutating func putDecimal(_ value: Int) {
+        if value >= 0 && value < 100 {
+            if value >= 10 {
+                buffer[offset] = UInt8(ascii: "0") + UInt8(value / 10)
+                offset += 1
+            }
+            buffer[offset] = UInt8(ascii: "0") + UInt8(value % 10)
+            offset += 1
+        } else {
+            var text = String(value)
+            text.withUTF8 { put(UnsafeRawBufferPointer($0)) }
+        }
+    }
+}
+
+/// The relay's ACK frame is the same bytes every time but for two ids: it is copied from a
+/// template and the ids are written in place.
+public struct AckTemplate: Sendable {
+    private let bytes: [UInt8]
+    private let headIDOffset: Int
+    private let dataIDOffset: Int
+
+    public init(relay: SenderTag) {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        RelayFrames.ack(&buffer, messageID: .zero, acknowledging: .zero, relay: relay)
+        let bytes = buffer.readBytes(length: buffer.readableBytes)!
+        self.bytes = bytes
+        let zero = Array(GUID.zero.description.utf8)
+        var found: [Int] = []
+        var index = 0
+        while index + zero.count <= bytes.count {
+            if bytes[index..<(index + zero.count)].elementsEqual(zero) {
+                found.append(index)
+                index += zero.count
+            } else {
+                index += 1
+            }
+        }
+        // Head `msg_id` first, then `msg_data.node_id` is the relay (not zero), then `msg_data.msg_id`.
+        precondition(found.count == 2, "ACK template must hold two zero ids")
+        headIDOffset = found[0]
+        dataIDOffset = found[1]
+    }
+
+    @inline(__always)
+    public func write(_ out: inout ByteBuffer, messageID: GUID, acknowledging: GUID) {
+        let count = bytes.count
+        let head = headIDOffset
+        let data = dataIDOffset
+        bytes.withUnsafeBytes { template in
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+                buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
+                messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
+                acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+                return count
+            }
         }
     }
 }

@@ -32,25 +32,32 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case).
+    @inline(__always)
     public init?(canonical bytes: UnsafeRawBufferPointer) {
-        guard bytes.count == 36 else { return nil }
-        var words: (UInt64, UInt64) = (0, 0)
-        var nibbles = 0
-        for index in 0..<36 {
-            let byte = bytes[index]
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == UInt8(ascii: "-") else { return nil }
-                continue
-            }
-            guard let value = GUID.hexValue(byte) else { return nil }
-            if nibbles < 16 {
-                words.0 = words.0 << 4 | UInt64(value)
-            } else {
-                words.1 = words.1 << 4 | UInt64(value)
-            }
-            nibbles += 1
-        }
-        self.init(high: words.0, low: words.1)
+        guard bytes.count == 36,
+            bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"),
+            bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-")
+        else { return nil }
+        var bad: UInt8 = 0
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for offset in 0..<8 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
+        for offset in 9..<13 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
+        for offset in 14..<18 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
+        for offset in 19..<23 { low = low << 4 | GUID.nibble(bytes[offset], &bad) }
+        for offset in 24..<36 { low = low << 4 | GUID.nibble(bytes[offset], &bad) }
+        guard bad == 0 else { return nil }
+        self.init(high: high, low: low)
+    }
+
+    @inline(__always)
+    static func nibble(_ byte: UInt8, _ bad: inout UInt8) -> UInt64 {
+        let digit = byte &- UInt8(ascii: "0")
+        if digit < 10 { return UInt64(digit) }
+        let letter = (byte | 0x20) &- UInt8(ascii: "a")
+        if letter < 6 { return UInt64(letter &+ 10) }
+        bad = 1
+        return 0
     }
 
     public init?(_ string: String) {
@@ -73,20 +80,35 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Writes the lower-case canonical form (36 bytes) to `destination`.
     @inline(__always)
     public func write(to destination: UnsafeMutableRawBufferPointer) {
-        let digits: StaticString = "0123456789abcdef"
-        digits.withUTF8Buffer { table in
-            var out = 0
-            for nibble in 0..<32 {
-                if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
-                    destination[out] = UInt8(ascii: "-")
-                    out += 1
-                }
-                let word = nibble < 16 ? high : low
-                let shift = UInt64(60 - (nibble % 16) * 4)
-                destination[out] = table[Int((word >> shift) & 0xF)]
-                out += 1
+        precondition(destination.count >= 36)
+        @inline(__always) func hex(_ value: UInt64) -> UInt8 {
+            let nibble = UInt8(truncatingIfNeeded: value & 0xF)
+            return nibble < 10 ? nibble &+ 48 : nibble &+ 87
+        }
+        @inline(__always) func put(_ word: UInt64, nibbles: Int, at offset: Int) {
+            var word = word
+            var position = offset + nibbles - 1
+            for _ in 0..<nibbles {
+                destination[position] = hex(word)
+                word >>= 4
+                position -= 1
             }
         }
+        put(high >> 32, nibbles: 8, at: 0)
+        destination[8] = UInt8(ascii: "-")
+        put(high >> 16, nibbles: 4, at: 9)
+        destination[13] = UInt8(ascii: "-")
+        put(high, nibbles: 4, at: 14)
+        destination[18] = UInt8(ascii: "-")
+        put(low >> 48, nibbles: 4, at: 19)
+        destination[23] = UInt8(ascii: "-")
+        put(low, nibbles: 12, at: 24)
+    }
+
+    /// One mixing multiply instead of two hasher rounds: ids are random or chosen by peers, and
+    /// the table's per-process seed still applies.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(high ^ (low &* 0x9E37_79B9_7F4A_7C15))
     }
 
     public var description: String {

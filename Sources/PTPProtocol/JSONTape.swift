@@ -320,6 +320,17 @@ private struct Parser {
         let start = position
         var escaped = false
         while true {
+            // Eight bytes at a time up to the first quote, backslash, control or non-ASCII byte.
+            while position + 8 <= bytes.count {
+                let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                let attention = Parser.attentionMask(word)
+                if attention == 0 {
+                    position += 8
+                    continue
+                }
+                position += attention.trailingZeroBitCount >> 3
+                break
+            }
             guard position < bytes.count else { throw .truncated }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") { break }
@@ -351,6 +362,20 @@ private struct Parser {
         }
         tokens.append(.init(kind: .string, escaped: escaped, start: Int32(start), end: Int32(position), next: Int32(tokens.count + 1)))
         position += 1
+    }
+
+    /// The high bit of every byte that is a quote, a backslash, a control or a non-ASCII byte. Only
+    /// the lowest set bit is exact (borrows can mark later bytes), which is all the scan uses.
+    @inline(__always)
+    static func attentionMask(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let hasQuote = (quote &- ones) & ~quote
+        let hasBackslash = (backslash &- ones) & ~backslash
+        let hasControl = (word &- ones &* 0x20) & ~word
+        return (hasQuote | hasBackslash | hasControl | word) & highs
     }
 
     /// Checks one UTF-8 sequence of two to four bytes (no overlongs, no surrogates).

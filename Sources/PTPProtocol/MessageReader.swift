@@ -44,13 +44,18 @@ public struct MessageReader: Sendable {
             }
         }
 
+        var members = DataMembers()
+        if let dataToken, tape[dataToken].kind == .object {
+            members.collect(tape, bytes, object: dataToken)
+        }
+
         var headMessageID: GUID?
         if let headIDToken, tape[headIDToken].kind == .string, let id = fields.guid(headIDToken), !id.isZero {
             headMessageID = id
         }
         var dataMessageID: GUID?
         var dataIDInvalid = false
-        if let dataToken, tape[dataToken].kind == .object, let idToken = tape.member("msg_id", in: dataToken, of: bytes) {
+        if let idToken = members.msgID {
             if tape[idToken].kind == .string, let id = fields.guid(idToken), !id.isZero {
                 dataMessageID = id
             } else if tape[idToken].kind != .null {
@@ -111,7 +116,7 @@ public struct MessageReader: Sendable {
             }
         }
         var dataNodeID: NodeAddress?
-        if let nodeToken = tape.member("node_id", in: dataToken, of: bytes) {
+        if let nodeToken = members.nodeID {
             switch tape[nodeToken].kind {
             case .null: break
             case .string:
@@ -122,9 +127,7 @@ public struct MessageReader: Sendable {
         }
 
         var isLabelledChat = false
-        if verb == .hello, handshakeDone, tape.member("message", in: dataToken, of: bytes) != nil,
-            tape.member("recipient", in: dataToken, of: bytes) != nil
-        {
+        if verb == .hello, handshakeDone, members.message != nil, members.recipient != nil {
             verb = .message
             isLabelledChat = true
         }
@@ -133,7 +136,7 @@ public struct MessageReader: Sendable {
             verb: verb, isLabelledChat: isLabelledChat, ttl: ttl, flood: flood, messageID: messageID,
             headMessageID: headMessageID, sender: sender, dataNodeID: dataNodeID, target: target, data: dataToken)
         do {
-            try fields.validate(&envelope)
+            try fields.validate(&envelope, members)
         } catch {
             throw invalid(error.reason, verb)
         }
@@ -166,6 +169,37 @@ private struct Fields {
     }
 
     @discardableResult
+    func requireString(_ token: Int?, _ key: StaticString) throws(FieldError) -> Int {
+        guard let token else { throw FieldError("msg_data.\(key) is missing") }
+        guard tape[token].kind == .string else { throw FieldError("msg_data.\(key) is not a string") }
+        return token
+    }
+
+    func optionalString(_ token: Int?, _ key: StaticString) throws(FieldError) -> Int? {
+        guard let token else { return nil }
+        guard tape[token].kind == .string else { throw FieldError("msg_data.\(key) is not a string") }
+        return token
+    }
+
+    func requireNodeID(_ token: Int?, _ key: StaticString) throws(FieldError) -> GUID {
+        let token = try requireString(token, key)
+        guard let address = address(token) else { throw FieldError("msg_data.\(key) is not a node id") }
+        return address.id
+    }
+
+    func optionalNodeID(_ token: Int?, _ key: StaticString) throws(FieldError) -> GUID? {
+        guard let token = try optionalString(token, key) else { return nil }
+        guard let address = address(token) else { throw FieldError("msg_data.\(key) is not a node id") }
+        return address.id
+    }
+
+    func requireArray(_ token: Int?, _ key: StaticString) throws(FieldError) -> Int {
+        guard let token else { throw FieldError("msg_data.\(key) is missing") }
+        guard tape[token].kind == .array else { throw FieldError("msg_data.\(key) is not an array") }
+        return token
+    }
+
+    @discardableResult
     func requireString(_ key: StaticString, _ object: Int) throws(FieldError) -> Int {
         guard let token = member(key, object) else { throw FieldError("msg_data.\(key) is missing") }
         guard tape[token].kind == .string else { throw FieldError("msg_data.\(key) is not a string") }
@@ -184,17 +218,7 @@ private struct Fields {
         return address.id
     }
 
-    func optionalNodeID(_ key: StaticString, _ object: Int) throws(FieldError) -> GUID? {
-        guard let token = try optionalString(key, object) else { return nil }
-        guard let address = address(token) else { throw FieldError("msg_data.\(key) is not a node id") }
-        return address.id
-    }
 
-    func requireArray(_ key: StaticString, _ object: Int) throws(FieldError) -> Int {
-        guard let token = member(key, object) else { throw FieldError("msg_data.\(key) is missing") }
-        guard tape[token].kind == .array else { throw FieldError("msg_data.\(key) is not an array") }
-        return token
-    }
 
     func requireMessageID(_ envelope: Envelope) throws(FieldError) {
         if envelope.messageID == nil { throw FieldError("msg_id is missing") }
@@ -204,16 +228,15 @@ private struct Fields {
         if envelope.origin == nil { throw FieldError("neither msg_data.node_id nor sender_id names the sender") }
     }
 
-    func validate(_ envelope: inout Envelope) throws(FieldError) {
-        let data = envelope.data
+    func validate(_ envelope: inout Envelope, _ m: DataMembers) throws(FieldError) {
         switch envelope.verb {
         case .hello:
             if let sender = envelope.sender, let node = envelope.dataNodeID, sender.id != node.id {
                 throw FieldError("sender_id and msg_data.node_id name different nodes")
             }
             try requireOrigin(envelope)
-            _ = try optionalString("version", data)
-            if let attributes = member("attributes", data) {
+            _ = try optionalString(m.version, "version")
+            if let attributes = m.attributes {
                 guard tape[attributes].kind == .object else { throw FieldError("msg_data.attributes is not an object") }
                 if let type = try optionalString("node_type", attributes) {
                     envelope.declaresServer = JSONTape.equals("server", bytes, Int(tape[type].start), Int(tape[type].end))
@@ -221,26 +244,26 @@ private struct Fields {
             }
 
         case .ack, .nack:
-            guard let token = member("msg_id", data) else { throw FieldError("msg_data.msg_id is missing") }
+            guard let token = m.msgID else { throw FieldError("msg_data.msg_id is missing") }
             guard tape[token].kind == .string, guid(token) != nil else { throw FieldError("msg_data.msg_id is not a GUID") }
-            if envelope.verb == .nack, let reason = try optionalString("reason", data) {
+            if envelope.verb == .nack, let reason = try optionalString(m.reason, "reason") {
                 envelope.reason = tape.string(reason, of: bytes)
             }
 
         case .join, .leave:
-            try requireString("channel", data)
-            try requireString("channel_id", data)
+            try requireString(m.channel, "channel")
+            try requireString(m.channelID, "channel_id")
 
         case .channel:
-            try requireString("channel", data)
-            let channelID = try requireString("channel_id", data)
+            try requireString(m.channel, "channel")
+            let channelID = try requireString(m.channelID, "channel_id")
             envelope.channelID = tape.string(channelID, of: bytes)
-            let members = try requireArray("members", data)
+            let members = try requireArray(m.members, "members")
             try tape.forEachElement(of: members) { (element: Int) throws(FieldError) in
                 guard tape[element].kind == .object else { throw FieldError("msg_data.members has an element that is not an object") }
                 _ = try requireNodeID("node_id", element)
             }
-            if let closed = member("closed", data) {
+            if let closed = m.closed {
                 switch tape[closed].kind {
                 case .true, .false, .string: break
                 default: throw FieldError("msg_data.closed is not a boolean")
@@ -249,30 +272,30 @@ private struct Fields {
 
         case .getCertificate:
             try requireMessageID(envelope)
-            envelope.recipientID = try optionalNodeID("recipient_id", data) ?? envelope.target
+            envelope.recipientID = try optionalNodeID(m.recipientID, "recipient_id") ?? envelope.target
 
         case .certificate:
             try requireMessageID(envelope)
-            envelope.recipientID = try requireNodeID("recipient_id", data)
-            try requireString("certificate", data)
+            envelope.recipientID = try requireNodeID(m.recipientID, "recipient_id")
+            try requireString(m.certificate, "certificate")
 
         case .getKey:
             try requireMessageID(envelope)
-            try requireString("channel", data)
-            try requireString("channel_id", data)
-            envelope.recipientID = try optionalNodeID("recipient_id", data) ?? envelope.target
+            try requireString(m.channel, "channel")
+            try requireString(m.channelID, "channel_id")
+            envelope.recipientID = try optionalNodeID(m.recipientID, "recipient_id") ?? envelope.target
 
         case .key:
             try requireMessageID(envelope)
-            envelope.recipientID = try requireNodeID("recipient_id", data)
-            try requireString("channel", data)
-            try requireString("channel_id", data)
-            try requireString("cipher", data)
-            try requireString("key", data)
+            envelope.recipientID = try requireNodeID(m.recipientID, "recipient_id")
+            try requireString(m.channel, "channel")
+            try requireString(m.channelID, "channel_id")
+            try requireString(m.cipher, "cipher")
+            try requireString(m.key, "key")
 
         case .message:
             try requireMessageID(envelope)
-            let recipients = try requireArray("recipient", data)
+            let recipients = try requireArray(m.recipient, "recipient")
             var ids: [GUID] = []
             try tape.forEachElement(of: recipients) { (element: Int) throws(FieldError) in
                 guard tape[element].kind == .object else { throw FieldError("msg_data.recipient has an element that is not an object") }
@@ -280,11 +303,11 @@ private struct Fields {
             }
             guard !ids.isEmpty else { throw FieldError("msg_data.recipient is empty") }
             envelope.recipients = ids
-            try requireString("timestamp", data)
-            try requireString("channel", data)
-            try requireString("channel_id", data)
-            try requireString("message", data)
-            if let attachments = member("attachment", data) {
+            try requireString(m.timestamp, "timestamp")
+            try requireString(m.channel, "channel")
+            try requireString(m.channelID, "channel_id")
+            try requireString(m.message, "message")
+            if let attachments = m.attachment {
                 guard tape[attachments].kind == .array else { throw FieldError("msg_data.attachment is not an array") }
                 try tape.forEachElement(of: attachments) { (element: Int) throws(FieldError) in
                     guard tape[element].kind == .object else { throw FieldError("msg_data.attachment has an element that is not an object") }
@@ -294,7 +317,7 @@ private struct Fields {
             }
 
         case .routing:
-            let nodes = try requireArray("nodes", data)
+            let nodes = try requireArray(m.nodes, "nodes")
             try tape.forEachElement(of: nodes) { (element: Int) throws(FieldError) in
                 guard tape[element].kind == .object else { throw FieldError("msg_data.nodes has an element that is not an object") }
                 _ = try requireNodeID("node_id", element)
@@ -310,10 +333,67 @@ private struct Fields {
             }
 
         case .connect:
-            envelope.connectSource = try requireNodeID("src_node_id", data)
-            envelope.connectDestination = try requireNodeID("dst_node_id", data)
-            _ = try optionalString("src", data)
-            _ = try optionalString("dst", data)
+            envelope.connectSource = try requireNodeID(m.srcNodeID, "src_node_id")
+            envelope.connectDestination = try requireNodeID(m.dstNodeID, "dst_node_id")
+            _ = try optionalString(m.src, "src")
+            _ = try optionalString(m.dst, "dst")
+        }
+    }
+}
+
+/// The `msg_data` members validation and routing look at, found in one pass over the object.
+/// A member whose value is `null` counts as absent.
+struct DataMembers {
+    var msgID: Int?
+    var nodeID: Int?
+    var recipient: Int?
+    var recipientID: Int?
+    var timestamp: Int?
+    var channel: Int?
+    var channelID: Int?
+    var message: Int?
+    var attachment: Int?
+    var certificate: Int?
+    var cipher: Int?
+    var key: Int?
+    var reason: Int?
+    var nodes: Int?
+    var members: Int?
+    var closed: Int?
+    var src: Int?
+    var dst: Int?
+    var srcNodeID: Int?
+    var dstNodeID: Int?
+    var version: Int?
+    var attributes: Int?
+
+    mutating func collect(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, object: Int) {
+        tape.forEachMember(of: object) { keyIndex, value in
+            let key = tape[keyIndex]
+            guard !key.escaped, tape[value].kind != .null else { return }
+            let start = Int(key.start)
+            let end = Int(key.end)
+            @inline(__always) func matches(_ name: StaticString) -> Bool { JSONTape.equals(name, bytes, start, end) }
+            switch end - start {
+            case 3:
+                if matches("key") { self.key = value } else if matches("src") { src = value } else if matches("dst") { dst = value }
+            case 5:
+                if matches("nodes") { nodes = value }
+            case 6:
+                if matches("msg_id") { msgID = value } else if matches("cipher") { cipher = value } else if matches("reason") { reason = value } else if matches("closed") { closed = value }
+            case 7:
+                if matches("node_id") { nodeID = value } else if matches("channel") { channel = value } else if matches("message") { message = value } else if matches("members") { members = value } else if matches("version") { version = value }
+            case 9:
+                if matches("recipient") { recipient = value } else if matches("timestamp") { timestamp = value }
+            case 10:
+                if matches("channel_id") { channelID = value } else if matches("attachment") { attachment = value } else if matches("attributes") { attributes = value }
+            case 11:
+                if matches("certificate") { certificate = value } else if matches("src_node_id") { srcNodeID = value } else if matches("dst_node_id") { dstNodeID = value }
+            case 12:
+                if matches("recipient_id") { recipientID = value }
+            default:
+                break
+            }
         }
     }
 }

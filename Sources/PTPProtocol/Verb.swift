@@ -57,23 +57,25 @@ public enum Verb: UInt8, CaseIterable, Sendable {
                 folded.1 |= UInt64(upper) << (8 * UInt64(index - 8))
             }
         }
-        for verb in Verb.allCases {
-            let name = verb.wireName
-            guard name.utf8CodeUnitCount == bytes.count else { continue }
-            var expected: (UInt64, UInt64) = (0, 0)
-            for index in 0..<name.utf8CodeUnitCount {
-                let byte = name.utf8Start[index]
-                if index < 8 {
-                    expected.0 |= UInt64(byte) << (8 * UInt64(index))
-                } else {
-                    expected.1 |= UInt64(byte) << (8 * UInt64(index - 8))
-                }
-            }
-            if expected == folded {
-                self = verb
-                return
-            }
+        for entry in Verb.packedNames where entry.low == folded.0 && entry.high == folded.1 {
+            self = entry.verb
+            return
         }
         return nil
+    }
+
+    /// Each verb's name packed into two little-endian words, for comparison without loops.
+    private static let packedNames: [(verb: Verb, low: UInt64, high: UInt64)] = Verb.allCases.map { verb in
+        var packed: (UInt64, UInt64) = (0, 0)
+        let name = verb.wireName
+        for index in 0..<name.utf8CodeUnitCount {
+            let byte = UInt64(name.utf8Start[index])
+            if index < 8 {
+                packed.0 |= byte << (8 * UInt64(index))
+            } else {
+                packed.1 |= byte << (8 * UInt64(index - 8))
+            }
+        }
+        return (verb, packed.0, packed.1)
     }
 }

@@ -71,6 +71,7 @@ public final class RelayServer: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144))
             .childChannelInitializer { channel in
                 let shard = shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
                 return channel.eventLoop.makeCompletedFuture {

@@ -505,6 +505,39 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(bad.description, "invalid value 'a b' for 'relay.name' (command line): a relay name is letters and digits only (A-Z, a-z, 0-9)")
     }
 
+    // MARK: - Documentation
+
+    private func documentation() throws -> String {
+        let url = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/configuration.md")
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    func testDocumentationListsEveryKeyAndVariable() throws {
+        let text = try documentation()
+        for key in ConfigurationLoader.keys {
+            let variable = ConfigurationLoader.environmentVariableName(for: key)
+            XCTAssertTrue(text.contains("| `\(key)` | `\(variable)` |"), "docs/configuration.md lacks the row of \(key)")
+        }
+    }
+
+    func testDocumentationExamplesLoad() async throws {
+        let blocks = try documentation().components(separatedBy: "```yaml\n").dropFirst()
+            .map { $0.components(separatedBy: "```")[0] }
+        XCTAssertGreaterThanOrEqual(blocks.count, 2)
+        for (index, block) in blocks.enumerated() {
+            let path = try write(block, name: "doc\(index).yaml")
+            _ = try await ConfigurationLoader.load(file: path, environment: [:])
+        }
+        let example = try await load(blocks.last!, environment: ["LOG_LEVEL": "debug", "MESH_KEY": "k"])
+        XCTAssertEqual(example.relay.name, "paris1")
+        XCTAssertEqual(example.logLevel, .debug)
+        XCTAssertEqual(example.store.maxBytes, 10_737_418_240)
+        XCTAssertEqual(example.mesh.peers, ["relay2.example.net:9001", "[2001:db8::7]:9001"])
+        XCTAssertEqual(example.mesh.key, "k")
+    }
+
     // MARK: - parseHostPort
 
     func testParseHostPort() throws {

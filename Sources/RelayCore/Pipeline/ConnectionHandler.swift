@@ -25,7 +25,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        shard.flushAll()
+        shard.scheduleFlush()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -1,9 +1,12 @@
 import NIOCore
 import PTPProtocol
 
-/// Who is waiting for a next hop's ACK: a pending message on some shard.
+/// Who is waiting for a next hop's ACK: the connection the message came in on (on `shard`), and
+/// for a message split over several next hops, the `PendingForward` that counts them (`token`;
+/// 0 for a single next hop, which needs no bookkeeping at the ingress).
 struct Waiter: Sendable {
     var shard: Int
+    var from: UInt64
     var token: UInt64
 }
 
@@ -13,25 +16,63 @@ struct AwaitingAck {
     var recipients: [GUID]
     var deadline: NIODeadline
     /// Waiters of re-sent copies that were not delivered again.
-    var more: [Waiter] = []
+    var more: [Waiter]? = nil
+    private var isClaimed = false
+
+    init(waiter: Waiter, recipients: [GUID], deadline: NIODeadline) {
+        self.waiter = waiter
+        self.recipients = recipients
+        self.deadline = deadline
+    }
+
+    /// The first claim of a new entry makes it the delivery (`isNew`); later claims are repeats
+    /// that wait on it. One dictionary access either way.
+    mutating func claim(for waiter: Waiter, isNew: inout Bool) {
+        if isClaimed {
+            more = (more ?? []) + [waiter]
+        } else {
+            isClaimed = true
+            isNew = true
+        }
+    }
 }
 
-/// Message ids recently ACKed on a connection, for de-duplication: two generations of bounded size.
-struct RecentIDs {
-    private var current: Set<GUID> = []
-    private var previous: Set<GUID> = []
-    let capacity: Int
+/// Messages recently delivered and ACKed, per shard, for de-duplication of re-sent messages: a
+/// direct-mapped table of (connection, message id), so a lookup is one multiply and one memory
+/// read. A newer entry can evict an older one that hashes to the same slot: the table remembers
+/// roughly the last `capacity` ACKed deliveries of the shard, in a fixed amount of memory.
+struct RecentDeliveries {
+    private var slots: [GUID]
+    private let mask: Int
+    private let seed: UInt64
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int) {
+        var size = 1
+        while size < capacity { size <<= 1 }
+        slots = [GUID](repeating: .zero, count: size)
+        mask = size - 1
+        var random = SystemRandomNumberGenerator()
+        seed = random.next() | 1
+    }
 
-    func contains(_ id: GUID) -> Bool { current.contains(id) || previous.contains(id) }
+    @inline(__always)
+    private func key(_ connection: UInt64, _ id: GUID) -> (slot: Int, value: GUID) {
+        let value = GUID(high: id.high ^ (connection &* 0x9E37_79B9_7F4A_7C15), low: id.low)
+        var mixed = (value.high ^ value.low.byteSwapped) &* seed
+        mixed ^= mixed >> 29
+        return (Int(truncatingIfNeeded: mixed) & mask, value)
+    }
 
-    mutating func insert(_ id: GUID) {
-        if current.count >= capacity {
-            swap(&current, &previous)
-            current.removeAll(keepingCapacity: true)
-        }
-        current.insert(id)
+    @inline(__always)
+    func contains(connection: UInt64, _ id: GUID) -> Bool {
+        let (slot, value) = key(connection, id)
+        return slots[slot] == value
+    }
+
+    @inline(__always)
+    mutating func insert(connection: UInt64, _ id: GUID) {
+        let (slot, value) = key(connection, id)
+        slots[slot] = value
     }
 }
 
@@ -54,7 +95,6 @@ final class Connection {
     var out: ByteBuffer
     var isDirty = false
     var awaiting: [GUID: AwaitingAck] = [:]
-    var recentlyAcked = RecentIDs(capacity: 4096)
     var spoofStrikes = 0
     var handshakeTimeout: Scheduled<Void>?
 

@@ -15,8 +15,8 @@ extension RelayShard {
             return
         }
         let tag = SenderTag(address)
-        let location = NodeLocation(shard: index, connection: connection.id, tag: tag)
-        guard context.registry.bind(address.id, to: location) else {
+        let location = NodeLocation(shard: index, connection: connection.id)
+        guard context.registry.bind(address.id, to: location, tag: tag) else {
             counters.drop(.idInUse)
             logger.info("node id already connected", metadata: ["conn": "\(connection.id)", "node": "\(address)"])
             sendNack(to: connection, refusing: refusedID, reason: .idInUse)
@@ -29,7 +29,7 @@ extension RelayShard {
         logger.debug(
             "node bound",
             metadata: ["conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)"])
-        broadcastToShards(.nodeBound(address.id, location))
+        broadcastToShards(.nodeBound(address.id, location, tag))
         sendWelcome(to: connection)
     }
 
@@ -45,8 +45,8 @@ extension RelayShard {
     func sendWelcome(to connection: Connection) {
         var entries: [(address: SenderTag, ttl: Int)] = []
         if configuration.routing.toClients {
-            entries.reserveCapacity(directory.count)
-            for location in directory.values { entries.append((location.tag, 1)) }
+            entries.reserveCapacity(directoryTags.count)
+            for tag in directoryTags.values { entries.append((tag, 1)) }
         }
         write(to: connection) { out in
             RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })

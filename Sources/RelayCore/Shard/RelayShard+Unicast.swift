@@ -1,11 +1,9 @@
 import NIOCore
 import PTPProtocol
 
-/// A message this shard forwarded, waiting for every next hop to ACK (or fail) before the hop it
-/// came from gets its ACK.
+/// A message this shard forwarded to several next hops, waiting for all of them before the hop it
+/// came from gets its ACK. Single-hop messages need none: the waiter carries all there is.
 struct PendingForward {
-    var from: UInt64
-    var messageID: GUID
     var outstanding: Int
     var acked: Int
 }
@@ -13,6 +11,12 @@ struct PendingForward {
 enum HopOutcome {
     case acked
     case failed([GUID], NackReason)
+}
+
+/// One next hop of a message and the recipients behind it.
+struct Hop {
+    var location: NodeLocation
+    var recipients: [GUID]
 }
 
 /// Deliveries in the order their ACK is due (every delivery waits the same `timeouts.ack`).
@@ -65,18 +69,28 @@ extension RelayShard {
         }
 
         let destinations = envelope.verb == .message ? envelope.recipients : [envelope.recipientID!]
-        var hops: [(location: NodeLocation, recipients: [GUID])] = []
-        var unreachable: [GUID] = []
         if destinations.count == 1 {
+            // The common case, without the bookkeeping of several next hops.
             let recipient = destinations[0]
-            if recipient != senderID && recipient != relayID {
-                if let location = locate(recipient) {
-                    hops.append((location, destinations))
-                } else {
-                    unreachable = destinations
-                }
+            guard recipient != senderID && recipient != relayID else {
+                sendAck(to: connection, acknowledging: messageID)
+                return
             }
-        } else {
+            guard let location = locate(recipient) else {
+                counters.drop(.unreachable)
+                logger.debug("recipient unreachable", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
+                sendNack(to: connection, refusing: messageID, reason: .unreachable, recipients: destinations)
+                return
+            }
+            let waiter = Waiter(shard: index, from: connection.id, token: 0)
+            deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter,
+                    hop: Hop(location: location, recipients: destinations))
+            return
+        }
+
+        var hops: [Hop] = []
+        var unreachable: [GUID] = []
+        do {
             for recipient in destinations where recipient != senderID && recipient != relayID {
                 if unreachable.contains(recipient) || hops.contains(where: { $0.recipients.contains(recipient) }) {
                     continue
@@ -85,7 +99,7 @@ extension RelayShard {
                     if let hop = hops.firstIndex(where: { $0.location == location }) {
                         hops[hop].recipients.append(recipient)
                     } else {
-                        hops.append((location, [recipient]))
+                        hops.append(Hop(location: location, recipients: [recipient]))
                     }
                 } else {
                     unreachable.append(recipient)
@@ -103,31 +117,44 @@ extension RelayShard {
             return
         }
 
-        nextToken += 1
-        let token = nextToken
-        pending[token] = PendingForward(from: connection.id, messageID: messageID, outstanding: hops.count, acked: 0)
-        let waiter = Waiter(shard: index, token: token)
-        let outTTL = ttl - 1
-        let verb = envelope.verb
+        var token: UInt64 = 0
+        if hops.count > 1 {
+            nextToken += 1
+            token = nextToken
+            pending[token] = PendingForward(outstanding: hops.count, acked: 0)
+        }
+        let waiter = Waiter(shard: index, from: connection.id, token: token)
         for hop in hops {
-            let narrowed = verb == .message && (hop.recipients.count != envelope.recipients.count || envelope.isLabelledChat)
-            if hop.location.shard == index {
-                guard let target = connections[hop.location.connection], target.phase == .bound else {
-                    resolve(waiter, .failed(hop.recipients, .unreachable))
-                    continue
-                }
-                if admitDelivery(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients) {
-                    let before = target.out.writerIndex
-                    write(to: target) { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: outTTL, sender: senderTag, recipients: narrowed ? hop.recipients : nil) }
-                    counters.relayed(verb, bytes: target.out.writerIndex - before)
-                }
-            } else {
-                let shard = batch(for: hop.location.shard)
-                let range = outbox[shard].appendFrame { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: outTTL, sender: senderTag, recipients: narrowed ? hop.recipients : nil) }
-                outbox[shard].commands.append(
-                    .deliver(connection: hop.location.connection, frame: range, messageID: messageID, waiter: waiter, recipients: hop.recipients))
-                counters.relayed(verb, bytes: range.count)
+            deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter, hop: hop)
+        }
+    }
+
+    /// Sends the message to one next hop: straight into the connection's output when it is on
+    /// this shard, else into the batch for its shard.
+    @inline(__always)
+    private func deliver(
+        _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int, sender: SenderTag,
+        waiter: Waiter, hop: Hop
+    ) {
+        let verb = envelope.verb
+        let narrowed = verb == .message && (hop.recipients.count != envelope.recipients.count || envelope.isLabelledChat)
+        let recipients = narrowed ? hop.recipients : nil
+        if hop.location.shard == index {
+            guard let target = connections[hop.location.connection], target.phase == .bound else {
+                resolve(waiter, messageID: messageID, .failed(hop.recipients, .unreachable))
+                return
             }
+            if admitDelivery(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients) {
+                let before = target.out.writerIndex
+                write(to: target) { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients) }
+                counters.relayed(verb, bytes: target.out.writerIndex - before)
+            }
+        } else {
+            let shard = batch(for: hop.location.shard)
+            let range = outbox[shard].appendFrame { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients) }
+            outbox[shard].commands.append(
+                .deliver(connection: hop.location.connection, frame: range, messageID: messageID, waiter: waiter, recipients: hop.recipients))
+            counters.relayed(verb, bytes: range.count)
         }
     }
 
@@ -158,18 +185,19 @@ extension RelayShard {
     /// Registers a delivery on `connection`; false when the message is a repeat that must not be
     /// delivered again (its waiter is answered from the first delivery).
     func admitDelivery(to connection: Connection, messageID: GUID, waiter: Waiter, recipients: [GUID]) -> Bool {
-        if connection.awaiting[messageID] != nil {
-            connection.awaiting[messageID]!.more.append(waiter)
+        if recentDeliveries.contains(connection: connection.id, messageID) {
+            counters.drop(.duplicateMessage)
+            resolve(waiter, messageID: messageID, .acked)
+            return false
+        }
+        let deadline = clock.now + context.ackTimeout
+        var isNew = false
+        connection.awaiting[messageID, default: AwaitingAck(waiter: waiter, recipients: recipients, deadline: deadline)]
+            .claim(for: waiter, isNew: &isNew)
+        guard isNew else {
             counters.drop(.duplicateMessage)
             return false
         }
-        if connection.recentlyAcked.contains(messageID) {
-            counters.drop(.duplicateMessage)
-            resolve(waiter, .acked)
-            return false
-        }
-        let deadline = NIODeadline.now() + context.ackTimeout
-        connection.awaiting[messageID] = AwaitingAck(waiter: waiter, recipients: recipients, deadline: deadline)
         ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
         return true
     }
@@ -183,9 +211,9 @@ extension RelayShard {
             return
         }
         counters.acksReceived += 1
-        connection.recentlyAcked.insert(messageID)
-        resolve(entry.waiter, .acked)
-        for waiter in entry.more { resolve(waiter, .acked) }
+        recentDeliveries.insert(connection: connection.id, messageID)
+        resolve(entry.waiter, messageID: messageID, .acked)
+        for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
     }
 
     /// A NACK from a neighbour for a message the relay delivered to it: that hop failed.
@@ -195,12 +223,12 @@ extension RelayShard {
             logger.debug("NACK for no awaited message", metadata: ["conn": "\(connection.logID)"])
             return
         }
-        failHop(entry, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable)
+        failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable)
     }
 
-    func failHop(_ entry: AwaitingAck, reason: NackReason) {
-        resolve(entry.waiter, .failed(entry.recipients, reason))
-        for waiter in entry.more { resolve(waiter, .failed(entry.recipients, reason)) }
+    func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason) {
+        resolve(entry.waiter, messageID: messageID, .failed(entry.recipients, reason))
+        for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
     }
 
     /// Deliveries whose ACK did not come within `timeouts.ack` count as not reached.
@@ -212,65 +240,70 @@ extension RelayShard {
             connection.awaiting[expired.messageID] = nil
             counters.drop(.ackTimeout)
             logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(expired.messageID)"])
-            failHop(entry, reason: .unreachable)
+            failHop(entry, messageID: expired.messageID, reason: .unreachable)
         }
     }
 
     // MARK: Back at the ingress shard
 
     @inline(__always)
-    func resolve(_ waiter: Waiter, _ outcome: HopOutcome) {
+    func resolve(_ waiter: Waiter, messageID: GUID, _ outcome: HopOutcome) {
         if waiter.shard == index {
             switch outcome {
-            case .acked: hopAcked(waiter.token)
-            case .failed(let recipients, let reason): hopFailed(waiter.token, recipients: recipients, reason: reason)
+            case .acked: hopAcked(waiter, messageID: messageID)
+            case .failed(let recipients, let reason):
+                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason)
             }
         } else {
             switch outcome {
-            case .acked: enqueue(.hopAcked(token: waiter.token), to: waiter.shard)
+            case .acked: enqueue(.hopAcked(waiter, messageID: messageID), to: waiter.shard)
             case .failed(let recipients, let reason):
-                enqueue(.hopFailed(token: waiter.token, recipients: recipients, reason: reason), to: waiter.shard)
+                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason), to: waiter.shard)
             }
         }
     }
 
-    func hopAcked(_ token: UInt64) {
-        guard var forward = pending[token] else { return }
-        forward.outstanding -= 1
-        forward.acked += 1
-        if forward.outstanding > 0 {
-            pending[token] = forward
-            return
+    func hopAcked(_ waiter: Waiter, messageID: GUID) {
+        if waiter.token != 0 {
+            guard var forward = pending[waiter.token] else { return }
+            forward.outstanding -= 1
+            forward.acked += 1
+            if forward.outstanding > 0 {
+                pending[waiter.token] = forward
+                return
+            }
+            pending[waiter.token] = nil
         }
-        pending[token] = nil
-        if let connection = connections[forward.from] {
-            sendAck(to: connection, acknowledging: forward.messageID)
+        if let connection = connections[waiter.from] {
+            sendAck(to: connection, acknowledging: messageID)
         }
     }
 
-    func hopFailed(_ token: UInt64, recipients: [GUID], reason: NackReason) {
-        guard var forward = pending[token] else { return }
-        forward.outstanding -= 1
-        let connection = connections[forward.from]
+    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: [GUID], reason: NackReason) {
+        let connection = connections[waiter.from]
         if let connection {
-            sendNack(to: connection, refusing: forward.messageID, reason: reason, recipients: recipients)
+            sendNack(to: connection, refusing: messageID, reason: reason, recipients: recipients)
         }
+        guard waiter.token != 0, var forward = pending[waiter.token] else { return }
+        forward.outstanding -= 1
         if forward.outstanding > 0 {
-            pending[token] = forward
+            pending[waiter.token] = forward
             return
         }
-        pending[token] = nil
+        pending[waiter.token] = nil
         if forward.acked > 0, let connection {
-            sendAck(to: connection, acknowledging: forward.messageID)
+            sendAck(to: connection, acknowledging: messageID)
         }
     }
 
     // MARK: ACK and NACK to the previous hop
 
+    /// The ACK's head `msg_id` is the acknowledged message's id: tools that read the first
+    /// `msg_id` of the frame find the right one, and it is as unique as the message.
     func sendAck(to connection: Connection, acknowledging messageID: GUID) {
         counters.acksSent += 1
         write(to: connection) { out in
-            RelayFrames.ack(&out, messageID: newMessageID(), acknowledging: messageID, relay: relay)
+            context.ackTemplate.write(&out, messageID: messageID, acknowledging: messageID)
         }
     }
 

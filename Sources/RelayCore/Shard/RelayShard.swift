@@ -17,8 +17,15 @@ final class RelayShard: @unchecked Sendable {
     var shards: [RelayShard] = []
 
     var connections: [UInt64: Connection] = [:]
-    /// Replica of the node registry: node id to where its connection is.
+    /// Replica of the node registry: node id to where its connection is, and how it is announced.
     var directory: [GUID: NodeLocation] = [:]
+    var directoryTags: [GUID: SenderTag] = [:]
+    /// Recently ACKed deliveries on this shard's connections (de-duplication).
+    var recentDeliveries = RecentDeliveries(capacity: 1 << 18)
+    /// A flush of everything written during this event loop tick is scheduled.
+    var flushScheduled = false
+    /// The time, read at most once per tick (ACK deadlines need no better).
+    var clock = TickClock()
     /// Forwarded messages awaiting their next hops' ACKs, by token.
     var pending: [UInt64: PendingForward] = [:]
     /// Deliveries on this shard's connections in the order their ACK is due.
@@ -86,15 +93,15 @@ final class RelayShard: @unchecked Sendable {
         connection.phase = .closing
         connection.handshakeTimeout?.cancel()
         counters.connectionsClosed += 1
-        if let nodeID = connection.nodeID, let location = connection.location {
-            if context.registry.unbind(nodeID, from: location) {
-                broadcastToShards(.nodeUnbound(nodeID, location))
+        if let tag = connection.tag, let location = connection.location {
+            if context.registry.unbind(tag.address.id, from: location) {
+                broadcastToShards(.nodeUnbound(tag.address.id, location, tag))
             }
         }
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
-        for (_, entry) in awaiting {
-            failHop(entry, reason: .unreachable)
+        for (messageID, entry) in awaiting {
+            failHop(entry, messageID: messageID, reason: .unreachable)
         }
         logger.debug("connection closed", metadata: ["conn": "\(connection.logID)"])
         flushOutbox()
@@ -158,6 +165,19 @@ final class RelayShard: @unchecked Sendable {
         flushDirty()
     }
 
+    /// Flushes once per event loop tick, after every channel with data has been read: one
+    /// `execute` per other shard and one write per connection for all of it.
+    @inline(__always)
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            clock.invalidate()
+            flushAll()
+        }
+    }
+
     private func checkSlowConsumer(_ connection: Connection) {
         let limit = configuration.limits.outboundBufferMaxBytes
         guard limit > 0, connection.phase != .closing,
@@ -211,6 +231,7 @@ final class RelayShard: @unchecked Sendable {
     }
 
     func receive(_ batch: ShardBatch) {
+        clock.invalidate()
         for command in batch.commands {
             run(command, frames: batch.frames)
         }
@@ -221,7 +242,7 @@ final class RelayShard: @unchecked Sendable {
         switch command {
         case .deliver(let connectionID, let range, let messageID, let waiter, let recipients):
             guard let connection = connections[connectionID], connection.phase == .bound else {
-                resolve(waiter, .failed(recipients, .unreachable))
+                resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
                 return
             }
             if admitDelivery(to: connection, messageID: messageID, waiter: waiter, recipients: recipients) {
@@ -235,17 +256,19 @@ final class RelayShard: @unchecked Sendable {
             for connection in connections.values where connection.phase == .bound && connection.id != except {
                 writeBytes(to: connection, frame)
             }
-        case .hopAcked(let token):
-            hopAcked(token)
-        case .hopFailed(let token, let recipients, let reason):
-            hopFailed(token, recipients: recipients, reason: reason)
-        case .nodeBound(let id, let location):
+        case .hopAcked(let waiter, let messageID):
+            hopAcked(waiter, messageID: messageID)
+        case .hopFailed(let waiter, let messageID, let recipients, let reason):
+            hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason)
+        case .nodeBound(let id, let location, let tag):
             directory[id] = location
-            routingDelta[id] = (location.tag, 1)
-        case .nodeUnbound(let id, let location):
+            directoryTags[id] = tag
+            routingDelta[id] = (tag, 1)
+        case .nodeUnbound(let id, let location, let tag):
             if directory[id] == location {
                 directory[id] = nil
-                routingDelta[id] = (location.tag, context.maxTTL)
+                directoryTags[id] = nil
+                routingDelta[id] = (tag, context.maxTTL)
             }
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
@@ -261,4 +284,20 @@ final class RelayShard: @unchecked Sendable {
         if let location = directory[id] { return location }
         return context.registry.lookup(id)
     }
+}
+
+/// `NIODeadline.now()` cached until the end of the current event loop tick.
+struct TickClock {
+    private var cached: NIODeadline?
+
+    var now: NIODeadline {
+        mutating get {
+            if let cached { return cached }
+            let now = NIODeadline.now()
+            cached = now
+            return now
+        }
+    }
+
+    mutating func invalidate() { cached = nil }
 }

@@ -9,10 +9,10 @@ enum ShardCommand: Sendable {
     case send(connection: UInt64, frame: Range<Int>)
     /// Send the frame to every bound connection of the shard except `except`.
     case broadcast(frame: Range<Int>, except: UInt64?)
-    case hopAcked(token: UInt64)
-    case hopFailed(token: UInt64, recipients: [GUID], reason: NackReason)
-    case nodeBound(GUID, NodeLocation)
-    case nodeUnbound(GUID, NodeLocation)
+    case hopAcked(Waiter, messageID: GUID)
+    case hopFailed(Waiter, messageID: GUID, recipients: [GUID], reason: NackReason)
+    case nodeBound(GUID, NodeLocation, SenderTag)
+    case nodeUnbound(GUID, NodeLocation, SenderTag)
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }

@@ -2,26 +2,26 @@ import NIOConcurrencyHelpers
 import PTPProtocol
 
 /// Where a bound node's connection lives: which shard (event loop) and which connection on it.
-public struct NodeLocation: Sendable, Equatable {
+public struct NodeLocation: Sendable, Hashable {
     public var shard: Int
     public var connection: UInt64
-    public var tag: SenderTag
-
-    public static func == (lhs: NodeLocation, rhs: NodeLocation) -> Bool {
-        lhs.shard == rhs.shard && lhs.connection == rhs.connection
-    }
 }
 
 /// The authoritative map of node id to connection. Only handshakes and disconnects take its lock;
 /// the hot path reads each shard's own replica and comes here only on a miss.
 final class NodeRegistry: Sendable {
-    private let bindings = NIOLockedValueBox<[GUID: NodeLocation]>([:])
+    private struct Binding {
+        var location: NodeLocation
+        var tag: SenderTag
+    }
+
+    private let bindings = NIOLockedValueBox<[GUID: Binding]>([:])
 
     /// Binds `id` unless another live connection holds it.
-    func bind(_ id: GUID, to location: NodeLocation) -> Bool {
+    func bind(_ id: GUID, to location: NodeLocation, tag: SenderTag) -> Bool {
         bindings.withLockedValue { table in
-            if let existing = table[id], existing != location { return false }
-            table[id] = location
+            if let existing = table[id], existing.location != location { return false }
+            table[id] = Binding(location: location, tag: tag)
             return true
         }
     }
@@ -30,17 +30,20 @@ final class NodeRegistry: Sendable {
     @discardableResult
     func unbind(_ id: GUID, from location: NodeLocation) -> Bool {
         bindings.withLockedValue { table in
-            guard table[id] == location else { return false }
+            guard table[id]?.location == location else { return false }
             table[id] = nil
             return true
         }
     }
 
     func lookup(_ id: GUID) -> NodeLocation? {
-        bindings.withLockedValue { $0[id] }
+        bindings.withLockedValue { $0[id]?.location }
     }
 
     var count: Int { bindings.withLockedValue { $0.count } }
 
-    func snapshot() -> [GUID: NodeLocation] { bindings.withLockedValue { $0 } }
+    /// Every bound node with the tag it is announced by.
+    func snapshot() -> [(id: GUID, location: NodeLocation, tag: SenderTag)] {
+        bindings.withLockedValue { table in table.map { ($0.key, $0.value.location, $0.value.tag) } }
+    }
 }

@@ -12,6 +12,7 @@ final class RelayContext: Sendable {
     let registry = NodeRegistry()
     let floods: FloodGuard
     let channels: ChannelDirectory
+    let ackTemplate: AckTemplate
 
     let ackTimeout: TimeAmount
     let handshakeTimeout: TimeAmount
@@ -20,6 +21,7 @@ final class RelayContext: Sendable {
     init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger) {
         self.configuration = configuration
         self.identity = SenderTag(identity)
+        self.ackTemplate = AckTemplate(relay: self.identity)
         self.logger = logger
         self.floods = FloodGuard(
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the benchmarks need, when missing.
+# Needs root (or sudo) on a fresh machine; a no-op when everything is there.
+set -euo pipefail
+PACKAGES=(ca-certificates python3 procps)
+missing=()
+for package in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v swift >/dev/null 2>&1 || [[ -x /opt/swift/usr/bin/swift ]] || {
+    echo "install-deps: no Swift toolchain on PATH (expected Swift 6.3 at /opt/swift)" >&2
+    exit 1
+}
