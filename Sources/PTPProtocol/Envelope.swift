@@ -38,8 +38,13 @@ public struct Envelope: Sendable {
     /// ACK and NACK: `msg_data.reason` of a NACK.
     public var reason: String?
 
-    /// The node the message says it comes from: `msg_data.node_id`, else head `sender_id`.
-    public var origin: NodeAddress? { dataNodeID ?? sender }
+    /// The node the message says it comes from: `msg_data.node_id`, else head `sender_id`; the
+    /// name comes from whichever of the two gives one for that id.
+    public var origin: NodeAddress? {
+        guard let dataNodeID else { return sender }
+        if dataNodeID.name == nil, let sender, sender.id == dataNodeID.id { return sender }
+        return dataNodeID
+    }
 
     /// The id a flood is remembered by.
     public var floodID: GUID? { messageID }

@@ -56,9 +56,10 @@ public struct MessageReader: Sendable {
         var dataMessageID: GUID?
         var dataIDInvalid = false
         if let idToken = members.msgID {
-            if tape[idToken].kind == .string, let id = fields.guid(idToken), !id.isZero {
-                dataMessageID = id
-            } else if tape[idToken].kind != .null {
+            if tape[idToken].kind == .string, let id = fields.guid(idToken) {
+                // An all-zero id is no id: the head's is used, as for the existing client's frames.
+                if !id.isZero { dataMessageID = id }
+            } else {
                 dataIDInvalid = true
             }
         }

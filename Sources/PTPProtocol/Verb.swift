@@ -57,7 +57,7 @@ public enum Verb: UInt8, CaseIterable, Sendable {
                 folded.1 |= UInt64(upper) << (8 * UInt64(index - 8))
             }
         }
-        for entry in Verb.packedNames where entry.low == folded.0 && entry.high == folded.1 {
+        for entry in Verb.packedNames where entry.length == bytes.count && entry.low == folded.0 && entry.high == folded.1 {
             self = entry.verb
             return
         }
@@ -65,7 +65,7 @@ public enum Verb: UInt8, CaseIterable, Sendable {
     }
 
     /// Each verb's name packed into two little-endian words, for comparison without loops.
-    private static let packedNames: [(verb: Verb, low: UInt64, high: UInt64)] = Verb.allCases.map { verb in
+    private static let packedNames: [(verb: Verb, length: Int, low: UInt64, high: UInt64)] = Verb.allCases.map { verb in
         var packed: (UInt64, UInt64) = (0, 0)
         let name = verb.wireName
         for index in 0..<name.utf8CodeUnitCount {
@@ -76,6 +76,6 @@ public enum Verb: UInt8, CaseIterable, Sendable {
                 packed.1 |= byte << (8 * UInt64(index - 8))
             }
         }
-        return (verb, packed.0, packed.1)
+        return (verb, name.utf8CodeUnitCount, packed.0, packed.1)
     }
 }

@@ -14,7 +14,15 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The display name sent with the id (letters and digits).", valueName: "name"))
     var name: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds between keepalives sent to the relay.", valueName: "seconds", visibility: .hidden))
+    var keepalive: Double = 20
+
     mutating func validate() throws {
+        guard keepalive > 0, keepalive <= 86_400 else {
+            throw ValidationError("--keepalive must be more than 0 and at most 86400 seconds")
+        }
         if let nodeID, NodeAddress(nodeID) == nil {
             throw ValidationError("--node-id '\(nodeID)' is not a GUID")
         }
@@ -22,6 +30,8 @@ struct ConnectionOptions: ParsableArguments {
             throw ValidationError("--name '\(name)' must be 1 to 64 letters and digits")
         }
     }
+
+    var keepaliveInterval: Duration { .milliseconds(Int64(keepalive * 1000)) }
 
     /// This node as written in `sender_id`: `name@GUID`. Without `--node-id` each call draws a new GUID.
     func makeIdentity() -> SenderTag {

@@ -16,7 +16,9 @@ struct Listen: AsyncParsableCommand {
     func run() async throws {
         let identity = connection.makeIdentity()
         do {
-            try await RelayLink.run(endpoint: connection.relay, identity: identity) { session in
+            try await RelayLink.run(
+                endpoint: connection.relay, identity: identity, keepalive: connection.keepaliveInterval
+            ) { session in
                 try await session.handshake()
                 Console.diagnostic("ready \(identity.address.id)")
                 while true {

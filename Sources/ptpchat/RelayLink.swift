@@ -3,9 +3,8 @@ import NIOPosix
 import PTPProtocol
 
 /// Opens the TCP connection to the relay and runs a conversation over it, with a keepalive every
-/// `keepaliveInterval` and an optional overall time limit.
+/// `keepalive` (20 s unless `--keepalive` says otherwise) and an optional overall time limit.
 enum RelayLink {
-    static let keepaliveInterval: Duration = .seconds(20)
     /// Frames from the relay above this size end the connection (PROFILE.md default limit).
     static let maxFrameBytes = 1 << 20
 
@@ -14,6 +13,7 @@ enum RelayLink {
     static func run<Result: Sendable>(
         endpoint: Endpoint,
         identity: SenderTag,
+        keepalive: Duration,
         timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
     ) async throws -> Result {
@@ -22,7 +22,7 @@ enum RelayLink {
             try await withThrowingTaskGroup(of: Outcome<Result>.self) { group in
                 group.addTask {
                     while true {
-                        try await Task.sleep(for: keepaliveInterval)
+                        try await Task.sleep(for: keepalive)
                         try await outbound.write(ClientFrames.keepalive)
                     }
                 }

@@ -24,7 +24,7 @@ struct Send: AsyncParsableCommand {
 
     func validate() throws {
         if recipients.isEmpty { throw ValidationError("at least one --to is required") }
-        if !(timeout > 0) || !timeout.isFinite { throw ValidationError("--timeout must be a positive number of seconds") }
+        if !(timeout > 0 && timeout <= 86_400) { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds") }
     }
 
     func run() async throws {
@@ -34,7 +34,7 @@ struct Send: AsyncParsableCommand {
         let messageID = GUID.random()
         do {
             try await RelayLink.run(
-                endpoint: connection.relay, identity: identity,
+                endpoint: connection.relay, identity: identity, keepalive: connection.keepaliveInterval,
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay to ACK the message")
             ) { session in
                 try await session.handshake()

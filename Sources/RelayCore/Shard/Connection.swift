@@ -38,8 +38,8 @@ struct AwaitingAck {
 }
 
 /// Messages recently delivered and ACKed, per shard, for de-duplication of re-sent messages: a
-/// direct-mapped table of (connection, message id), so a lookup is one multiply and one memory
-/// read. A newer entry can evict an older one that hashes to the same slot: the table remembers
+/// direct-mapped table of (recipient node, message id), so a lookup is one multiply and one memory
+/// read; it survives the recipient reconnecting to the same event loop. A newer entry can evict an older one that hashes to the same slot: the table remembers
 /// roughly the last `capacity` ACKed deliveries of the shard, in a fixed amount of memory.
 struct RecentDeliveries {
     private var slots: [GUID]
@@ -56,22 +56,22 @@ struct RecentDeliveries {
     }
 
     @inline(__always)
-    private func key(_ connection: UInt64, _ id: GUID) -> (slot: Int, value: GUID) {
-        let value = GUID(high: id.high ^ (connection &* 0x9E37_79B9_7F4A_7C15), low: id.low)
+    private func key(_ recipient: UInt64, _ id: GUID) -> (slot: Int, value: GUID) {
+        let value = GUID(high: id.high ^ (recipient &* 0x9E37_79B9_7F4A_7C15), low: id.low)
         var mixed = (value.high ^ value.low.byteSwapped) &* seed
         mixed ^= mixed >> 29
         return (Int(truncatingIfNeeded: mixed) & mask, value)
     }
 
     @inline(__always)
-    func contains(connection: UInt64, _ id: GUID) -> Bool {
-        let (slot, value) = key(connection, id)
+    func contains(recipient: UInt64, _ id: GUID) -> Bool {
+        let (slot, value) = key(recipient, id)
         return slots[slot] == value
     }
 
     @inline(__always)
-    mutating func insert(connection: UInt64, _ id: GUID) {
-        let (slot, value) = key(connection, id)
+    mutating func insert(recipient: UInt64, _ id: GUID) {
+        let (slot, value) = key(recipient, id)
         slots[slot] = value
     }
 }
@@ -96,6 +96,8 @@ final class Connection {
     var isDirty = false
     var awaiting: [GUID: AwaitingAck] = [:]
     var spoofStrikes = 0
+    /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
+    var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
 
     init(id: UInt64, context: ChannelHandlerContext) {
@@ -108,6 +110,7 @@ final class Connection {
     }
 
     var nodeID: GUID? { tag?.address.id }
+
 
     var logID: String {
         if let tag { return "\(id)/\(tag.address)" }

@@ -53,6 +53,7 @@ extension RelayShard {
         }
         guard ttl >= 1 else {
             counters.drop(.ttlExpired)
+            logger.debug("CONNECT ttl expired", metadata: ["conn": "\(connection.logID)"])
             if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .ttlExpired) }
             return
         }

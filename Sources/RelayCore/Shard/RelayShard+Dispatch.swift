@@ -52,8 +52,10 @@ extension RelayShard {
     private func route(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
         switch envelope.verb {
         case .ack:
+            guard checkSender(connection, envelope) else { return }
             handleAck(from: connection, envelope)
         case .nack:
+            guard checkSender(connection, envelope) else { return }
             handleNack(from: connection, envelope)
         case .hello:
             handleHelloRefresh(connection, envelope)

@@ -185,8 +185,9 @@ extension RelayShard {
     /// Registers a delivery on `connection`; false when the message is a repeat that must not be
     /// delivered again (its waiter is answered from the first delivery).
     func admitDelivery(to connection: Connection, messageID: GUID, waiter: Waiter, recipients: [GUID]) -> Bool {
-        if recentDeliveries.contains(connection: connection.id, messageID) {
+        if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
             counters.drop(.duplicateMessage)
+            logger.debug("repeat of an ACKed message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             resolve(waiter, messageID: messageID, .acked)
             return false
         }
@@ -196,6 +197,7 @@ extension RelayShard {
             .claim(for: waiter, isNew: &isNew)
         guard isNew else {
             counters.drop(.duplicateMessage)
+            logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             return false
         }
         ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
@@ -211,7 +213,7 @@ extension RelayShard {
             return
         }
         counters.acksReceived += 1
-        recentDeliveries.insert(connection: connection.id, messageID)
+        recentDeliveries.insert(recipient: connection.recipientKey, messageID)
         resolve(entry.waiter, messageID: messageID, .acked)
         for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
     }

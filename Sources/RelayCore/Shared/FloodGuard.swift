@@ -46,7 +46,8 @@ final class FloodGuard: Sendable {
                 state.buckets = state.buckets.filter { now - $0.value.updated < .seconds(60) }
             }
             if state.current.contains(floodID) || state.previous.contains(floodID) { return .duplicate }
-            if ratePerSecond > 0, let origin {
+            // A rate or a burst of 0 means unlimited, as every `limits.*` key.
+            if ratePerSecond > 0, burst > 0, let origin {
                 var bucket = state.buckets[origin] ?? Bucket(tokens: burst, updated: now)
                 let elapsed = Double((now - bucket.updated).nanoseconds) / 1e9
                 bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)

@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Thin POSIX socket helpers for the harness: loopback only, blocking, close-on-exec (so child
+/// processes never inherit a test's connection).
+enum Sockets {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func failure(_ what: String) -> Failure {
+        Failure(description: "\(what): \(String(cString: strerror(errno))) (errno \(errno))")
+    }
+
+    static func loopback(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    static func makeTCPSocket() throws -> Int32 {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw failure("socket") }
+        return fd
+    }
+
+    /// A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close.
+    static func freePort() throws -> UInt16 {
+        let fd = try makeTCPSocket()
+        defer { closeSocket(fd) }
+        var address = loopback(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw failure("bind 127.0.0.1:0") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw failure("getsockname") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// A listening socket on 127.0.0.1:`port` (to occupy a port); close it with `closeSocket`.
+    static func listening(port: UInt16) throws -> Int32 {
+        let fd = try makeTCPSocket()
+        var address = loopback(port: port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = failure("listen on 127.0.0.1:\(port)")
+            closeSocket(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// A connected TCP socket to 127.0.0.1:`port` with TCP_NODELAY, or an error (refused, …).
+    static func connected(port: UInt16) throws -> Int32 {
+        let fd = try makeTCPSocket()
+        var address = loopback(port: port)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            let error = failure("connect to 127.0.0.1:\(port)")
+            closeSocket(fd)
+            throw error
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    /// `send(2)` without SIGPIPE; returns the bytes written or -1 (errno set).
+    static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+    }
+
+    /// `recv(2)`: the bytes read, 0 at end of stream, -1 on error (errno set).
+    static func receiveSome(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Int {
+        recv(fd, buffer.baseAddress, buffer.count, 0)
+    }
+
+    static func closeSocket(_ fd: Int32) {
+        _ = close(fd)
+    }
+}
+
+/// A point in time to poll against.
+struct Deadline {
+    let end: Date
+
+    init(_ seconds: Double) { end = Date(timeIntervalSinceNow: seconds) }
+
+    var remaining: Double { max(0, end.timeIntervalSinceNow) }
+    var hasPassed: Bool { end.timeIntervalSinceNow <= 0 }
+    /// Milliseconds left, for `poll(2)`.
+    var remainingMilliseconds: Int32 { Int32(min(Double(Int32.max), (remaining * 1000).rounded(.up))) }
+
+    /// Calls `condition` every `interval` seconds until it is true (returns true) or the deadline
+    /// passes (returns false after one last try).
+    static func poll(timeout: Double, interval: Double = 0.01, _ condition: () -> Bool) -> Bool {
+        let deadline = Deadline(timeout)
+        while true {
+            if condition() { return true }
+            if deadline.hasPassed { return false }
+            usleep(useconds_t(min(interval, deadline.remaining) * 1_000_000))
+        }
+    }
+}
+

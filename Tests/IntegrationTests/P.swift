@@ -1,2 +1,0 @@
-import XCTest
-final class PIntegrationTests: XCTestCase { func testX() {} }

@@ -1,0 +1,110 @@
+import XCTest
+
+@testable import PTPProtocol
+
+final class GUIDTests: XCTestCase {
+    func testParseBareAnyCase() {
+        let lower = GUID("0b370041-cd1e-40ac-ac59-0136bba850fe")
+        XCTAssertEqual(lower, GUID(high: 0x0b37_0041_cd1e_40ac, low: 0xac59_0136_bba8_50fe))
+        XCTAssertEqual(GUID("0B370041-CD1E-40AC-AC59-0136BBA850FE"), lower)
+        XCTAssertEqual(GUID("0b370041-Cd1E-40aC-aC59-0136bBA850fE"), lower)
+        XCTAssertEqual(GUID(IDs.zero), .zero)
+        XCTAssertTrue(GUID.zero.isZero)
+        XCTAssertFalse(lower!.isZero)
+        XCTAssertEqual(GUID("ffffffff-ffff-ffff-ffff-ffffffffffff"), GUID(high: .max, low: .max))
+    }
+
+    func testGarbageRefused() {
+        for text in [
+            "", "0b370041cd1e40acac590136bba850fe", "{0b370041-cd1e-40ac-ac59-0136bba850fe}",
+            "0b370041-cd1e-40ac-ac59-0136bba850f", "0b370041-cd1e-40ac-ac59-0136bba850fee",
+            "0b370041-cd1e-40ac-ac59-0136bba850fg", "0b370041+cd1e-40ac-ac59-0136bba850fe",
+            "0b37004-1cd1e-40ac-ac59-0136bba850fe", " 0b370041-cd1e-40ac-ac59-0136bba850f",
+            "0b370041-cd1e-40ac-ac59-0136bba850f ", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "not a guid",
+            "0b370041-cd1e-40ac-ac59-0136bba850fé",
+        ] {
+            XCTAssertNil(GUID(text), text)
+        }
+    }
+
+    func testFormattingLowerCaseCanonical() {
+        let guid = GUID("0B370041-CD1E-40AC-AC59-0136BBA850FE")!
+        XCTAssertEqual(guid.description, "0b370041-cd1e-40ac-ac59-0136bba850fe")
+        XCTAssertEqual(GUID(high: 0, low: 1).description, "00000000-0000-0000-0000-000000000001")
+        XCTAssertEqual(GUID(high: 0x0123_4567_89ab_cdef, low: 0xfedc_ba98_7654_3210).description, "01234567-89ab-cdef-fedc-ba9876543210")
+        XCTAssertEqual(GUID.zero.description, IDs.zero)
+    }
+
+    func testRoundTripAndOrdering() {
+        var generator = FastRandom()
+        var seen = Set<GUID>()
+        for _ in 0..<1000 {
+            let guid = GUID.random(using: &generator)
+            XCTAssertEqual(GUID(guid.description), guid)
+            XCTAssertEqual(GUID(guid.description.uppercased()), guid)
+            seen.insert(guid)
+            // Version 4, RFC 4122 variant.
+            let text = Array(guid.description)
+            XCTAssertEqual(text[14], "4")
+            XCTAssertTrue("89ab".contains(text[19]), guid.description)
+            XCTAssertFalse(guid.isZero)
+        }
+        XCTAssertEqual(seen.count, 1000)
+        XCTAssertLessThan(GUID(high: 1, low: .max), GUID(high: 2, low: 0))
+        XCTAssertLessThan(GUID(high: 1, low: 1), GUID(high: 1, low: 2))
+        let system = GUID.random()
+        XCTAssertEqual(Array(system.description)[14], "4")
+    }
+
+    func testNodeAddressBare() {
+        let address = NodeAddress(IDs.a)
+        XCTAssertEqual(address?.id, IDs.guid(IDs.a))
+        XCTAssertNil(address?.name)
+        XCTAssertEqual(address?.description, "node@\(IDs.a)")
+        XCTAssertEqual(NodeAddress(IDs.a.uppercased())?.id, IDs.guid(IDs.a))
+    }
+
+    func testNodeAddressNamed() {
+        let address = NodeAddress("LocalNode@\(IDs.a)")
+        XCTAssertEqual(address?.id, IDs.guid(IDs.a))
+        XCTAssertEqual(address?.name, "LocalNode")
+        XCTAssertEqual(address?.description, "LocalNode@\(IDs.a)")
+        let upper = NodeAddress("Relay9@\(IDs.a.uppercased())")
+        XCTAssertEqual(upper?.id, IDs.guid(IDs.a))
+        XCTAssertEqual(upper?.description, "Relay9@\(IDs.a)")
+        let longest = String(repeating: "n", count: 64)
+        XCTAssertEqual(NodeAddress("\(longest)@\(IDs.a)")?.name, longest)
+    }
+
+    func testNodeAddressInvalidNameDropped() {
+        for name in ["Local Node", "bob!", "josé", "a-b", "a_b", "a.b", "a@b", String(repeating: "n", count: 65), ""] {
+            let address = NodeAddress("\(name)@\(IDs.a)")
+            XCTAssertEqual(address?.id, IDs.guid(IDs.a), name)
+            XCTAssertNil(address?.name, name)
+            XCTAssertEqual(address?.description, "node@\(IDs.a)", name)
+        }
+        // The initializer drops an invalid name too.
+        XCTAssertNil(NodeAddress(id: IDs.guid(IDs.a), name: "no way").name)
+        XCTAssertEqual(NodeAddress(id: IDs.guid(IDs.a), name: "ok1").name, "ok1")
+        XCTAssertTrue(NodeAddress.isValidName("Abc123"))
+        XCTAssertFalse(NodeAddress.isValidName("Abc 123"))
+        XCTAssertFalse(NodeAddress.isValidName(""))
+    }
+
+    func testNodeAddressGarbageRefused() {
+        for text in [
+            "", "bob", "bob@", "bob@not-a-guid", "bob#\(IDs.a)", "bob\(IDs.a)", "\(IDs.a)@bob", "bob@\(IDs.a) ",
+            " \(IDs.a)", "bob@{\(IDs.a)}", "bob@\(IDs.a.replacingOccurrences(of: "-", with: ""))",
+        ] {
+            XCTAssertNil(NodeAddress(text), text)
+        }
+    }
+
+    func testIdentityIsTheGUID() {
+        let named = NodeAddress("alice@\(IDs.a)")!
+        let bare = NodeAddress(IDs.a)!
+        XCTAssertEqual(named.id, bare.id)
+        XCTAssertEqual(SenderTag(named).address, named)
+        XCTAssertEqual(Array(SenderTag(bare).rendered), Array("node@\(IDs.a)".utf8))
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PPTPProtocolTests: XCTestCase { func testX() {} }

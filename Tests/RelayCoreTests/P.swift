@@ -1,2 +1,0 @@
-import XCTest
-final class PRelayCoreTests: XCTestCase { func testX() {} }
