@@ -25,7 +25,7 @@ public struct Envelope: Sendable {
 
     // Verb-specific fields.
     /// MESSAGE: every `recipient[].node_id`, in order.
-    public var recipients: [GUID] = []
+    public var recipients = Recipients()
     /// CERTIFICATE, KEY, GETCERTIFICATE, GETKEY: `msg_data.recipient_id`.
     public var recipientID: GUID?
     /// HELLO: `attributes.node_type` is `server`.

@@ -157,8 +157,10 @@ struct HeadCursor {
 
 /// The relay's ACK frame is the same bytes every time but for two ids: it is copied from a
 /// template and the ids are written in place.
-public struct AckTemplate: Sendable {
-    private let bytes: [UInt8]
+public struct AckTemplate: @unchecked Sendable {
+    /// Allocated once and never freed or written after `init`: a relay has one template for its
+    /// lifetime, and reading it takes no reference counting on the hot path.
+    private let bytes: UnsafeRawBufferPointer
     private let headIDOffset: Int
     private let dataIDOffset: Int
 
@@ -166,7 +168,9 @@ public struct AckTemplate: Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         RelayFrames.ack(&buffer, messageID: .zero, acknowledging: .zero, relay: relay)
         let bytes = buffer.readBytes(length: buffer.readableBytes)!
-        self.bytes = bytes
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+        storage.copyBytes(from: bytes)
+        self.bytes = UnsafeRawBufferPointer(storage)
         let zero = Array(GUID.zero.description.utf8)
         var found: [Int] = []
         var index = 0
@@ -189,13 +193,12 @@ public struct AckTemplate: Sendable {
         let count = bytes.count
         let head = headIDOffset
         let data = dataIDOffset
-        bytes.withUnsafeBytes { template in
-            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
-                buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
-                messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
-                acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
-                return count
-            }
+        let template = bytes
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+            buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
+            messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
+            acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+            return count
         }
     }
 }

@@ -50,14 +50,14 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.init(high: high, low: low)
     }
 
+    /// Hex digit values as `"0" + value` by byte, `"z"` for anything that is not a hex digit.
+    private static let hexDigits: StaticString = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz0123456789zzzzzzz:;<=>?zzzzzzzzzzzzzzzzzzzzzzzzzz:;<=>?zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+
     @inline(__always)
     static func nibble(_ byte: UInt8, _ bad: inout UInt8) -> UInt64 {
-        let digit = byte &- UInt8(ascii: "0")
-        if digit < 10 { return UInt64(digit) }
-        let letter = (byte | 0x20) &- UInt8(ascii: "a")
-        if letter < 6 { return UInt64(letter &+ 10) }
-        bad = 1
-        return 0
+        let value = hexDigits.utf8Start[Int(byte)] &- 0x30
+        bad |= value & 0xF0
+        return UInt64(value & 0x0F)
     }
 
     public init?(_ string: String) {

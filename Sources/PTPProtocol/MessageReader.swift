@@ -297,10 +297,11 @@ private struct Fields {
         case .message:
             try requireMessageID(envelope)
             let recipients = try requireArray(m.recipient, "recipient")
-            var ids: [GUID] = []
+            var ids = Recipients()
             try tape.forEachElement(of: recipients) { (element: Int) throws(FieldError) in
                 guard tape[element].kind == .object else { throw FieldError("msg_data.recipient has an element that is not an object") }
-                ids.append(try requireNodeID("node_id", element))
+                let id = try requireNodeID("node_id", element)
+                if ids.isEmpty { ids = Recipients(id) } else { ids.append(id) }
             }
             guard !ids.isEmpty else { throw FieldError("msg_data.recipient is empty") }
             envelope.recipients = ids

@@ -30,7 +30,7 @@ public enum RelayFrames {
     /// `NACK {node_id: relay, msg_id, reason, stored[, recipient]}`.
     public static func nack(
         _ out: inout ByteBuffer, messageID: GUID, refusing: GUID, reason: NackReason, stored: Bool,
-        recipients: [GUID] = [], relay: SenderTag
+        recipients: Recipients = Recipients(), relay: SenderTag
     ) {
         FrameWriter.write(&out, verb: .nack, messageID: messageID, ttl: 32, flood: false, sender: relay) { out in
             out.writeASCII("{\"node_id\":")

@@ -13,13 +13,13 @@ struct Waiter: Sendable {
 /// A message delivered on a connection and not yet ACKed by it.
 struct AwaitingAck {
     var waiter: Waiter
-    var recipients: [GUID]
+    var recipients: Recipients
     var deadline: NIODeadline
     /// Waiters of re-sent copies that were not delivered again.
     var more: [Waiter]? = nil
     private var isClaimed = false
 
-    init(waiter: Waiter, recipients: [GUID], deadline: NIODeadline) {
+    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline) {
         self.waiter = waiter
         self.recipients = recipients
         self.deadline = deadline

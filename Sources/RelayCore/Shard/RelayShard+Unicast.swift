@@ -10,13 +10,13 @@ struct PendingForward {
 
 enum HopOutcome {
     case acked
-    case failed([GUID], NackReason)
+    case failed(Recipients, NackReason)
 }
 
 /// One next hop of a message and the recipients behind it.
 struct Hop {
     var location: NodeLocation
-    var recipients: [GUID]
+    var recipients: Recipients
 }
 
 /// Deliveries in the order their ACK is due (every delivery waits the same `timeouts.ack`).
@@ -89,7 +89,7 @@ extension RelayShard {
         }
 
         var hops: [Hop] = []
-        var unreachable: [GUID] = []
+        var unreachable = Recipients()
         do {
             for recipient in destinations where recipient != senderID && recipient != relayID {
                 if unreachable.contains(recipient) || hops.contains(where: { $0.recipients.contains(recipient) }) {
@@ -99,7 +99,7 @@ extension RelayShard {
                     if let hop = hops.firstIndex(where: { $0.location == location }) {
                         hops[hop].recipients.append(recipient)
                     } else {
-                        hops.append(Hop(location: location, recipients: [recipient]))
+                        hops.append(Hop(location: location, recipients: Recipients(recipient)))
                     }
                 } else {
                     unreachable.append(recipient)
@@ -163,7 +163,7 @@ extension RelayShard {
     @inline(__always)
     func writeForwarded(
         _ out: inout ByteBuffer, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int,
-        sender: SenderTag, recipients: [GUID]?
+        sender: SenderTag, recipients: Recipients?
     ) {
         let tape = reader.tape
         FrameWriter.write(&out, verb: envelope.verb, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
@@ -184,14 +184,14 @@ extension RelayShard {
 
     /// Registers a delivery on `connection`; false when the message is a repeat that must not be
     /// delivered again (its waiter is answered from the first delivery).
-    func admitDelivery(to connection: Connection, messageID: GUID, waiter: Waiter, recipients: [GUID]) -> Bool {
+    func admitDelivery(to connection: Connection, messageID: GUID, waiter: Waiter, recipients: Recipients) -> Bool {
         if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an ACKed message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             resolve(waiter, messageID: messageID, .acked)
             return false
         }
-        let deadline = clock.now + context.ackTimeout
+        let deadline = clock.now + ackTimeout
         var isNew = false
         connection.awaiting[messageID, default: AwaitingAck(waiter: waiter, recipients: recipients, deadline: deadline)]
             .claim(for: waiter, isNew: &isNew)
@@ -281,7 +281,7 @@ extension RelayShard {
         }
     }
 
-    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: [GUID], reason: NackReason) {
+    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: Recipients, reason: NackReason) {
         let connection = connections[waiter.from]
         if let connection {
             sendNack(to: connection, refusing: messageID, reason: reason, recipients: recipients)
@@ -305,11 +305,11 @@ extension RelayShard {
     func sendAck(to connection: Connection, acknowledging messageID: GUID) {
         counters.acksSent += 1
         write(to: connection) { out in
-            context.ackTemplate.write(&out, messageID: messageID, acknowledging: messageID)
+            ackTemplate.write(&out, messageID: messageID, acknowledging: messageID)
         }
     }
 
-    func sendNack(to connection: Connection, refusing messageID: GUID, reason: NackReason, recipients: [GUID] = []) {
+    func sendNack(to connection: Connection, refusing messageID: GUID, reason: NackReason, recipients: Recipients = []) {
         counters.nack(reason)
         write(to: connection) { out in
             RelayFrames.nack(

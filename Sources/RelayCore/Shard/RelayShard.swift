@@ -12,6 +12,8 @@ final class RelayShard: @unchecked Sendable {
     let index: Int
     let eventLoop: EventLoop
     let context: RelayContext
+    let ackTemplate: AckTemplate
+    let ackTimeout: TimeAmount
     var logger: Logger
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
@@ -47,6 +49,8 @@ final class RelayShard: @unchecked Sendable {
         self.index = index
         self.eventLoop = eventLoop
         self.context = context
+        self.ackTemplate = context.ackTemplate
+        self.ackTimeout = context.ackTimeout
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
