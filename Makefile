@@ -15,9 +15,11 @@ release: deps
 run: release
 	"$$(swift build -c release --show-bin-path)/ptpchat-relay"
 
+# XCTest only (there are no Swift Testing tests), and a plain "N passed, N failed" closing line.
 test: deps
 	swift build --build-tests
-	swift test --skip-build
+	set -o pipefail; swift test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log
+	@awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { total = $$2; failed = $$5 } END { print total - failed " passed, " failed " failed" }' .build/test.log
 
 bench: deps
 	./Benchmarks/compare.sh

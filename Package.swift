@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
@@ -40,12 +41,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The offline buffer: store-and-forward queues in SQLite (WAL), one writer with group commit.
+        .target(
+            name: "RelayStore",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The relay: connections, node registry, forwarding, ACK/NACK, floods, channel directory.
         .target(
             name: "RelayCore",
             dependencies: [
                 "PTPProtocol",
                 "RelayConfig",
+                "RelayStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -58,6 +71,7 @@ let package = Package(
             name: "ptpchat-relay",
             dependencies: [
                 "RelayCore",
+                "RelayStore",
                 "PTPProtocol",
                 "RelayConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -81,6 +95,10 @@ let package = Package(
         .testTarget(
             name: "RelayCoreTests",
             dependencies: ["RelayCore", "PTPProtocol", "RelayConfig", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RelayStoreTests",
+            dependencies: ["RelayStore", "PTPProtocol"]
         ),
         .testTarget(
             name: "RelayConfigTests",

@@ -1,0 +1,2 @@
+import XCTest
+final class PStore: XCTestCase { func testX() {} }
