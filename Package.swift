@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCoreTests",
-            dependencies: ["RelayCore", "PTPProtocol", "RelayConfig", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["RelayCore", "RelayStore", "PTPProtocol", "RelayConfig", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayStoreTests",

@@ -7,6 +7,7 @@ import Glibc
 #endif
 import PTPProtocol
 import RelayConfig
+import RelayStore
 
 /// The relay: one shard per event loop, listeners on the configured addresses.
 public final class RelayServer: Sendable {
@@ -22,11 +23,11 @@ public final class RelayServer: Sendable {
         public var description: String { "cannot listen on \(address): \(reason)" }
     }
 
-    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger) {
+    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
         let threads = configuration.relay.threads > 0 ? configuration.relay.threads : System.coreCount
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.identity = identity
-        self.context = RelayContext(configuration: configuration, identity: identity, logger: logger)
+        self.context = RelayContext(configuration: configuration, identity: identity, logger: logger, store: store)
         var shards: [RelayShard] = []
         for (index, loop) in group.makeIterator().enumerated() {
             shards.append(RelayShard(index: index, eventLoop: loop, context: context))
@@ -132,6 +133,7 @@ public final class RelayServer: Sendable {
             }.get()
         }
         try await group.shutdownGracefully()
+        context.store.close()
     }
 
     /// The sum of every shard's counters.

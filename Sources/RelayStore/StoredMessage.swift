@@ -32,6 +32,20 @@ public struct StoredMessage: Sendable, Equatable {
     public var createdAt: Double
     public var attempts: Int
     public var nextAttemptAt: Double
+
+    public init(
+        seq: Int64, recipient: GUID, messageID: GUID, sender: GUID, frame: [UInt8], createdAt: Double, attempts: Int,
+        nextAttemptAt: Double
+    ) {
+        self.seq = seq
+        self.recipient = recipient
+        self.messageID = messageID
+        self.sender = sender
+        self.frame = frame
+        self.createdAt = createdAt
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt
+    }
 }
 
 /// Why a message was not stored.

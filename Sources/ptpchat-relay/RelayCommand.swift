@@ -6,7 +6,7 @@ struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ptpchat-relay",
         abstract: "The ptpchat relay: entry point, relay and mesh member of the ptpchat network.",
-        subcommands: [ServeCommand.self],
+        subcommands: [ServeCommand.self, MailboxCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 

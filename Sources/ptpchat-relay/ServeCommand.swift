@@ -4,6 +4,7 @@ import Logging
 import PTPProtocol
 import RelayConfig
 import RelayCore
+import RelayStore
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,7 +60,16 @@ struct ServeCommand: AsyncParsableCommand {
             fail("\(error)")
         }
 
-        let server = RelayServer(configuration: configuration, identity: identity, logger: logger)
+        let store: MessageStore
+        do {
+            store = try MessageStore(
+                path: MessageStore.path(inDataDirectory: configuration.relay.dataDir),
+                settings: StoreSettings(configuration.store), logger: logger)
+        } catch {
+            fail("\(error)")
+        }
+        let server = RelayServer(
+            configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
         do {
             try await server.start()
         } catch {

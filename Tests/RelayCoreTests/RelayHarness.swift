@@ -8,6 +8,7 @@ import Synchronization
 import XCTest
 
 @testable import RelayCore
+import RelayStore
 
 /// Node ids used by the relay tests.
 enum Node {
@@ -219,6 +220,7 @@ final class TestRelay {
     let logs = LogStore()
     let context: RelayContext
     let shard: RelayShard
+    let offline = InMemoryStore()
     private var peers: [Peer] = []
     private var nextPort = 50000
 
@@ -231,7 +233,8 @@ final class TestRelay {
         let store = logs
         var logger = Logger(label: "relay-test") { _ in CapturingLogHandler(store: store) }
         logger.logLevel = .trace
-        context = RelayContext(configuration: configuration, identity: identity, logger: logger)
+        offline.settings = StoreSettings(configuration.store)
+        context = RelayContext(configuration: configuration, identity: identity, logger: logger, store: offline)
         shard = RelayShard(index: 0, eventLoop: loop, context: context)
         shard.shards = [shard]
     }

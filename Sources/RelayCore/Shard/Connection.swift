@@ -8,6 +8,12 @@ struct Waiter: Sendable {
     var shard: Int
     var from: UInt64
     var token: UInt64
+    /// Not 0: the delivery is of a message from the store (its `seq`), nobody waits upstream.
+    var storedSeq: Int64 = 0
+
+    static func stored(_ seq: Int64, shard: Int) -> Waiter {
+        Waiter(shard: shard, from: 0, token: 0, storedSeq: seq)
+    }
 }
 
 /// A message delivered on a connection and not yet ACKed by it.
@@ -15,14 +21,30 @@ struct AwaitingAck {
     var waiter: Waiter
     var recipients: Recipients
     var deadline: NIODeadline
+    /// Where the frame as delivered is: in `chunk`, at `offset`. Kept to store the message when no
+    /// ACK comes, without a copy per message.
+    var chunk: OutputChunk
+    var offset: Int32
+    var length: Int32
+    var sender: GUID
     /// Waiters of re-sent copies that were not delivered again.
     var more: [Waiter]? = nil
     private var isClaimed = false
 
-    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline) {
+    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int, sender: GUID) {
         self.waiter = waiter
         self.recipients = recipients
         self.deadline = deadline
+        self.chunk = chunk
+        self.offset = Int32(truncatingIfNeeded: offset)
+        self.length = Int32(truncatingIfNeeded: length)
+        self.sender = sender
+    }
+
+    /// The delivered frame's bytes, from the flushed chunk or from the output still pending.
+    func frame(pending: ByteBuffer) -> ByteBuffer? {
+        let source = chunk.bytes ?? pending
+        return source.getSlice(at: source.readerIndex + Int(offset), length: Int(length))
     }
 
     /// The first claim of a new entry makes it the delivery (`isNew`); later claims are repeats
@@ -76,6 +98,12 @@ struct RecentDeliveries {
     }
 }
 
+/// The output a connection gathered during one tick; `bytes` is set when it is flushed (and
+/// from then on never changes), so deliveries can point into it instead of copying their frames.
+final class OutputChunk {
+    var bytes: ByteBuffer?
+}
+
 /// One accepted connection; lives on its shard's event loop only.
 final class Connection {
     enum Phase {
@@ -93,12 +121,17 @@ final class Connection {
     var tag: SenderTag?
     var location: NodeLocation?
     var out: ByteBuffer
+    var outChunk = OutputChunk()
     var isDirty = false
     var awaiting: [GUID: AwaitingAck] = [:]
     var spoofStrikes = 0
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
+    /// The store may hold messages for this node that are not delivered yet.
+    var storedBacklog = false
+    /// A read of the store for this node is under way.
+    var storedFetchInFlight = false
 
     init(id: UInt64, context: ChannelHandlerContext) {
         self.id = id

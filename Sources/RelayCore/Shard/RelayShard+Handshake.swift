@@ -32,6 +32,7 @@ extension RelayShard {
             metadata: ["conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)"])
         broadcastToShards(.nodeBound(address.id, location, tag))
         sendWelcome(to: connection)
+        deliverStored(to: connection)
     }
 
     /// A later HELLO on a bound connection refreshes it; it may not change the node id.

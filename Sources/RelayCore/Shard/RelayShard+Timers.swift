@@ -14,6 +14,17 @@ extension RelayShard {
             eventLoop.scheduleRepeatedTask(initialDelay: routingInterval, delay: routingInterval) { [self] _ in
                 sendRoutingDelta()
             })
+        timers.append(
+            eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                retryStored()
+            })
+        if index == 0 {
+            let expiry = TimeAmount.fromSeconds(min(max(configuration.store.maxAge / 10, 1), 60))
+            timers.append(
+                eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: expiry) { [self] _ in
+                    expireStored()
+                })
+        }
         if configuration.timeouts.helloRefresh > 0 {
             let refresh = TimeAmount.fromSeconds(configuration.timeouts.helloRefresh)
             timers.append(

@@ -1,5 +1,6 @@
 import NIOCore
 import PTPProtocol
+import RelayStore
 
 /// A message this shard forwarded to several next hops, waiting for all of them before the hop it
 /// came from gets its ACK. Single-hop messages need none: the waiter carries all there is.
@@ -10,6 +11,8 @@ struct PendingForward {
 
 enum HopOutcome {
     case acked
+    /// Durably stored for these recipients: the sender hears NACK `unreachable`, `stored: true`.
+    case stored(Recipients)
     case failed(Recipients, NackReason)
 }
 
@@ -76,13 +79,11 @@ extension RelayShard {
                 sendAck(to: connection, acknowledging: messageID)
                 return
             }
+            let waiter = Waiter(shard: index, from: connection.id, token: 0)
             guard let location = locate(recipient) else {
-                counters.drop(.unreachable)
-                logger.debug("recipient unreachable", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
-                sendNack(to: connection, refusing: messageID, reason: .unreachable, recipients: destinations)
+                storeForLater(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, recipient: recipient, waiter: waiter)
                 return
             }
-            let waiter = Waiter(shard: index, from: connection.id, token: 0)
             deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter,
                     hop: Hop(location: location, recipients: destinations))
             return
@@ -107,25 +108,23 @@ extension RelayShard {
             }
         }
 
-        if !unreachable.isEmpty {
-            counters.drop(.unreachable)
-            logger.debug("recipients unreachable", metadata: ["msg_id": "\(messageID)", "recipients": "\(unreachable)"])
-            sendNack(to: connection, refusing: messageID, reason: .unreachable, recipients: unreachable)
-        }
-        guard !hops.isEmpty else {
-            if unreachable.isEmpty { sendAck(to: connection, acknowledging: messageID) }
+        let outstanding = hops.count + unreachable.count
+        guard outstanding > 0 else {
+            sendAck(to: connection, acknowledging: messageID)
             return
         }
-
         var token: UInt64 = 0
-        if hops.count > 1 {
+        if outstanding > 1 {
             nextToken += 1
             token = nextToken
-            pending[token] = PendingForward(outstanding: hops.count, acked: 0)
+            pending[token] = PendingForward(outstanding: outstanding, acked: 0)
         }
         let waiter = Waiter(shard: index, from: connection.id, token: token)
         for hop in hops {
             deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter, hop: hop)
+        }
+        for recipient in unreachable {
+            storeForLater(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, recipient: recipient, waiter: waiter)
         }
     }
 
@@ -144,16 +143,17 @@ extension RelayShard {
                 resolve(waiter, messageID: messageID, .failed(hop.recipients, .unreachable))
                 return
             }
-            if admitDelivery(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients) {
-                let before = target.out.writerIndex
-                write(to: target) { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients) }
-                counters.relayed(verb, bytes: target.out.writerIndex - before)
+            let written = deliverFrame(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients, sender: sender.address.id) {
+                writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
             }
+            if written > 0 { counters.relayed(verb, bytes: written) }
         } else {
             let shard = batch(for: hop.location.shard)
             let range = outbox[shard].appendFrame { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients) }
             outbox[shard].commands.append(
-                .deliver(connection: hop.location.connection, frame: range, messageID: messageID, waiter: waiter, recipients: hop.recipients))
+                .deliver(
+                    connection: hop.location.connection, frame: range, messageID: messageID, waiter: waiter,
+                    recipients: hop.recipients, sender: sender.address.id))
             counters.relayed(verb, bytes: range.count)
         }
     }
@@ -182,26 +182,46 @@ extension RelayShard {
 
     // MARK: Egress
 
-    /// Registers a delivery on `connection`; false when the message is a repeat that must not be
-    /// delivered again (its waiter is answered from the first delivery).
-    func admitDelivery(to connection: Connection, messageID: GUID, waiter: Waiter, recipients: Recipients) -> Bool {
+    /// Writes a frame with `body` to `connection` and registers it as awaiting the connection's
+    /// ACK. Returns the frame's size, or 0 when it is a repeat that must not be delivered again
+    /// (its waiter is answered from the first delivery, and what `body` wrote is taken back).
+    @discardableResult
+    func deliverFrame(
+        to connection: Connection, messageID: GUID, waiter: Waiter, recipients: Recipients, sender: GUID,
+        body: (inout ByteBuffer) -> Void
+    ) -> Int {
+        guard connection.phase == .bound else {
+            resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
+            return 0
+        }
         if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an ACKed message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             resolve(waiter, messageID: messageID, .acked)
-            return false
+            return 0
         }
+        let before = connection.out.writerIndex
+        body(&connection.out)
+        let length = connection.out.writerIndex - before
         let deadline = clock.now + ackTimeout
         var isNew = false
-        connection.awaiting[messageID, default: AwaitingAck(waiter: waiter, recipients: recipients, deadline: deadline)]
-            .claim(for: waiter, isNew: &isNew)
+        connection.awaiting[
+            messageID,
+            default: AwaitingAck(
+                waiter: waiter, recipients: recipients, deadline: deadline, chunk: connection.outChunk, offset: before,
+                length: length, sender: sender)
+        ].claim(for: waiter, isNew: &isNew)
         guard isNew else {
+            connection.out.moveWriterIndex(to: before)
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
-            return false
+            return 0
         }
         ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
-        return true
+        counters.framesOut += 1
+        counters.bytesOut += length
+        markDirty(connection)
+        return length
     }
 
     /// An ACK from a neighbour: the hop for that message is done.
@@ -214,6 +234,10 @@ extension RelayShard {
         }
         counters.acksReceived += 1
         recentDeliveries.insert(recipient: connection.recipientKey, messageID)
+        if entry.waiter.storedSeq != 0, let recipient = connection.nodeID {
+            storedDeliveryAcked(seq: entry.waiter.storedSeq, recipient: recipient, messageID: messageID)
+            return
+        }
         resolve(entry.waiter, messageID: messageID, .acked)
         for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
     }
@@ -225,12 +249,34 @@ extension RelayShard {
             logger.debug("NACK for no awaited message", metadata: ["conn": "\(connection.logID)"])
             return
         }
-        failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable)
+        failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable, on: connection, storable: false)
     }
 
-    func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason) {
-        resolve(entry.waiter, messageID: messageID, .failed(entry.recipients, reason))
-        for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
+    /// A delivery that will get no ACK. A message from the store counts an attempt; a live message
+    /// not refused by the next hop itself (no ACK in time, connection lost) is stored for a later
+    /// try, and its senders hear `stored: true` once that is committed.
+    func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason, on connection: Connection, storable: Bool) {
+        if entry.waiter.storedSeq != 0 {
+            storedDeliveryFailed(seq: entry.waiter.storedSeq, connection: connection)
+            return
+        }
+        var waiters = [entry.waiter]
+        waiters.append(contentsOf: entry.more ?? [])
+        guard storable, let recipient = connection.nodeID, let frame = entry.frame(pending: connection.out) else {
+            for waiter in waiters { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
+            return
+        }
+        let message = NewMessage(
+            recipient: recipient, messageID: messageID, sender: entry.sender, frame: Array(frame.readableBytesView),
+            createdAt: wallClock(), attempts: 1, nextAttemptAt: wallClock() + retryDelay(afterAttempts: 1))
+        store([message]) { [self] outcomes in
+            let outcome = outcomes.first ?? .failed("no outcome")
+            let result = hopOutcome(outcome, recipients: entry.recipients)
+            if case .stored = result, let current = connections[connection.id], current.phase == .bound {
+                current.storedBacklog = true
+            }
+            for waiter in waiters { resolve(waiter, messageID: messageID, result) }
+        }
     }
 
     /// Deliveries whose ACK did not come within `timeouts.ack` count as not reached.
@@ -242,7 +288,7 @@ extension RelayShard {
             connection.awaiting[expired.messageID] = nil
             counters.drop(.ackTimeout)
             logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(expired.messageID)"])
-            failHop(entry, messageID: expired.messageID, reason: .unreachable)
+            failHop(entry, messageID: expired.messageID, reason: .unreachable, on: connection, storable: true)
         }
     }
 
@@ -253,14 +299,18 @@ extension RelayShard {
         if waiter.shard == index {
             switch outcome {
             case .acked: hopAcked(waiter, messageID: messageID)
+            case .stored(let recipients):
+                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: .unreachable, stored: true)
             case .failed(let recipients, let reason):
-                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason)
+                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: false)
             }
         } else {
             switch outcome {
             case .acked: enqueue(.hopAcked(waiter, messageID: messageID), to: waiter.shard)
+            case .stored(let recipients):
+                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: .unreachable, stored: true), to: waiter.shard)
             case .failed(let recipients, let reason):
-                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason), to: waiter.shard)
+                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: false), to: waiter.shard)
             }
         }
     }
@@ -281,10 +331,12 @@ extension RelayShard {
         }
     }
 
-    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: Recipients, reason: NackReason) {
+    /// A next hop failed, or its recipients' copy was stored: NACK to the sender now, and the ACK
+    /// still follows if another next hop ACKs.
+    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool) {
         let connection = connections[waiter.from]
         if let connection {
-            sendNack(to: connection, refusing: messageID, reason: reason, recipients: recipients)
+            sendNack(to: connection, refusing: messageID, reason: reason, stored: stored, recipients: recipients)
         }
         guard waiter.token != 0, var forward = pending[waiter.token] else { return }
         forward.outstanding -= 1
@@ -309,11 +361,13 @@ extension RelayShard {
         }
     }
 
-    func sendNack(to connection: Connection, refusing messageID: GUID, reason: NackReason, recipients: Recipients = []) {
+    func sendNack(
+        to connection: Connection, refusing messageID: GUID, reason: NackReason, stored: Bool = false, recipients: Recipients = []
+    ) {
         counters.nack(reason)
         write(to: connection) { out in
             RelayFrames.nack(
-                &out, messageID: newMessageID(), refusing: messageID, reason: reason, stored: false,
+                &out, messageID: newMessageID(), refusing: messageID, reason: reason, stored: stored,
                 recipients: recipients, relay: relay)
         }
     }

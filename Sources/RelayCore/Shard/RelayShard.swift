@@ -26,6 +26,8 @@ final class RelayShard: @unchecked Sendable {
     var recentDeliveries = RecentDeliveries(capacity: 1 << 18)
     /// A flush of everything written during this event loop tick is scheduled.
     var flushScheduled = false
+    /// Deliveries of stored messages under way: `seq` to the attempts made before this one.
+    var storedAttempts: [Int64: Int] = [:]
     /// The time, read at most once per tick (ACK deadlines need no better).
     var clock = TickClock()
     /// Forwarded messages awaiting their next hops' ACKs, by token.
@@ -105,7 +107,7 @@ final class RelayShard: @unchecked Sendable {
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
-            failHop(entry, messageID: messageID, reason: .unreachable)
+            failHop(entry, messageID: messageID, reason: .unreachable, on: connection, storable: true)
         }
         logger.debug("connection closed", metadata: ["conn": "\(connection.logID)"])
         flushOutbox()
@@ -146,6 +148,8 @@ final class RelayShard: @unchecked Sendable {
     func flush(_ connection: Connection) {
         guard connection.out.readableBytes > 0 else { return }
         let chunk = connection.out
+        connection.outChunk.bytes = chunk
+        connection.outChunk = OutputChunk()
         connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
         connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
         if !connection.context.channel.isWritable {
@@ -244,13 +248,14 @@ final class RelayShard: @unchecked Sendable {
 
     func run(_ command: ShardCommand, frames: ByteBuffer?) {
         switch command {
-        case .deliver(let connectionID, let range, let messageID, let waiter, let recipients):
-            guard let connection = connections[connectionID], connection.phase == .bound else {
+        case .deliver(let connectionID, let range, let messageID, let waiter, let recipients, let sender):
+            guard let connection = connections[connectionID] else {
                 resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
                 return
             }
-            if admitDelivery(to: connection, messageID: messageID, waiter: waiter, recipients: recipients) {
-                writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
+            deliverFrame(to: connection, messageID: messageID, waiter: waiter, recipients: recipients, sender: sender) { out in
+                var frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
+                out.writeBuffer(&frame)
             }
         case .send(let connectionID, let range):
             guard let connection = connections[connectionID] else { return }
@@ -262,8 +267,8 @@ final class RelayShard: @unchecked Sendable {
             }
         case .hopAcked(let waiter, let messageID):
             hopAcked(waiter, messageID: messageID)
-        case .hopFailed(let waiter, let messageID, let recipients, let reason):
-            hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason)
+        case .hopFailed(let waiter, let messageID, let recipients, let reason, let stored):
+            hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: stored)
         case .nodeBound(let id, let location, let tag):
             directory[id] = location
             directoryTags[id] = tag

@@ -4,13 +4,13 @@ import PTPProtocol
 /// Work one shard hands to another. Commands travel in batches, one `execute` per batch.
 enum ShardCommand: Sendable {
     /// Deliver the frame at `frame` of the batch's buffer to a connection and await its ACK.
-    case deliver(connection: UInt64, frame: Range<Int>, messageID: GUID, waiter: Waiter, recipients: Recipients)
+    case deliver(connection: UInt64, frame: Range<Int>, messageID: GUID, waiter: Waiter, recipients: Recipients, sender: GUID)
     /// Send the frame to a connection; no ACK expected.
     case send(connection: UInt64, frame: Range<Int>)
     /// Send the frame to every bound connection of the shard except `except`.
     case broadcast(frame: Range<Int>, except: UInt64?)
     case hopAcked(Waiter, messageID: GUID)
-    case hopFailed(Waiter, messageID: GUID, recipients: Recipients, reason: NackReason)
+    case hopFailed(Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool)
     case nodeBound(GUID, NodeLocation, SenderTag)
     case nodeUnbound(GUID, NodeLocation, SenderTag)
     /// Close a connection (an id taken over by a newer one).

@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
 import PTPProtocol
+import NIOPosix
 import RelayConfig
+import RelayStore
 
 /// What every shard shares: settings, the relay's identity, the node registry, flood state and the
 /// channel directory.
@@ -13,12 +15,14 @@ final class RelayContext: Sendable {
     let floods: FloodGuard
     let channels: ChannelDirectory
     let ackTemplate: AckTemplate
+    let store: StoreAccess
 
     let ackTimeout: TimeAmount
     let handshakeTimeout: TimeAmount
     let maxTTL = 32
 
-    init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger) {
+    init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
+        self.store = store
         self.configuration = configuration
         self.identity = SenderTag(identity)
         self.ackTemplate = AckTemplate(relay: self.identity)

@@ -21,6 +21,14 @@ public enum DropReason: String, CaseIterable, Sendable {
     case idleTimeout = "idle_timeout"
     case handshakeTimeout = "handshake_timeout"
     case slowConsumer = "slow_consumer"
+    /// A store bound (`store.*`) was reached: NACK `queue_full`.
+    case queueFull = "queue_full"
+    /// The store could not write the message: NACK `stored: false`.
+    case storeFailed = "store_failed"
+    /// A stored message reached `store.max_attempts` without an ACK.
+    case storeGaveUp = "store_max_attempts"
+    /// A stored message passed `store.max_age`.
+    case storeExpired = "store_expired"
 }
 
 /// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.
@@ -35,6 +43,14 @@ public struct RelayCounters: Sendable {
     public var relayedBytesByVerb = [Int](repeating: 0, count: Verb.allCases.count)
     public var acksSent = 0
     public var acksReceived = 0
+    /// Messages committed to the store, stored messages sent, and stored messages ACKed (deleted).
+    public var stored = 0
+    public var storedSent = 0
+    public var storedDelivered = 0
+    public var storeExpired: Int {
+        get { drops[DropReason.storeExpired.index] }
+        set { drops[DropReason.storeExpired.index] = newValue }
+    }
     public var nacksSent = [Int](repeating: 0, count: NackReason.allCases.count)
     public var drops = [Int](repeating: 0, count: DropReason.allCases.count)
 
@@ -70,6 +86,9 @@ public struct RelayCounters: Sendable {
         sum.bytesOut += rhs.bytesOut
         sum.acksSent += rhs.acksSent
         sum.acksReceived += rhs.acksReceived
+        sum.stored += rhs.stored
+        sum.storedSent += rhs.storedSent
+        sum.storedDelivered += rhs.storedDelivered
         for index in sum.relayedByVerb.indices {
             sum.relayedByVerb[index] += rhs.relayedByVerb[index]
             sum.relayedBytesByVerb[index] += rhs.relayedBytesByVerb[index]

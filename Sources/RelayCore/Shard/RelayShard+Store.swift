@@ -1,0 +1,167 @@
+import Foundation
+import NIOCore
+import PTPProtocol
+import RelayStore
+
+/// Store and forward (PROFILE.md section 6): messages for recipients that are not reachable are
+/// written to the store; the sender hears about it only after the commit; stored messages go out
+/// when their recipient says HELLO and are deleted when it ACKs them.
+extension RelayShard {
+    func wallClock() -> Double { Date().timeIntervalSince1970 }
+
+    /// Seconds before a stored message is tried again after `attempts` deliveries without an ACK.
+    func retryDelay(afterAttempts attempts: Int) -> Double {
+        let base = max(configuration.timeouts.ack, 1)
+        return min(base * pow(2, Double(max(attempts - 1, 0))), 300)
+    }
+
+    /// Submits messages to the store's writer; `completion` runs on this shard's loop after the
+    /// commit (or the failure).
+    func store(_ messages: [NewMessage], completion: @escaping ([InsertOutcome]) -> Void) {
+        let bound = NIOLoopBound(completion, eventLoop: eventLoop)
+        let shard = self
+        context.store.submit(
+            .insert(messages) { outcomes in
+                shard.eventLoop.execute {
+                    bound.value(outcomes)
+                    shard.flushAll()
+                }
+            })
+    }
+
+    /// What a store outcome means for the sender of the message.
+    func hopOutcome(_ outcome: InsertOutcome, recipients: Recipients) -> HopOutcome {
+        switch outcome {
+        case .stored:
+            counters.stored += 1
+            return .stored(recipients)
+        case .duplicate:
+            counters.drop(.duplicateMessage)
+            return .stored(recipients)
+        case .alreadyDelivered:
+            counters.drop(.duplicateMessage)
+            return .acked
+        case .overQuota(let quota):
+            counters.drop(.queueFull)
+            logger.debug("store bound reached", metadata: ["bound": "\(quota.rawValue)", "recipients": "\(Array(recipients))"])
+            return .failed(recipients, .queueFull)
+        case .failed(let reason):
+            counters.drop(.storeFailed)
+            logger.warning("message not stored", metadata: ["reason": "\(reason)"])
+            return .failed(recipients, .unreachable)
+        }
+    }
+
+    /// A message for a recipient that is not connected: store it (one row per recipient, the frame
+    /// narrowed to that recipient) and answer `waiter` after the commit.
+    func storeForLater(
+        _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int, sender: SenderTag,
+        recipient: GUID, waiter: Waiter
+    ) {
+        let recipients = Recipients(recipient)
+        let narrowed = envelope.verb == .message && (envelope.recipients.count != 1 || envelope.isLabelledChat)
+        var frame = ByteBufferAllocator().buffer(capacity: bytes.count + 256)
+        writeForwarded(&frame, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: narrowed ? recipients : nil)
+        let now = wallClock()
+        let message = NewMessage(
+            recipient: recipient, messageID: messageID, sender: sender.address.id, frame: Array(frame.readableBytesView),
+            createdAt: now)
+        logger.debug("recipient not connected: storing", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
+        store([message]) { [self] outcomes in
+            resolve(waiter, messageID: messageID, hopOutcome(outcomes.first ?? .failed("no outcome"), recipients: recipients))
+        }
+    }
+
+    // MARK: Delivering stored messages
+
+    /// Reads the node's due messages off the event loop and sends them in arrival order.
+    func deliverStored(to connection: Connection) {
+        guard let recipient = connection.nodeID, !connection.storedFetchInFlight else { return }
+        connection.storedFetchInFlight = true
+        let connectionID = connection.id
+        let shard = self
+        context.store.due(for: recipient, now: wallClock(), on: eventLoop).assumeIsolated().whenComplete { result in
+            guard let connection = shard.connections[connectionID], connection.nodeID == recipient else { return }
+            connection.storedFetchInFlight = false
+            switch result {
+            case .success(let (messages, more)):
+                connection.storedBacklog = more
+                shard.sendStored(messages, to: connection)
+            case .failure(let error):
+                shard.logger.warning("cannot read the store", metadata: ["error": "\(error)"])
+            }
+            shard.flushAll()
+        }
+    }
+
+    private func sendStored(_ messages: [StoredMessage], to connection: Connection) {
+        guard let recipient = connection.nodeID else { return }
+        for message in messages where connection.awaiting[message.messageID] == nil {
+            storedAttempts[message.seq] = message.attempts
+            let written = deliverFrame(
+                to: connection, messageID: message.messageID, waiter: .stored(message.seq, shard: index),
+                recipients: Recipients(recipient), sender: message.sender
+            ) { out in
+                out.writeBytes(message.frame)
+            }
+            if written > 0 {
+                counters.storedSent += 1
+            } else {
+                storedAttempts[message.seq] = nil
+            }
+        }
+    }
+
+    /// The recipient ACKed a stored message: delete it.
+    func storedDeliveryAcked(seq: Int64, recipient: GUID, messageID: GUID) {
+        storedAttempts[seq] = nil
+        let shard = self
+        context.store.submit(
+            .acknowledged(seq: seq, recipient: recipient, messageID: messageID) { deleted in
+                shard.eventLoop.execute { if deleted { shard.counters.storedDelivered += 1 } }
+            })
+    }
+
+    /// A stored message got no ACK: count the attempt; after `store.max_attempts` it is dropped.
+    func storedDeliveryFailed(seq: Int64, connection: Connection) {
+        let attempts = (storedAttempts.removeValue(forKey: seq) ?? 0) + 1
+        let next = wallClock() + retryDelay(afterAttempts: attempts)
+        let connectionID = connection.id
+        let shard = self
+        context.store.submit(
+            .attemptFailed(seq: seq, nextAttemptAt: next) { outcome in
+                shard.eventLoop.execute {
+                    switch outcome {
+                    case .dropped:
+                        shard.counters.drop(.storeGaveUp)
+                        shard.logger.debug("stored message dropped after its last attempt", metadata: ["seq": "\(seq)"])
+                    case .retry:
+                        shard.connections[connectionID]?.storedBacklog = true
+                    case .gone, .failed:
+                        break
+                    }
+                }
+            })
+    }
+
+    /// Every second: nodes with stored messages left get those now due.
+    func retryStored() {
+        for connection in connections.values
+        where connection.phase == .bound && connection.storedBacklog && !connection.storedFetchInFlight {
+            deliverStored(to: connection)
+        }
+    }
+
+    /// Deletes messages past `store.max_age` (shard 0 only, every minute or sooner).
+    func expireStored() {
+        let shard = self
+        context.store.submit(
+            .expire(now: wallClock()) { removed in
+                guard removed > 0 else { return }
+                shard.eventLoop.execute {
+                    shard.counters.storeExpired += removed
+                    shard.logger.info("expired stored messages", metadata: ["count": "\(removed)"])
+                }
+            })
+    }
+}

@@ -1,0 +1,42 @@
+import NIOCore
+import NIOPosix
+import PTPProtocol
+import RelayStore
+
+/// How the shards reach the offline buffer: writes go to the store's single writer (completions
+/// come on the writer's thread, after the commit), reads run off the event loop.
+public protocol StoreAccess: Sendable {
+    func submit(_ write: StoreWriter.Write)
+    /// The recipient's messages due now, in arrival order, and whether it has any stored at all.
+    func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)>
+    /// Commits what was submitted and stops the writer.
+    func close()
+}
+
+/// The SQLite store, read on a small thread pool.
+public final class ThreadedStoreAccess: StoreAccess {
+    public let store: MessageStore
+    private let readers: NIOThreadPool
+
+    public init(store: MessageStore, readerThreads: Int = 2) {
+        self.store = store
+        self.readers = NIOThreadPool(numberOfThreads: readerThreads)
+        readers.start()
+    }
+
+    public func submit(_ write: StoreWriter.Write) {
+        store.writer.submit(write)
+    }
+
+    public func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)> {
+        let store = self.store
+        return readers.runIfActive(eventLoop: eventLoop) {
+            (try store.due(for: recipient, now: now), try store.hasMessages(for: recipient))
+        }
+    }
+
+    public func close() {
+        try? readers.syncShutdownGracefully()
+        store.close()
+    }
+}
