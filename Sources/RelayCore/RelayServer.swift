@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -132,8 +133,15 @@ public final class RelayServer: Sendable {
                 }
             }.get()
         }
+        // Commit what the store still holds while the loops can take the completions.
+        let store = context.store
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread {
+                store.close()
+                done.resume()
+            }.start()
+        }
         try await group.shutdownGracefully()
-        context.store.close()
     }
 
     /// The sum of every shard's counters.

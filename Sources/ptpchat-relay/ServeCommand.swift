@@ -34,6 +34,7 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
+        let signals = SignalWaiter([SIGINT, SIGTERM])
         var overrides: [String: String] = [:]
         if !listen.isEmpty { overrides["relay.listen"] = listen.joined(separator: ",") }
         if let dataDir { overrides["relay.data_dir"] = dataDir }
@@ -60,6 +61,13 @@ struct ServeCommand: AsyncParsableCommand {
             fail("\(error)")
         }
 
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(directory: configuration.relay.dataDir)
+        } catch {
+            fail("\(error)")
+        }
+        defer { withExtendedLifetime(lock) {} }
         let store: MessageStore
         do {
             store = try MessageStore(
@@ -83,7 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "threads": "\(server.group.makeIterator().map { $0 }.count)",
             ])
 
-        let signal = await SignalWaiter.wait(for: [SIGINT, SIGTERM])
+        let signal = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         try? await server.shutdown()
         logger.info("stopped")

@@ -12,40 +12,42 @@ enum LogSetup {
     }
 }
 
-/// Waits for the first of some signals; the default action of each is turned off meanwhile.
-enum SignalWaiter {
-    static func wait(for signals: [Int32]) async -> Int32 {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            let state = SignalState(continuation: continuation)
-            for number in signals {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { state.fire(number) }
-                source.resume()
-                state.keep(source)
-            }
+/// Catches some signals from the moment it is made: make it before any thread is started, so
+/// that every thread inherits the handling (a signal sent to a thread started earlier would be
+/// lost), then `wait()` for the first of them.
+final class SignalWaiter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [DispatchSourceSignal] = []
+    private var received: Int32?
+    private var continuation: CheckedContinuation<Int32, Never>?
+
+    init(_ signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in fire(number) }
+            source.resume()
+            sources.append(source)
         }
     }
 
-    private final class SignalState: @unchecked Sendable {
-        private let lock = NSLock()
-        private var continuation: CheckedContinuation<Int32, Never>?
-        private var sources: [DispatchSourceSignal] = []
-
-        init(continuation: CheckedContinuation<Int32, Never>) {
-            self.continuation = continuation
-        }
-
-        func keep(_ source: DispatchSourceSignal) {
-            lock.withLock { sources.append(source) }
-        }
-
-        func fire(_ number: Int32) {
-            let pending = lock.withLock { () -> CheckedContinuation<Int32, Never>? in
-                defer { continuation = nil }
-                return continuation
+    func wait() async -> Int32 {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            let already = lock.withLock { () -> Int32? in
+                if let received { return received }
+                self.continuation = continuation
+                return nil
             }
-            pending?.resume(returning: number)
+            if let already { continuation.resume(returning: already) }
         }
+    }
+
+    private func fire(_ number: Int32) {
+        let pending = lock.withLock { () -> CheckedContinuation<Int32, Never>? in
+            if received == nil { received = number }
+            defer { continuation = nil }
+            return continuation
+        }
+        pending?.resume(returning: number)
     }
 }

@@ -96,25 +96,32 @@ extension RelayShard {
 
     private func sendStored(_ messages: [StoredMessage], to connection: Connection) {
         guard let recipient = connection.nodeID else { return }
-        for message in messages where connection.awaiting[message.messageID] == nil {
-            storedAttempts[message.seq] = message.attempts
+        for message in messages where connection.awaiting[message.messageID] == nil && storedInFlight[message.seq] == nil {
+            storedInFlight[message.seq] = (recipient, message.attempts)
             let written = deliverFrame(
                 to: connection, messageID: message.messageID, waiter: .stored(message.seq, shard: index),
                 recipients: Recipients(recipient), sender: message.sender
             ) { out in
                 out.writeBytes(message.frame)
             }
-            if written > 0 {
-                counters.storedSent += 1
-            } else {
-                storedAttempts[message.seq] = nil
-            }
+            if written > 0 { counters.storedSent += 1 }
+        }
+    }
+
+    /// The outcome of a delivery of a stored message (its own, or that of a live copy of the same
+    /// message it was folded into).
+    func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome) {
+        guard let (recipient, attempts) = storedInFlight.removeValue(forKey: seq) else { return }
+        switch outcome {
+        case .acked:
+            storedDeliveryAcked(seq: seq, recipient: recipient, messageID: messageID)
+        case .stored, .failed:
+            storedDeliveryFailed(seq: seq, recipient: recipient, attemptsBefore: attempts)
         }
     }
 
     /// The recipient ACKed a stored message: delete it.
-    func storedDeliveryAcked(seq: Int64, recipient: GUID, messageID: GUID) {
-        storedAttempts[seq] = nil
+    private func storedDeliveryAcked(seq: Int64, recipient: GUID, messageID: GUID) {
         let shard = self
         context.store.submit(
             .acknowledged(seq: seq, recipient: recipient, messageID: messageID) { deleted in
@@ -123,10 +130,8 @@ extension RelayShard {
     }
 
     /// A stored message got no ACK: count the attempt; after `store.max_attempts` it is dropped.
-    func storedDeliveryFailed(seq: Int64, connection: Connection) {
-        let attempts = (storedAttempts.removeValue(forKey: seq) ?? 0) + 1
-        let next = wallClock() + retryDelay(afterAttempts: attempts)
-        let connectionID = connection.id
+    private func storedDeliveryFailed(seq: Int64, recipient: GUID, attemptsBefore: Int) {
+        let next = wallClock() + retryDelay(afterAttempts: attemptsBefore + 1)
         let shard = self
         context.store.submit(
             .attemptFailed(seq: seq, nextAttemptAt: next) { outcome in
@@ -136,7 +141,9 @@ extension RelayShard {
                         shard.counters.drop(.storeGaveUp)
                         shard.logger.debug("stored message dropped after its last attempt", metadata: ["seq": "\(seq)"])
                     case .retry:
-                        shard.connections[connectionID]?.storedBacklog = true
+                        if let location = shard.directory[recipient], location.shard == shard.index {
+                            shard.connections[location.connection]?.storedBacklog = true
+                        }
                     case .gone, .failed:
                         break
                     }

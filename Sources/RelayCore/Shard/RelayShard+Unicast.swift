@@ -234,10 +234,6 @@ extension RelayShard {
         }
         counters.acksReceived += 1
         recentDeliveries.insert(recipient: connection.recipientKey, messageID)
-        if entry.waiter.storedSeq != 0, let recipient = connection.nodeID {
-            storedDeliveryAcked(seq: entry.waiter.storedSeq, recipient: recipient, messageID: messageID)
-            return
-        }
         resolve(entry.waiter, messageID: messageID, .acked)
         for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
     }
@@ -257,7 +253,8 @@ extension RelayShard {
     /// try, and its senders hear `stored: true` once that is committed.
     func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason, on connection: Connection, storable: Bool) {
         if entry.waiter.storedSeq != 0 {
-            storedDeliveryFailed(seq: entry.waiter.storedSeq, connection: connection)
+            resolve(entry.waiter, messageID: messageID, .failed(entry.recipients, reason))
+            for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
             return
         }
         var waiters = [entry.waiter]
@@ -296,6 +293,10 @@ extension RelayShard {
 
     @inline(__always)
     func resolve(_ waiter: Waiter, messageID: GUID, _ outcome: HopOutcome) {
+        if waiter.storedSeq != 0 {
+            resolveStored(waiter.storedSeq, messageID: messageID, outcome)
+            return
+        }
         if waiter.shard == index {
             switch outcome {
             case .acked: hopAcked(waiter, messageID: messageID)

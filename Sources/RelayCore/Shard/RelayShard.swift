@@ -26,8 +26,9 @@ final class RelayShard: @unchecked Sendable {
     var recentDeliveries = RecentDeliveries(capacity: 1 << 18)
     /// A flush of everything written during this event loop tick is scheduled.
     var flushScheduled = false
-    /// Deliveries of stored messages under way: `seq` to the attempts made before this one.
-    var storedAttempts: [Int64: Int] = [:]
+    /// Deliveries of stored messages under way: `seq` to the recipient and the attempts made
+    /// before this one.
+    var storedInFlight: [Int64: (recipient: GUID, attempts: Int)] = [:]
     /// The time, read at most once per tick (ACK deadlines need no better).
     var clock = TickClock()
     /// Forwarded messages awaiting their next hops' ACKs, by token.
