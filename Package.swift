@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
@@ -67,11 +69,31 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // The system's libsystemd (libsystemd-dev): sd_notify, watchdog, socket activation.
+        .systemLibrary(
+            name: "CSystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Operations: systemd integration, the stats endpoint (JSON and Prometheus), log format.
+        .target(
+            name: "RelayOps",
+            dependencies: [
+                "RelayCore",
+                "CSystemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(
             name: "ptpchat-relay",
             dependencies: [
                 "RelayCore",
                 "RelayStore",
+                "RelayOps",
                 "PTPProtocol",
                 "RelayConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -95,6 +117,10 @@ let package = Package(
         .testTarget(
             name: "RelayCoreTests",
             dependencies: ["RelayCore", "RelayStore", "PTPProtocol", "RelayConfig", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RelayOpsTests",
+            dependencies: ["RelayOps", "RelayCore", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayStoreTests",

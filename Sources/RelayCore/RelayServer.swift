@@ -14,6 +14,7 @@ import RelayStore
 public final class RelayServer: Sendable {
     public let group: MultiThreadedEventLoopGroup
     public let identity: NodeAddress
+    let startedAt = NIODeadline.now()
     let context: RelayContext
     let shards: [RelayShard]
     private let listeners = NIOLockedValueBoxed<[Channel]>([])
@@ -22,6 +23,11 @@ public final class RelayServer: Sendable {
         public var address: String
         public var reason: String
         public var description: String { "cannot listen on \(address): \(reason)" }
+
+        public init(address: String, reason: String) {
+            self.address = address
+            self.reason = reason
+        }
     }
 
     public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
@@ -92,13 +98,13 @@ public final class RelayServer: Sendable {
         }
     }
 
-    private func makeBootstrap(on shard: RelayShard) -> ServerBootstrap {
-        let maxFrame = context.configuration.limits.maxFrameBytes
-        let idle = context.configuration.timeouts.idle
-        let keepalive = context.configuration.timeouts.keepalive
-        let lowWater = max(context.configuration.limits.outboundBufferBytes / 2, 1)
-        let highWater = max(context.configuration.limits.outboundBufferBytes, lowWater + 1)
-        return ServerBootstrap(group: shard.eventLoop)
+    private func makeBootstrap(on shard: RelayShard?) -> ServerBootstrap {
+        let context = self.context
+        let shards = self.shards
+        let initial = context.configuration.limits
+        let lowWater = max(initial.outboundBufferBytes / 2, 1)
+        let highWater = max(initial.outboundBufferBytes, lowWater + 1)
+        return ServerBootstrap(group: shard?.eventLoop ?? group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
@@ -107,16 +113,83 @@ public final class RelayServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144))
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // The settings in force when the connection arrives (a reload changes them).
+                let settings = context.configuration
+                let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
+                let idle = settings.timeouts.idle
+                let keepalive = settings.timeouts.keepalive
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(
                             readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
                             writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
-                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
-                        ConnectionHandler(shard: shard),
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
+                        ConnectionHandler(shard: owner),
                     ])
                 }
             }
+    }
+
+    /// Serves on listening sockets passed in (systemd socket activation) instead of binding.
+    public func start(inheritedListeners descriptors: [Int32]) async throws {
+        for shard in shards {
+            try await shard.eventLoop.submit { shard.startTimers() }.get()
+        }
+        for descriptor in descriptors {
+            let channel = try await makeBootstrap(on: nil).withBoundSocket(descriptor).get()
+            listeners.withLockedValue { $0.append(channel) }
+            context.logger.info(
+                "listening on socket from systemd",
+                metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)"])
+        }
+    }
+
+    /// Applies a reloaded configuration without dropping a connection. Returns the keys whose
+    /// change needs a restart (they keep their old values).
+    public func apply(_ new: RelayConfiguration) async throws -> [String] {
+        let old = context.configuration
+        var needsRestart: [String] = []
+        if new.relay.listen != old.relay.listen { needsRestart.append("relay.listen") }
+        if new.relay.name != old.relay.name { needsRestart.append("relay.name") }
+        if new.relay.nodeID != old.relay.nodeID { needsRestart.append("relay.node_id") }
+        if new.relay.dataDir != old.relay.dataDir { needsRestart.append("relay.data_dir") }
+        if new.relay.threads != old.relay.threads { needsRestart.append("relay.threads") }
+        if new.stats != old.stats { needsRestart.append("stats.listen") }
+        if new.store != old.store { needsRestart.append("store") }
+        if new.tls != old.tls { needsRestart.append("tls") }
+        var effective = new
+        effective.relay = old.relay
+        effective.stats = old.stats
+        effective.store = old.store
+        effective.tls = old.tls
+        let applied = effective
+        context.apply(applied)
+        for shard in shards {
+            try await shard.eventLoop.submit { shard.apply(applied) }.get()
+        }
+        return needsRestart
+    }
+
+    /// Whether every event loop runs a task within `timeout` (for the systemd watchdog).
+    public func loopsAnswer(within timeout: TimeAmount) async -> Bool {
+        let futures = shards.map { shard in shard.eventLoop.submit { () } }
+        let deadline = NIODeadline.now() + timeout
+        for future in futures {
+            let remaining = deadline - .now()
+            guard remaining > .zero else { return false }
+            let answered = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { (try? await future.get()) != nil }
+                group.addTask {
+                    try? await Task.sleep(nanoseconds: UInt64(max(remaining.nanoseconds, 0)))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            if !answered { return false }
+        }
+        return true
     }
 
     /// Stops accepting, closes every connection and the event loops.

@@ -13,7 +13,10 @@ final class RelayShard: @unchecked Sendable {
     let eventLoop: EventLoop
     let context: RelayContext
     let ackTemplate: AckTemplate
-    let ackTimeout: TimeAmount
+    /// This shard's copy of the settings in force (see `apply`).
+    private(set) var configuration: RelayConfiguration
+    private(set) var ackTimeout: TimeAmount
+    private(set) var handshakeTimeout: TimeAmount
     var logger: Logger
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
@@ -53,14 +56,24 @@ final class RelayShard: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.context = context
         self.ackTemplate = context.ackTemplate
-        self.ackTimeout = context.ackTimeout
+        let configuration = context.configuration
+        self.configuration = configuration
+        self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
+        self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
     }
 
     var relay: SenderTag { context.identity }
-    var configuration: RelayConfiguration { context.configuration }
+    /// Takes new settings (a reload); connections keep going, new ones get the new limits.
+    func apply(_ new: RelayConfiguration) {
+        configuration = new
+        ackTimeout = .fromSeconds(new.timeouts.ack)
+        handshakeTimeout = .fromSeconds(new.timeouts.handshake)
+        stopTimers()
+        startTimers()
+    }
 
     @inline(__always)
     func newMessageID() -> GUID { GUID.random(using: &random) }
@@ -74,7 +87,7 @@ final class RelayShard: @unchecked Sendable {
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         write(to: connection) { out in RelayFrames.hello(&out, messageID: newMessageID(), relay: relay) }
-        let handshakeTimeout = context.handshakeTimeout
+        let handshakeTimeout = self.handshakeTimeout
         if handshakeTimeout > .zero {
             connection.handshakeTimeout = eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [self] in
                 guard connection.phase == .awaitingHello else { return }

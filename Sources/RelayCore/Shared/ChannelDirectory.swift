@@ -9,14 +9,19 @@ final class ChannelDirectory: Sendable {
         var expires: NIODeadline
     }
 
-    private let ttl: TimeAmount
+    private let ttl: NIOLockedValueBox<TimeAmount>
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
 
     init(ttl: Double) {
-        self.ttl = .nanoseconds(Int64(max(ttl, 0.001) * 1e9))
+        self.ttl = NIOLockedValueBox(.nanoseconds(Int64(max(ttl, 0.001) * 1e9)))
+    }
+
+    func update(ttl: Double) {
+        self.ttl.withLockedValue { $0 = .nanoseconds(Int64(max(ttl, 0.001) * 1e9)) }
     }
 
     func update(channelID: String, frame: ByteBuffer, now: NIODeadline = .now()) {
+        let ttl = self.ttl.withLockedValue { $0 }
         entries.withLockedValue { $0[channelID] = Entry(frame: frame, expires: now + ttl) }
     }
 

@@ -25,20 +25,32 @@ final class FloodGuard: Sendable {
         var buckets: [GUID: Bucket] = [:]
     }
 
-    private let window: TimeAmount
-    private let ratePerSecond: Double
-    private let burst: Double
+    private struct Limits {
+        var window: TimeAmount
+        var ratePerSecond: Double
+        var burst: Double
+    }
+
+    private let limits: NIOLockedValueBox<Limits>
     private let state: NIOLockedValueBox<State>
 
     init(window: Double, ratePerSecond: Double, burst: Int, now: NIODeadline = .now()) {
-        self.window = .nanoseconds(Int64(max(window, 0.001) * 1e9))
-        self.ratePerSecond = ratePerSecond
-        self.burst = Double(burst)
+        self.limits = NIOLockedValueBox(Limits(window: .nanoseconds(Int64(max(window, 0.001) * 1e9)), ratePerSecond: ratePerSecond, burst: Double(burst)))
         self.state = NIOLockedValueBox(State(rotated: now))
     }
 
+    func update(window: Double, ratePerSecond: Double, burst: Int) {
+        limits.withLockedValue {
+            $0 = Limits(window: .nanoseconds(Int64(max(window, 0.001) * 1e9)), ratePerSecond: ratePerSecond, burst: Double(burst))
+        }
+    }
+
     func admit(floodID: GUID, origin: GUID?, now: NIODeadline = .now()) -> Verdict {
-        state.withLockedValue { state in
+        let limits = self.limits.withLockedValue { $0 }
+        let window = limits.window
+        let ratePerSecond = limits.ratePerSecond
+        let burst = limits.burst
+        return state.withLockedValue { state in
             if now - state.rotated >= window {
                 state.previous = now - state.rotated >= window + window ? [] : state.current
                 state.current = []

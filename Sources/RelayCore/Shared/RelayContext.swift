@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PTPProtocol
 import NIOPosix
@@ -8,7 +9,9 @@ import RelayStore
 /// What every shard shares: settings, the relay's identity, the node registry, flood state and the
 /// channel directory.
 final class RelayContext: Sendable {
-    let configuration: RelayConfiguration
+    /// The settings in force; replaced by a reload (SIGHUP). Shards keep their own copy.
+    private let settings: NIOLockedValueBox<RelayConfiguration>
+    var configuration: RelayConfiguration { settings.withLockedValue { $0 } }
     let identity: SenderTag
     let logger: Logger
     let registry = NodeRegistry()
@@ -17,13 +20,11 @@ final class RelayContext: Sendable {
     let ackTemplate: AckTemplate
     let store: StoreAccess
 
-    let ackTimeout: TimeAmount
-    let handshakeTimeout: TimeAmount
     let maxTTL = 32
 
     init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
         self.store = store
-        self.configuration = configuration
+        self.settings = NIOLockedValueBox(configuration)
         self.identity = SenderTag(identity)
         self.ackTemplate = AckTemplate(relay: self.identity)
         self.logger = logger
@@ -31,8 +32,13 @@ final class RelayContext: Sendable {
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,
             burst: configuration.limits.floodBurst)
         self.channels = ChannelDirectory(ttl: configuration.channels.ttl)
-        self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
-        self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
+    }
+
+    /// Applies new settings to what is shared; each shard takes them in `RelayShard.apply`.
+    func apply(_ configuration: RelayConfiguration) {
+        settings.withLockedValue { $0 = configuration }
+        floods.update(window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond, burst: configuration.limits.floodBurst)
+        channels.update(ttl: configuration.channels.ttl)
     }
 }
 

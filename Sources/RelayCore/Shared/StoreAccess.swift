@@ -9,8 +9,14 @@ public protocol StoreAccess: Sendable {
     func submit(_ write: StoreWriter.Write)
     /// The recipient's messages due now, in arrival order, and whether it has any stored at all.
     func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)>
+    /// Messages and bytes in the whole store.
+    func totals() throws -> (messages: Int, bytes: Int)
     /// Commits what was submitted and stops the writer.
     func close()
+}
+
+extension StoreAccess {
+    public func totals() throws -> (messages: Int, bytes: Int) { (0, 0) }
 }
 
 /// The SQLite store, read on a small thread pool.
@@ -33,6 +39,10 @@ public final class ThreadedStoreAccess: StoreAccess {
         return readers.runIfActive(eventLoop: eventLoop) {
             (try store.due(for: recipient, now: now), try store.hasMessages(for: recipient))
         }
+    }
+
+    public func totals() throws -> (messages: Int, bytes: Int) {
+        try store.totals()
     }
 
     public func close() {

@@ -32,6 +32,11 @@ final class RelayProcess {
             try config.write(to: file, atomically: true, encoding: .utf8)
             all += ["--config", file.path]
         }
+        // Relays of several tests may run at once: no stats endpoint on the default port unless
+        // a test asks for one.
+        if !arguments.contains("--stats") && !(config ?? "").contains("stats:") {
+            all += ["--stats", "off"]
+        }
         all += arguments
         child = try ChildProcess(executable: try Binaries.path("ptpchat-relay"), arguments: all, directory: directory, name: "relay")
         try waitUntilListening()

@@ -1,0 +1,195 @@
+import Foundation
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import PTPProtocol
+import Prometheus
+import RelayCore
+
+/// Turns relay snapshots into the stats endpoint's JSON and into Prometheus metrics (swift-metrics
+/// with the swift-prometheus backend). Labels are bounded: verbs, reasons, connection kinds; never
+/// a node id. Rates are over the last 10 s of samples (one a second).
+public final class StatsCollector: Sendable {
+    public typealias Source = @Sendable () async throws -> RelaySnapshot
+
+    private struct Sample {
+        var at: NIODeadline
+        var snapshot: RelaySnapshot
+    }
+
+    private struct State {
+        var samples: [Sample] = []
+        var exported: RelayCounters?
+    }
+
+    private let source: Source
+    private let readiness: Readiness
+    public let registry: PrometheusCollectorRegistry
+    private let metrics: RelayMetrics
+    private let state = NIOLockedValueBox(State())
+    public static let rateWindow: Double = 10
+
+    public init(readiness: Readiness, source: @escaping Source) {
+        self.source = source
+        self.readiness = readiness
+        self.registry = PrometheusCollectorRegistry()
+        self.metrics = RelayMetrics(factory: PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// Takes a snapshot, keeps it for the rates, and brings the metrics up to date.
+    @discardableResult
+    public func sample() async throws -> RelaySnapshot {
+        let snapshot = try await source()
+        let now = NIODeadline.now()
+        let previous = state.withLockedValue { state -> RelayCounters? in
+            state.samples.append(Sample(at: now, snapshot: snapshot))
+            let horizon = now - .nanoseconds(Int64((Self.rateWindow + 1.5) * 1e9))
+            state.samples.removeAll { $0.at < horizon }
+            defer { state.exported = snapshot.counters }
+            return state.exported
+        }
+        metrics.update(snapshot, since: previous)
+        return snapshot
+    }
+
+    /// Per-second rates between the oldest sample within the window and `snapshot`.
+    public func rates(for snapshot: RelaySnapshot, at now: NIODeadline = .now()) -> [String: Double] {
+        let oldest = state.withLockedValue { state in
+            state.samples.first { now - $0.at <= .nanoseconds(Int64((Self.rateWindow + 1.5) * 1e9)) }
+        }
+        guard let oldest, now - oldest.at > .milliseconds(100) else {
+            return ["messages_relayed_per_s": 0, "bytes_relayed_per_s": 0, "frames_in_per_s": 0, "acks_sent_per_s": 0, "nacks_sent_per_s": 0]
+        }
+        let seconds = Double((now - oldest.at).nanoseconds) / 1e9
+        let before = oldest.snapshot.counters
+        let after = snapshot.counters
+        func rate(_ value: (RelayCounters) -> Int) -> Double {
+            (Double(value(after) - value(before)) / seconds * 10).rounded() / 10
+        }
+        return [
+            "messages_relayed_per_s": rate { $0.relayedByVerb.reduce(0, +) },
+            "bytes_relayed_per_s": rate { $0.relayedBytesByVerb.reduce(0, +) },
+            "frames_in_per_s": rate { $0.framesIn },
+            "acks_sent_per_s": rate { $0.acksSent },
+            "nacks_sent_per_s": rate { $0.nacksSent.reduce(0, +) },
+        ]
+    }
+
+    /// `GET /stats`.
+    public func statsJSON() async throws -> [UInt8] {
+        let snapshot = try await sample()
+        let counters = snapshot.counters
+        var relayed: [String: Any] = [:]
+        for verb in Verb.allCases where counters.relayed(verb) > 0 {
+            relayed[verb.name] = ["messages": counters.relayed(verb), "bytes": counters.relayedBytesByVerb[Int(verb.rawValue)]]
+        }
+        var nacks: [String: Int] = [:]
+        for reason in NackReason.allCases { nacks[reason.rawValue] = counters.count(reason) }
+        var drops: [String: Int] = [:]
+        for reason in DropReason.allCases { drops[reason.rawValue] = counters.count(reason) }
+        let body: [String: Any] = [
+            "node_id": snapshot.identity.id.description,
+            "name": snapshot.identity.name ?? "relay",
+            "state": readiness.current.rawValue,
+            "uptime_s": (snapshot.uptime * 10).rounded() / 10,
+            "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": 0,
+                            "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed],
+            "nodes_known": snapshot.nodes,
+            "relayed": relayed,
+            "messages_relayed": snapshot.messagesRelayed,
+            "frames": ["in": counters.framesIn, "out": counters.framesOut],
+            "bytes": ["in": counters.bytesIn, "out": counters.bytesOut],
+            "acks": ["sent": counters.acksSent, "received": counters.acksReceived],
+            "nacks": nacks,
+            "drops": drops,
+            "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "stored": counters.stored,
+                      "sent": counters.storedSent, "delivered": counters.storedDelivered],
+            "rates_10s": rates(for: snapshot),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+        return [UInt8](data) + [0x0A]
+    }
+
+    /// `GET /metrics`: the Prometheus text format.
+    public func prometheusText() async throws -> [UInt8] {
+        try await sample()
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
+
+/// The relay's metrics, named `ptpchat_…`.
+final class RelayMetrics: Sendable {
+    private let factory: PrometheusMetricsFactory
+    private let clients: Metrics.Gauge
+    private let handshaking: Metrics.Gauge
+    private let nodes: Metrics.Gauge
+    private let uptime: Metrics.Gauge
+    private let storeMessages: Metrics.Gauge
+    private let storeBytes: Metrics.Gauge
+    private let relayed: [Metrics.Counter]
+    private let relayedBytes: [Metrics.Counter]
+    private let nacks: [Metrics.Counter]
+    private let drops: [Metrics.Counter]
+    private let framesIn: Metrics.Counter
+    private let framesOut: Metrics.Counter
+    private let bytesIn: Metrics.Counter
+    private let bytesOut: Metrics.Counter
+    private let acksSent: Metrics.Counter
+    private let acksReceived: Metrics.Counter
+    private let stored: Metrics.Counter
+    private let storedDelivered: Metrics.Counter
+    private let accepted: Metrics.Counter
+
+    init(factory: PrometheusMetricsFactory) {
+        self.factory = factory
+        clients = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "client")], factory: factory)
+        handshaking = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "handshaking")], factory: factory)
+        nodes = Metrics.Gauge(label: "ptpchat_nodes_known", factory: factory)
+        uptime = Metrics.Gauge(label: "ptpchat_uptime_seconds", factory: factory)
+        storeMessages = Metrics.Gauge(label: "ptpchat_store_messages", factory: factory)
+        storeBytes = Metrics.Gauge(label: "ptpchat_store_bytes", factory: factory)
+        relayed = Verb.allCases.map { Metrics.Counter(label: "ptpchat_messages_relayed_total", dimensions: [("verb", $0.name)], factory: factory) }
+        relayedBytes = Verb.allCases.map { Metrics.Counter(label: "ptpchat_bytes_relayed_total", dimensions: [("verb", $0.name)], factory: factory) }
+        nacks = NackReason.allCases.map { Metrics.Counter(label: "ptpchat_nacks_sent_total", dimensions: [("reason", $0.rawValue)], factory: factory) }
+        drops = DropReason.allCases.map { Metrics.Counter(label: "ptpchat_drops_total", dimensions: [("reason", $0.rawValue)], factory: factory) }
+        framesIn = Metrics.Counter(label: "ptpchat_frames_received_total", factory: factory)
+        framesOut = Metrics.Counter(label: "ptpchat_frames_sent_total", factory: factory)
+        bytesIn = Metrics.Counter(label: "ptpchat_bytes_received_total", factory: factory)
+        bytesOut = Metrics.Counter(label: "ptpchat_bytes_sent_total", factory: factory)
+        acksSent = Metrics.Counter(label: "ptpchat_acks_sent_total", factory: factory)
+        acksReceived = Metrics.Counter(label: "ptpchat_acks_received_total", factory: factory)
+        stored = Metrics.Counter(label: "ptpchat_store_stored_total", factory: factory)
+        storedDelivered = Metrics.Counter(label: "ptpchat_store_delivered_total", factory: factory)
+        accepted = Metrics.Counter(label: "ptpchat_connections_accepted_total", factory: factory)
+    }
+
+    /// Counters go up by what changed since the last export; gauges take the current value.
+    func update(_ snapshot: RelaySnapshot, since previous: RelayCounters?) {
+        let now = snapshot.counters
+        let before = previous ?? RelayCounters()
+        clients.record(snapshot.clients)
+        handshaking.record(snapshot.handshaking)
+        nodes.record(snapshot.nodes)
+        uptime.record(snapshot.uptime)
+        storeMessages.record(snapshot.storeMessages)
+        storeBytes.record(snapshot.storeBytes)
+        func add(_ counter: Metrics.Counter, _ delta: Int) { if delta > 0 { counter.increment(by: delta) } }
+        for index in relayed.indices {
+            add(relayed[index], now.relayedByVerb[index] - before.relayedByVerb[index])
+            add(relayedBytes[index], now.relayedBytesByVerb[index] - before.relayedBytesByVerb[index])
+        }
+        for index in nacks.indices { add(nacks[index], now.nacksSent[index] - before.nacksSent[index]) }
+        for index in drops.indices { add(drops[index], now.drops[index] - before.drops[index]) }
+        add(framesIn, now.framesIn - before.framesIn)
+        add(framesOut, now.framesOut - before.framesOut)
+        add(bytesIn, now.bytesIn - before.bytesIn)
+        add(bytesOut, now.bytesOut - before.bytesOut)
+        add(acksSent, now.acksSent - before.acksSent)
+        add(acksReceived, now.acksReceived - before.acksReceived)
+        add(stored, now.stored - before.stored)
+        add(storedDelivered, now.storedDelivered - before.storedDelivered)
+        add(accepted, now.connectionsAccepted - before.connectionsAccepted)
+    }
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class POps: XCTestCase { func testX() {} }
