@@ -21,7 +21,9 @@ BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat
 DATA="$(mktemp -d -t ptpchat-bench.XXXXXX)"
 trap 'rm -rf "$DATA"' EXIT
 
-export RELAY_CMD="exec '$BIN' --listen 127.0.0.1:$PORT --data-dir '$DATA' --log-level warning ${RELAY_ARGS:-}"
+STATS_PORT="${STATS_PORT:-17004}"
+# The stats endpoint stays on during the run: `curl 127.0.0.1:$STATS_PORT/stats` shows it under load.
+export RELAY_CMD="exec '$BIN' --listen 127.0.0.1:$PORT --stats 127.0.0.1:$STATS_PORT --data-dir '$DATA' --log-level warning ${RELAY_ARGS:-}"
 export RELAY_PORT="$PORT"
 if ! command -v nats-server >/dev/null 2>&1; then
     export TARGETS="${TARGETS:-baseline relay}"
