@@ -16,8 +16,10 @@ final class DropLoggingTests: XCTestCase {
         let countBefore = relay.counters.count(reason)
         let logsBefore = relay.logs.all.count
         action()
+        relay.loop.run()  // store completions come back to the loop as tasks
         XCTAssertEqual(relay.counters.count(reason), countBefore + 1, "\(reason.rawValue) not counted", file: file, line: line)
-        let lines = relay.logs.all.dropFirst(logsBefore).filter { $0.level == .debug || $0.level == .info }
+        // Debug or above (a failed store write is a warning).
+        let lines = relay.logs.all.dropFirst(logsBefore).filter { $0.level >= .debug }
         XCTAssertFalse(lines.isEmpty, "drop \(reason.rawValue) has no log line", file: file, line: line)
     }
 
@@ -59,7 +61,18 @@ final class DropLoggingTests: XCTestCase {
         assertDropLogged(.invalid, in: relay) {
             alice.send(#"{"msg_type":"KEY","msg_data":{"msg_id":"\#(Node.newID())"}}"#)
         }
-        assertDropLogged(.unreachable, in: relay) { alice.send(Frames.message(from: Node.a, to: [Node.x], id: Node.newID())) }
+        // A MESSAGE for a node that is not connected is stored (PROFILE.md section 6), not dropped;
+        // CONNECT to it is never stored: that is the drop `unreachable`.
+        _ = alice.receive()  // the NACK `invalid` above
+        let storedBefore = relay.counters.stored
+        alice.send(Frames.message(from: Node.a, to: [Node.x], id: Node.newID()))
+        XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.counters.stored, storedBefore + 1)
+        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 0, "a stored message counted as dropped")
+        assertDropLogged(.unreachable, in: relay) {
+            alice.send(Frames.connect(src: ":4000", dst: nil, srcNode: Node.a, dstNode: Node.x, msgID: Node.newID()))
+        }
+        XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, false)
         assertDropLogged(.ttlExpired, in: relay) { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID(), ttl: 1)) }
         assertDropLogged(.unknownAck, in: relay) { alice.send(Frames.ack(Node.newID())) }
         assertDropLogged(.routingFromClient, in: relay) { alice.send(#"{"msg_type":"ROUTING","msg_data":{"nodes":[]}}"#) }
@@ -77,5 +90,30 @@ final class DropLoggingTests: XCTestCase {
         let silent = relay.connect(label: "silent")
         assertDropLogged(.handshakeTimeout, in: relay) { relay.loop.advanceTime(by: .seconds(11)) }
         XCTAssertFalse(silent.isActive)
+    }
+
+    /// PROFILE.md section 6: what the store refuses or gives up on is counted and logged too.
+    func testStoreDropsAreLogged() {
+        let relay = TestRelay { $0.store.perRecipientMessages = 1; $0.store.maxAttempts = 1 }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        alice.send(Frames.message(from: Node.a, to: [Node.x], id: Node.newID()))
+        XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, true)
+        assertDropLogged(.queueFull, in: relay) { alice.send(Frames.message(from: Node.a, to: [Node.x], id: Node.newID())) }
+        XCTAssertEqual(alice.receiveOne()?.reason, "queue_full")
+        relay.offline.failWrites = true
+        assertDropLogged(.storeFailed, in: relay) { alice.send(Frames.message(from: Node.a, to: [Node.c], id: Node.newID())) }
+        XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, false)
+        relay.offline.failWrites = false
+        // Xena's one stored message, delivered once without an ACK: store.max_attempts 1 reached.
+        let xena = relay.connect(label: "xena")
+        _ = xena.receive()
+        xena.send(Frames.hello(Node.x, name: "xena"))
+        XCTAssertEqual(xena.receive().map(\.type), ["ROUTING", "MESSAGE"])
+        assertDropLogged(.storeGaveUp, in: relay) {
+            relay.shard.expireAcks(now: .now() + .seconds(11))
+            relay.loop.run()
+        }
+        XCTAssertTrue(relay.offline.messages.isEmpty)
     }
 }

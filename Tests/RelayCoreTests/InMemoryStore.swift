@@ -20,6 +20,24 @@ final class InMemoryStore: StoreAccess, @unchecked Sendable {
 
     var messages: [StoredMessage] { lock.withLock { rows } }
 
+    /// Makes every stored message due now: the relay's retry times are on the wall clock, which a
+    /// test does not wait for.
+    func makeAllDue() {
+        lock.withLock {
+            for index in rows.indices { rows[index].nextAttemptAt = 0 }
+        }
+    }
+
+    /// Moves every stored message's arrival `seconds` into the past (for `store.max_age`).
+    func backdate(by seconds: Double) {
+        lock.withLock {
+            for index in rows.indices { rows[index].createdAt -= seconds }
+        }
+    }
+
+    /// Completions held back by `holdCommits` and not yet released by `commit()`.
+    var heldCount: Int { lock.withLock { held.count } }
+
     func submit(_ write: StoreWriter.Write) {
         let completion: () -> Void = lock.withLock { apply(write) }
         if holdCommits {

@@ -28,6 +28,9 @@ final class TimerTests: XCTestCase {
         XCTAssertEqual(nack.reason, "unreachable")
         XCTAssertEqual(nack.dataMsgID, id)
         XCTAssertEqual(nack.recipients, [Node.b])
+        // Not reached in time: stored for a later try (PROFILE.md section 5).
+        XCTAssertEqual(nack.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), [Node.guid(id)])
         XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 1)
         XCTAssertTrue(relay.shard.pending.isEmpty)
 
@@ -62,6 +65,7 @@ final class TimerTests: XCTestCase {
         guard frames.count == 2 else { return }
         XCTAssertEqual(frames[0].reason, "unreachable")
         XCTAssertEqual(frames[0].recipients, [Node.b])
+        XCTAssertEqual(frames[0].data["stored"] as? Bool, true)
         XCTAssertEqual(frames[1].dataMsgID, id)
         XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 1)
     }

@@ -142,6 +142,8 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(NackReason.ttlExpired), 3)
     }
 
+    /// PROFILE.md sections 5 and 6: a recipient that is not connected gets the message later: it
+    /// is stored, and the origin hears NACK `unreachable` with `stored: true` (not a drop).
     func testUnreachableNack() {
         let relay = TestRelay()
         defer { relay.shutdown() }
@@ -153,16 +155,24 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.reason, "unreachable")
         XCTAssertEqual(nack.dataMsgID, id)
         XCTAssertEqual(nack.data["node_id"] as? String, Node.relay)
-        XCTAssertNotNil(nack.data["stored"] as? Bool)
+        XCTAssertEqual(nack.data["stored"] as? Bool, true)
         XCTAssertEqual(nack.recipients, [Node.x])
         XCTAssertEqual(nack.sender, "relay@\(Node.relay)")
-        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 1)
+        XCTAssertEqual(relay.counters.stored, 1)
+        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 0)
         XCTAssertEqual(relay.counters.count(NackReason.unreachable), 1)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), [Node.guid(id)])
         // CERTIFICATE and KEY to an unknown node: the same.
         let certID = Node.newID()
         alice.send(#"{"msg_type":"CERTIFICATE","msg_data":{"msg_id":"\#(certID)","node_id":"\#(Node.a)","recipient_id":"\#(Node.x)","certificate":"Y2VydA=="}}"#)
-        XCTAssertEqual(alice.receiveOne()?.reason, "unreachable")
-        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 2)
+        guard let certNack = alice.receiveOne() else { return }
+        XCTAssertEqual(certNack.reason, "unreachable")
+        XCTAssertEqual(certNack.dataMsgID, certID)
+        XCTAssertEqual(certNack.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.counters.stored, 2)
+        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 0)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), [Node.guid(id), Node.guid(certID)])
+        XCTAssertTrue(relay.offline.messages.allSatisfy { $0.recipient == Node.guid(Node.x) })
     }
 
     func testMessageToSelfOrRelayOnlyIsAcked() {
@@ -188,6 +198,8 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.reason, "unreachable")
         XCTAssertEqual(nack.recipients, [Node.x])
         XCTAssertEqual(nack.dataMsgID, id)
+        XCTAssertEqual(nack.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.offline.messages.map(\.recipient), [Node.guid(Node.x)])
         guard let delivered = bob.receiveOne() else { return }
         XCTAssertEqual(delivered.recipients, [Node.b])
         bob.send(Frames.ack(id))
@@ -271,6 +283,11 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(frames.map(\.type), ["NACK", "NACK"], "\(frames.map(\.text))")
         XCTAssertEqual(Set(frames.compactMap(\.recipients).flatMap { $0 }), [Node.b, Node.c])
         XCTAssertTrue(frames.allSatisfy { $0.dataMsgID == id && $0.reason == "unreachable" })
+        // Bob refused it himself: not stored. Carol went away without an ACK: stored for her.
+        for frame in frames {
+            XCTAssertEqual(frame.data["stored"] as? Bool, frame.recipients == [Node.c], frame.text)
+        }
+        XCTAssertEqual(relay.offline.messages.map(\.recipient), [Node.guid(Node.c)])
         XCTAssertEqual(relay.counters.acksSent, 0)
         XCTAssertTrue(relay.shard.pending.isEmpty)
     }
@@ -373,10 +390,13 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.dataMsgID, id)
         XCTAssertEqual(nack.recipients, [Node.b])
         XCTAssertEqual(nack.data["node_id"] as? String, Node.relay)
+        XCTAssertEqual(nack.data["stored"] as? Bool, false)
+        XCTAssertTrue(relay.offline.messages.isEmpty)
         bob.expectNothing()
         XCTAssertTrue(relay.shard.pending.isEmpty)
     }
 
+    /// The next hop went away before its ACK: the message is stored for it (PROFILE.md section 5).
     func testNextHopDisconnectGivesUnreachable() {
         let relay = TestRelay()
         defer { relay.shutdown() }
@@ -391,6 +411,8 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.reason, "unreachable")
         XCTAssertEqual(nack.dataMsgID, id)
         XCTAssertEqual(nack.recipients, [Node.b])
+        XCTAssertEqual(nack.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), [Node.guid(id)])
         XCTAssertTrue(relay.shard.pending.isEmpty)
     }
 

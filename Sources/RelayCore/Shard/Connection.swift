@@ -59,45 +59,6 @@ struct AwaitingAck {
     }
 }
 
-/// Messages recently delivered and ACKed, per shard, for de-duplication of re-sent messages: a
-/// direct-mapped table of (recipient node, message id), so a lookup is one multiply and one memory
-/// read; it survives the recipient reconnecting to the same event loop. A newer entry can evict an older one that hashes to the same slot: the table remembers
-/// roughly the last `capacity` ACKed deliveries of the shard, in a fixed amount of memory.
-struct RecentDeliveries {
-    private var slots: [GUID]
-    private let mask: Int
-    private let seed: UInt64
-
-    init(capacity: Int) {
-        var size = 1
-        while size < capacity { size <<= 1 }
-        slots = [GUID](repeating: .zero, count: size)
-        mask = size - 1
-        var random = SystemRandomNumberGenerator()
-        seed = random.next() | 1
-    }
-
-    @inline(__always)
-    private func key(_ recipient: UInt64, _ id: GUID) -> (slot: Int, value: GUID) {
-        let value = GUID(high: id.high ^ (recipient &* 0x9E37_79B9_7F4A_7C15), low: id.low)
-        var mixed = (value.high ^ value.low.byteSwapped) &* seed
-        mixed ^= mixed >> 29
-        return (Int(truncatingIfNeeded: mixed) & mask, value)
-    }
-
-    @inline(__always)
-    func contains(recipient: UInt64, _ id: GUID) -> Bool {
-        let (slot, value) = key(recipient, id)
-        return slots[slot] == value
-    }
-
-    @inline(__always)
-    mutating func insert(recipient: UInt64, _ id: GUID) {
-        let (slot, value) = key(recipient, id)
-        slots[slot] = value
-    }
-}
-
 /// The output a connection gathered during one tick; `bytes` is set when it is flushed (and
 /// from then on never changes), so deliveries can point into it instead of copying their frames.
 final class OutputChunk {

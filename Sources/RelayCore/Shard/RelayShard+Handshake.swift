@@ -25,7 +25,7 @@ extension RelayShard {
         }
         connection.tag = tag
         connection.location = location
-        connection.recipientKey = address.id.high ^ (address.id.low >> 1 | address.id.low << 63)
+        connection.recipientKey = RecentDeliveries.key(address.id)
         connection.phase = .bound
         logger.debug(
             "node bound",

@@ -59,6 +59,13 @@ extension RelayShard {
         recipient: GUID, waiter: Waiter
     ) {
         let recipients = Recipients(recipient)
+        if recentDeliveries.contains(recipient: RecentDeliveries.key(recipient), messageID) {
+            // Delivered and ACKed a moment ago (the sender missed the ACK): nothing to keep.
+            counters.drop(.duplicateMessage)
+            logger.debug("repeat of a delivered message not stored", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
+            resolve(waiter, messageID: messageID, .acked)
+            return
+        }
         let narrowed = envelope.verb == .message && (envelope.recipients.count != 1 || envelope.isLabelledChat)
         var frame = ByteBufferAllocator().buffer(capacity: bytes.count + 256)
         writeForwarded(&frame, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: narrowed ? recipients : nil)
@@ -110,13 +117,19 @@ extension RelayShard {
 
     /// The outcome of a delivery of a stored message (its own, or that of a live copy of the same
     /// message it was folded into).
-    func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome) {
-        guard let (recipient, attempts) = storedInFlight.removeValue(forKey: seq) else { return }
+    func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome, followers: [Waiter] = [], recipients: Recipients = []) {
+        guard let (recipient, attempts) = storedInFlight.removeValue(forKey: seq) else {
+            for waiter in followers { resolve(waiter, messageID: messageID, outcome) }
+            return
+        }
         switch outcome {
         case .acked:
             storedDeliveryAcked(seq: seq, recipient: recipient, messageID: messageID)
+            for waiter in followers { resolve(waiter, messageID: messageID, .acked) }
         case .stored, .failed:
-            storedDeliveryFailed(seq: seq, recipient: recipient, attemptsBefore: attempts)
+            storedDeliveryFailed(
+                seq: seq, recipient: recipient, attemptsBefore: attempts, followers: followers, messageID: messageID,
+                recipients: recipients)
         }
     }
 
@@ -130,12 +143,22 @@ extension RelayShard {
     }
 
     /// A stored message got no ACK: count the attempt; after `store.max_attempts` it is dropped.
-    private func storedDeliveryFailed(seq: Int64, recipient: GUID, attemptsBefore: Int) {
+    /// Senders of re-sent copies that were folded into this delivery (`followers`) hear what
+    /// became of the stored message: `stored: true` while it is kept, `stored: false` once dropped.
+    private func storedDeliveryFailed(
+        seq: Int64, recipient: GUID, attemptsBefore: Int, followers: [Waiter] = [], messageID: GUID = .zero,
+        recipients: Recipients = []
+    ) {
         let next = wallClock() + retryDelay(afterAttempts: attemptsBefore + 1)
         let shard = self
         context.store.submit(
             .attemptFailed(seq: seq, nextAttemptAt: next) { outcome in
                 shard.eventLoop.execute {
+                    for waiter in followers {
+                        let answer: HopOutcome = outcome == .retry ? .stored(recipients) : .failed(recipients, .unreachable)
+                        shard.resolve(waiter, messageID: messageID, answer)
+                    }
+                    if !followers.isEmpty { shard.flushAll() }
                     switch outcome {
                     case .dropped:
                         shard.counters.drop(.storeGaveUp)

@@ -234,6 +234,10 @@ extension RelayShard {
         }
         counters.acksReceived += 1
         recentDeliveries.insert(recipient: connection.recipientKey, messageID)
+        if entry.waiter.storedSeq != 0 {
+            resolveStored(entry.waiter.storedSeq, messageID: messageID, .acked, followers: entry.more ?? [])
+            return
+        }
         resolve(entry.waiter, messageID: messageID, .acked)
         for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
     }
@@ -253,8 +257,9 @@ extension RelayShard {
     /// try, and its senders hear `stored: true` once that is committed.
     func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason, on connection: Connection, storable: Bool) {
         if entry.waiter.storedSeq != 0 {
-            resolve(entry.waiter, messageID: messageID, .failed(entry.recipients, reason))
-            for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
+            resolveStored(
+                entry.waiter.storedSeq, messageID: messageID, .failed(entry.recipients, reason), followers: entry.more ?? [],
+                recipients: entry.recipients)
             return
         }
         var waiters = [entry.waiter]

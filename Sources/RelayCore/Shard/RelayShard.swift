@@ -25,8 +25,8 @@ final class RelayShard: @unchecked Sendable {
     /// Replica of the node registry: node id to where its connection is, and how it is announced.
     var directory: [GUID: NodeLocation] = [:]
     var directoryTags: [GUID: SenderTag] = [:]
-    /// Recently ACKed deliveries on this shard's connections (de-duplication).
-    var recentDeliveries = RecentDeliveries(capacity: 1 << 18)
+    /// Recently ACKed deliveries of every shard (de-duplication).
+    let recentDeliveries: RecentDeliveries
     /// A flush of everything written during this event loop tick is scheduled.
     var flushScheduled = false
     /// Deliveries of stored messages under way: `seq` to the recipient and the attempts made
@@ -56,6 +56,7 @@ final class RelayShard: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.context = context
         self.ackTemplate = context.ackTemplate
+        self.recentDeliveries = context.recentDeliveries
         let configuration = context.configuration
         self.configuration = configuration
         self.ackTimeout = .fromSeconds(configuration.timeouts.ack)

@@ -18,6 +18,7 @@ final class RelayContext: Sendable {
     let floods: FloodGuard
     let channels: ChannelDirectory
     let ackTemplate: AckTemplate
+    let recentDeliveries = RecentDeliveries(capacity: 1 << 20)
     let store: StoreAccess
 
     let maxTTL = 32
