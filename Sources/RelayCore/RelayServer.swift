@@ -157,11 +157,13 @@ public final class RelayServer: Sendable {
         if new.stats != old.stats { needsRestart.append("stats.listen") }
         if new.store != old.store { needsRestart.append("store") }
         if new.tls != old.tls { needsRestart.append("tls") }
+        if new.limits.outboundBufferBytes != old.limits.outboundBufferBytes { needsRestart.append("limits.outbound_buffer_bytes") }
         var effective = new
         effective.relay = old.relay
         effective.stats = old.stats
         effective.store = old.store
         effective.tls = old.tls
+        effective.limits.outboundBufferBytes = old.limits.outboundBufferBytes
         let applied = effective
         context.apply(applied)
         for shard in shards {

@@ -41,14 +41,14 @@ public final class StatsCollector: Sendable {
     public func sample() async throws -> RelaySnapshot {
         let snapshot = try await source()
         let now = NIODeadline.now()
-        let previous = state.withLockedValue { state -> RelayCounters? in
+        state.withLockedValue { state in
             state.samples.append(Sample(at: now, snapshot: snapshot))
             let horizon = now - .nanoseconds(Int64((Self.rateWindow + 1.5) * 1e9))
             state.samples.removeAll { $0.at < horizon }
-            defer { state.exported = snapshot.counters }
-            return state.exported
+            // Samples can overlap (scrapes and the STATUS reporter): counters only ever move up
+            // by what no earlier export has counted.
+            state.exported = metrics.update(snapshot, since: state.exported)
         }
-        metrics.update(snapshot, since: previous)
         return snapshot
     }
 
@@ -165,10 +165,11 @@ final class RelayMetrics: Sendable {
         accepted = Metrics.Counter(label: "ptpchat_connections_accepted_total", factory: factory)
     }
 
-    /// Counters go up by what changed since the last export; gauges take the current value.
-    func update(_ snapshot: RelaySnapshot, since previous: RelayCounters?) {
-        let now = snapshot.counters
+    /// Counters go up by what is new since `previous` (never down); gauges take the current
+    /// value. Returns what has been exported now: the element-wise maximum of both.
+    func update(_ snapshot: RelaySnapshot, since previous: RelayCounters?) -> RelayCounters {
         let before = previous ?? RelayCounters()
+        let now = before.maximum(snapshot.counters)
         clients.record(snapshot.clients)
         handshaking.record(snapshot.handshaking)
         nodes.record(snapshot.nodes)
@@ -191,5 +192,6 @@ final class RelayMetrics: Sendable {
         add(stored, now.stored - before.stored)
         add(storedDelivered, now.storedDelivered - before.storedDelivered)
         add(accepted, now.connectionsAccepted - before.connectionsAccepted)
+        return now
     }
 }

@@ -152,15 +152,17 @@ struct ServeCommand: AsyncParsableCommand {
                 Foundation.exit(1)
             }
         }
+        // 0: no deadline (connections are closed at once in any case).
         let timeout = current.timeouts.shutdown
-        let watchdog = Task {
-            try await Task.sleep(nanoseconds: UInt64(max(timeout, 0.001) * 1e9))
+        let watchdog: Task<Void, Error>? = timeout <= 0 ? nil : Task {
+            try await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
             logger.error("shutdown took longer than timeouts.shutdown: exiting now", metadata: ["timeout_s": "\(timeout)"])
             Foundation.exit(1)
         }
-        await statsServer?.shutdown()
+        // The stats endpoint goes last: /readyz answers 503 while the relay stops.
         try? await server.shutdown()
-        watchdog.cancel()
+        await statsServer?.shutdown()
+        watchdog?.cancel()
         hurry.cancel()
         logger.info("stopped")
     }

@@ -76,6 +76,29 @@ public struct RelayCounters: Sendable {
     public func count(_ reason: NackReason) -> Int { nacksSent[reason.index] }
     public func relayed(_ verb: Verb) -> Int { relayedByVerb[Int(verb.rawValue)] }
 
+    /// Each counter at the larger of the two values.
+    public func maximum(_ other: RelayCounters) -> RelayCounters {
+        var result = self
+        result.connectionsAccepted = max(connectionsAccepted, other.connectionsAccepted)
+        result.connectionsClosed = max(connectionsClosed, other.connectionsClosed)
+        result.framesIn = max(framesIn, other.framesIn)
+        result.bytesIn = max(bytesIn, other.bytesIn)
+        result.framesOut = max(framesOut, other.framesOut)
+        result.bytesOut = max(bytesOut, other.bytesOut)
+        result.acksSent = max(acksSent, other.acksSent)
+        result.acksReceived = max(acksReceived, other.acksReceived)
+        result.stored = max(stored, other.stored)
+        result.storedSent = max(storedSent, other.storedSent)
+        result.storedDelivered = max(storedDelivered, other.storedDelivered)
+        for index in result.relayedByVerb.indices {
+            result.relayedByVerb[index] = max(relayedByVerb[index], other.relayedByVerb[index])
+            result.relayedBytesByVerb[index] = max(relayedBytesByVerb[index], other.relayedBytesByVerb[index])
+        }
+        for index in result.nacksSent.indices { result.nacksSent[index] = max(nacksSent[index], other.nacksSent[index]) }
+        for index in result.drops.indices { result.drops[index] = max(drops[index], other.drops[index]) }
+        return result
+    }
+
     public static func + (lhs: RelayCounters, rhs: RelayCounters) -> RelayCounters {
         var sum = lhs
         sum.connectionsAccepted += rhs.connectionsAccepted

@@ -8,6 +8,8 @@ final class RelayProcess {
     let nodeID: String
     let name = "relay"
     let directory: URL
+    /// The relay's `--data-dir`: `directory/data`, or the one given (a restart on the same store).
+    let dataDirectory: URL
     let child: ChildProcess
 
     var address: String { "\(name)@\(nodeID)" }
@@ -19,14 +21,16 @@ final class RelayProcess {
 
     /// Starts the relay: `--listen 127.0.0.1:PORT --data-dir DIR --node-id ID --log-level debug`,
     /// with `config` (YAML) written to a file and passed as `--config`, then `arguments`.
-    /// Returns once the port accepts connections.
-    init(config: String? = nil, arguments: [String] = [], in directory: URL) throws {
+    /// Returns once the port accepts connections. `dataDirectory` and `nodeID` (default: a fresh
+    /// folder `directory/data` and a fresh id) let a new process take over an earlier relay's store.
+    init(config: String? = nil, arguments: [String] = [], in directory: URL, dataDirectory: URL? = nil, nodeID: String? = nil) throws {
         self.directory = directory
         port = try Sockets.freePort()
-        nodeID = Ids.make()
-        let dataDir = directory.appendingPathComponent("data")
+        self.nodeID = nodeID ?? Ids.make()
+        let dataDir = dataDirectory ?? directory.appendingPathComponent("data")
+        self.dataDirectory = dataDir
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-        var all = ["--listen", "127.0.0.1:\(port)", "--data-dir", dataDir.path, "--node-id", nodeID, "--log-level", "debug"]
+        var all = ["--listen", "127.0.0.1:\(port)", "--data-dir", dataDir.path, "--node-id", self.nodeID, "--log-level", "debug"]
         if let config {
             let file = directory.appendingPathComponent("relay.yaml")
             try config.write(to: file, atomically: true, encoding: .utf8)

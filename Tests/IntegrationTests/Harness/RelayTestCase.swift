@@ -54,11 +54,14 @@ class RelayTestCase: XCTestCase {
 
     // MARK: Relay and clients
 
-    /// Starts a relay (see `RelayProcess`) that is stopped in tearDown.
-    func startRelay(config: String? = nil, arguments: [String] = []) throws -> RelayProcess {
+    /// Starts a relay (see `RelayProcess`) that is stopped in tearDown. Pass `dataDirectory` and
+    /// `nodeID` of an earlier (stopped or killed) relay to restart it on the same store.
+    func startRelay(config: String? = nil, arguments: [String] = [], dataDirectory: URL? = nil, nodeID: String? = nil) throws
+        -> RelayProcess
+    {
         let folder = try directory.appendingPathComponent("relay\(relays.count)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let relay = try RelayProcess(config: config, arguments: arguments, in: folder)
+        let relay = try RelayProcess(config: config, arguments: arguments, in: folder, dataDirectory: dataDirectory, nodeID: nodeID)
         relays.append(relay)
         return relay
     }

@@ -1,2 +1,0 @@
-import XCTest
-final class POps: XCTestCase { func testX() {} }
