@@ -40,6 +40,9 @@ public final class MessageStore: Sendable {
             pool = try DatabasePool(path: path, configuration: configuration)
             if !readOnly {
                 try Schema.migrator.migrate(pool)
+                // GRDB sets NORMAL on the writer connection when it turns WAL on, after
+                // `prepareDatabase`: set the durability asked for once the pool is open.
+                try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
             }
             // Reading the schema and the counters proves the file is a usable database.
             _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT messages FROM totals WHERE id = 0") }
@@ -103,7 +106,15 @@ public final class MessageStore: Sendable {
     /// Messages and bytes per recipient, with the age of the oldest.
     public func mailboxes() throws -> [MailboxSummary] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT recipient, messages, bytes, oldest FROM mailbox ORDER BY messages DESC, recipient")
+            // `oldest` in the table only ever goes down (the delete trigger cannot cheaply raise it):
+            // the true oldest is read from the messages themselves.
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT recipient, messages, bytes,
+                        coalesce((SELECT min(created_at) FROM message WHERE message.recipient = mailbox.recipient), oldest) AS oldest
+                    FROM mailbox ORDER BY messages DESC, recipient
+                    """)
                 .map { row in
                     MailboxSummary(recipient: row.guid("recipient"), messages: row["messages"], bytes: row["bytes"], oldest: row["oldest"])
                 }

@@ -76,6 +76,7 @@ public final class StoreWriter: Sendable {
     }
 
     private func run() {
+        Thread.current.name = "ptpchat-store"
         let delayNanos = UInt64(max(settings.commitDelay, 0) * 1e9)
         while true {
             queue.lock(whenValue: 1)
@@ -97,8 +98,8 @@ public final class StoreWriter: Sendable {
                 state.writes.removeAll(keepingCapacity: true)
                 return writes
             }
-            guard !batch.isEmpty else { continue }
-            commit(batch)
+            if !batch.isEmpty { commit(batch) }
+            if state.withLockedValue({ $0.stopping && $0.writes.isEmpty }) { return }
         }
     }
 

@@ -20,13 +20,19 @@ struct MailboxCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON instead of aligned text.")
         var json = false
 
-        func open() -> MessageStore {
+        /// Reading commands open the store read-only when they can: they then never wait for
+        /// the relay's writer.
+        func open(readOnly: Bool = false) -> MessageStore {
             let path = MessageStore.path(inDataDirectory: dataDir)
             guard FileManager.default.fileExists(atPath: path) else {
                 fail("store \(path): no store here (the relay creates it on first start)")
             }
+            let logger = Logger(label: "ptpchat-mailbox")
+            if readOnly, let store = try? MessageStore(path: path, settings: StoreSettings(), logger: logger, readOnly: true) {
+                return store
+            }
             do {
-                return try MessageStore(path: path, settings: StoreSettings(), logger: Logger(label: "ptpchat-mailbox"))
+                return try MessageStore(path: path, settings: StoreSettings(), logger: logger)
             } catch {
                 fail("\(error)")
             }
@@ -38,7 +44,7 @@ struct MailboxCommand: ParsableCommand {
         @OptionGroup var location: Location
 
         func run() throws {
-            let store = location.open()
+            let store = location.open(readOnly: true)
             defer { store.close() }
             let now = Date().timeIntervalSince1970
             let boxes: [MailboxSummary]
@@ -73,7 +79,7 @@ struct MailboxCommand: ParsableCommand {
         var limit = 1000
 
         func run() throws {
-            let store = location.open()
+            let store = location.open(readOnly: true)
             defer { store.close() }
             let filter = recipient.map { parseGUID($0, option: "--recipient") }
             let now = Date().timeIntervalSince1970

@@ -104,7 +104,7 @@ extension RelayShard {
     private func sendStored(_ messages: [StoredMessage], to connection: Connection) {
         guard let recipient = connection.nodeID else { return }
         for message in messages where connection.awaiting[message.messageID] == nil && storedInFlight[message.seq] == nil {
-            storedInFlight[message.seq] = (recipient, message.attempts)
+            storedInFlight[message.seq] = (recipient, message.attempts, false)
             let written = deliverFrame(
                 to: connection, messageID: message.messageID, waiter: .stored(message.seq, shard: index),
                 recipients: Recipients(recipient), sender: message.sender
@@ -118,10 +118,12 @@ extension RelayShard {
     /// The outcome of a delivery of a stored message (its own, or that of a live copy of the same
     /// message it was folded into).
     func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome, followers: [Waiter] = [], recipients: Recipients = []) {
-        guard let (recipient, attempts) = storedInFlight.removeValue(forKey: seq) else {
+        guard let (recipient, attempts, settling) = storedInFlight[seq], !settling else {
             for waiter in followers { resolve(waiter, messageID: messageID, outcome) }
             return
         }
+        // Until the store has written the outcome, a retry must not read the row again.
+        storedInFlight[seq] = (recipient, attempts, true)
         switch outcome {
         case .acked:
             storedDeliveryAcked(seq: seq, recipient: recipient, messageID: messageID)
@@ -138,7 +140,10 @@ extension RelayShard {
         let shard = self
         context.store.submit(
             .acknowledged(seq: seq, recipient: recipient, messageID: messageID) { deleted in
-                shard.eventLoop.execute { if deleted { shard.counters.storedDelivered += 1 } }
+                shard.eventLoop.execute {
+                    shard.storedInFlight[seq] = nil
+                    if deleted { shard.counters.storedDelivered += 1 }
+                }
             })
     }
 
@@ -154,6 +159,7 @@ extension RelayShard {
         context.store.submit(
             .attemptFailed(seq: seq, nextAttemptAt: next) { outcome in
                 shard.eventLoop.execute {
+                    shard.storedInFlight[seq] = nil
                     for waiter in followers {
                         let answer: HopOutcome = outcome == .retry ? .stored(recipients) : .failed(recipients, .unreachable)
                         shard.resolve(waiter, messageID: messageID, answer)

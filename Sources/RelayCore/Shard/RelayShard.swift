@@ -29,9 +29,9 @@ final class RelayShard: @unchecked Sendable {
     let recentDeliveries: RecentDeliveries
     /// A flush of everything written during this event loop tick is scheduled.
     var flushScheduled = false
-    /// Deliveries of stored messages under way: `seq` to the recipient and the attempts made
-    /// before this one.
-    var storedInFlight: [Int64: (recipient: GUID, attempts: Int)] = [:]
+    /// Stored messages out for delivery, by `seq`: the recipient, the attempts made before this
+    /// one, and whether the outcome is being written (the row is not read again until it is).
+    var storedInFlight: [Int64: (recipient: GUID, attempts: Int, settling: Bool)] = [:]
     /// The time, read at most once per tick (ACK deadlines need no better).
     var clock = TickClock()
     /// Forwarded messages awaiting their next hops' ACKs, by token.

@@ -1,2 +1,0 @@
-import XCTest
-final class PStore: XCTestCase { func testX() {} }
