@@ -12,15 +12,15 @@ public enum RelayIdentity {
         guard NodeAddress.isValidName(name) else {
             throw Failure(description: "relay name '\(name)' must be letters and digits only")
         }
-        if let configuredID {
-            guard let id = GUID(configuredID) else { throw Failure(description: "node id '\(configuredID)' is not a GUID") }
-            return NodeAddress(id: id, name: name)
-        }
         let fileManager = FileManager.default
         do {
             try fileManager.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         } catch {
             throw Failure(description: "cannot create data directory \(dataDir): \(error.localizedDescription)")
+        }
+        if let configuredID {
+            guard let id = GUID(configuredID) else { throw Failure(description: "node id '\(configuredID)' is not a GUID") }
+            return NodeAddress(id: id, name: name)
         }
         let path = (dataDir as NSString).appendingPathComponent("node-id")
         if fileManager.fileExists(atPath: path) {

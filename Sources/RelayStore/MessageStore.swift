@@ -14,6 +14,9 @@ public final class MessageStore: Sendable {
     let pool: DatabasePool
     public let writer: StoreWriter
 
+    /// Stores up to this size are checked with `PRAGMA quick_check` when opened.
+    public static let integrityCheckLimit = 256 * 1024 * 1024
+
     public static func path(inDataDirectory directory: String) -> String {
         (directory as NSString).appendingPathComponent("store.sqlite")
     }
@@ -44,8 +47,17 @@ public final class MessageStore: Sendable {
                 // `prepareDatabase`: set the durability asked for once the pool is open.
                 try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
             }
-            // Reading the schema and the counters proves the file is a usable database.
+            // Reading the schema and the counters proves the file is a usable database; a store of
+            // moderate size is checked page by page too (the check's time grows with the file).
             _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT messages FROM totals WHERE id = 0") }
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            if size <= Self.integrityCheckLimit {
+                let verdict = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check(1)") } ?? "ok"
+                guard verdict == "ok" else {
+                    let oneLine = verdict.split(whereSeparator: \.isNewline).joined(separator: "; ")
+                    throw StoreError(path: path, reason: "the database is damaged (\(oneLine))")
+                }
+            }
         } catch let error as StoreError {
             throw error
         } catch let error as DatabaseError {

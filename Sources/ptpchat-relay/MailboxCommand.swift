@@ -123,6 +123,9 @@ struct MailboxCommand: ParsableCommand {
             if all && (recipient != nil || olderThan != nil) {
                 throw ValidationError("--all goes alone")
             }
+            if let olderThan, !(olderThan >= 0) {
+                throw ValidationError("--older-than: '\(olderThan)' is not a number of seconds, 0 or more")
+            }
         }
 
         func run() throws {

@@ -155,7 +155,7 @@ final class StoreForwardTests: RelayTestCase {
         let relay = try startRelay()
         let alice = try bind(relay, name: "alice")
         var notStored: [String] = []
-        let rounds = 6
+        let rounds = 10
         for round in 0..<rounds {
             let bob = try bind(relay, name: "bob\(round)")
             bob.client.close()
@@ -477,6 +477,10 @@ final class StoreForwardTests: RelayTestCase {
         let (dataDirectory, size) = try makeCheckpointedStore()
         let half = size / 2 / 4096 * 4096
         try overwrite(dataDirectory.appendingPathComponent("store.sqlite"), from: half, count: size - half)
+        // Premise: reading the stored messages fails on this file.
+        let list = try mailbox(["list", "--data-dir", dataDirectory.path, "--json", "--limit", "100000"])
+        XCTAssertNotEqual(list.status, 0, "test premise: the messages of the damaged file can still be read: \(list.stderr)")
+        print("mailbox list on the damaged store: \(list.stderr)")
         try expectStartFailure(dataDirectory: dataDirectory, name: "relay-corrupt-half")
     }
 
@@ -529,8 +533,8 @@ final class StoreForwardTests: RelayTestCase {
     private func expectStartFailure(dataDirectory: URL, name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let port = try Sockets.freePort()
         let relay = try runRelayBinary(
-            ["--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--node-id", Ids.make()], name: name)
-        let status = relay.waitForExit(timeout: 15)
+            ["--listen", "127.0.0.1:\(port)", "--stats", "off", "--data-dir", dataDirectory.path, "--node-id", Ids.make()], name: name)
+        let status = relay.waitForExit(timeout: 5)
         guard let status else {
             XCTFail("the relay runs on a bad store file: \(relay.stdout)\(relay.stderr)", file: file, line: line)
             return

@@ -75,7 +75,57 @@ extension RelayShard {
             createdAt: now)
         logger.debug("recipient not connected: storing", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
         store([message]) { [self] outcomes in
-            resolve(waiter, messageID: messageID, hopOutcome(outcomes.first ?? .failed("no outcome"), recipients: recipients))
+            let outcome = outcomes.first ?? .failed("no outcome")
+            resolve(waiter, messageID: messageID, hopOutcome(outcome, recipients: recipients))
+            if outcome == .stored { announceStored(for: [recipient]) }
+        }
+    }
+
+    /// The next hop's connection went away between routing and delivery: the message is stored
+    /// for its recipients as it would have been sent (a stored message counts a failed attempt).
+    func targetGone(
+        waiter: Waiter, messageID: GUID, recipients: Recipients, sender: GUID, frame body: (inout ByteBuffer) -> Void
+    ) {
+        guard waiter.storedSeq == 0 else {
+            resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
+            return
+        }
+        var frame = ByteBufferAllocator().buffer(capacity: 512)
+        body(&frame)
+        let bytes = Array(frame.readableBytesView)
+        let now = wallClock()
+        let messages = recipients.map { recipient in
+            NewMessage(recipient: recipient, messageID: messageID, sender: sender, frame: bytes, createdAt: now)
+        }
+        logger.debug("next hop gone before delivery: storing", metadata: ["msg_id": "\(messageID)"])
+        store(messages) { [self] outcomes in
+            resolve(waiter, messageID: messageID, hopOutcome(combined(outcomes), recipients: recipients))
+            if outcomes.contains(.stored) { announceStored(for: Array(recipients)) }
+        }
+    }
+
+    /// One answer for several rows of the same message: the worst of them.
+    private func combined(_ outcomes: [InsertOutcome]) -> InsertOutcome {
+        for outcome in outcomes {
+            switch outcome {
+            case .failed, .overQuota: return outcome
+            default: continue
+            }
+        }
+        if outcomes.contains(.stored) { return .stored }
+        return outcomes.first ?? .failed("no outcome")
+    }
+
+    /// Messages were stored for these nodes: one connected meanwhile (its HELLO read the store
+    /// before the commit) gets them from the next retry round.
+    func announceStored(for recipients: [GUID]) {
+        for recipient in recipients {
+            guard let location = locate(recipient) else { continue }
+            if location.shard == index {
+                connections[location.connection]?.storedBacklog = true
+            } else {
+                enqueue(.storedBacklog(connection: location.connection), to: location.shard)
+            }
         }
     }
 

@@ -140,7 +140,9 @@ extension RelayShard {
         let recipients = narrowed ? hop.recipients : nil
         if hop.location.shard == index {
             guard let target = connections[hop.location.connection], target.phase == .bound else {
-                resolve(waiter, messageID: messageID, .failed(hop.recipients, .unreachable))
+                targetGone(waiter: waiter, messageID: messageID, recipients: hop.recipients, sender: sender.address.id) {
+                    writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
+                }
                 return
             }
             let written = deliverFrame(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients, sender: sender.address.id) {
@@ -191,7 +193,7 @@ extension RelayShard {
         body: (inout ByteBuffer) -> Void
     ) -> Int {
         guard connection.phase == .bound else {
-            resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
+            targetGone(waiter: waiter, messageID: messageID, recipients: recipients, sender: sender, frame: body)
             return 0
         }
         if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {

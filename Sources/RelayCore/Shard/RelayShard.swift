@@ -173,6 +173,8 @@ final class RelayShard: @unchecked Sendable {
     }
 
     func flushDirty() {
+        // Every piece of work ends with a flush: the next one reads the time anew.
+        clock.invalidate()
         guard !dirty.isEmpty else { return }
         let connections = dirty
         dirty.removeAll(keepingCapacity: true)
@@ -265,7 +267,10 @@ final class RelayShard: @unchecked Sendable {
         switch command {
         case .deliver(let connectionID, let range, let messageID, let waiter, let recipients, let sender):
             guard let connection = connections[connectionID] else {
-                resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
+                targetGone(waiter: waiter, messageID: messageID, recipients: recipients, sender: sender) { out in
+                    var frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
+                    out.writeBuffer(&frame)
+                }
                 return
             }
             deliverFrame(to: connection, messageID: messageID, waiter: waiter, recipients: recipients, sender: sender) { out in
@@ -294,6 +299,8 @@ final class RelayShard: @unchecked Sendable {
                 directoryTags[id] = nil
                 routingDelta[id] = (tag, context.maxTTL)
             }
+        case .storedBacklog(let connectionID):
+            connections[connectionID]?.storedBacklog = true
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)

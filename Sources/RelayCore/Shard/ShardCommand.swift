@@ -13,6 +13,8 @@ enum ShardCommand: Sendable {
     case hopFailed(Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool)
     case nodeBound(GUID, NodeLocation, SenderTag)
     case nodeUnbound(GUID, NodeLocation, SenderTag)
+    /// The store holds new messages for the node on this connection.
+    case storedBacklog(connection: UInt64)
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }
