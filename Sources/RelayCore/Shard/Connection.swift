@@ -26,19 +26,17 @@ struct AwaitingAck {
     var chunk: OutputChunk
     var offset: Int32
     var length: Int32
-    var sender: GUID
     /// Waiters of re-sent copies that were not delivered again.
     var more: [Waiter]? = nil
     private var isClaimed = false
 
-    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int, sender: GUID) {
+    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int) {
         self.waiter = waiter
         self.recipients = recipients
         self.deadline = deadline
         self.chunk = chunk
         self.offset = Int32(truncatingIfNeeded: offset)
         self.length = Int32(truncatingIfNeeded: length)
-        self.sender = sender
     }
 
     /// The delivered frame's bytes, from the flushed chunk or from the output still pending.
@@ -82,7 +80,15 @@ final class Connection {
     var tag: SenderTag?
     var location: NodeLocation?
     var out: ByteBuffer
-    var outChunk = OutputChunk()
+    /// Made on the first delivery after a flush: a flush with no delivery in it allocates none.
+    var outChunk: OutputChunk?
+
+    var currentChunk: OutputChunk {
+        if let outChunk { return outChunk }
+        let chunk = OutputChunk()
+        outChunk = chunk
+        return chunk
+    }
     var isDirty = false
     var awaiting: [GUID: AwaitingAck] = [:]
     var spoofStrikes = 0

@@ -210,8 +210,8 @@ extension RelayShard {
         connection.awaiting[
             messageID,
             default: AwaitingAck(
-                waiter: waiter, recipients: recipients, deadline: deadline, chunk: connection.outChunk, offset: before,
-                length: length, sender: sender)
+                waiter: waiter, recipients: recipients, deadline: deadline, chunk: connection.currentChunk, offset: before,
+                length: length)
         ].claim(for: waiter, isNew: &isNew)
         guard isNew else {
             connection.out.moveWriterIndex(to: before)
@@ -254,6 +254,16 @@ extension RelayShard {
         failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable, on: connection, storable: false)
     }
 
+    /// The originating node of a frame the relay wrote (its head `sender_id`), read back only when
+    /// the frame is stored after a failed delivery.
+    static func sender(ofFrame frame: ByteBuffer) -> GUID {
+        var reader = MessageReader()
+        let envelope = frame.getSlice(at: frame.readerIndex + 4, length: frame.readableBytes - 4)?.withUnsafeReadableBytes {
+            try? reader.read($0)
+        }
+        return envelope?.sender?.id ?? .zero
+    }
+
     /// A delivery that will get no ACK. A message from the store counts an attempt; a live message
     /// not refused by the next hop itself (no ACK in time, connection lost) is stored for a later
     /// try, and its senders hear `stored: true` once that is committed.
@@ -271,7 +281,7 @@ extension RelayShard {
             return
         }
         let message = NewMessage(
-            recipient: recipient, messageID: messageID, sender: entry.sender, frame: Array(frame.readableBytesView),
+            recipient: recipient, messageID: messageID, sender: Self.sender(ofFrame: frame), frame: Array(frame.readableBytesView),
             createdAt: wallClock(), attempts: 1, nextAttemptAt: wallClock() + retryDelay(afterAttempts: 1))
         store([message]) { [self] outcomes in
             let outcome = outcomes.first ?? .failed("no outcome")

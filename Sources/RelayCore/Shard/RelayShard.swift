@@ -163,8 +163,10 @@ final class RelayShard: @unchecked Sendable {
     func flush(_ connection: Connection) {
         guard connection.out.readableBytes > 0 else { return }
         let chunk = connection.out
-        connection.outChunk.bytes = chunk
-        connection.outChunk = OutputChunk()
+        if let delivered = connection.outChunk {
+            delivered.bytes = chunk
+            connection.outChunk = nil
+        }
         connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
         connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
         if !connection.context.channel.isWritable {
