@@ -19,7 +19,11 @@ run: release
 test: deps
 	swift build --build-tests
 	set -o pipefail; swift test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log
-	@awk '/Executed [0-9]+ tests?, with [0-9]+ failures?/ { total = $$2; failed = $$5 } END { print total - failed " passed, " failed " failed" }' .build/test.log
+	@line=$$(grep -E 'Executed [0-9]+ tests?, with' .build/test.log | tail -n 1); \
+	total=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); \
+	failed=$$(echo "$$line" | sed -E 's/.* ([0-9]+) failures? .*/\1/'); \
+	skipped=$$(echo "$$line" | grep -oE '[0-9]+ tests? skipped' | grep -oE '^[0-9]+' || echo 0); \
+	echo "$$((total - failed - skipped)) passed, $$failed failed, $$skipped skipped"
 
 bench: deps
 	./Benchmarks/compare.sh
