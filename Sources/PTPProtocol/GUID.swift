@@ -31,33 +31,52 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
         return random(using: &generator)
     }
 
-    /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case).
+    /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case), eight digits
+    /// at a time.
     @inline(__always)
     public init?(canonical bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 36,
             bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"),
-            bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-")
+            bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-"),
+            let a = GUID.hex8(bytes, at: 0), let b = GUID.hex4(bytes, at: 9), let c = GUID.hex4(bytes, at: 14),
+            let d = GUID.hex4(bytes, at: 19), let e = GUID.hex8(bytes, at: 24), let f = GUID.hex4(bytes, at: 32)
         else { return nil }
-        var bad: UInt8 = 0
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        for offset in 0..<8 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
-        for offset in 9..<13 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
-        for offset in 14..<18 { high = high << 4 | GUID.nibble(bytes[offset], &bad) }
-        for offset in 19..<23 { low = low << 4 | GUID.nibble(bytes[offset], &bad) }
-        for offset in 24..<36 { low = low << 4 | GUID.nibble(bytes[offset], &bad) }
-        guard bad == 0 else { return nil }
-        self.init(high: high, low: low)
+        self.init(high: a << 32 | b << 16 | c, low: d << 48 | e << 16 | f)
     }
 
-    /// Hex digit values as `"0" + value` by byte, `"z"` for anything that is not a hex digit.
-    private static let hexDigits: StaticString = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz0123456789zzzzzzz:;<=>?zzzzzzzzzzzzzzzzzzzzzzzzzz:;<=>?zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
-
+    /// The value of the eight hex digits at `offset`, or nil when one is not a hex digit.
     @inline(__always)
-    static func nibble(_ byte: UInt8, _ bad: inout UInt8) -> UInt64 {
-        let value = hexDigits.utf8Start[Int(byte)] &- 0x30
-        bad |= value & 0xF0
-        return UInt64(value & 0x0F)
+    static func hex8(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64? {
+        hexWord(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+    }
+
+    /// The value of the four hex digits at `offset`.
+    @inline(__always)
+    static func hex4(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64? {
+        let word = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        // Padded with "0000": the value of "dddd0000".
+        return hexWord(word | 0x3030_3030_0000_0000).map { $0 >> 16 }
+    }
+
+    /// Eight ASCII hex digits (first digit in the lowest byte) to their 32-bit value, in a few
+    /// word operations; nil when a byte is not `0-9`, `a-f` or `A-F`.
+    @inline(__always)
+    static func hexWord(_ word: UInt64) -> UInt64? {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func between(_ x: UInt64, _ low: UInt64, _ high: UInt64) -> UInt64 {
+            // High bit of each byte b with low < b < high (for bytes below 0x80).
+            let seven = ones &* 127
+            return ((ones &* (127 &+ high)) &- (x & seven)) & ~x & ((x & seven) &+ ones &* (127 &- low)) & highs
+        }
+        let lower = word | (ones &* 0x20)
+        let valid = between(word, 0x2F, 0x3A) | between(lower, 0x60, 0x67)
+        guard valid == highs, word & highs == 0 else { return nil }
+        var value = (lower & (ones &* 0x0F)) &+ 9 &* ((lower >> 6) & ones)
+        value = ((value << 4) | (value >> 8)) & 0x00FF_00FF_00FF_00FF
+        value = ((value << 8) | (value >> 16)) & 0x0000_FFFF_0000_FFFF
+        value = ((value << 16) | (value >> 32)) & 0xFFFF_FFFF
+        return value
     }
 
     public init?(_ string: String) {

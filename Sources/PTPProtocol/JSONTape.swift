@@ -19,7 +19,14 @@ public struct JSONTape: Sendable {
         public var next: Int32
     }
 
-    public private(set) var tokens: [Token] = []
+    /// Token memory, reused from frame to frame and grown when a frame needs more. Copies of a
+    /// tape share it: read a copy before the next `parse`.
+    private let storage = TokenStorage()
+    /// Tokens of the last parse.
+    public private(set) var count = 0
+
+    /// The tokens as an array (for tests and diagnostics; the relay reads them in place).
+    public var tokens: [Token] { Array(UnsafeBufferPointer(start: storage.base, count: count)) }
     /// The text has no white space outside strings and no byte above 0x7F: it may be copied to the
     /// wire as it is.
     public private(set) var isCompactASCII = true
@@ -48,12 +55,9 @@ public struct JSONTape: Sendable {
 
     /// Parses one JSON value spanning all of `bytes` (white space around it allowed).
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) {
-        var storage: [Token] = []
-        swap(&storage, &tokens)
-        storage.removeAll(keepingCapacity: true)
-        var parser = Parser(bytes: bytes, tokens: storage)
+        var parser = Parser(bytes: bytes, storage: storage)
         defer {
-            swap(&tokens, &parser.tokens)
+            count = parser.count
             isCompactASCII = parser.compact
         }
         try parser.run()
@@ -61,20 +65,24 @@ public struct JSONTape: Sendable {
 
     // MARK: Reading
 
-    public subscript(index: Int) -> Token { tokens[index] }
+    @inline(__always)
+    public subscript(index: Int) -> Token {
+        precondition(index >= 0 && index < count, "token index out of range")
+        return storage.base[index]
+    }
 
     /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
     /// written with escapes never matches (protocol keys are plain lower-case ASCII).
     public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
-        guard object >= 0, object < tokens.count, tokens[object].kind == .object else { return nil }
-        let end = Int(tokens[object].next)
+        guard object >= 0, object < count, self[object].kind == .object else { return nil }
+        let end = Int(self[object].next)
         var index = object + 1
         while index < end {
-            let keyToken = tokens[index]
+            let keyToken = self[index]
             if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
                 return index + 1
             }
-            index = Int(tokens[index + 1].next)
+            index = Int(self[index + 1].next)
         }
         return nil
     }
@@ -82,28 +90,28 @@ public struct JSONTape: Sendable {
     /// Calls `body` with (key token index, value token index) for every member of an object.
     @inline(__always)
     public func forEachMember<E: Error>(of object: Int, _ body: (Int, Int) throws(E) -> Void) throws(E) {
-        let end = Int(tokens[object].next)
+        let end = Int(self[object].next)
         var index = object + 1
         while index < end {
             try body(index, index + 1)
-            index = Int(tokens[index + 1].next)
+            index = Int(self[index + 1].next)
         }
     }
 
     /// Calls `body` with the token index of every element of an array.
     @inline(__always)
     public func forEachElement<E: Error>(of array: Int, _ body: (Int) throws(E) -> Void) throws(E) {
-        let end = Int(tokens[array].next)
+        let end = Int(self[array].next)
         var index = array + 1
         while index < end {
             try body(index)
-            index = Int(tokens[index].next)
+            index = Int(self[index].next)
         }
     }
 
     public func count(of container: Int) -> Int {
         var count = 0
-        if tokens[container].kind == .object {
+        if self[container].kind == .object {
             forEachMember(of: container) { _, _ in count += 1 }
         } else {
             forEachElement(of: container) { _ in count += 1 }
@@ -124,13 +132,13 @@ public struct JSONTape: Sendable {
 
     /// The raw bytes of a string's content (escapes not decoded).
     public func rawString(_ index: Int, of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        let token = tokens[index]
+        let token = self[index]
         return UnsafeRawBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)])
     }
 
     /// The decoded content of a string token.
     public func string(_ index: Int, of bytes: UnsafeRawBufferPointer) -> String {
-        let token = tokens[index]
+        let token = self[index]
         let raw = rawString(index, of: bytes)
         if !token.escaped { return String(decoding: raw, as: UTF8.self) }
         return JSONTape.unescape(raw)
@@ -138,7 +146,7 @@ public struct JSONTape: Sendable {
 
     /// An integer token's value (nil for fractions, exponents or out-of-range numbers).
     public func integer(_ index: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
-        let token = tokens[index]
+        let token = self[index]
         guard token.kind == .number else { return nil }
         var value = 0
         var position = Int(token.start)
@@ -213,12 +221,28 @@ public struct JSONTape: Sendable {
 private struct Parser {
     let bytes: UnsafeRawBufferPointer
     var position = 0
-    var tokens: [JSONTape.Token]
+    let storage: TokenStorage
+    var base: UnsafeMutablePointer<JSONTape.Token>
+    var capacity: Int
+    var count = 0
     var compact = true
 
-    init(bytes: UnsafeRawBufferPointer, tokens: [JSONTape.Token]) {
+    init(bytes: UnsafeRawBufferPointer, storage: TokenStorage) {
         self.bytes = bytes
-        self.tokens = tokens
+        self.storage = storage
+        self.base = storage.base
+        self.capacity = storage.capacity
+    }
+
+    @inline(__always)
+    mutating func append(_ token: JSONTape.Token) {
+        if count == capacity {
+            storage.grow()
+            base = storage.base
+            capacity = storage.capacity
+        }
+        (base + count).initialize(to: token)
+        count += 1
     }
 
     mutating func run() throws(JSONTape.ParseError) {
@@ -257,8 +281,8 @@ private struct Parser {
 
     mutating func object(depth: Int) throws(JSONTape.ParseError) {
         guard depth <= JSONTape.maxDepth else { throw .tooDeep }
-        let index = tokens.count
-        tokens.append(.init(kind: .object, escaped: false, start: Int32(position), end: 0, next: 0))
+        let index = count
+        append(.init(kind: .object, escaped: false, start: Int32(position), end: 0, next: 0))
         position += 1
         skipWhitespace()
         guard position < bytes.count else { throw .truncated }
@@ -285,14 +309,14 @@ private struct Parser {
             }
         }
         position += 1
-        tokens[index].end = Int32(position)
-        tokens[index].next = Int32(tokens.count)
+        base[index].end = Int32(position)
+        base[index].next = Int32(count)
     }
 
     mutating func array(depth: Int) throws(JSONTape.ParseError) {
         guard depth <= JSONTape.maxDepth else { throw .tooDeep }
-        let index = tokens.count
-        tokens.append(.init(kind: .array, escaped: false, start: Int32(position), end: 0, next: 0))
+        let index = count
+        append(.init(kind: .array, escaped: false, start: Int32(position), end: 0, next: 0))
         position += 1
         skipWhitespace()
         guard position < bytes.count else { throw .truncated }
@@ -311,8 +335,8 @@ private struct Parser {
             }
         }
         position += 1
-        tokens[index].end = Int32(position)
-        tokens[index].next = Int32(tokens.count)
+        base[index].end = Int32(position)
+        base[index].next = Int32(count)
     }
 
     mutating func string() throws(JSONTape.ParseError) {
@@ -360,7 +384,7 @@ private struct Parser {
             }
             position += 1
         }
-        tokens.append(.init(kind: .string, escaped: escaped, start: Int32(start), end: Int32(position), next: Int32(tokens.count + 1)))
+        append(.init(kind: .string, escaped: escaped, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
         position += 1
     }
 
@@ -407,7 +431,7 @@ private struct Parser {
         let length = text.utf8CodeUnitCount
         guard position + length <= bytes.count else { throw .truncated }
         guard JSONTape.equals(text, bytes, position, position + length) else { throw .unexpected(offset: position) }
-        tokens.append(.init(kind: kind, escaped: false, start: Int32(position), end: Int32(position + length), next: Int32(tokens.count + 1)))
+        append(.init(kind: kind, escaped: false, start: Int32(position), end: Int32(position + length), next: Int32(count + 1)))
         position += length
     }
 
@@ -431,7 +455,7 @@ private struct Parser {
             }
             guard digits() > 0 else { throw .unexpected(offset: position) }
         }
-        tokens.append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(tokens.count + 1)))
+        append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
     }
 
     @inline(__always)
@@ -444,3 +468,26 @@ private struct Parser {
     }
 }
 
+
+/// The memory of a tape's tokens: allocated once, doubled when a frame has more tokens.
+final class TokenStorage: @unchecked Sendable {
+    private(set) var base: UnsafeMutablePointer<JSONTape.Token>
+    private(set) var capacity: Int
+
+    init(capacity: Int = 256) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    func grow() {
+        let larger = UnsafeMutablePointer<JSONTape.Token>.allocate(capacity: capacity * 2)
+        larger.moveInitialize(from: base, count: capacity)
+        base.deallocate()
+        base = larger
+        capacity *= 2
+    }
+
+    deinit {
+        base.deallocate()
+    }
+}
