@@ -219,15 +219,6 @@ public final class RelayServer: Sendable {
         try await group.shutdownGracefully()
     }
 
-    /// The sum of every shard's counters.
-    public func counters() async throws -> RelayCounters {
-        var total = RelayCounters()
-        for shard in shards {
-            total = total + (try await shard.eventLoop.submit { shard.counters }.get())
-        }
-        return total
-    }
-
     /// Nodes bound to this relay now.
     public var nodeCount: Int { context.registry.count }
 }

@@ -1,7 +1,7 @@
 import PTPProtocol
 
 /// A message to keep for a recipient that is not reachable: the frame exactly as it will be sent.
-public struct NewMessage: Sendable {
+public struct NewMessage: Sendable, Equatable {
     public var recipient: GUID
     public var messageID: GUID
     public var sender: GUID
@@ -22,29 +22,32 @@ public struct NewMessage: Sendable {
     }
 }
 
-/// A message in the store, in arrival order (`seq`).
+/// A message in the store, in arrival order (`seq`): its fields are those of the `NewMessage` it
+/// was stored as (`stored.recipient`, `stored.attempts`, …).
+@dynamicMemberLookup
 public struct StoredMessage: Sendable, Equatable {
     public var seq: Int64
-    public var recipient: GUID
-    public var messageID: GUID
-    public var sender: GUID
-    public var frame: [UInt8]
-    public var createdAt: Double
-    public var attempts: Int
-    public var nextAttemptAt: Double
+    public var message: NewMessage
+
+    public init(seq: Int64, message: NewMessage) {
+        self.seq = seq
+        self.message = message
+    }
 
     public init(
         seq: Int64, recipient: GUID, messageID: GUID, sender: GUID, frame: [UInt8], createdAt: Double, attempts: Int,
         nextAttemptAt: Double
     ) {
-        self.seq = seq
-        self.recipient = recipient
-        self.messageID = messageID
-        self.sender = sender
-        self.frame = frame
-        self.createdAt = createdAt
-        self.attempts = attempts
-        self.nextAttemptAt = nextAttemptAt
+        self.init(
+            seq: seq,
+            message: NewMessage(
+                recipient: recipient, messageID: messageID, sender: sender, frame: frame, createdAt: createdAt,
+                attempts: attempts, nextAttemptAt: nextAttemptAt))
+    }
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<NewMessage, Value>) -> Value {
+        get { message[keyPath: field] }
+        set { message[keyPath: field] = newValue }
     }
 }
 

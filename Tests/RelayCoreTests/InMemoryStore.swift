@@ -105,10 +105,7 @@ final class InMemoryStore: StoreAccess, @unchecked Sendable {
             return .overQuota(.recipientMessages)
         }
         nextSeq += 1
-        rows.append(
-            StoredMessage(
-                seq: nextSeq, recipient: message.recipient, messageID: message.messageID, sender: message.sender,
-                frame: message.frame, createdAt: message.createdAt, attempts: message.attempts, nextAttemptAt: message.nextAttemptAt))
+        rows.append(StoredMessage(seq: nextSeq, message: message))
         return .stored
     }
 }

@@ -201,6 +201,13 @@ final class Peer {
         return frames.count == 1 ? frames[0] : nil
     }
 
+    /// The next frame is the relay's ACK for `id`.
+    func expectAck(_ id: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let ack = receiveOne(file: file, line: line) else { return }
+        XCTAssertEqual(ack.type, "ACK", "\(label): \(ack.text)", file: file, line: line)
+        XCTAssertEqual(ack.dataMsgID, id, file: file, line: line)
+    }
+
     func expectNothing(file: StaticString = #filePath, line: UInt = #line) {
         let frames = receive(file: file, line: line)
         XCTAssertTrue(frames.isEmpty, "\(label): expected nothing, got \(frames.map(\.text))", file: file, line: line)

@@ -487,9 +487,7 @@ final class StoreForwardTests: XCTestCase {
         xena.expectNothing()
         alice.expectNothing()
         xena.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
         XCTAssertTrue(relay.offline.messages.isEmpty)
         XCTAssertEqual(relay.counters.storedDelivered, 1)
     }
@@ -621,9 +619,7 @@ final class StoreForwardTests: XCTestCase {
         // Re-sent while Xena is connected: ACKed, not delivered again.
         alice.send(message)
         xena.expectNothing()
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
 
         // Re-sent while she is away: ACKed at once (the relay remembers the ACKed delivery, so
         // there is nothing to wait for), not stored.
@@ -632,9 +628,7 @@ final class StoreForwardTests: XCTestCase {
         relay.offline.holdCommits = true
         alice.send(message)
         relay.offline.commit()
-        guard let ackAway = alice.receiveOne() else { return }
-        XCTAssertEqual(ackAway.type, "ACK")
-        XCTAssertEqual(ackAway.dataMsgID, id)
+        alice.expectAck(id)
         XCTAssertTrue(relay.offline.messages.isEmpty)
         XCTAssertEqual(relay.counters.stored, 1)
         let (_, back) = bind(relay, Node.x, name: "xena")
@@ -733,9 +727,7 @@ final class StoreForwardTests: XCTestCase {
         XCTAssertEqual(nack.recipients, [Node.x])
         alice.expectNothing()
         bob.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
     }
 
     func testTwoOfflineRecipientsOneRowEachNarrowed() {

@@ -181,9 +181,7 @@ final class UnicastTests: XCTestCase {
         let alice = relay.client(Node.a, name: "alice")
         let id = Node.newID()
         alice.send(Frames.message(from: Node.a, to: [Node.a, Node.relay], id: id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
     }
 
     func testPartiallyUnreachable() {
@@ -203,9 +201,7 @@ final class UnicastTests: XCTestCase {
         guard let delivered = bob.receiveOne() else { return }
         XCTAssertEqual(delivered.recipients, [Node.b])
         bob.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
     }
 
     func testMultiRecipientNarrowing() {
@@ -238,9 +234,7 @@ final class UnicastTests: XCTestCase {
         bob.send(Frames.ack(id))
         alice.expectNothing()  // Carol has not ACKed yet
         carol.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
         XCTAssertEqual(relay.counters.acksReceived, 2)
         XCTAssertEqual(relay.counters.acksSent, 1)
     }
@@ -261,9 +255,7 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.reason, "queue_full")
         XCTAssertEqual(nack.recipients, [Node.c])
         bob.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
         XCTAssertTrue(relay.shard.pending.isEmpty)
     }
 
@@ -310,9 +302,7 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(delivered.data["timestamp"] as? String, "2016-05-04T13:23:29.123456+01:00")
         alice.expectNothing()
         bob.send(Frames.ack(id))
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
     }
 
     func testSpoofedSenderNackAndCloseAfterThreeStrikes() {
@@ -368,9 +358,7 @@ final class UnicastTests: XCTestCase {
         // Re-sent after Bob ACKed: ACKed at once, not delivered.
         alice.send(message)
         bob.expectNothing()
-        guard let ack = alice.receiveOne() else { return }
-        XCTAssertEqual(ack.type, "ACK")
-        XCTAssertEqual(ack.dataMsgID, id)
+        alice.expectAck(id)
         XCTAssertEqual(relay.counters.count(DropReason.duplicateMessage), 2)
         XCTAssertEqual(relay.counters.relayed(.message), 1)
     }

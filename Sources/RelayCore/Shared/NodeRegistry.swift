@@ -41,9 +41,4 @@ final class NodeRegistry: Sendable {
     }
 
     var count: Int { bindings.withLockedValue { $0.count } }
-
-    /// Every bound node with the tag it is announced by.
-    func snapshot() -> [(id: GUID, location: NodeLocation, tag: SenderTag)] {
-        bindings.withLockedValue { table in table.map { ($0.key, $0.value.location, $0.value.tag) } }
-    }
 }

@@ -6,15 +6,28 @@ import Darwin
 import Foundation
 
 /// A child process whose stdout and stderr go to files, so the test can poll them without pipe
-/// buffers filling up or a reader thread.
+/// buffers filling up or a reader thread. With `environment` it starts from a minimal environment
+/// (`baseEnvironment` plus those variables) instead of the test's own, so that nothing from the
+/// test runner (a `LOG_LEVEL`, a `NOTIFY_SOCKET`, `LISTEN_FDS`) reaches it by accident.
 final class ChildProcess {
     let name: String
     let process = Process()
     let stdoutURL: URL
     let stderrURL: URL
 
+    /// The variables every process started with an `environment` gets: what a service manager
+    /// would pass.
+    static var baseEnvironment: [String: String] {
+        let own = ProcessInfo.processInfo.environment
+        var environment: [String: String] = ["LANG": "C.UTF-8"]
+        for key in ["PATH", "HOME", "TMPDIR", "LD_LIBRARY_PATH"] {
+            if let value = own[key] { environment[key] = value }
+        }
+        return environment
+    }
+
     /// Starts `executable` with `arguments`; the output files go into `directory`.
-    init(executable: URL, arguments: [String], directory: URL, name: String) throws {
+    init(executable: URL, arguments: [String], environment: [String: String]? = nil, directory: URL, name: String) throws {
         self.name = name
         stdoutURL = directory.appendingPathComponent("\(name).stdout")
         stderrURL = directory.appendingPathComponent("\(name).stderr")
@@ -28,6 +41,9 @@ final class ChildProcess {
         }
         process.executableURL = executable
         process.arguments = arguments
+        if let environment {
+            process.environment = Self.baseEnvironment.merging(environment) { $1 }
+        }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = stdout
         process.standardError = stderr
@@ -55,14 +71,44 @@ final class ChildProcess {
         return process.terminationStatus
     }
 
-    /// Polls stderr for a complete line containing `text`.
-    func waitForStderrLine(containing text: String, timeout: Double) -> String? {
+    var pid: Int32 { process.processIdentifier }
+    var stderrBytes: [UInt8] { (try? [UInt8](Data(contentsOf: stderrURL))) ?? [] }
+
+    /// Sends `signal` to the process.
+    func signal(_ number: Int32) {
+        if process.isRunning { kill(process.processIdentifier, number) }
+    }
+
+    /// How the process ended: `exit 0`, `exit 1`, `signal 9`; nil while it runs.
+    var ending: String? {
+        guard !process.isRunning else { return nil }
+        switch process.terminationReason {
+        case .exit: return "exit \(process.terminationStatus)"
+        case .uncaughtSignal: return "signal \(process.terminationStatus)"
+        @unknown default: return "status \(process.terminationStatus)"
+        }
+    }
+
+    /// How the process ended, once it ended within `timeout` seconds; nil if it still runs.
+    func waitForEnding(timeout: Double) -> String? {
+        guard Deadline.poll(timeout: timeout, { !process.isRunning }) else { return nil }
+        process.waitUntilExit()
+        return ending
+    }
+
+    /// Polls stderr for a complete line containing every one of `texts`, after the first `skip`
+    /// lines. Returns the line, or nil when the deadline passed or the process ended without it.
+    func waitForStderrLine(containing texts: [String], after skip: Int = 0, timeout: Double) -> String? {
         var found: String?
         _ = Deadline.poll(timeout: timeout) {
-            found = stderrLines.first { $0.contains(text) }
+            found = stderrLines.dropFirst(skip).first { line in texts.allSatisfy { line.contains($0) } }
             return found != nil || !process.isRunning
         }
-        return found ?? stderrLines.first { $0.contains(text) }
+        return found ?? stderrLines.dropFirst(skip).first { line in texts.allSatisfy { line.contains($0) } }
+    }
+
+    func waitForStderrLine(containing text: String, after skip: Int = 0, timeout: Double) -> String? {
+        waitForStderrLine(containing: [text], after: skip, timeout: timeout)
     }
 
     /// Polls stdout until it has at least `count` complete lines.
@@ -83,5 +129,12 @@ final class ChildProcess {
             kill(process.processIdentifier, SIGKILL)
             _ = waitForExit(timeout: 5)
         }
+    }
+
+    /// The last `count` lines of stdout and stderr, for failure messages.
+    func outputTail(_ count: Int = 60) -> String {
+        let out = stdout
+        let err = stderr.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
+        return (out.isEmpty ? "" : "stdout:\n\(out)\n") + "stderr:\n\(err)"
     }
 }

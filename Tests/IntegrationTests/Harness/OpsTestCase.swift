@@ -10,7 +10,7 @@ import XCTest
 /// other launched processes (systemd-socket-activate), notification sockets and clients, all
 /// stopped and closed after the test; on a failure their output and the notifications are printed.
 class OpsTestCase: RelayTestCase {
-    private var launched: [LaunchedProcess] = []
+    private var launched: [ChildProcess] = []
     private var opsClients: [TestClient] = []
     private var notifySockets: [NotifySocket] = []
 
@@ -59,9 +59,9 @@ class OpsTestCase: RelayTestCase {
         return relay
     }
 
-    /// Starts any executable with `environment` (over `LaunchedProcess.baseEnvironment`).
-    func launch(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], name: String) throws -> LaunchedProcess {
-        let child = try LaunchedProcess(
+    /// Starts any executable with `environment` (over `ChildProcess.baseEnvironment`).
+    func launch(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], name: String) throws -> ChildProcess {
+        let child = try ChildProcess(
             executable: executable, arguments: arguments, environment: environment, directory: try folder(name), name: name)
         launched.append(child)
         return child
