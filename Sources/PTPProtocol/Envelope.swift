@@ -30,6 +30,9 @@ public struct Envelope: Sendable {
     public var recipientID: GUID?
     /// HELLO: `attributes.node_type` is `server`.
     public var declaresServer = false
+    /// HELLO: the existing public client's (PROFILE.md section 4a): `attributes.node_type` is the
+    /// literal `"string"` or `version` starts with `ptpchat-client`.
+    public var declaresLegacyClient = false
     /// CHANNEL: `msg_data.channel_id`.
     public var channelID: String?
     /// CONNECT: node ids.

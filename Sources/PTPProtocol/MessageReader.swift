@@ -236,11 +236,16 @@ private struct Fields {
                 throw FieldError("sender_id and msg_data.node_id name different nodes")
             }
             try requireOrigin(envelope)
-            _ = try optionalString(m.version, "version")
+            if let version = try optionalString(m.version, "version") {
+                envelope.declaresLegacyClient = tape.string(version, of: bytes).hasPrefix("ptpchat-client")
+            }
             if let attributes = m.attributes {
                 guard tape[attributes].kind == .object else { throw FieldError("msg_data.attributes is not an object") }
                 if let type = try optionalString("node_type", attributes) {
-                    envelope.declaresServer = JSONTape.equals("server", bytes, Int(tape[type].start), Int(tape[type].end))
+                    let start = Int(tape[type].start)
+                    let end = Int(tape[type].end)
+                    envelope.declaresServer = JSONTape.equals("server", bytes, start, end)
+                    envelope.declaresLegacyClient = envelope.declaresLegacyClient || JSONTape.equals("string", bytes, start, end)
                 }
             }
 

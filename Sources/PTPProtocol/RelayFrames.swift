@@ -15,6 +15,34 @@ public enum RelayFrames {
         }
     }
 
+    /// A HELLO under another node's id for the existing client (PROFILE.md section 4a), which gives
+    /// a node an address only from a HELLO whose `sender_id` is that node: `node_type: client`.
+    public static func introduction(_ out: inout ByteBuffer, messageID: GUID, node: SenderTag) {
+        FrameWriter.write(&out, verb: .hello, messageID: messageID, ttl: 1, flood: false, sender: node) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(node.address.id)
+            out.writeASCII(",\"version\":")
+            out.writeJSONString(version)
+            out.writeASCII(",\"attributes\":{\"node_type\":\"client\"}}")
+        }
+    }
+
+    /// A JOIN under another node's id for the existing client's built-in channel, sent to that
+    /// client only (`ttl` 1, `flood` false): it never announces its own membership.
+    public static func legacyChannelJoin(_ out: inout ByteBuffer, messageID: GUID, node: SenderTag) {
+        FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: 1, flood: false, sender: node) { out in
+            out.writeASCII("{\"msg_id\":")
+            out.writeQuotedGUID(messageID)
+            out.writeASCII(",\"node_id\":")
+            out.writeQuotedGUID(node.address.id)
+            out.writeASCII(",\"channel\":")
+            out.writeJSONString(LegacyClientChannel.name)
+            out.writeASCII(",\"channel_id\":")
+            out.writeJSONString(LegacyClientChannel.id)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
     /// `ACK {node_id: relay, msg_id}`, hop by hop (`ttl` 1).
     @inline(__always)
     public static func ack(_ out: inout ByteBuffer, messageID: GUID, acknowledging: GUID, relay: SenderTag) {
@@ -77,6 +105,12 @@ public enum RelayFrames {
             FrameWriter.end(&out, lengthIndex: lengthIndex)
         } while index < entries.count
     }
+}
+
+/// The one channel of the existing public client, built in (CLIENT-FRAMES.md).
+public enum LegacyClientChannel {
+    public static let id = "82ae2035-55b8-4223-af24-c538731d6119"
+    public static let name = "Test Channel"
 }
 
 /// The `reason` of a NACK.

@@ -149,6 +149,8 @@ extension ConfigurationKey {
             optionalText("tls.cert", \.tls.cert),
             optionalText("tls.key", \.tls.key),
             optionalText("tls.client_ca", \.tls.clientCA),
+
+            scalar("compat.legacy_clients") { $0.compat.legacyClients = try ValueParsing.boolean($1) },
         ]
     }
 }

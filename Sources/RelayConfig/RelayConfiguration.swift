@@ -96,6 +96,13 @@ public struct RelayConfiguration: Sendable, Equatable {
         public init() {}
     }
 
+    /// PROFILE.md section 4a: help for the existing public client (best-effort delivery,
+    /// introductions). Reloadable: a reload applies it to connections that say HELLO afterwards.
+    public struct Compat: Sendable, Equatable {
+        public var legacyClients: Bool = true
+        public init() {}
+    }
+
     public var relay = Relay()
     public var stats = Stats()
     public var logLevel: Logger.Level = .info
@@ -107,6 +114,7 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var routing = Routing()
     public var mesh = Mesh()
     public var tls = TLS()
+    public var compat = Compat()
 
     public init() {}
 }

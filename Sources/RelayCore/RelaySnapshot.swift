@@ -9,6 +9,8 @@ public struct RelaySnapshot: Sendable {
     /// Connections bound to a node (clients), and those still in their handshake.
     public var clients: Int
     public var handshaking: Int
+    /// Clients recognised as the existing public client (PROFILE.md section 4a).
+    public var legacyClients: Int = 0
     /// Nodes the relay can reach (directly connected, for now).
     public var nodes: Int
     public var counters: RelayCounters
@@ -47,7 +49,7 @@ extension RelayServer {
         let totals = (try? context.store.totals()) ?? (0, 0)
         return RelaySnapshot(
             identity: identity, uptime: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, clients: clients,
-            handshaking: handshaking, nodes: context.registry.count, counters: counters, storeMessages: totals.0,
-            storeBytes: totals.1)
+            handshaking: handshaking, legacyClients: context.legacyClients.count, nodes: context.registry.count,
+            counters: counters, storeMessages: totals.0, storeBytes: totals.1)
     }
 }

@@ -102,6 +102,8 @@ public final class StatsCollector: Sendable {
             "acks": ["sent": counters.acksSent, "received": counters.acksReceived],
             "nacks": nacks,
             "drops": drops,
+            "legacy_clients": ["connected": snapshot.legacyClients, "introductions": counters.introductions,
+                               "delivered_on_write": counters.legacyDelivered],
             "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "stored": counters.stored,
                       "sent": counters.storedSent, "delivered": counters.storedDelivered],
             "rates_10s": rates(for: snapshot),
@@ -124,6 +126,9 @@ final class RelayMetrics: Sendable {
     private let factory: PrometheusMetricsFactory
     private let clients: Metrics.Gauge
     private let handshaking: Metrics.Gauge
+    private let legacyClients: Metrics.Gauge
+    private let introductions: Metrics.Counter
+    private let legacyDelivered: Metrics.Counter
     private let nodes: Metrics.Gauge
     private let uptime: Metrics.Gauge
     private let storeMessages: Metrics.Gauge
@@ -146,6 +151,9 @@ final class RelayMetrics: Sendable {
         self.factory = factory
         clients = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "client")], factory: factory)
         handshaking = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "handshaking")], factory: factory)
+        legacyClients = Metrics.Gauge(label: "ptpchat_legacy_clients", factory: factory)
+        introductions = Metrics.Counter(label: "ptpchat_introductions_total", factory: factory)
+        legacyDelivered = Metrics.Counter(label: "ptpchat_legacy_delivered_on_write_total", factory: factory)
         nodes = Metrics.Gauge(label: "ptpchat_nodes_known", factory: factory)
         uptime = Metrics.Gauge(label: "ptpchat_uptime_seconds", factory: factory)
         storeMessages = Metrics.Gauge(label: "ptpchat_store_messages", factory: factory)
@@ -172,6 +180,7 @@ final class RelayMetrics: Sendable {
         let now = before.maximum(snapshot.counters)
         clients.record(snapshot.clients)
         handshaking.record(snapshot.handshaking)
+        legacyClients.record(snapshot.legacyClients)
         nodes.record(snapshot.nodes)
         uptime.record(snapshot.uptime)
         storeMessages.record(snapshot.storeMessages)
@@ -191,6 +200,8 @@ final class RelayMetrics: Sendable {
         add(acksReceived, now.acksReceived - before.acksReceived)
         add(stored, now.stored - before.stored)
         add(storedDelivered, now.storedDelivered - before.storedDelivered)
+        add(introductions, now.introductions - before.introductions)
+        add(legacyDelivered, now.legacyDelivered - before.legacyDelivered)
         add(accepted, now.connectionsAccepted - before.connectionsAccepted)
         return now
     }

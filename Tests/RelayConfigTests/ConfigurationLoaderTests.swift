@@ -110,11 +110,13 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertNil(c.tls.cert)
         XCTAssertNil(c.tls.key)
         XCTAssertNil(c.tls.clientCA)
+        XCTAssertTrue(c.compat.legacyClients)
     }
 
     func testKnownKeysAreThoseOfTheProfile() {
-        XCTAssertEqual(ConfigurationLoader.keys.count, 45)
-        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 45)
+        XCTAssertEqual(ConfigurationLoader.keys.count, 46)
+        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 46)
+        XCTAssertTrue(ConfigurationLoader.keys.contains("compat.legacy_clients"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("limits.max_frame_bytes"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("tls.client_ca"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("log.level"))
@@ -186,6 +188,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         "tls.cert": "/etc/ptpchat/cert.pem",
         "tls.key": "/etc/ptpchat/key.pem",
         "tls.client_ca": "/etc/ptpchat/ca.pem",
+        "compat.legacy_clients": "false",
     ]
 
     /// Nested YAML (`section:` then `  key: value`) for dotted keys.
@@ -249,6 +252,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.tls.cert, "/etc/ptpchat/cert.pem")
         XCTAssertEqual(c.tls.key, "/etc/ptpchat/key.pem")
         XCTAssertEqual(c.tls.clientCA, "/etc/ptpchat/ca.pem")
+        XCTAssertFalse(c.compat.legacyClients)
     }
 
     func testListKeysAcceptASingleString() async throws {

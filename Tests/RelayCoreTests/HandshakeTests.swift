@@ -325,8 +325,9 @@ final class PipelineTests: XCTestCase {
             XCTAssertLessThanOrEqual(frame.bytes.count, 8192)
         }
         let entries = welcome.flatMap(\.routingNodes)
-        XCTAssertEqual(Set(entries.map(\.0)), Set(names + ["last@\(Node.a)"]))
-        XCTAssertEqual(entries.count, names.count + 1)
+        // Every other node, never the client's own entry (PROFILE.md sections 4a and 9).
+        XCTAssertEqual(Set(entries.map(\.0)), Set(names))
+        XCTAssertEqual(entries.count, names.count)
         XCTAssertEqual(Set(welcome.compactMap(\.msgID)).count, welcome.count)
     }
 }

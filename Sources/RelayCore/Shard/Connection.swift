@@ -100,6 +100,15 @@ final class Connection {
     /// A read of the store for this node is under way.
     var storedFetchInFlight = false
 
+    // The existing public client (PROFILE.md section 4a); all on the shard's loop.
+    /// Set by the HELLO: the peer is the existing client, which never ACKs. A delivery written to
+    /// its socket counts as delivered, and nodes are introduced to it before it needs their address.
+    var isLegacy = false
+    /// Nodes introduced to it with a HELLO under their id on this connection (once each).
+    var introduced: Set<GUID> = []
+    /// Deliveries in `out` since the last flush: delivered once that flush's write completes.
+    var unconfirmedWrites: [GUID] = []
+
     init(id: UInt64, context: ChannelHandlerContext) {
         self.id = id
         self.context = context

@@ -49,16 +49,19 @@ extension RelayShard {
             context.channels.update(channelID: channelID, frame: frame)
         }
         counters.relayed(envelope.verb, bytes: frame.readableBytes)
+        // A JOIN makes the existing client file its sender: it must know the sender's address first.
+        let introducing = envelope.verb == .join ? sender : nil
         for shard in shards.indices {
             if shard == index {
                 for target in connections.values where target.phase == .bound && target.id != connection.id {
+                    if let introducing { introduce(introducing, to: target) }
                     writeBytes(to: target, frame)
                 }
             } else {
                 let batchIndex = batch(for: shard)
                 var copy = frame
                 let range = outbox[batchIndex].appendFrame { $0.writeBuffer(&copy) }
-                outbox[batchIndex].commands.append(.broadcast(frame: range, except: nil))
+                outbox[batchIndex].commands.append(.broadcast(frame: range, except: nil, introducing: introducing))
             }
         }
     }

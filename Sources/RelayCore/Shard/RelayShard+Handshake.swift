@@ -27,11 +27,16 @@ extension RelayShard {
         connection.location = location
         connection.recipientKey = RecentDeliveries.key(address.id)
         connection.phase = .bound
+        connection.isLegacy = configuration.compat.legacyClients && envelope.declaresLegacyClient
         logger.debug(
             "node bound",
-            metadata: ["conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)"])
+            metadata: [
+                "conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)",
+                "legacy": "\(connection.isLegacy)",
+            ])
         broadcastToShards(.nodeBound(address.id, location, tag))
         sendWelcome(to: connection)
+        if connection.isLegacy { introduceToOtherLegacyClients(connection, tag: tag, location: location) }
         deliverStored(to: connection)
     }
 
@@ -48,7 +53,8 @@ extension RelayShard {
         var entries: [(address: SenderTag, ttl: Int)] = []
         if configuration.routing.toClients {
             entries.reserveCapacity(directoryTags.count)
-            for tag in directoryTags.values { entries.append((tag, 1)) }
+            // A client is never listed in its own ROUTING.
+            for (id, tag) in directoryTags where id != connection.nodeID { entries.append((tag, 1)) }
         }
         write(to: connection) { out in
             RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
@@ -67,7 +73,16 @@ extension RelayShard {
         var frame = ByteBufferAllocator().buffer(capacity: 256)
         RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
         for connection in connections.values where connection.phase == .bound {
-            writeBytes(to: connection, frame)
+            guard let own = connection.nodeID, delta[own] != nil else {
+                writeBytes(to: connection, frame)
+                continue
+            }
+            // A client is never listed in its own ROUTING: it gets the delta without its entry.
+            let others = delta.filter { $0.key != own }
+            guard !others.isEmpty else { continue }
+            write(to: connection) { out in
+                RelayFrames.routing(&out, entries: others.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
+            }
         }
         flushDirty()
     }
@@ -79,6 +94,7 @@ extension RelayShard {
         RelayFrames.hello(&frame, messageID: newMessageID(), relay: relay)
         for connection in connections.values where connection.phase == .bound {
             writeBytes(to: connection, frame)
+            if connection.isLegacy { refreshIntroductions(to: connection) }
         }
         flushDirty()
     }

@@ -202,8 +202,7 @@ extension RelayShard {
             resolve(waiter, messageID: messageID, .acked)
             return 0
         }
-        let before = connection.out.writerIndex
-        body(&connection.out)
+        let before = connection.isLegacy ? writeIntroducingSender(to: connection, body) : writeFrame(to: connection, body)
         let length = connection.out.writerIndex - before
         let deadline = clock.now + ackTimeout
         var isNew = false
@@ -219,7 +218,9 @@ extension RelayShard {
             logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             return 0
         }
+        // For the existing client the deadline is the write's: it never ACKs.
         ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
+        if connection.isLegacy { connection.unconfirmedWrites.append(messageID) }
         counters.framesOut += 1
         counters.bytesOut += length
         markDirty(connection)
@@ -235,6 +236,12 @@ extension RelayShard {
             return
         }
         counters.acksReceived += 1
+        delivered(entry, messageID: messageID, on: connection)
+    }
+
+    /// The next hop has the message (its ACK, or for the existing client the completed write):
+    /// remembered for de-duplication, and everyone waiting for it hears so.
+    func delivered(_ entry: AwaitingAck, messageID: GUID, on connection: Connection) {
         recentDeliveries.insert(recipient: connection.recipientKey, messageID)
         if entry.waiter.storedSeq != 0 {
             resolveStored(entry.waiter.storedSeq, messageID: messageID, .acked, followers: entry.more ?? [])
@@ -299,6 +306,14 @@ extension RelayShard {
             guard let connection = connections[expired.connection],
                 let entry = connection.awaiting[expired.messageID], entry.deadline == expired.deadline
             else { continue }
+            if connection.isLegacy {
+                // Its socket took nothing for `timeouts.ack`. Closing discards what was not written,
+                // so what it awaited is stored (when the channel goes) and never delivered twice.
+                counters.drop(.slowConsumer)
+                logger.info("closing an existing client that takes no data", metadata: ["conn": "\(connection.logID)"])
+                close(connection, reason: "no write completed within \(configuration.timeouts.ack) s")
+                continue
+            }
             connection.awaiting[expired.messageID] = nil
             counters.drop(.ackTimeout)
             logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(expired.messageID)"])

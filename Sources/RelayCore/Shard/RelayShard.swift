@@ -115,6 +115,7 @@ final class RelayShard: @unchecked Sendable {
         connection.handshakeTimeout?.cancel()
         counters.connectionsClosed += 1
         if let tag = connection.tag, let location = connection.location {
+            if connection.isLegacy { context.legacyClients.leave(tag.address.id, from: location) }
             if context.registry.unbind(tag.address.id, from: location) {
                 broadcastToShards(.nodeUnbound(tag.address.id, location, tag))
             }
@@ -168,7 +169,18 @@ final class RelayShard: @unchecked Sendable {
             connection.outChunk = nil
         }
         connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
-        connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
+        if connection.unconfirmedWrites.isEmpty {
+            connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
+        } else {
+            // The existing client never ACKs: what it was sent is delivered once it is written.
+            let written = connection.unconfirmedWrites
+            connection.unconfirmedWrites.removeAll()
+            let promise = eventLoop.makePromise(of: Void.self)
+            promise.futureResult.assumeIsolated().whenSuccess { [self] in
+                legacyWriteCompleted(connection, delivering: written)
+            }
+            connection.context.writeAndFlush(NIOAny(chunk), promise: promise)
+        }
         if !connection.context.channel.isWritable {
             checkSlowConsumer(connection)
         }
@@ -282,11 +294,15 @@ final class RelayShard: @unchecked Sendable {
         case .send(let connectionID, let range):
             guard let connection = connections[connectionID] else { return }
             writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
-        case .broadcast(let range, let except):
+        case .broadcast(let range, let except, let introducing):
             let frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
             for connection in connections.values where connection.phase == .bound && connection.id != except {
+                if let introducing { introduce(introducing, to: connection) }
                 writeBytes(to: connection, frame)
             }
+        case .introduce(let connectionID, let node):
+            guard let connection = connections[connectionID], connection.phase == .bound else { return }
+            introduceAsChannelMember(node, to: connection)
         case .hopAcked(let waiter, let messageID):
             hopAcked(waiter, messageID: messageID)
         case .hopFailed(let waiter, let messageID, let recipients, let reason, let stored):

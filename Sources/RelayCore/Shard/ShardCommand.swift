@@ -7,8 +7,12 @@ enum ShardCommand: Sendable {
     case deliver(connection: UInt64, frame: Range<Int>, messageID: GUID, waiter: Waiter, recipients: Recipients, sender: GUID)
     /// Send the frame to a connection; no ACK expected.
     case send(connection: UInt64, frame: Range<Int>)
-    /// Send the frame to every bound connection of the shard except `except`.
-    case broadcast(frame: Range<Int>, except: UInt64?)
+    /// Send the frame to every bound connection of the shard except `except`; an existing client
+    /// first gets `introducing` (the origin of a JOIN) introduced.
+    case broadcast(frame: Range<Int>, except: UInt64?, introducing: SenderTag?)
+    /// Introduce `node` (an existing client that just bound) to the existing client on `connection`
+    /// as a member of its built-in channel.
+    case introduce(connection: UInt64, node: SenderTag)
     case hopAcked(Waiter, messageID: GUID)
     case hopFailed(Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool)
     case nodeBound(GUID, NodeLocation, SenderTag)

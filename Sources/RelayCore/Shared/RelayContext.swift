@@ -15,6 +15,7 @@ final class RelayContext: Sendable {
     let identity: SenderTag
     let logger: Logger
     let registry = NodeRegistry()
+    let legacyClients = LegacyRoster()
     let floods: FloodGuard
     let channels: ChannelDirectory
     let ackTemplate: AckTemplate

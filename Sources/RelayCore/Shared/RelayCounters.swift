@@ -47,6 +47,10 @@ public struct RelayCounters: Sendable {
     public var stored = 0
     public var storedSent = 0
     public var storedDelivered = 0
+    /// Deliveries to the existing client counted as delivered when written (it never ACKs), and
+    /// HELLOs under another node's id sent to it (PROFILE.md section 4a).
+    public var legacyDelivered = 0
+    public var introductions = 0
     public var storeExpired: Int {
         get { drops[DropReason.storeExpired.index] }
         set { drops[DropReason.storeExpired.index] = newValue }
@@ -90,6 +94,8 @@ public struct RelayCounters: Sendable {
         result.stored = max(stored, other.stored)
         result.storedSent = max(storedSent, other.storedSent)
         result.storedDelivered = max(storedDelivered, other.storedDelivered)
+        result.legacyDelivered = max(legacyDelivered, other.legacyDelivered)
+        result.introductions = max(introductions, other.introductions)
         for index in result.relayedByVerb.indices {
             result.relayedByVerb[index] = max(relayedByVerb[index], other.relayedByVerb[index])
             result.relayedBytesByVerb[index] = max(relayedBytesByVerb[index], other.relayedBytesByVerb[index])
@@ -112,6 +118,8 @@ public struct RelayCounters: Sendable {
         sum.stored += rhs.stored
         sum.storedSent += rhs.storedSent
         sum.storedDelivered += rhs.storedDelivered
+        sum.legacyDelivered += rhs.legacyDelivered
+        sum.introductions += rhs.introductions
         for index in sum.relayedByVerb.indices {
             sum.relayedByVerb[index] += rhs.relayedByVerb[index]
             sum.relayedBytesByVerb[index] += rhs.relayedBytesByVerb[index]
