@@ -34,9 +34,11 @@ enum ClientFrames {
     }
 
     /// A chat `MESSAGE` of `text` (base64 in `message`) on channel `cli`; head `msg_id` is `messageID`.
+    /// `plain`: the text as it is, on the existing client's built-in channel, as that client sends
+    /// and shows chat (CLIENT-FRAMES.md).
     static func message(
         _ text: String, id messageID: GUID, to recipients: [GUID], channelID: GUID, from identity: SenderTag,
-        at date: Date = Date()
+        plain: Bool = false, at date: Date = Date()
     ) -> ByteBuffer {
         var out = ByteBuffer()
         FrameWriter.write(&out, verb: .message, messageID: messageID, ttl: 32, flood: false, sender: identity) { out in
@@ -48,11 +50,37 @@ enum ClientFrames {
             FrameWriter.writeRecipients(&out, recipients)
             out.writeASCII(",\"timestamp\":")
             out.writeJSONString(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
-            out.writeASCII(",\"channel\":\"cli\",\"channel_id\":")
-            out.writeQuotedGUID(channelID)
+            if plain {
+                out.writeASCII(",\"channel\":")
+                out.writeJSONString(LegacyClientChannel.name)
+                out.writeASCII(",\"channel_id\":")
+                out.writeJSONString(LegacyClientChannel.id)
+            } else {
+                out.writeASCII(",\"channel\":\"cli\",\"channel_id\":")
+                out.writeQuotedGUID(channelID)
+            }
             out.writeASCII(",\"message\":")
-            out.writeJSONString(Data(text.utf8).base64EncodedString())
+            out.writeJSONString(plain ? text : Data(text.utf8).base64EncodedString())
             out.writeASCII(",\"attachment\":[]}")
+        }
+        return out
+    }
+
+    /// `JOIN {msg_id, node_id, channel, channel_id}`, flooded: announces this node as a member (the
+    /// existing client sends chat only to the members of its channel).
+    static func join(channelID: String, channel: String, from identity: SenderTag) -> ByteBuffer {
+        var out = ByteBuffer()
+        let messageID = GUID.random()
+        FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: 32, flood: true, sender: identity) { out in
+            out.writeASCII("{\"msg_id\":")
+            out.writeQuotedGUID(messageID)
+            out.writeASCII(",\"node_id\":")
+            out.writeQuotedGUID(identity.address.id)
+            out.writeASCII(",\"channel\":")
+            out.writeJSONString(channel)
+            out.writeASCII(",\"channel_id\":")
+            out.writeJSONString(channelID)
+            out.writeInteger(UInt8(ascii: "}"))
         }
         return out
     }

@@ -9,6 +9,10 @@ struct InboundFrame: Sendable {
     /// NACK `reason` and `stored`.
     var reason: String?
     var stored: Bool?
+    /// NACK: the recipients it names (`msg_data.recipient`); empty when it names none.
+    var nackRecipients: [GUID] = []
+    /// MESSAGE: `msg_data.message`, as sent.
+    var message: String?
     /// The frame as one line of compact, ASCII-only JSON.
     var line: [UInt8]
 
@@ -26,6 +30,19 @@ struct InboundFrame: Sendable {
                     default: break
                     }
                 }
+                var nackRecipients: [GUID] = []
+                if envelope.verb == .nack, let list = tape.member("recipient", in: envelope.data, of: bytes), tape[list].kind == .array {
+                    tape.forEachElement(of: list) { element in
+                        guard tape[element].kind == .object, let node = tape.member("node_id", in: element, of: bytes),
+                            tape[node].kind == .string, let address = NodeAddress(tape.string(node, of: bytes))
+                        else { return }
+                        nackRecipients.append(address.id)
+                    }
+                }
+                var message: String?
+                if envelope.verb == .message, let token = tape.member("message", in: envelope.data, of: bytes), tape[token].kind == .string {
+                    message = tape.string(token, of: bytes)
+                }
                 var line: [UInt8]
                 if tape.isCompactASCII {
                     line = Array(bytes)
@@ -37,7 +54,7 @@ struct InboundFrame: Sendable {
                 return .success(
                     InboundFrame(
                         verb: envelope.verb, messageID: envelope.messageID, reason: envelope.reason, stored: stored,
-                        line: line))
+                        nackRecipients: nackRecipients, message: message, line: line))
             } catch {
                 return .failure(error)
             }

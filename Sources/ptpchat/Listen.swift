@@ -1,7 +1,10 @@
 import ArgumentParser
+import NIOCore
 import PTPProtocol
 
 /// `ptpchat listen`: prints every MESSAGE that arrives as one JSON line on stdout and ACKs it.
+/// The line is the frame with two members added: `text`, the message decoded (base64 as SPEC.md
+/// says, or plain as the existing client sends it), and `text_encoding`, which of the two it was.
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Receive messages: print each MESSAGE as one JSON line on stdout and ACK it.",
@@ -13,6 +16,16 @@ struct Listen: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @Option(
+        name: .customLong("join"),
+        help: ArgumentHelp(
+            "Announce this node as a member of a channel (JOIN) once bound (repeatable). The existing C# client sends chat only to members of its built-in channel \(LegacyClientChannel.id).",
+            valueName: "channel-id"))
+    var channels: [String] = []
+
+    @Option(help: ArgumentHelp("The channel name sent with --join.", valueName: "name"))
+    var channelName: String = LegacyClientChannel.name
+
     func run() async throws {
         let identity = connection.makeIdentity()
         do {
@@ -20,12 +33,15 @@ struct Listen: AsyncParsableCommand {
                 endpoint: connection.relay, identity: identity, keepalive: connection.keepaliveInterval
             ) { session in
                 try await session.handshake()
+                for channel in channels {
+                    try await session.send(ClientFrames.join(channelID: channel, channel: channelName, from: identity))
+                }
                 Console.diagnostic("ready \(identity.address.id)")
                 while true {
                     let frame = try await session.next()
                     switch frame.verb {
                     case .message:
-                        Console.output(frame.line)
+                        Console.output(Self.line(frame))
                         if let id = frame.messageID {
                             try await session.send(ClientFrames.ack(id, from: identity))
                         }
@@ -42,5 +58,21 @@ struct Listen: AsyncParsableCommand {
             Console.diagnostic("ptpchat: \(error)")
             throw ExitCode(error.exitCode)
         }
+    }
+}
+
+extension Listen {
+    /// The frame's JSON with `"text"` and `"text_encoding"` added before its closing brace.
+    static func line(_ frame: InboundFrame) -> [UInt8] {
+        guard let message = frame.message, frame.line.last == UInt8(ascii: "}") else { return frame.line }
+        let (text, encoding) = MessageText.decode(message)
+        var out = ByteBuffer()
+        out.writeBytes(frame.line.dropLast())
+        out.writeASCII(",\"text\":")
+        out.writeJSONString(text)
+        out.writeASCII(",\"text_encoding\":")
+        out.writeJSONString(encoding.rawValue)
+        out.writeInteger(UInt8(ascii: "}"))
+        return Array(out.readableBytesView)
     }
 }

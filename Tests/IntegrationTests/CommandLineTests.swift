@@ -28,13 +28,20 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertTrue(listener.isRunning, "listen stopped after one message: \(listener.stderr)")
     }
 
-    func testPtpchatSendToAnUnknownNodeExitsNonZeroWithTheNackReason() throws {
-        let relay = try startRelay()
-        let sender = try startPtpchat(["send", "--relay", relay.endpoint, "--to", Ids.make(), "--timeout", "10", "anyone?"], name: "send")
-        let status = try XCTUnwrap(sender.waitForExit(timeout: 15), "ptpchat send did not end")
+    func testPtpchatSendToAnOfflineNodeSaysStoredAndARefusalExitsNonZeroWithTheReason() throws {
+        let relay = try startRelay(config: "store:\n  per_recipient_messages: 1\n")
+        let offline = Ids.make()
+        let stored = try startPtpchat(["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "anyone?"], name: "send-stored")
+        XCTAssertEqual(stored.waitForExit(timeout: 15), 0, "a message the relay stored is not a failure: \(stored.stderr)")
+        XCTAssertTrue(stored.stderr.contains("stored by the relay"), "the outcome is not on stderr: \(stored.stderr)")
+        XCTAssertTrue(stored.stdout.isEmpty, "send printed on stdout: \(stored.stdout)")
+
+        // The recipient's queue is full: refused, not stored.
+        let refused = try startPtpchat(["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "again?"], name: "send-refused")
+        let status = try XCTUnwrap(refused.waitForExit(timeout: 15), "ptpchat send did not end")
         XCTAssertNotEqual(status, 0)
-        XCTAssertTrue(sender.stderr.contains("unreachable"), "the NACK reason is not on stderr: \(sender.stderr)")
-        XCTAssertTrue(sender.stdout.isEmpty, "send printed on stdout: \(sender.stdout)")
+        XCTAssertTrue(refused.stderr.contains("queue_full"), "the NACK reason is not on stderr: \(refused.stderr)")
+        XCTAssertTrue(refused.stdout.isEmpty, "send printed on stdout: \(refused.stdout)")
     }
 
     func testPtpchatListenExitsNonZeroWhenTheRelayGoes() throws {

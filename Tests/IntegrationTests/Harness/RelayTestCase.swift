@@ -73,6 +73,11 @@ class RelayTestCase: XCTestCase {
         return client
     }
 
+    /// Closes `client` in tearDown.
+    func track(_ client: TestClient) {
+        clients.append(client)
+    }
+
     /// Connects and reads the relay's HELLO.
     func connectAndReadHello(_ relay: RelayProcess, label: String, file: StaticString = #filePath, line: UInt = #line) throws
         -> (TestClient, [String: Any])
