@@ -6,24 +6,24 @@ public enum RelayFrames {
 
     /// `HELLO` with `node_type: server`.
     public static func hello(_ out: inout ByteBuffer, messageID: GUID, relay: SenderTag) {
-        FrameWriter.write(&out, verb: .hello, messageID: messageID, ttl: 1, flood: false, sender: relay) { out in
-            out.writeASCII("{\"node_id\":")
-            out.writeQuotedGUID(relay.address.id)
-            out.writeASCII(",\"version\":")
-            out.writeJSONString(version)
-            out.writeASCII(",\"attributes\":{\"node_type\":\"server\"}}")
-        }
+        hello(&out, messageID: messageID, node: relay, nodeType: "server")
     }
 
     /// A HELLO under another node's id for the existing client (PROFILE.md section 4a), which gives
     /// a node an address only from a HELLO whose `sender_id` is that node: `node_type: client`.
     public static func introduction(_ out: inout ByteBuffer, messageID: GUID, node: SenderTag) {
+        hello(&out, messageID: messageID, node: node, nodeType: "client")
+    }
+
+    private static func hello(_ out: inout ByteBuffer, messageID: GUID, node: SenderTag, nodeType: StaticString) {
         FrameWriter.write(&out, verb: .hello, messageID: messageID, ttl: 1, flood: false, sender: node) { out in
             out.writeASCII("{\"node_id\":")
             out.writeQuotedGUID(node.address.id)
             out.writeASCII(",\"version\":")
             out.writeJSONString(version)
-            out.writeASCII(",\"attributes\":{\"node_type\":\"client\"}}")
+            out.writeASCII(",\"attributes\":{\"node_type\":\"")
+            out.writeASCII(nodeType)
+            out.writeASCII("\"}}")
         }
     }
 

@@ -17,13 +17,6 @@ final class LegacyCompatibilityTests: XCTestCase {
         }
     }
 
-    /// Past every ACK deadline of the default `timeouts.ack` (10 s).
-    private func passAckDeadlines(_ relay: TestRelay) {
-        relay.shard.expireAcks(now: .now() + .seconds(11))
-        relay.shard.flushAll()
-        relay.loop.run()
-    }
-
     // MARK: Recognition
 
     func testRecognisedByNodeTypeStringOrVersionOnly() {
@@ -66,7 +59,7 @@ final class LegacyCompatibilityTests: XCTestCase {
         bob.expectAck(first)
 
         // The ACK deadline passes: no redelivery, no NACK, nothing stored.
-        passAckDeadlines(relay)
+        relay.passAckDeadlines()
         alice.expectNothing()
         bob.expectNothing()
         XCTAssertTrue(relay.offline.messages.isEmpty)
@@ -110,7 +103,7 @@ final class LegacyCompatibilityTests: XCTestCase {
         // Nothing comes again, on the retry timer or after the ACK deadline.
         relay.offline.makeAllDue()
         relay.loop.advanceTime(by: .seconds(2))
-        passAckDeadlines(relay)
+        relay.passAckDeadlines()
         alice.expectNothing()
         bob.expectNothing()
     }
@@ -227,7 +220,7 @@ final class LegacyCompatibilityTests: XCTestCase {
         bob.send(Frames.message(from: Node.b, to: [Node.a], id: id))
         XCTAssertEqual(alice.receive().map(\.type), ["MESSAGE"], "no introduction")
         bob.expectNothing()
-        passAckDeadlines(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(relay.offline.messages.count, 1, "no ACK in time: stored as for any client")
         XCTAssertEqual(relay.counters.introductions, 0)
         XCTAssertEqual(relay.counters.legacyDelivered, 0)

@@ -252,6 +252,13 @@ final class TestRelay {
 
     var counters: RelayCounters { shard.counters }
 
+    /// Past every ACK deadline of the default `timeouts.ack` (10 s), then what that set off.
+    func passAckDeadlines() {
+        shard.expireAcks(now: .now() + .seconds(11))
+        shard.flushAll()
+        loop.run()
+    }
+
     /// A new connection from `ip`, activated (the relay's HELLO is waiting in it).
     func connect(
         label: String, ip: String = "192.0.2.10", port: Int? = nil, maxFrameBytes: Int? = nil,

@@ -42,12 +42,6 @@ final class StoreForwardTests: XCTestCase {
 
     private func now() -> Double { Date().timeIntervalSince1970 }
 
-    /// Past every ACK deadline of the default `timeouts.ack` (10 s), then the store's completions.
-    private func expireAllAcks(_ relay: TestRelay) {
-        relay.shard.expireAcks(now: .now() + .seconds(11))
-        relay.shard.flushAll()
-        relay.loop.run()
-    }
 
     // MARK: Storing, and answering only after the commit
 
@@ -182,7 +176,7 @@ final class StoreForwardTests: XCTestCase {
         let (xena, welcome) = bind(relay, Node.x, name: "xena")
         XCTAssertEqual(welcome.dropFirst().map(\.dataMsgID), ids)
         xena.send(Frames.ack(ids[1]))
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 2)
         XCTAssertEqual(relay.offline.messages.map(\.messageID), [ids[0], ids[2]].map(Node.guid))
         XCTAssertEqual(relay.offline.messages.map(\.attempts), [1, 1])
@@ -255,7 +249,7 @@ final class StoreForwardTests: XCTestCase {
         _ = alice.receive()
         let (xena, welcome) = bind(relay, Node.x, name: "xena")
         XCTAssertEqual(welcome.last?.dataMsgID, id)
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(relay.offline.messages.first?.attempts, 1)
         relay.loop.advanceTime(by: .seconds(1))
         XCTAssertEqual(xena.receive().filter { $0.type != "ROUTING" }.count, 0, "sent before it was due")
@@ -302,7 +296,7 @@ final class StoreForwardTests: XCTestCase {
         var deliveries = 1
         var delays: [Double] = []
         for attempt in 1...5 {
-            expireAllAcks(relay)
+            relay.passAckDeadlines()
             XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), attempt)
             if attempt == 5 { break }
             guard let row = relay.offline.messages.first else {
@@ -352,14 +346,14 @@ final class StoreForwardTests: XCTestCase {
         let id = Node.newID()
         alice.send(Frames.message(from: Node.a, to: [Node.b], id: id))
         XCTAssertEqual(bob.receiveOne()?.dataMsgID, id)
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, true)
         XCTAssertEqual(relay.offline.messages.first?.attempts, 1)
 
         relay.offline.makeAllDue()
         relay.shard.retryStored()
         XCTAssertEqual(bob.receiveOne()?.dataMsgID, id)
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertTrue(relay.offline.messages.isEmpty)
         XCTAssertEqual(relay.counters.count(DropReason.storeGaveUp), 1)
         relay.offline.makeAllDue()
@@ -435,7 +429,7 @@ final class StoreForwardTests: XCTestCase {
             XCTAssertEqual(nack.data["stored"] as? Bool, false, reason)
             XCTAssertEqual(nack.recipients, [Node.b])
         }
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertTrue(relay.offline.messages.isEmpty)
         XCTAssertEqual(relay.counters.stored, 0)
         XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 0)
@@ -454,7 +448,7 @@ final class StoreForwardTests: XCTestCase {
         let message = Frames.message(from: Node.a, to: [Node.b], id: id)
         alice.send(message)
         XCTAssertEqual(bob.receiveOne()?.dataMsgID, id)
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(alice.receiveOne()?.data["stored"] as? Bool, true)
         XCTAssertEqual(relay.offline.messages.count, 1)
 
@@ -507,7 +501,7 @@ final class StoreForwardTests: XCTestCase {
         alice.send(message)
         xena.expectNothing()
 
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         XCTAssertEqual(relay.offline.messages.map(\.attempts), [1], "the message is kept for a later try")
         guard let nack = alice.receiveOne() else { return }
         XCTAssertEqual(nack.type, "NACK")
@@ -539,7 +533,7 @@ final class StoreForwardTests: XCTestCase {
         let live = Node.newID()
         alice.send(Frames.message(from: Node.a, to: [Node.b], id: live))
         XCTAssertEqual(bob.receiveOne()?.dataMsgID, live)
-        expireAllAcks(relay)
+        relay.passAckDeadlines()
         guard let liveNack = alice.receiveOne() else { return }
         XCTAssertEqual(liveNack.reason, "unreachable")
         XCTAssertEqual(liveNack.data["stored"] as? Bool, false)
