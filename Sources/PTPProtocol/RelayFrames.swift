@@ -30,15 +30,23 @@ public enum RelayFrames {
     /// A JOIN under another node's id for the existing client's built-in channel, sent to that
     /// client only (`ttl` 1, `flood` false): it never announces its own membership.
     public static func legacyChannelJoin(_ out: inout ByteBuffer, messageID: GUID, node: SenderTag) {
-        FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: 1, flood: false, sender: node) { out in
+        join(&out, messageID: messageID, node: node, channel: LegacyClientChannel.name, channelID: LegacyClientChannel.id, ttl: 1, flood: false)
+    }
+
+    /// `JOIN {msg_id, node_id, channel, channel_id}` for `node`; `msg_data.msg_id` is the head's
+    /// (the existing client needs it).
+    public static func join(
+        _ out: inout ByteBuffer, messageID: GUID, node: SenderTag, channel: String, channelID: String, ttl: Int, flood: Bool
+    ) {
+        FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: ttl, flood: flood, sender: node) { out in
             out.writeASCII("{\"msg_id\":")
             out.writeQuotedGUID(messageID)
             out.writeASCII(",\"node_id\":")
             out.writeQuotedGUID(node.address.id)
             out.writeASCII(",\"channel\":")
-            out.writeJSONString(LegacyClientChannel.name)
+            out.writeJSONString(channel)
             out.writeASCII(",\"channel_id\":")
-            out.writeJSONString(LegacyClientChannel.id)
+            out.writeJSONString(channelID)
             out.writeInteger(UInt8(ascii: "}"))
         }
     }

@@ -70,18 +70,7 @@ enum ClientFrames {
     /// existing client sends chat only to the members of its channel).
     static func join(channelID: String, channel: String, from identity: SenderTag) -> ByteBuffer {
         var out = ByteBuffer()
-        let messageID = GUID.random()
-        FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: 32, flood: true, sender: identity) { out in
-            out.writeASCII("{\"msg_id\":")
-            out.writeQuotedGUID(messageID)
-            out.writeASCII(",\"node_id\":")
-            out.writeQuotedGUID(identity.address.id)
-            out.writeASCII(",\"channel\":")
-            out.writeJSONString(channel)
-            out.writeASCII(",\"channel_id\":")
-            out.writeJSONString(channelID)
-            out.writeInteger(UInt8(ascii: "}"))
-        }
+        RelayFrames.join(&out, messageID: .random(), node: identity, channel: channel, channelID: channelID, ttl: 32, flood: true)
         return out
     }
 

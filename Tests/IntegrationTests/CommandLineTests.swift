@@ -44,6 +44,19 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertTrue(refused.stdout.isEmpty, "send printed on stdout: \(refused.stdout)")
     }
 
+    func testPtpchatSendToAnOnlineAndAnOfflineRecipientSaysDeliveredToOneAndStoredForTheOther() throws {
+        let relay = try startRelay()
+        let listenerID = Ids.make()
+        let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID], name: "listen")
+        XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "listen did not report ready: \(listener.stderr)")
+        let sender = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--to", listenerID, "--to", Ids.make(), "--timeout", "10", "two of us"], name: "send")
+        XCTAssertEqual(sender.waitForExit(timeout: 15), 0, "\(sender.stderr)")
+        XCTAssertTrue(
+            sender.stderr.contains("delivered to 1 of 2 recipients and stored by the relay for the other 1"), "\(sender.stderr)")
+        XCTAssertEqual(listener.waitForStdoutLines(1, timeout: expectWithin).count, 1)
+    }
+
     func testPtpchatListenExitsNonZeroWhenTheRelayGoes() throws {
         let relay = try startRelay()
         let listener = try startPtpchat(["listen", "--relay", relay.endpoint], name: "listen")

@@ -64,15 +64,11 @@ extension RelayShard {
 
     /// Writes a delivery's frame to an existing client, preceded by the introduction of its sender
     /// when it is chat; returns where the frame starts. The sender's name is read back from the
-    /// frame: deliveries do not carry it, and this path is the existing client's only.
+    /// frame: deliveries do not carry it, and this runs once per sender per existing client.
     func writeIntroducingSender(to connection: Connection, _ body: (inout ByteBuffer) -> Void) -> Int {
         var frame = ByteBufferAllocator().buffer(capacity: 512)
         body(&frame)
-        var reader = MessageReader()
-        let envelope = frame.getSlice(at: frame.readerIndex + 4, length: frame.readableBytes - 4)?.withUnsafeReadableBytes {
-            try? reader.read($0)
-        }
-        if let envelope, envelope.verb == .message, let sender = envelope.sender {
+        if let envelope = Self.envelope(ofFrame: frame), envelope.verb == .message, let sender = envelope.sender {
             introduce(SenderTag(sender), to: connection)
         }
         let start = connection.out.writerIndex

@@ -202,7 +202,10 @@ extension RelayShard {
             resolve(waiter, messageID: messageID, .acked)
             return 0
         }
-        let before = connection.isLegacy ? writeIntroducingSender(to: connection, body) : writeFrame(to: connection, body)
+        // Only an existing client that has not met the sender yet needs the frame read back.
+        let before =
+            connection.isLegacy && !connection.introduced.contains(sender)
+            ? writeIntroducingSender(to: connection, body) : writeFrame(to: connection, body)
         let length = connection.out.writerIndex - before
         let deadline = clock.now + ackTimeout
         var isNew = false
@@ -261,14 +264,19 @@ extension RelayShard {
         failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable, on: connection, storable: false)
     }
 
-    /// The originating node of a frame the relay wrote (its head `sender_id`), read back only when
-    /// the frame is stored after a failed delivery.
-    static func sender(ofFrame frame: ByteBuffer) -> GUID {
+    /// The envelope of a whole frame the relay wrote (length prefix included), read back off the
+    /// hot path: when a failed delivery is stored, or an existing client needs its sender introduced.
+    /// Its own reader: the shard's tape still holds the frame being forwarded.
+    static func envelope(ofFrame frame: ByteBuffer) -> Envelope? {
         var reader = MessageReader()
-        let envelope = frame.getSlice(at: frame.readerIndex + 4, length: frame.readableBytes - 4)?.withUnsafeReadableBytes {
+        return frame.getSlice(at: frame.readerIndex + 4, length: frame.readableBytes - 4)?.withUnsafeReadableBytes {
             try? reader.read($0)
         }
-        return envelope?.sender?.id ?? .zero
+    }
+
+    /// The originating node of a frame the relay wrote (its head `sender_id`).
+    static func sender(ofFrame frame: ByteBuffer) -> GUID {
+        envelope(ofFrame: frame)?.sender?.id ?? .zero
     }
 
     /// A delivery that will get no ACK. A message from the store counts an attempt; a live message
