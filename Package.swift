@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
@@ -54,6 +55,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The relay mesh as pure values: the distance-vector route table and the peering proof. No I/O.
+        .target(
+            name: "RelayMesh",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The relay: connections, node registry, forwarding, ACK/NACK, floods, channel directory.
         .target(
             name: "RelayCore",
@@ -61,6 +70,7 @@ let package = Package(
                 "PTPProtocol",
                 "RelayConfig",
                 "RelayStore",
+                "RelayMesh",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -121,6 +131,10 @@ let package = Package(
         .testTarget(
             name: "RelayOpsTests",
             dependencies: ["RelayOps", "RelayCore", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RelayMeshTests",
+            dependencies: ["RelayMesh", "PTPProtocol"]
         ),
         .testTarget(
             name: "RelayStoreTests",
