@@ -221,17 +221,23 @@ final class Peer {
 // MARK: The relay under test
 
 final class TestRelay {
-    let loop = EmbeddedEventLoop()
+    /// One event loop per shard, each driven by hand (`loop` is shard 0's).
+    let loops: [EmbeddedEventLoop]
+    var loop: EmbeddedEventLoop { loops[0] }
     let configuration: RelayConfiguration
     let identity = NodeAddress(id: Node.guid(Node.relay), name: "relay")
     let logs = LogStore()
     let context: RelayContext
-    let shard: RelayShard
+    let shards: [RelayShard]
+    var shard: RelayShard { shards[0] }
     let offline = InMemoryStore()
     private var peers: [Peer] = []
     private var nextPort = 50000
 
-    init(_ configure: (inout RelayConfiguration) -> Void = { _ in }) {
+    /// A relay with `shardCount` shards, each on its own embedded loop: what one shard hands to
+    /// another runs only when the test runs the target's loop (`runLoops`), so cross-shard paths
+    /// are driven step by step.
+    init(shards shardCount: Int = 1, _ configure: (inout RelayConfiguration) -> Void = { _ in }) {
         var configuration = RelayConfiguration()
         configuration.relay.name = "relay"
         configuration.relay.nodeID = Node.relay
@@ -246,8 +252,18 @@ final class TestRelay {
         logger.logLevel = .trace
         offline.settings = StoreSettings(configuration.store)
         context = RelayContext(configuration: configuration, identity: identity, logger: logger, store: offline)
-        shard = RelayShard(index: 0, eventLoop: loop, context: context)
-        shard.shards = [shard]
+        loops = (0..<shardCount).map { _ in EmbeddedEventLoop() }
+        let context = self.context
+        shards = loops.enumerated().map { RelayShard(index: $0.offset, eventLoop: $0.element, context: context) }
+        for shard in shards { shard.shards = shards }
+    }
+
+    /// Runs every shard's loop in turn, enough rounds for a batch to go to another shard, be
+    /// answered and the answer come back (each round runs everything queued so far).
+    func runLoops() {
+        for _ in 0..<8 {
+            for loop in loops { loop.run() }
+        }
     }
 
     var counters: RelayCounters { shard.counters }
@@ -261,9 +277,11 @@ final class TestRelay {
 
     /// A new connection from `ip`, activated (the relay's HELLO is waiting in it).
     func connect(
-        label: String, ip: String = "192.0.2.10", port: Int? = nil, maxFrameBytes: Int? = nil,
+        label: String, ip: String = "192.0.2.10", port: Int? = nil, maxFrameBytes: Int? = nil, shard index: Int = 0,
         file: StaticString = #filePath, line: UInt = #line
     ) -> Peer {
+        let shard = shards[index]
+        let loop = loops[index]
         // As the server's pipeline, without the IdleStateHandler (it measures on the wall clock).
         let handlers: [ChannelHandler] = [
             ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes ?? configuration.limits.maxFrameBytes)),
@@ -285,10 +303,10 @@ final class TestRelay {
 
     /// A connection that has sent its HELLO and read the relay's HELLO and ROUTING.
     func client(
-        _ id: String, name: String? = nil, ip: String = "192.0.2.10", existingClientStyle: Bool = false,
+        _ id: String, name: String? = nil, ip: String = "192.0.2.10", existingClientStyle: Bool = false, shard: Int = 0,
         file: StaticString = #filePath, line: UInt = #line
     ) -> Peer {
-        let peer = connect(label: name ?? id, ip: ip, file: file, line: line)
+        let peer = connect(label: name ?? id, ip: ip, shard: shard, file: file, line: line)
         let greeting = peer.receive(file: file, line: line)
         XCTAssertEqual(greeting.map(\.type), ["HELLO"], file: file, line: line)
         peer.send(existingClientStyle ? Frames.clientHello(id, name: name ?? "LocalNode") : Frames.hello(id, name: name), file: file, line: line)
@@ -299,11 +317,11 @@ final class TestRelay {
     }
 
     func shutdown() {
-        shard.stopTimers()
+        for shard in shards { shard.stopTimers() }
         for peer in peers {
             _ = try? peer.channel.finish(acceptAlreadyClosed: true)
         }
-        try? loop.syncShutdownGracefully()
+        for loop in loops { try? loop.syncShutdownGracefully() }
     }
 }
 

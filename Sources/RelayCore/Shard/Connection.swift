@@ -1,38 +1,28 @@
 import NIOCore
 import PTPProtocol
 
-/// Who is waiting for a next hop's ACK: the connection the message came in on (on `shard`), and
-/// for a message split over several next hops, the `PendingForward` that counts them (`token`;
-/// 0 for a single next hop, which needs no bookkeeping at the ingress).
-struct Waiter: Sendable {
-    var shard: Int
-    var from: UInt64
-    var token: UInt64
-    /// Not 0: the delivery is of a message from the store (its `seq`), nobody waits upstream.
-    var storedSeq: Int64 = 0
-
-    static func stored(_ seq: Int64, shard: Int) -> Waiter {
-        Waiter(shard: shard, from: 0, token: 0, storedSeq: seq)
-    }
-}
-
 /// A message delivered on a connection and not yet ACKed by it.
 struct AwaitingAck {
-    var waiter: Waiter
+    /// Who hears the answer.
+    var upstream: Upstream
+    /// The recipients behind this connection.
     var recipients: Recipients
+    /// The originating node, kept with the message if it is stored.
+    var sender: GUID
     var deadline: NIODeadline
     /// Where the frame as delivered is: in `chunk`, at `offset`. Kept to store the message when no
     /// ACK comes, without a copy per message.
     var chunk: OutputChunk
     var offset: Int32
     var length: Int32
-    /// Waiters of re-sent copies that were not delivered again.
-    var more: [Waiter]? = nil
+    /// Upstreams of re-sent copies that were not delivered again.
+    var more: [Upstream]? = nil
     private var isClaimed = false
 
-    init(waiter: Waiter, recipients: Recipients, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int) {
-        self.waiter = waiter
-        self.recipients = recipients
+    init(_ delivery: Delivery, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int) {
+        self.upstream = delivery.upstream
+        self.recipients = delivery.recipients
+        self.sender = delivery.sender
         self.deadline = deadline
         self.chunk = chunk
         self.offset = Int32(truncatingIfNeeded: offset)
@@ -47,9 +37,9 @@ struct AwaitingAck {
 
     /// The first claim of a new entry makes it the delivery (`isNew`); later claims are repeats
     /// that wait on it. One dictionary access either way.
-    mutating func claim(for waiter: Waiter, isNew: inout Bool) {
+    mutating func claim(for upstream: Upstream, isNew: inout Bool) {
         if isClaimed {
-            more = (more ?? []) + [waiter]
+            more = (more ?? []) + [upstream]
         } else {
             isClaimed = true
             isNew = true

@@ -9,6 +9,7 @@ extension RelayShard {
             let bound = connection.nodeID
         else { return }
         let tape = reader.tape
+        let json = ReceivedJSON(tape: tape, bytes: bytes)
         let srcToken = tape.member("src", in: envelope.data, of: bytes)
         let dstToken = tape.member("dst", in: envelope.data, of: bytes)
         func text(_ token: Int?) -> String? {
@@ -39,15 +40,16 @@ extension RelayShard {
             newDst = Self.address(ip: connection.observedIP, port: port)
         }
 
-        let ttl = min(envelope.ttl, context.maxTTL) - 1
+        let ttl = Forwarding.outgoingTTL(of: envelope)
         let messageID = envelope.messageID ?? newMessageID()
 
         if isStepOne && destination == relay.address.id {
             // Address discovery: the sender's address as the relay sees it.
             let observed = Self.address(ip: connection.observedIP, port: connection.observedPort ?? 0)
             write(to: connection) { out in
-                writeConnect(&out, messageID: newMessageID(), ttl: 1, sender: relay, source: source, destination: destination,
-                             src: observed, dst: nil, envelope: envelope, bytes: bytes)
+                ForwardedFrames.connect(
+                    &out, envelope, from: json, messageID: newMessageID(), ttl: 1, sender: relay, source: source,
+                    destination: destination, src: observed, dst: nil)
             }
             return
         }
@@ -58,51 +60,16 @@ extension RelayShard {
             return
         }
         let target = isStepOne ? destination : source
-        guard target != bound, let location = locate(target), let sender = connection.tag else {
+        guard target != bound, let nextHop = nextHop(for: target), let sender = connection.tag else {
             counters.drop(.unreachable)
             logger.debug("CONNECT target unreachable", metadata: ["conn": "\(connection.logID)", "target": "\(target)"])
             if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .unreachable) }
             return
         }
-        let writeFrame = { (out: inout ByteBuffer) in
-            self.writeConnect(&out, messageID: messageID, ttl: ttl, sender: sender, source: source, destination: destination,
-                              src: newSrc, dst: newDst, envelope: envelope, bytes: bytes)
-        }
-        if location.shard == index {
-            guard let targetConnection = connections[location.connection] else { return }
-            let before = targetConnection.out.writerIndex
-            write(to: targetConnection, writeFrame)
-            counters.relayed(.connect, bytes: targetConnection.out.writerIndex - before)
-        } else {
-            let shard = batch(for: location.shard)
-            let range = outbox[shard].appendFrame(writeFrame)
-            outbox[shard].commands.append(.send(connection: location.connection, frame: range))
-            counters.relayed(.connect, bytes: range.count)
-        }
-    }
-
-    private func writeConnect(
-        _ out: inout ByteBuffer, messageID: GUID, ttl: Int, sender: SenderTag, source: GUID, destination: GUID,
-        src: String?, dst: String?, envelope: Envelope, bytes: UnsafeRawBufferPointer
-    ) {
-        let tape = reader.tape
-        FrameWriter.write(&out, verb: .connect, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
-            out.writeASCII("{\"src_node_id\":")
-            out.writeQuotedGUID(source)
-            out.writeASCII(",\"dst_node_id\":")
-            out.writeQuotedGUID(destination)
-            out.writeASCII(",\"src\":")
-            if let src { out.writeJSONString(src) } else { out.writeASCII("null") }
-            out.writeASCII(",\"dst\":")
-            if let dst { out.writeJSONString(dst) } else { out.writeASCII("null") }
-            FrameWriter.copyMembers(&out, tape: tape, bytes: bytes, object: envelope.data, leadingComma: true) { key in
-                for name: StaticString in ["src_node_id", "dst_node_id", "src", "dst"]
-                where JSONTape.equals(name, key, 0, key.count) {
-                    return true
-                }
-                return false
-            }
-            out.writeInteger(UInt8(ascii: "}"))
+        send(verb: .connect, to: nextHop) { out in
+            ForwardedFrames.connect(
+                &out, envelope, from: json, messageID: messageID, ttl: ttl, sender: sender, source: source,
+                destination: destination, src: newSrc, dst: newDst)
         }
     }
 

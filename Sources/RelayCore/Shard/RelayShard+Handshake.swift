@@ -52,9 +52,9 @@ extension RelayShard {
     func sendWelcome(to connection: Connection) {
         var entries: [(address: SenderTag, ttl: Int)] = []
         if configuration.routing.toClients {
-            entries.reserveCapacity(directoryTags.count)
+            entries.reserveCapacity(directory.count)
             // A client is never listed in its own ROUTING.
-            for (id, tag) in directoryTags where id != connection.nodeID { entries.append((tag, 1)) }
+            for tag in directory.allTags where tag.address.id != connection.nodeID { entries.append((tag, 1)) }
         }
         write(to: connection) { out in
             RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
@@ -66,9 +66,8 @@ extension RelayShard {
 
     /// Sends the ROUTING changes since the last interval to every bound client of this shard.
     func sendRoutingDelta() {
-        guard !routingDelta.isEmpty else { return }
-        let delta = routingDelta
-        routingDelta.removeAll()
+        let delta = directory.takeDelta()
+        guard !delta.isEmpty else { return }
         guard configuration.routing.toClients else { return }
         var frame = ByteBufferAllocator().buffer(capacity: 256)
         RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })

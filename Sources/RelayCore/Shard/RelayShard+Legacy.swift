@@ -37,7 +37,7 @@ extension RelayShard {
     /// the nodes introduced to it that are still connected.
     func refreshIntroductions(to connection: Connection) {
         for id in connection.introduced {
-            guard let tag = directoryTags[id] else { continue }
+            guard let tag = directory.tag(of: id) else { continue }
             write(to: connection) { out in RelayFrames.introduction(&out, messageID: newMessageID(), node: tag) }
         }
     }

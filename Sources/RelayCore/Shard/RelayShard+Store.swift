@@ -52,42 +52,40 @@ extension RelayShard {
         }
     }
 
-    /// A message for a recipient that is not connected: store it (one row per recipient, the frame
-    /// narrowed to that recipient) and answer `waiter` after the commit.
-    func storeForLater(
-        _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int, sender: SenderTag,
-        recipient: GUID, waiter: Waiter
-    ) {
-        let recipients = Recipients(recipient)
+    /// A message for a recipient the relay has no route to: store it (one row per recipient, the
+    /// frame narrowed to that recipient) and answer upstream after the commit.
+    func storeForLater(_ envelope: Envelope, _ json: ReceivedJSON, _ delivery: Delivery, ttl: Int, sender: SenderTag) {
+        let messageID = delivery.messageID
+        let recipient = delivery.recipients[0]
         if recentDeliveries.contains(recipient: RecentDeliveries.key(recipient), messageID) {
             // Delivered and ACKed a moment ago (the sender missed the ACK): nothing to keep.
             counters.drop(.duplicateMessage)
             logger.debug("repeat of a delivered message not stored", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
-            resolve(waiter, messageID: messageID, .acked)
+            resolve(delivery.upstream, messageID: messageID, .acked)
             return
         }
-        let narrowed = envelope.verb == .message && (envelope.recipients.count != 1 || envelope.isLabelledChat)
-        var frame = ByteBufferAllocator().buffer(capacity: bytes.count + 256)
-        writeForwarded(&frame, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: narrowed ? recipients : nil)
-        let now = wallClock()
+        var frame = ByteBufferAllocator().buffer(capacity: json.bytes.count + 256)
+        ForwardedFrames.unicast(
+            &frame, envelope, from: json, messageID: messageID, ttl: ttl, sender: sender,
+            recipients: Forwarding.narrowedRecipients(of: envelope, for: delivery.recipients))
         let message = NewMessage(
             recipient: recipient, messageID: messageID, sender: sender.address.id, frame: Array(frame.readableBytesView),
-            createdAt: now)
+            createdAt: wallClock())
         logger.debug("recipient not connected: storing", metadata: ["msg_id": "\(messageID)", "recipient": "\(recipient)"])
         store([message]) { [self] outcomes in
             let outcome = outcomes.first ?? .failed("no outcome")
-            resolve(waiter, messageID: messageID, hopOutcome(outcome, recipients: recipients))
+            resolve(delivery.upstream, messageID: messageID, hopOutcome(outcome, recipients: delivery.recipients))
             if outcome == .stored { announceStored(for: [recipient]) }
         }
     }
 
     /// The next hop's connection went away between routing and delivery: the message is stored
     /// for its recipients as it would have been sent (a stored message counts a failed attempt).
-    func targetGone(
-        waiter: Waiter, messageID: GUID, recipients: Recipients, sender: GUID, frame body: (inout ByteBuffer) -> Void
-    ) {
-        guard waiter.storedSeq == 0 else {
-            resolve(waiter, messageID: messageID, .failed(recipients, .unreachable))
+    func targetGone(_ delivery: Delivery, frame body: (inout ByteBuffer) -> Void) {
+        let messageID = delivery.messageID
+        let recipients = delivery.recipients
+        if case .stored = delivery.upstream {
+            resolve(delivery.upstream, messageID: messageID, .failed(recipients, .unreachable))
             return
         }
         var frame = ByteBufferAllocator().buffer(capacity: 512)
@@ -95,11 +93,11 @@ extension RelayShard {
         let bytes = Array(frame.readableBytesView)
         let now = wallClock()
         let messages = recipients.map { recipient in
-            NewMessage(recipient: recipient, messageID: messageID, sender: sender, frame: bytes, createdAt: now)
+            NewMessage(recipient: recipient, messageID: messageID, sender: delivery.sender, frame: bytes, createdAt: now)
         }
         logger.debug("next hop gone before delivery: storing", metadata: ["msg_id": "\(messageID)"])
         store(messages) { [self] outcomes in
-            resolve(waiter, messageID: messageID, hopOutcome(combined(outcomes), recipients: recipients))
+            resolve(delivery.upstream, messageID: messageID, hopOutcome(combined(outcomes), recipients: recipients))
             if outcomes.contains(.stored) { announceStored(for: Array(recipients)) }
         }
     }
@@ -121,11 +119,7 @@ extension RelayShard {
     func announceStored(for recipients: [GUID]) {
         for recipient in recipients {
             guard let location = locate(recipient) else { continue }
-            if location.shard == index {
-                connections[location.connection]?.storedBacklog = true
-            } else {
-                enqueue(.storedBacklog(connection: location.connection), to: location.shard)
-            }
+            enqueue(.storedBacklog(connection: location.connection), to: location.shard)
         }
     }
 
@@ -153,12 +147,12 @@ extension RelayShard {
 
     private func sendStored(_ messages: [StoredMessage], to connection: Connection) {
         guard let recipient = connection.nodeID else { return }
-        for message in messages where connection.awaiting[message.messageID] == nil && storedInFlight[message.seq] == nil {
-            storedInFlight[message.seq] = (recipient, message.attempts, false)
-            let written = deliverFrame(
-                to: connection, messageID: message.messageID, waiter: .stored(message.seq, shard: index),
-                recipients: Recipients(recipient), sender: message.sender
-            ) { out in
+        for message in messages where connection.awaiting[message.messageID] == nil && !storedInFlight.contains(message.seq) {
+            storedInFlight.sent(message.seq, to: recipient, attemptsBefore: message.attempts)
+            let delivery = Delivery(
+                messageID: message.messageID, upstream: .stored(seq: message.seq), recipients: Recipients(recipient),
+                sender: message.sender)
+            let written = deliverFrame(to: connection, delivery) { out in
                 out.writeBytes(message.frame)
             }
             if written > 0 { counters.storedSent += 1 }
@@ -167,20 +161,19 @@ extension RelayShard {
 
     /// The outcome of a delivery of a stored message (its own, or that of a live copy of the same
     /// message it was folded into).
-    func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome, followers: [Waiter] = [], recipients: Recipients = []) {
-        guard let (recipient, attempts, settling) = storedInFlight[seq], !settling else {
-            for waiter in followers { resolve(waiter, messageID: messageID, outcome) }
+    func resolveStored(_ seq: Int64, messageID: GUID, _ outcome: HopOutcome, followers: [Upstream] = [], recipients: Recipients = []) {
+        // Until the store has written the outcome, a retry must not read the row again.
+        guard let entry = storedInFlight.settle(seq) else {
+            for upstream in followers { resolve(upstream, messageID: messageID, outcome) }
             return
         }
-        // Until the store has written the outcome, a retry must not read the row again.
-        storedInFlight[seq] = (recipient, attempts, true)
         switch outcome {
         case .acked:
-            storedDeliveryAcked(seq: seq, recipient: recipient, messageID: messageID)
-            for waiter in followers { resolve(waiter, messageID: messageID, .acked) }
+            storedDeliveryAcked(seq: seq, recipient: entry.recipient, messageID: messageID)
+            for upstream in followers { resolve(upstream, messageID: messageID, .acked) }
         case .stored, .failed:
             storedDeliveryFailed(
-                seq: seq, recipient: recipient, attemptsBefore: attempts, followers: followers, messageID: messageID,
+                seq: seq, recipient: entry.recipient, attemptsBefore: entry.attempts, followers: followers, messageID: messageID,
                 recipients: recipients)
         }
     }
@@ -191,7 +184,7 @@ extension RelayShard {
         context.store.submit(
             .acknowledged(seq: seq, recipient: recipient, messageID: messageID) { deleted in
                 shard.eventLoop.execute {
-                    shard.storedInFlight[seq] = nil
+                    shard.storedInFlight.settled(seq)
                     if deleted { shard.counters.storedDelivered += 1 }
                 }
             })
@@ -201,7 +194,7 @@ extension RelayShard {
     /// Senders of re-sent copies that were folded into this delivery (`followers`) hear what
     /// became of the stored message: `stored: true` while it is kept, `stored: false` once dropped.
     private func storedDeliveryFailed(
-        seq: Int64, recipient: GUID, attemptsBefore: Int, followers: [Waiter] = [], messageID: GUID = .zero,
+        seq: Int64, recipient: GUID, attemptsBefore: Int, followers: [Upstream] = [], messageID: GUID = .zero,
         recipients: Recipients = []
     ) {
         let next = wallClock() + retryDelay(afterAttempts: attemptsBefore + 1)
@@ -209,10 +202,10 @@ extension RelayShard {
         context.store.submit(
             .attemptFailed(seq: seq, nextAttemptAt: next) { outcome in
                 shard.eventLoop.execute {
-                    shard.storedInFlight[seq] = nil
-                    for waiter in followers {
+                    shard.storedInFlight.settled(seq)
+                    for upstream in followers {
                         let answer: HopOutcome = outcome == .retry ? .stored(recipients) : .failed(recipients, .unreachable)
-                        shard.resolve(waiter, messageID: messageID, answer)
+                        shard.resolve(upstream, messageID: messageID, answer)
                     }
                     if !followers.isEmpty { shard.flushAll() }
                     switch outcome {

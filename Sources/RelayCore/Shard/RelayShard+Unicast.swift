@@ -2,44 +2,10 @@ import NIOCore
 import PTPProtocol
 import RelayStore
 
-/// A message this shard forwarded to several next hops, waiting for all of them before the hop it
-/// came from gets its ACK. Single-hop messages need none: the waiter carries all there is.
-struct PendingForward {
-    var outstanding: Int
-    var acked: Int
-}
-
-enum HopOutcome {
-    case acked
-    /// Durably stored for these recipients: the sender hears NACK `unreachable`, `stored: true`.
-    case stored(Recipients)
-    case failed(Recipients, NackReason)
-}
-
 /// One next hop of a message and the recipients behind it.
 struct Hop {
-    var location: NodeLocation
+    var nextHop: NextHop
     var recipients: Recipients
-}
-
-/// Deliveries in the order their ACK is due (every delivery waits the same `timeouts.ack`).
-struct AckDeadlineQueue {
-    struct Entry {
-        var deadline: NIODeadline
-        var connection: UInt64
-        var messageID: GUID
-    }
-
-    private var entries = CircularBuffer<Entry>(initialCapacity: 1024)
-
-    mutating func append(_ entry: Entry) { entries.append(entry) }
-
-    mutating func popExpired(now: NIODeadline) -> Entry? {
-        guard let first = entries.first, first.deadline <= now else { return nil }
-        return entries.removeFirst()
-    }
-
-    var count: Int { entries.count }
 }
 
 extension RelayShard {
@@ -63,13 +29,14 @@ extension RelayShard {
             break
         }
 
-        let ttl = min(envelope.isLabelledChat ? context.maxTTL : envelope.ttl, context.maxTTL)
-        if ttl - 1 < 1 {
+        let ttl = Forwarding.outgoingTTL(of: envelope)
+        if ttl < 1 {
             counters.drop(.ttlExpired)
             logger.debug("ttl expired", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             sendNack(to: connection, refusing: messageID, reason: .ttlExpired)
             return
         }
+        let json = ReceivedJSON(tape: reader.tape, bytes: bytes)
 
         let destinations = envelope.verb == .message ? envelope.recipients : [envelope.recipientID!]
         if destinations.count == 1 {
@@ -79,32 +46,31 @@ extension RelayShard {
                 sendAck(to: connection, acknowledging: messageID)
                 return
             }
-            let waiter = Waiter(shard: index, from: connection.id, token: 0)
-            guard let location = locate(recipient) else {
-                storeForLater(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, recipient: recipient, waiter: waiter)
+            let delivery = Delivery(
+                messageID: messageID, upstream: .connection(shard: index, id: connection.id), recipients: destinations,
+                sender: senderID)
+            guard let nextHop = nextHop(for: recipient) else {
+                storeForLater(envelope, json, delivery, ttl: ttl, sender: senderTag)
                 return
             }
-            deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter,
-                    hop: Hop(location: location, recipients: destinations))
+            forward(envelope, json, delivery, ttl: ttl, sender: senderTag, to: nextHop)
             return
         }
 
         var hops: [Hop] = []
         var unreachable = Recipients()
-        do {
-            for recipient in destinations where recipient != senderID && recipient != relayID {
-                if unreachable.contains(recipient) || hops.contains(where: { $0.recipients.contains(recipient) }) {
-                    continue
-                }
-                if let location = locate(recipient) {
-                    if let hop = hops.firstIndex(where: { $0.location == location }) {
-                        hops[hop].recipients.append(recipient)
-                    } else {
-                        hops.append(Hop(location: location, recipients: Recipients(recipient)))
-                    }
+        for recipient in destinations where recipient != senderID && recipient != relayID {
+            if unreachable.contains(recipient) || hops.contains(where: { $0.recipients.contains(recipient) }) {
+                continue
+            }
+            if let nextHop = nextHop(for: recipient) {
+                if let hop = hops.firstIndex(where: { $0.nextHop == nextHop }) {
+                    hops[hop].recipients.append(recipient)
                 } else {
-                    unreachable.append(recipient)
+                    hops.append(Hop(nextHop: nextHop, recipients: Recipients(recipient)))
                 }
+            } else {
+                unreachable.append(recipient)
             }
         }
 
@@ -113,72 +79,64 @@ extension RelayShard {
             sendAck(to: connection, acknowledging: messageID)
             return
         }
-        var token: UInt64 = 0
-        if outstanding > 1 {
-            nextToken += 1
-            token = nextToken
-            pending[token] = PendingForward(outstanding: outstanding, acked: 0)
-        }
-        let waiter = Waiter(shard: index, from: connection.id, token: token)
+        let upstream: Upstream =
+            outstanding > 1
+            ? .split(shard: index, id: connection.id, token: pending.open(outstanding: outstanding))
+            : .connection(shard: index, id: connection.id)
         for hop in hops {
-            deliver(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, waiter: waiter, hop: hop)
+            let delivery = Delivery(messageID: messageID, upstream: upstream, recipients: hop.recipients, sender: senderID)
+            forward(envelope, json, delivery, ttl: ttl, sender: senderTag, to: hop.nextHop)
         }
         for recipient in unreachable {
-            storeForLater(envelope, bytes, messageID: messageID, ttl: ttl - 1, sender: senderTag, recipient: recipient, waiter: waiter)
+            let delivery = Delivery(messageID: messageID, upstream: upstream, recipients: Recipients(recipient), sender: senderID)
+            storeForLater(envelope, json, delivery, ttl: ttl, sender: senderTag)
         }
     }
 
-    /// Sends the message to one next hop: straight into the connection's output when it is on
-    /// this shard, else into the batch for its shard.
+    /// The copy of a unicast message for one next hop: `recipient` narrowed to those behind it.
     @inline(__always)
-    private func deliver(
-        _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int, sender: SenderTag,
-        waiter: Waiter, hop: Hop
+    private func forward(
+        _ envelope: Envelope, _ json: ReceivedJSON, _ delivery: Delivery, ttl: Int, sender: SenderTag, to nextHop: NextHop
     ) {
-        let verb = envelope.verb
-        let narrowed = verb == .message && (hop.recipients.count != envelope.recipients.count || envelope.isLabelledChat)
-        let recipients = narrowed ? hop.recipients : nil
-        if hop.location.shard == index {
-            guard let target = connections[hop.location.connection], target.phase == .bound else {
-                targetGone(waiter: waiter, messageID: messageID, recipients: hop.recipients, sender: sender.address.id) {
-                    writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
-                }
+        let recipients = Forwarding.narrowedRecipients(of: envelope, for: delivery.recipients)
+        send(delivery, verb: envelope.verb, to: nextHop) {
+            ForwardedFrames.unicast(&$0, envelope, from: json, messageID: delivery.messageID, ttl: ttl, sender: sender, recipients: recipients)
+        }
+    }
+
+    // MARK: The one send path
+
+    /// Sends a frame that awaits the next hop's answer: straight into the connection's output when
+    /// it is on this shard, else into the batch for its shard. Counted as relayed `verb`.
+    @inline(__always)
+    func send(_ delivery: Delivery, verb: Verb, to nextHop: NextHop, frame body: (inout ByteBuffer) -> Void) {
+        let location = nextHop.location
+        if location.shard == index {
+            guard let target = connections[location.connection] else {
+                targetGone(delivery, frame: body)
                 return
             }
-            let written = deliverFrame(to: target, messageID: messageID, waiter: waiter, recipients: hop.recipients, sender: sender.address.id) {
-                writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
-            }
+            let written = deliverFrame(to: target, delivery, body: body)
             if written > 0 { counters.relayed(verb, bytes: written) }
         } else {
-            let shard = batch(for: hop.location.shard)
-            let range = outbox[shard].appendFrame { writeForwarded(&$0, envelope, bytes, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients) }
-            outbox[shard].commands.append(
-                .deliver(
-                    connection: hop.location.connection, frame: range, messageID: messageID, waiter: waiter,
-                    recipients: hop.recipients, sender: sender.address.id))
+            let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
+            outbox.append(.deliver(connection: location.connection, frame: range, delivery), for: location.shard, shardCount: shards.count)
             counters.relayed(verb, bytes: range.count)
         }
     }
 
-    /// The frame for one next hop: the exact head, `msg_data` copied, `recipient` narrowed when
-    /// `recipients` is given.
-    @inline(__always)
-    func writeForwarded(
-        _ out: inout ByteBuffer, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, messageID: GUID, ttl: Int,
-        sender: SenderTag, recipients: Recipients?
-    ) {
-        let tape = reader.tape
-        FrameWriter.write(&out, verb: envelope.verb, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
-            if let recipients {
-                out.writeASCII("{\"recipient\":")
-                FrameWriter.writeRecipients(&out, recipients)
-                FrameWriter.copyMembers(&out, tape: tape, bytes: bytes, object: envelope.data, leadingComma: true) {
-                    $0.count == 9 && JSONTape.equals("recipient", $0, 0, 9)
-                }
-                out.writeInteger(UInt8(ascii: "}"))
-            } else {
-                FrameWriter.copyValue(&out, tape: tape, bytes: bytes, token: envelope.data)
-            }
+    /// Sends a frame that expects no answer (CONNECT) to a next hop; one gone meanwhile loses it.
+    func send(verb: Verb, to nextHop: NextHop, frame body: (inout ByteBuffer) -> Void) {
+        let location = nextHop.location
+        if location.shard == index {
+            guard let target = connections[location.connection] else { return }
+            let before = target.out.writerIndex
+            write(to: target, body)
+            counters.relayed(verb, bytes: target.out.writerIndex - before)
+        } else {
+            let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
+            outbox.append(.send(connection: location.connection, frame: range), for: location.shard, shardCount: shards.count)
+            counters.relayed(verb, bytes: range.count)
         }
     }
 
@@ -186,35 +144,31 @@ extension RelayShard {
 
     /// Writes a frame with `body` to `connection` and registers it as awaiting the connection's
     /// ACK. Returns the frame's size, or 0 when it is a repeat that must not be delivered again
-    /// (its waiter is answered from the first delivery, and what `body` wrote is taken back).
+    /// (its upstream is answered from the first delivery, and what `body` wrote is taken back).
     @discardableResult
-    func deliverFrame(
-        to connection: Connection, messageID: GUID, waiter: Waiter, recipients: Recipients, sender: GUID,
-        body: (inout ByteBuffer) -> Void
-    ) -> Int {
+    func deliverFrame(to connection: Connection, _ delivery: Delivery, body: (inout ByteBuffer) -> Void) -> Int {
         guard connection.phase == .bound else {
-            targetGone(waiter: waiter, messageID: messageID, recipients: recipients, sender: sender, frame: body)
+            targetGone(delivery, frame: body)
             return 0
         }
+        let messageID = delivery.messageID
         if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an ACKed message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
-            resolve(waiter, messageID: messageID, .acked)
+            resolve(delivery.upstream, messageID: messageID, .acked)
             return 0
         }
         // Only an existing client that has not met the sender yet needs the frame read back.
         let before =
-            connection.isLegacy && !connection.introduced.contains(sender)
+            connection.isLegacy && !connection.introduced.contains(delivery.sender)
             ? writeIntroducingSender(to: connection, body) : writeFrame(to: connection, body)
         let length = connection.out.writerIndex - before
         let deadline = clock.now + ackTimeout
         var isNew = false
         connection.awaiting[
             messageID,
-            default: AwaitingAck(
-                waiter: waiter, recipients: recipients, deadline: deadline, chunk: connection.currentChunk, offset: before,
-                length: length)
-        ].claim(for: waiter, isNew: &isNew)
+            default: AwaitingAck(delivery, deadline: deadline, chunk: connection.currentChunk, offset: before, length: length)
+        ].claim(for: delivery.upstream, isNew: &isNew)
         guard isNew else {
             connection.out.moveWriterIndex(to: before)
             counters.drop(.duplicateMessage)
@@ -246,12 +200,8 @@ extension RelayShard {
     /// remembered for de-duplication, and everyone waiting for it hears so.
     func delivered(_ entry: AwaitingAck, messageID: GUID, on connection: Connection) {
         recentDeliveries.insert(recipient: connection.recipientKey, messageID)
-        if entry.waiter.storedSeq != 0 {
-            resolveStored(entry.waiter.storedSeq, messageID: messageID, .acked, followers: entry.more ?? [])
-            return
-        }
-        resolve(entry.waiter, messageID: messageID, .acked)
-        for waiter in entry.more ?? [] { resolve(waiter, messageID: messageID, .acked) }
+        resolve(entry.upstream, messageID: messageID, .acked)
+        for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .acked) }
     }
 
     /// A NACK from a neighbour for a message the relay delivered to it: that hop failed.
@@ -274,29 +224,23 @@ extension RelayShard {
         }
     }
 
-    /// The originating node of a frame the relay wrote (its head `sender_id`).
-    static func sender(ofFrame frame: ByteBuffer) -> GUID {
-        envelope(ofFrame: frame)?.sender?.id ?? .zero
-    }
-
     /// A delivery that will get no ACK. A message from the store counts an attempt; a live message
     /// not refused by the next hop itself (no ACK in time, connection lost) is stored for a later
     /// try, and its senders hear `stored: true` once that is committed.
     func failHop(_ entry: AwaitingAck, messageID: GUID, reason: NackReason, on connection: Connection, storable: Bool) {
-        if entry.waiter.storedSeq != 0 {
+        if case .stored(let seq) = entry.upstream {
             resolveStored(
-                entry.waiter.storedSeq, messageID: messageID, .failed(entry.recipients, reason), followers: entry.more ?? [],
-                recipients: entry.recipients)
+                seq, messageID: messageID, .failed(entry.recipients, reason), followers: entry.more ?? [], recipients: entry.recipients)
             return
         }
-        var waiters = [entry.waiter]
-        waiters.append(contentsOf: entry.more ?? [])
+        var upstreams = [entry.upstream]
+        upstreams.append(contentsOf: entry.more ?? [])
         guard storable, let recipient = connection.nodeID, let frame = entry.frame(pending: connection.out) else {
-            for waiter in waiters { resolve(waiter, messageID: messageID, .failed(entry.recipients, reason)) }
+            for upstream in upstreams { resolve(upstream, messageID: messageID, .failed(entry.recipients, reason)) }
             return
         }
         let message = NewMessage(
-            recipient: recipient, messageID: messageID, sender: Self.sender(ofFrame: frame), frame: Array(frame.readableBytesView),
+            recipient: recipient, messageID: messageID, sender: entry.sender, frame: Array(frame.readableBytesView),
             createdAt: wallClock(), attempts: 1, nextAttemptAt: wallClock() + retryDelay(afterAttempts: 1))
         store([message]) { [self] outcomes in
             let outcome = outcomes.first ?? .failed("no outcome")
@@ -304,7 +248,7 @@ extension RelayShard {
             if case .stored = result, let current = connections[connection.id], current.phase == .bound {
                 current.storedBacklog = true
             }
-            for waiter in waiters { resolve(waiter, messageID: messageID, result) }
+            for upstream in upstreams { resolve(upstream, messageID: messageID, result) }
         }
     }
 
@@ -329,65 +273,52 @@ extension RelayShard {
         }
     }
 
-    // MARK: Back at the ingress shard
+    // MARK: Back upstream
 
+    /// Takes a next hop's answer to whoever waits for it: the store, or the connection the message
+    /// came in on (on its own shard).
     @inline(__always)
-    func resolve(_ waiter: Waiter, messageID: GUID, _ outcome: HopOutcome) {
-        if waiter.storedSeq != 0 {
-            resolveStored(waiter.storedSeq, messageID: messageID, outcome)
-            return
-        }
-        if waiter.shard == index {
-            switch outcome {
-            case .acked: hopAcked(waiter, messageID: messageID)
-            case .stored(let recipients):
-                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: .unreachable, stored: true)
-            case .failed(let recipients, let reason):
-                hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: false)
-            }
-        } else {
-            switch outcome {
-            case .acked: enqueue(.hopAcked(waiter, messageID: messageID), to: waiter.shard)
-            case .stored(let recipients):
-                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: .unreachable, stored: true), to: waiter.shard)
-            case .failed(let recipients, let reason):
-                enqueue(.hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: false), to: waiter.shard)
-            }
+    func resolve(_ upstream: Upstream, messageID: GUID, _ outcome: HopOutcome) {
+        switch upstream {
+        case .stored(let seq):
+            resolveStored(seq, messageID: messageID, outcome)
+        case .connection(let shard, _), .split(let shard, _, _):
+            enqueue(.answer(upstream, messageID: messageID, outcome), to: shard)
         }
     }
 
-    func hopAcked(_ waiter: Waiter, messageID: GUID) {
-        if waiter.token != 0 {
-            guard var forward = pending[waiter.token] else { return }
-            forward.outstanding -= 1
-            forward.acked += 1
-            if forward.outstanding > 0 {
-                pending[waiter.token] = forward
-                return
+    /// On the shard of the connection the message came in on: ACK or NACK it. A message split
+    /// over several next hops is ACKed once every one answered and one of them ACKed; each that
+    /// fails is NACKed at once, naming its recipients.
+    func answer(_ upstream: Upstream, messageID: GUID, _ outcome: HopOutcome) {
+        switch upstream {
+        case .stored(let seq):
+            resolveStored(seq, messageID: messageID, outcome)
+        case .connection(_, let id):
+            guard let connection = connections[id] else { return }
+            switch outcome {
+            case .acked: sendAck(to: connection, acknowledging: messageID)
+            case .stored(let recipients), .failed(let recipients, _): sendNack(to: connection, refusing: messageID, outcome, recipients)
             }
-            pending[waiter.token] = nil
-        }
-        if let connection = connections[waiter.from] {
-            sendAck(to: connection, acknowledging: messageID)
+        case .split(_, let id, let token):
+            let connection = connections[id]
+            let ackNow: Bool
+            switch outcome {
+            case .acked:
+                ackNow = pending.acked(token)
+            case .stored(let recipients), .failed(let recipients, _):
+                if let connection { sendNack(to: connection, refusing: messageID, outcome, recipients) }
+                ackNow = pending.failed(token)
+            }
+            if ackNow, let connection { sendAck(to: connection, acknowledging: messageID) }
         }
     }
 
-    /// A next hop failed, or its recipients' copy was stored: NACK to the sender now, and the ACK
-    /// still follows if another next hop ACKs.
-    func hopFailed(_ waiter: Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool) {
-        let connection = connections[waiter.from]
-        if let connection {
-            sendNack(to: connection, refusing: messageID, reason: reason, stored: stored, recipients: recipients)
-        }
-        guard waiter.token != 0, var forward = pending[waiter.token] else { return }
-        forward.outstanding -= 1
-        if forward.outstanding > 0 {
-            pending[waiter.token] = forward
-            return
-        }
-        pending[waiter.token] = nil
-        if forward.acked > 0, let connection {
-            sendAck(to: connection, acknowledging: messageID)
+    private func sendNack(to connection: Connection, refusing messageID: GUID, _ outcome: HopOutcome, _ recipients: Recipients) {
+        switch outcome {
+        case .acked: break
+        case .stored: sendNack(to: connection, refusing: messageID, reason: .unreachable, stored: true, recipients: recipients)
+        case .failed(_, let reason): sendNack(to: connection, refusing: messageID, reason: reason, stored: false, recipients: recipients)
         }
     }
 

@@ -9,46 +9,48 @@ import RelayConfig
 /// Everything here runs on `eventLoop` only, so none of it takes a lock. Shards talk to each other
 /// through batched `ShardCommand`s, one `execute` per target shard per read burst.
 final class RelayShard: @unchecked Sendable {
+    // MARK: Set once, before serving
+
     let index: Int
     let eventLoop: EventLoop
     let context: RelayContext
     let ackTemplate: AckTemplate
-    /// This shard's copy of the settings in force (see `apply`).
+    /// Recently ACKed deliveries of every shard (de-duplication; shared, locked inside).
+    let recentDeliveries: RecentDeliveries
+    /// Every shard of the relay, this one included, by index. Set once before serving.
+    var shards: [RelayShard] = []
+
+    // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
+
     private(set) var configuration: RelayConfiguration
     private(set) var ackTimeout: TimeAmount
     private(set) var handshakeTimeout: TimeAmount
     var logger: Logger
-    /// Every shard of the relay, this one included, by index. Set once before serving.
-    var shards: [RelayShard] = []
+
+    // MARK: This loop only
 
     var connections: [UInt64: Connection] = [:]
-    /// Replica of the node registry: node id to where its connection is, and how it is announced.
-    var directory: [GUID: NodeLocation] = [:]
-    var directoryTags: [GUID: SenderTag] = [:]
-    /// Recently ACKed deliveries of every shard (de-duplication).
-    let recentDeliveries: RecentDeliveries
-    /// A flush of everything written during this event loop tick is scheduled.
-    var flushScheduled = false
-    /// Stored messages out for delivery, by `seq`: the recipient, the attempts made before this
-    /// one, and whether the outcome is being written (the row is not read again until it is).
-    var storedInFlight: [Int64: (recipient: GUID, attempts: Int, settling: Bool)] = [:]
-    /// The time, read at most once per tick (ACK deadlines need no better).
-    var clock = TickClock()
-    /// Forwarded messages awaiting their next hops' ACKs, by token.
-    var pending: [UInt64: PendingForward] = [:]
+    /// Replica of the node registry: where each node's connection is, and how it is announced.
+    var directory = NodeDirectory()
+    /// Messages sent to several next hops, awaiting all their answers.
+    var pending = SplitForwards()
     /// Deliveries on this shard's connections in the order their ACK is due.
     var ackDeadlines = AckDeadlineQueue()
-    /// ROUTING changes not yet sent to clients.
-    var routingDelta: [GUID: (tag: SenderTag, ttl: Int)] = [:]
-
-    var outbox: [ShardBatch] = []
-    var outboxTargets: [Int] = []
+    /// Messages from the store out for delivery.
+    var storedInFlight = StoredInFlight()
+    /// Commands for other shards, sent at the flush.
+    var outbox = ShardOutbox()
+    /// Connections written to since the last flush.
     var dirty: [Connection] = []
+    /// A flush of everything written during this event loop tick is scheduled.
+    var flushScheduled = false
+    /// The time, read at most once per tick (ACK deadlines need no better).
+    var clock = TickClock()
     var counters = RelayCounters()
+    /// Reads inbound frames; its tape holds the frame being handled until the next read.
     var reader = MessageReader()
     var random = FastRandom()
     private var nextConnectionID: UInt64 = 0
-    var nextToken: UInt64 = 0
     var timers: [RepeatedTask] = []
 
     init(index: Int, eventLoop: EventLoop, context: RelayContext) {
@@ -231,23 +233,13 @@ final class RelayShard: @unchecked Sendable {
 
     // MARK: Between shards
 
-    @inline(__always)
-    func batch(for shard: Int) -> Int {
-        if outbox.isEmpty {
-            outbox = (0..<shards.count).map { _ in ShardBatch(allocator: ByteBufferAllocator()) }
-        }
-        if outbox[shard].isEmpty && !outboxTargets.contains(shard) {
-            outboxTargets.append(shard)
-        }
-        return shard
-    }
-
+    /// Runs `command` on `shard`: at once when it is this one, else with the next batch.
     func enqueue(_ command: ShardCommand, to shard: Int) {
         if shard == index {
             run(command, frames: nil)
             return
         }
-        outbox[batch(for: shard)].commands.append(command)
+        outbox.append(command, for: shard, shardCount: shards.count)
     }
 
     func broadcastToShards(_ command: ShardCommand) {
@@ -257,16 +249,12 @@ final class RelayShard: @unchecked Sendable {
     }
 
     func flushOutbox() {
-        guard !outboxTargets.isEmpty else { return }
-        for target in outboxTargets {
-            let batch = outbox[target]
-            outbox[target] = ShardBatch(allocator: ByteBufferAllocator())
+        for (target, batch) in outbox.take() {
             let shard = shards[target]
             shard.eventLoop.execute {
                 shard.receive(batch)
             }
         }
-        outboxTargets.removeAll(keepingCapacity: true)
     }
 
     func receive(_ batch: ShardBatch) {
@@ -279,44 +267,30 @@ final class RelayShard: @unchecked Sendable {
 
     func run(_ command: ShardCommand, frames: ByteBuffer?) {
         switch command {
-        case .deliver(let connectionID, let range, let messageID, let waiter, let recipients, let sender):
-            guard let connection = connections[connectionID] else {
-                targetGone(waiter: waiter, messageID: messageID, recipients: recipients, sender: sender) { out in
-                    var frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
-                    out.writeBuffer(&frame)
-                }
-                return
-            }
-            deliverFrame(to: connection, messageID: messageID, waiter: waiter, recipients: recipients, sender: sender) { out in
+        case .deliver(let connectionID, let range, let delivery):
+            let body = { (out: inout ByteBuffer) in
                 var frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
                 out.writeBuffer(&frame)
             }
+            guard let connection = connections[connectionID] else {
+                targetGone(delivery, frame: body)
+                return
+            }
+            deliverFrame(to: connection, delivery, body: body)
         case .send(let connectionID, let range):
             guard let connection = connections[connectionID] else { return }
             writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
         case .broadcast(let range, let except, let introducing):
-            let frame = frames!.getSlice(at: range.lowerBound, length: range.count)!
-            for connection in connections.values where connection.phase == .bound && connection.id != except {
-                if let introducing { introduce(introducing, to: connection) }
-                writeBytes(to: connection, frame)
-            }
+            sendToLocal(frames!.getSlice(at: range.lowerBound, length: range.count)!, except: except, introducing: introducing)
         case .introduce(let connectionID, let node):
             guard let connection = connections[connectionID], connection.phase == .bound else { return }
             introduceAsChannelMember(node, to: connection)
-        case .hopAcked(let waiter, let messageID):
-            hopAcked(waiter, messageID: messageID)
-        case .hopFailed(let waiter, let messageID, let recipients, let reason, let stored):
-            hopFailed(waiter, messageID: messageID, recipients: recipients, reason: reason, stored: stored)
+        case .answer(let upstream, let messageID, let outcome):
+            answer(upstream, messageID: messageID, outcome)
         case .nodeBound(let id, let location, let tag):
-            directory[id] = location
-            directoryTags[id] = tag
-            routingDelta[id] = (tag, 1)
+            directory.bound(id, at: location, tag: tag)
         case .nodeUnbound(let id, let location, let tag):
-            if directory[id] == location {
-                directory[id] = nil
-                directoryTags[id] = nil
-                routingDelta[id] = (tag, context.maxTTL)
-            }
+            directory.unbound(id, from: location, tag: tag)
         case .storedBacklog(let connectionID):
             connections[connectionID]?.storedBacklog = true
         case .close(let connectionID, let reason):
@@ -332,6 +306,12 @@ final class RelayShard: @unchecked Sendable {
     func locate(_ id: GUID) -> NodeLocation? {
         if let location = directory[id] { return location }
         return context.registry.lookup(id)
+    }
+
+    /// The next hop toward `id`, or nil when the relay has no route to it (then it is stored).
+    @inline(__always)
+    func nextHop(for id: GUID) -> NextHop? {
+        locate(id).map(NextHop.client)
     }
 }
 

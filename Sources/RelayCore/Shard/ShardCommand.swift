@@ -4,7 +4,7 @@ import PTPProtocol
 /// Work one shard hands to another. Commands travel in batches, one `execute` per batch.
 enum ShardCommand: Sendable {
     /// Deliver the frame at `frame` of the batch's buffer to a connection and await its ACK.
-    case deliver(connection: UInt64, frame: Range<Int>, messageID: GUID, waiter: Waiter, recipients: Recipients, sender: GUID)
+    case deliver(connection: UInt64, frame: Range<Int>, Delivery)
     /// Send the frame to a connection; no ACK expected.
     case send(connection: UInt64, frame: Range<Int>)
     /// Send the frame to every bound connection of the shard except `except`; an existing client
@@ -13,8 +13,8 @@ enum ShardCommand: Sendable {
     /// Introduce `node` (an existing client that just bound) to the existing client on `connection`
     /// as a member of its built-in channel.
     case introduce(connection: UInt64, node: SenderTag)
-    case hopAcked(Waiter, messageID: GUID)
-    case hopFailed(Waiter, messageID: GUID, recipients: Recipients, reason: NackReason, stored: Bool)
+    /// A next hop answered for a message that came in on this shard.
+    case answer(Upstream, messageID: GUID, HopOutcome)
     case nodeBound(GUID, NodeLocation, SenderTag)
     case nodeUnbound(GUID, NodeLocation, SenderTag)
     /// The store holds new messages for the node on this connection.

@@ -1,0 +1,108 @@
+import NIOCore
+
+/// The rules a relay applies to a message it passes on (PROFILE.md sections 2, 5 and 7), written
+/// once for every verb and every kind of next hop.
+public enum Forwarding {
+    /// The highest `ttl` the relay keeps or writes; a larger one is clamped to it.
+    public static let maxTTL = 32
+
+    /// The `ttl` the message leaves with: the received one (clamped, the existing client's labelled
+    /// chat counting as received with 32) minus one. Below 1 it must not be forwarded.
+    @inline(__always)
+    public static func outgoingTTL(of envelope: Envelope) -> Int {
+        min(envelope.isLabelledChat ? maxTTL : envelope.ttl, maxTTL) - 1
+    }
+
+    /// The `recipient` list for a copy that goes to the next hop serving `hopRecipients`: narrowed
+    /// when that is not every recipient the message named (or for the existing client's labelled
+    /// chat, whose own list names the sender and the relay); nil keeps `msg_data` as it came.
+    @inline(__always)
+    public static func narrowedRecipients(of envelope: Envelope, for hopRecipients: Recipients) -> Recipients? {
+        guard envelope.verb == .message else { return nil }
+        return hopRecipients.count != envelope.recipients.count || envelope.isLabelledChat ? hopRecipients : nil
+    }
+}
+
+/// The JSON a frame was read from: its tape and its bytes, for copying parts of it into the copy.
+public struct ReceivedJSON {
+    public let tape: JSONTape
+    public let bytes: UnsafeRawBufferPointer
+
+    @inline(__always)
+    public init(tape: JSONTape, bytes: UnsafeRawBufferPointer) {
+        self.tape = tape
+        self.bytes = bytes
+    }
+}
+
+/// The frames a relay writes when it passes another node's message on: the relay's exact head and
+/// the sender's `msg_data`, changed only where the protocol says.
+public enum ForwardedFrames {
+    /// A unicast verb for one next hop: `msg_data` copied, `recipient` replaced by `recipients`
+    /// when given (see `Forwarding.narrowedRecipients`).
+    @inline(__always)
+    public static func unicast(
+        _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, messageID: GUID, ttl: Int,
+        sender: SenderTag, recipients: Recipients?
+    ) {
+        FrameWriter.write(&out, verb: envelope.verb, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
+            if let recipients {
+                out.writeASCII("{\"recipient\":")
+                FrameWriter.writeRecipients(&out, recipients)
+                FrameWriter.copyMembers(&out, tape: json.tape, bytes: json.bytes, object: envelope.data, leadingComma: true) {
+                    $0.count == 9 && JSONTape.equals("recipient", $0, 0, 9)
+                }
+                out.writeInteger(UInt8(ascii: "}"))
+            } else {
+                FrameWriter.copyValue(&out, tape: json.tape, bytes: json.bytes, token: envelope.data)
+            }
+        }
+    }
+
+    /// JOIN, LEAVE or CHANNEL passed on: `msg_data.msg_id` is always there (copied from the head
+    /// when only the head had one: the existing client needs it).
+    public static func flood(
+        _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, floodID: GUID, ttl: Int, sender: SenderTag
+    ) {
+        let tape = json.tape
+        let needsID = tape.member("msg_id", in: envelope.data, of: json.bytes).map { tape[$0].kind == .null } ?? true
+        FrameWriter.write(&out, verb: envelope.verb, messageID: floodID, ttl: ttl, flood: true, sender: sender) { out in
+            if needsID {
+                out.writeASCII("{\"msg_id\":")
+                out.writeQuotedGUID(floodID)
+                FrameWriter.copyMembers(&out, tape: tape, bytes: json.bytes, object: envelope.data, leadingComma: true) {
+                    $0.count == 6 && JSONTape.equals("msg_id", $0, 0, 6)
+                }
+                out.writeInteger(UInt8(ascii: "}"))
+            } else {
+                FrameWriter.copyValue(&out, tape: tape, bytes: json.bytes, token: envelope.data)
+            }
+        }
+    }
+
+    /// CONNECT (PROFILE.md section 8) with `src` and `dst` as given (the relay fills in only the
+    /// address it observed), node ids as bare GUIDs, every other member copied.
+    public static func connect(
+        _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, messageID: GUID, ttl: Int,
+        sender: SenderTag, source: GUID, destination: GUID, src: String?, dst: String?
+    ) {
+        FrameWriter.write(&out, verb: .connect, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
+            out.writeASCII("{\"src_node_id\":")
+            out.writeQuotedGUID(source)
+            out.writeASCII(",\"dst_node_id\":")
+            out.writeQuotedGUID(destination)
+            out.writeASCII(",\"src\":")
+            if let src { out.writeJSONString(src) } else { out.writeASCII("null") }
+            out.writeASCII(",\"dst\":")
+            if let dst { out.writeJSONString(dst) } else { out.writeASCII("null") }
+            FrameWriter.copyMembers(&out, tape: json.tape, bytes: json.bytes, object: envelope.data, leadingComma: true) { key in
+                for name: StaticString in ["src_node_id", "dst_node_id", "src", "dst"]
+                where JSONTape.equals(name, key, 0, key.count) {
+                    return true
+                }
+                return false
+            }
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+}

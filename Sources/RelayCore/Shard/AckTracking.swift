@@ -1,0 +1,101 @@
+import NIOCore
+import PTPProtocol
+
+/// Messages this shard sent to several next hops, counting their answers before the hop they came
+/// from gets its ACK (PROFILE.md section 5). A message with one next hop needs no entry here.
+/// Owned by the shard's event loop.
+struct SplitForwards {
+    private struct Entry {
+        var outstanding: Int
+        var acked: Int
+    }
+
+    private var entries: [UInt64: Entry] = [:]
+    private var lastToken: UInt64 = 0
+
+    /// Starts counting `outstanding` answers; the token goes into each delivery's `Upstream`.
+    mutating func open(outstanding: Int) -> UInt64 {
+        lastToken += 1
+        entries[lastToken] = Entry(outstanding: outstanding, acked: 0)
+        return lastToken
+    }
+
+    /// A next hop ACKed. True when it was the last answer: the upstream gets its ACK now.
+    mutating func acked(_ token: UInt64) -> Bool {
+        guard var entry = entries[token] else { return false }
+        entry.outstanding -= 1
+        entry.acked += 1
+        guard entry.outstanding == 0 else {
+            entries[token] = entry
+            return false
+        }
+        entries[token] = nil
+        return true
+    }
+
+    /// A next hop failed (its NACK already went upstream). True when it was the last answer and
+    /// another next hop ACKed: the upstream gets its ACK now.
+    mutating func failed(_ token: UInt64) -> Bool {
+        guard var entry = entries[token] else { return false }
+        entry.outstanding -= 1
+        guard entry.outstanding == 0 else {
+            entries[token] = entry
+            return false
+        }
+        entries[token] = nil
+        return entry.acked > 0
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+}
+
+/// Deliveries in the order their ACK is due (every delivery waits the same `timeouts.ack`).
+struct AckDeadlineQueue {
+    struct Entry {
+        var deadline: NIODeadline
+        var connection: UInt64
+        var messageID: GUID
+    }
+
+    private var entries = CircularBuffer<Entry>(initialCapacity: 1024)
+
+    mutating func append(_ entry: Entry) { entries.append(entry) }
+
+    mutating func popExpired(now: NIODeadline) -> Entry? {
+        guard let first = entries.first, first.deadline <= now else { return nil }
+        return entries.removeFirst()
+    }
+
+    var count: Int { entries.count }
+}
+
+/// Messages from the store out for delivery on this shard, by `seq`: the recipient, the attempts
+/// made before this one, and whether the outcome is being written (the row is not read again
+/// until it is). Owned by the shard's event loop.
+struct StoredInFlight {
+    struct Entry {
+        var recipient: GUID
+        var attempts: Int
+        var settling: Bool
+    }
+
+    private var entries: [Int64: Entry] = [:]
+
+    func contains(_ seq: Int64) -> Bool { entries[seq] != nil }
+
+    mutating func sent(_ seq: Int64, to recipient: GUID, attemptsBefore attempts: Int) {
+        entries[seq] = Entry(recipient: recipient, attempts: attempts, settling: false)
+    }
+
+    /// The delivery's outcome is being written: returns the entry unless it already was.
+    mutating func settle(_ seq: Int64) -> Entry? {
+        guard var entry = entries[seq], !entry.settling else { return nil }
+        entry.settling = true
+        entries[seq] = entry
+        return entry
+    }
+
+    /// The store wrote the outcome: the row may be read again.
+    mutating func settled(_ seq: Int64) { entries[seq] = nil }
+}

@@ -1,0 +1,169 @@
+import NIOCore
+import PTPProtocol
+import XCTest
+
+@testable import RelayCore
+
+/// The paths where a message crosses from one shard (event loop) to another, driven step by step:
+/// each shard has its own embedded loop, and a batch for another shard arrives only when the test
+/// runs that shard's loop.
+final class CrossShardTests: XCTestCase {
+    private var relay: TestRelay!
+
+    override func setUp() {
+        relay = TestRelay(shards: 2)
+    }
+
+    override func tearDown() {
+        relay.shutdown()
+    }
+
+    func testMessageToAnotherShardIsDeliveredAndTheAckComesBack() {
+        let a = relay.client(Node.a, shard: 0)
+        let b = relay.client(Node.b, shard: 1)
+        relay.runLoops()
+        _ = a.receive()
+        _ = b.receive()
+
+        let id = Node.newID()
+        a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+        XCTAssertTrue(b.receive().isEmpty, "nothing reaches shard 1 before its loop runs")
+        relay.runLoops()
+        let delivered = b.receive()
+        XCTAssertEqual(delivered.map(\.type), ["MESSAGE"])
+        XCTAssertEqual(delivered.first?.dataMsgID, id)
+        XCTAssertEqual(delivered.first?.ttl, 31)
+        a.expectNothing()
+
+        b.send(Frames.ack(id))
+        XCTAssertTrue(a.receive().isEmpty, "the ACK goes back through shard 0's loop")
+        relay.runLoops()
+        a.expectAck(id)
+        XCTAssertEqual(relay.shards[1].counters.acksReceived, 1)
+        XCTAssertEqual(relay.shards[0].counters.acksSent, 1)
+    }
+
+    func testSplitOverShardsAcksOnceAfterEveryNextHopAndNacksTheStoredOne() {
+        let a = relay.client(Node.a, shard: 0)
+        let b = relay.client(Node.b, shard: 1)
+        let c = relay.client(Node.c, shard: 0)
+        relay.runLoops()
+        for peer in [a, b, c] { _ = peer.receive() }
+
+        let id = Node.newID()
+        a.send(Frames.message(from: Node.a, to: [Node.b, Node.c, Node.x], id: id))
+        relay.runLoops()
+        XCTAssertEqual(b.receiveOne()?.recipients, [Node.b])
+        XCTAssertEqual(c.receiveOne()?.recipients, [Node.c])
+        // X is not connected: stored, and A hears so for X alone.
+        let nack = a.receiveOne()
+        XCTAssertEqual(nack?.type, "NACK")
+        XCTAssertEqual(nack?.data["stored"] as? Bool, true)
+        XCTAssertEqual(nack?.recipients, [Node.x])
+        XCTAssertEqual(relay.offline.messages.map(\.recipient), [Node.guid(Node.x)])
+
+        c.send(Frames.ack(id))
+        relay.runLoops()
+        a.expectNothing()
+        XCTAssertFalse(relay.shard.pending.isEmpty, "one next hop has not answered")
+        b.send(Frames.ack(id))
+        relay.runLoops()
+        a.expectAck(id)
+        XCTAssertTrue(relay.shard.pending.isEmpty)
+    }
+
+    func testNextHopGoneBeforeTheBatchArrivesStoresTheMessage() {
+        let a = relay.client(Node.a, shard: 0)
+        let b = relay.client(Node.b, shard: 1)
+        relay.runLoops()
+        _ = a.receive()
+
+        let id = Node.newID()
+        a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+        // B leaves while the batch for shard 1 is still queued on its loop.
+        b.close()
+        relay.runLoops()
+        let nack = a.receiveOne()
+        XCTAssertEqual(nack?.type, "NACK")
+        XCTAssertEqual(nack?.data["stored"] as? Bool, true)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), [Node.guid(id)])
+        XCTAssertEqual(relay.offline.messages.first?.sender, Node.guid(Node.a))
+    }
+
+    func testRecipientNackOnAnotherShardReachesTheSender() {
+        let a = relay.client(Node.a, shard: 0)
+        let b = relay.client(Node.b, shard: 1)
+        relay.runLoops()
+        _ = a.receive()
+        _ = b.receive()
+
+        let id = Node.newID()
+        a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+        relay.runLoops()
+        XCTAssertEqual(b.receiveOne()?.type, "MESSAGE")
+        b.send(Frames.nack(from: Node.b, refusing: id, reason: "not_a_member"))
+        relay.runLoops()
+        let nack = a.receiveOne()
+        XCTAssertEqual(nack?.type, "NACK")
+        XCTAssertEqual(nack?.dataMsgID, id)
+        XCTAssertEqual(nack?.reason, "not_a_member")
+    }
+
+    func testFloodReachesEveryShardOnceAndNotItsSender() {
+        let a = relay.client(Node.a, shard: 0)
+        let b = relay.client(Node.b, shard: 1)
+        let c = relay.client(Node.c, shard: 0)
+        let x = relay.client(Node.x, shard: 1)
+        relay.runLoops()
+        for peer in [a, b, c, x] { _ = peer.receive() }
+
+        let floodID = Node.newID()
+        a.send(Frames.join(from: Node.a, dataID: floodID))
+        relay.runLoops()
+        for peer in [b, c, x] {
+            let frames = peer.receive()
+            XCTAssertEqual(frames.map(\.type), ["JOIN"], peer.label)
+            XCTAssertEqual(frames.first?.dataMsgID, floodID, peer.label)
+            XCTAssertEqual(frames.first?.ttl, 31, peer.label)
+        }
+        a.expectNothing()
+        // The same flood again (from another node) is a repeat on every shard.
+        b.send(Frames.join(from: Node.b, dataID: floodID))
+        relay.runLoops()
+        for peer in [a, c, x] { peer.expectNothing() }
+    }
+
+    func testConnectToAnotherShardCarriesTheObservedAddress() {
+        let a = relay.client(Node.a, ip: "198.51.100.7", shard: 0)
+        let b = relay.client(Node.b, ip: "203.0.113.9", shard: 1)
+        relay.runLoops()
+        _ = a.receive()
+        _ = b.receive()
+
+        a.send(Frames.connect(src: "40000", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: Node.newID()))
+        relay.runLoops()
+        let step1 = b.receiveOne()
+        XCTAssertEqual(step1?.type, "CONNECT")
+        XCTAssertEqual(step1?.data["src"] as? String, "198.51.100.7:40000")
+        XCTAssertTrue(step1?.data["dst"] is NSNull)
+
+        b.send(Frames.connect(src: "198.51.100.7:40000", dst: "41000", srcNode: Node.a, dstNode: Node.b, msgID: Node.newID()))
+        relay.runLoops()
+        let step3 = a.receiveOne()
+        XCTAssertEqual(step3?.data["dst"] as? String, "203.0.113.9:41000")
+        XCTAssertEqual(relay.shards[0].counters.relayed(.connect) + relay.shards[1].counters.relayed(.connect), 2)
+    }
+
+    func testNodeBoundOnOneShardIsInTheOtherShardsReplicaAfterItsLoopRuns() {
+        let b = relay.client(Node.b, shard: 1)
+        XCTAssertNil(relay.shards[0].directory[Node.guid(Node.b)], "shard 0 has not run its loop yet")
+        // Until then the registry answers for it.
+        XCTAssertEqual(relay.shards[0].nextHop(for: Node.guid(Node.b))?.location.shard, 1)
+        relay.runLoops()
+        XCTAssertEqual(relay.shards[0].directory[Node.guid(Node.b)]?.shard, 1)
+        b.close()
+        relay.runLoops()
+        XCTAssertNil(relay.shards[0].directory[Node.guid(Node.b)])
+        XCTAssertNil(relay.shards[0].nextHop(for: Node.guid(Node.b)))
+    }
+}
