@@ -40,6 +40,8 @@ public struct Envelope: Sendable {
     public var connectDestination: GUID?
     /// ACK and NACK: `msg_data.reason` of a NACK.
     public var reason: String?
+    /// NACK: `msg_data.stored` is true (the refusing node keeps the message for later delivery).
+    public var nackStored = false
 
     /// The node the message says it comes from: `msg_data.node_id`, else head `sender_id`; the
     /// name comes from whichever of the two gives one for that id.

@@ -255,6 +255,9 @@ private struct Fields {
             if envelope.verb == .nack, let reason = try optionalString(m.reason, "reason") {
                 envelope.reason = tape.string(reason, of: bytes)
             }
+            if envelope.verb == .nack, let stored = m.stored {
+                envelope.nackStored = tape[stored].kind == .true
+            }
 
         case .join, .leave:
             try requireString(m.channel, "channel")
@@ -364,6 +367,7 @@ struct DataMembers {
     var cipher: Int?
     var key: Int?
     var reason: Int?
+    var stored: Int?
     var nodes: Int?
     var members: Int?
     var closed: Int?
@@ -387,7 +391,7 @@ struct DataMembers {
             case 5:
                 if matches("nodes") { nodes = value }
             case 6:
-                if matches("msg_id") { msgID = value } else if matches("cipher") { cipher = value } else if matches("reason") { reason = value } else if matches("closed") { closed = value }
+                if matches("msg_id") { msgID = value } else if matches("cipher") { cipher = value } else if matches("reason") { reason = value } else if matches("closed") { closed = value } else if matches("stored") { stored = value }
             case 7:
                 if matches("node_id") { nodeID = value } else if matches("channel") { channel = value } else if matches("message") { message = value } else if matches("members") { members = value } else if matches("version") { version = value }
             case 9:

@@ -68,13 +68,22 @@ public enum RelayFrames {
         _ out: inout ByteBuffer, messageID: GUID, refusing: GUID, reason: NackReason, stored: Bool,
         recipients: Recipients = Recipients(), relay: SenderTag
     ) {
-        FrameWriter.write(&out, verb: .nack, messageID: messageID, ttl: 32, flood: false, sender: relay) { out in
+        nack(&out, messageID: messageID, refusing: refusing, reason: reason.rawValue, stored: stored, recipients: recipients, by: relay)
+    }
+
+    /// A NACK in the name of the node that refused (`sender_id` and `node_id` name it, PROFILE.md
+    /// section 5): the relay's own refusals name the relay, a refusal passed on names its node.
+    public static func nack(
+        _ out: inout ByteBuffer, messageID: GUID, refusing: GUID, reason: String, stored: Bool,
+        recipients: Recipients = Recipients(), by node: SenderTag
+    ) {
+        FrameWriter.write(&out, verb: .nack, messageID: messageID, ttl: 32, flood: false, sender: node) { out in
             out.writeASCII("{\"node_id\":")
-            out.writeQuotedGUID(relay.address.id)
+            out.writeQuotedGUID(node.address.id)
             out.writeASCII(",\"msg_id\":")
             out.writeQuotedGUID(refusing)
             out.writeASCII(",\"reason\":")
-            out.writeJSONString(reason.rawValue)
+            out.writeJSONString(reason)
             out.writeASCII(stored ? ",\"stored\":true" : ",\"stored\":false")
             if !recipients.isEmpty {
                 out.writeASCII(",\"recipient\":")

@@ -107,6 +107,22 @@ final class CrossShardTests: XCTestCase {
         XCTAssertEqual(nack?.type, "NACK")
         XCTAssertEqual(nack?.dataMsgID, id)
         XCTAssertEqual(nack?.reason, "not_a_member")
+        // PROFILE.md section 5: the origin learns who refused.
+        XCTAssertEqual(nack?.data["node_id"] as? String, Node.b)
+        XCTAssertEqual(nack?.sender, "node@\(Node.b)")
+        XCTAssertEqual(nack?.data["stored"] as? Bool, false)
+        XCTAssertEqual(relay.shards[0].counters.nacksPassedOn, 1)
+    }
+
+    func testRelaysOwnRefusalNamesTheRelay() {
+        let a = relay.client(Node.a, shard: 0)
+        _ = a.receive()
+        let id = Node.newID()
+        a.send(Frames.message(from: Node.a, to: [Node.b], id: id, ttl: 1))
+        let nack = a.receiveOne()
+        XCTAssertEqual(nack?.reason, "ttl_expired")
+        XCTAssertEqual(nack?.data["node_id"] as? String, Node.relay)
+        XCTAssertEqual(nack?.sender, "relay@\(Node.relay)")
     }
 
     func testFloodReachesEveryShardOnceAndNotItsSender() {

@@ -377,7 +377,9 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(nack.reason, "queue_full")
         XCTAssertEqual(nack.dataMsgID, id)
         XCTAssertEqual(nack.recipients, [Node.b])
-        XCTAssertEqual(nack.data["node_id"] as? String, Node.relay)
+        // PROFILE.md section 5: passed on in the name of the node that refused.
+        XCTAssertEqual(nack.data["node_id"] as? String, Node.b)
+        XCTAssertEqual(nack.sender, "bob@\(Node.b)")
         XCTAssertEqual(nack.data["stored"] as? Bool, false)
         XCTAssertTrue(relay.offline.messages.isEmpty)
         bob.expectNothing()

@@ -171,7 +171,7 @@ extension RelayShard {
         case .acked:
             storedDeliveryAcked(seq: seq, recipient: entry.recipient, messageID: messageID)
             for upstream in followers { resolve(upstream, messageID: messageID, .acked) }
-        case .stored, .failed:
+        case .stored, .failed, .refused:
             storedDeliveryFailed(
                 seq: seq, recipient: entry.recipient, attemptsBefore: entry.attempts, followers: followers, messageID: messageID,
                 recipients: recipients)

@@ -204,14 +204,28 @@ extension RelayShard {
         for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .acked) }
     }
 
-    /// A NACK from a neighbour for a message the relay delivered to it: that hop failed.
+    /// A NACK from a neighbour for a message the relay delivered to it: that hop failed, and the
+    /// hop before hears it in the refusing node's name. A stored message the recipient refuses
+    /// counts a failed attempt.
     func handleNack(from connection: Connection, _ envelope: Envelope) {
-        guard let messageID = envelope.messageID, let entry = connection.awaiting.removeValue(forKey: messageID) else {
+        guard let messageID = envelope.messageID, let entry = connection.awaiting.removeValue(forKey: messageID),
+            let neighbour = connection.tag
+        else {
             counters.drop(.unknownAck)
             logger.debug("NACK for no awaited message", metadata: ["conn": "\(connection.logID)"])
             return
         }
-        failHop(entry, messageID: messageID, reason: envelope.reason.flatMap(NackReason.init(rawValue:)) ?? .unreachable, on: connection, storable: false)
+        let refusal = Refusal(
+            node: neighbour, reason: envelope.reason ?? NackReason.unreachable.rawValue, stored: envelope.nackStored,
+            recipients: entry.recipients)
+        if case .stored(let seq) = entry.upstream {
+            let reason = NackReason(rawValue: refusal.reason) ?? .unreachable
+            resolveStored(
+                seq, messageID: messageID, .failed(entry.recipients, reason), followers: entry.more ?? [], recipients: entry.recipients)
+            return
+        }
+        resolve(entry.upstream, messageID: messageID, .refused(refusal))
+        for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .refused(refusal)) }
     }
 
     /// The envelope of a whole frame the relay wrote (length prefix included), read back off the
@@ -298,7 +312,7 @@ extension RelayShard {
             guard let connection = connections[id] else { return }
             switch outcome {
             case .acked: sendAck(to: connection, acknowledging: messageID)
-            case .stored(let recipients), .failed(let recipients, _): sendNack(to: connection, refusing: messageID, outcome, recipients)
+            case .stored, .failed, .refused: sendNack(to: connection, refusing: messageID, outcome)
             }
         case .split(_, let id, let token):
             let connection = connections[id]
@@ -306,19 +320,29 @@ extension RelayShard {
             switch outcome {
             case .acked:
                 ackNow = pending.acked(token)
-            case .stored(let recipients), .failed(let recipients, _):
-                if let connection { sendNack(to: connection, refusing: messageID, outcome, recipients) }
+            case .stored, .failed, .refused:
+                if let connection { sendNack(to: connection, refusing: messageID, outcome) }
                 ackNow = pending.failed(token)
             }
             if ackNow, let connection { sendAck(to: connection, acknowledging: messageID) }
         }
     }
 
-    private func sendNack(to connection: Connection, refusing messageID: GUID, _ outcome: HopOutcome, _ recipients: Recipients) {
+    private func sendNack(to connection: Connection, refusing messageID: GUID, _ outcome: HopOutcome) {
         switch outcome {
-        case .acked: break
-        case .stored: sendNack(to: connection, refusing: messageID, reason: .unreachable, stored: true, recipients: recipients)
-        case .failed(_, let reason): sendNack(to: connection, refusing: messageID, reason: reason, stored: false, recipients: recipients)
+        case .acked:
+            break
+        case .stored(let recipients):
+            sendNack(to: connection, refusing: messageID, reason: .unreachable, stored: true, recipients: recipients)
+        case .failed(let recipients, let reason):
+            sendNack(to: connection, refusing: messageID, reason: reason, stored: false, recipients: recipients)
+        case .refused(let refusal):
+            counters.nacksPassedOn += 1
+            write(to: connection) { out in
+                RelayFrames.nack(
+                    &out, messageID: newMessageID(), refusing: messageID, reason: refusal.reason, stored: refusal.stored,
+                    recipients: refusal.recipients, by: refusal.node)
+            }
         }
     }
 

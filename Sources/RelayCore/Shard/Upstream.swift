@@ -43,4 +43,18 @@ enum HopOutcome: Sendable {
     /// Durably stored for these recipients: the sender hears NACK `unreachable`, `stored: true`.
     case stored(Recipients)
     case failed(Recipients, NackReason)
+    /// A node further on (the recipient, or a relay beyond this one) refused: its NACK goes
+    /// upstream in its own name (PROFILE.md section 5).
+    case refused(Refusal)
+}
+
+/// A NACK that a node further on sent, as it is passed back toward the origin.
+struct Refusal: Sendable {
+    /// The node that refused: the passed-on NACK's `sender_id` and `node_id`.
+    var node: SenderTag
+    var reason: String
+    /// The refusing node keeps the message (a peer relay that took custody).
+    var stored: Bool
+    /// The recipients behind the hop that refused.
+    var recipients: Recipients
 }

@@ -43,6 +43,8 @@ public struct RelayCounters: Sendable {
     public var relayedBytesByVerb = [Int](repeating: 0, count: Verb.allCases.count)
     public var acksSent = 0
     public var acksReceived = 0
+    /// NACKs of other nodes passed back toward the origin in their own name.
+    public var nacksPassedOn = 0
     /// Messages committed to the store, stored messages sent, and stored messages ACKed (deleted).
     public var stored = 0
     public var storedSent = 0
@@ -91,6 +93,7 @@ public struct RelayCounters: Sendable {
         result.bytesOut = max(bytesOut, other.bytesOut)
         result.acksSent = max(acksSent, other.acksSent)
         result.acksReceived = max(acksReceived, other.acksReceived)
+        result.nacksPassedOn = max(nacksPassedOn, other.nacksPassedOn)
         result.stored = max(stored, other.stored)
         result.storedSent = max(storedSent, other.storedSent)
         result.storedDelivered = max(storedDelivered, other.storedDelivered)
@@ -115,6 +118,7 @@ public struct RelayCounters: Sendable {
         sum.bytesOut += rhs.bytesOut
         sum.acksSent += rhs.acksSent
         sum.acksReceived += rhs.acksReceived
+        sum.nacksPassedOn += rhs.nacksPassedOn
         sum.stored += rhs.stored
         sum.storedSent += rhs.storedSent
         sum.storedDelivered += rhs.storedDelivered
