@@ -33,6 +33,10 @@ public struct Envelope: Sendable {
     /// HELLO: the existing public client's (PROFILE.md section 4a): `attributes.node_type` is the
     /// literal `"string"` or `version` starts with `ptpchat-client`.
     public var declaresLegacyClient = false
+    /// HELLO: `attributes.mesh_nonce` when it is a string (PROFILE.md section 9), else nil.
+    public var meshNonce: String?
+    /// HELLO: `attributes.mesh_proof` when it is a string (PROFILE.md section 9), else nil.
+    public var meshProof: String?
     /// CHANNEL: `msg_data.channel_id`.
     public var channelID: String?
     /// CONNECT: node ids.

@@ -247,6 +247,13 @@ private struct Fields {
                     envelope.declaresServer = JSONTape.equals("server", bytes, start, end)
                     envelope.declaresLegacyClient = envelope.declaresLegacyClient || JSONTape.equals("string", bytes, start, end)
                 }
+                // The mesh proof attributes: a value that is not a string is no value (never refused).
+                if let nonce = member("mesh_nonce", attributes), tape[nonce].kind == .string {
+                    envelope.meshNonce = tape.string(nonce, of: bytes)
+                }
+                if let proof = member("mesh_proof", attributes), tape[proof].kind == .string {
+                    envelope.meshProof = tape.string(proof, of: bytes)
+                }
             }
 
         case .ack, .nack:
