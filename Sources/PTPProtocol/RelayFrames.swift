@@ -105,11 +105,11 @@ public enum RelayFrames {
             out.writeQuotedGUID(relay.address.id)
             out.writeASCII(",\"nodes\":[")
             var first = true
-            // Room for the closing `]}` and `}`.
+            // Room for the closing `]}` and `}`; the bound includes the 4-byte length prefix.
             while index < entries.count {
                 let entry = entries[index]
                 let needed = entry.address.rendered.count + 24
-                if !first && out.writerIndex - lengthIndex - 4 + needed + 3 > maxFrameBytes { break }
+                if !first && out.writerIndex - lengthIndex + needed + 3 > maxFrameBytes { break }
                 out.writeASCII(first ? "{\"node_id\":\"" : ",{\"node_id\":\"")
                 out.writeBytes(entry.address.rendered)
                 out.writeASCII("\",\"ttl\":")
