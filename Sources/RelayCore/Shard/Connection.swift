@@ -1,5 +1,6 @@
 import NIOCore
 import PTPProtocol
+import RelayMesh
 
 /// A message delivered on a connection and not yet ACKed by it.
 struct AwaitingAck {
@@ -85,10 +86,20 @@ final class Connection {
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
-    /// The store may hold messages for this node that are not delivered yet.
-    var storedBacklog = false
-    /// A read of the store for this node is under way.
-    var storedFetchInFlight = false
+    /// Recipients behind this connection the store may hold messages for.
+    var storedBacklog = StoredBacklog()
+
+    // The mesh (PROFILE.md section 9); all on the shard's loop.
+    /// Set at open for a connection this relay dialed to a peer relay: the `mesh.peers` entry.
+    var dialedPeer: String?
+    /// The peering proof under way (a relay with `mesh.key`), until the first HELLO settles it.
+    var meshHandshake: MeshHandshake?
+    /// Set when the peer proved it is a relay of this mesh: the connection carries many nodes'
+    /// traffic, exempt from the sender checks, and speaks relay-to-relay ROUTING.
+    var peerRelay: GUID?
+    /// Bad frames from a peer relay (malformed ROUTING and the like); too many close it.
+    var peerStrikes = 0
+    var isPeer: Bool { peerRelay != nil }
 
     // The existing public client (PROFILE.md section 4a); all on the shard's loop.
     /// Set by the HELLO: the peer is the existing client, which never ACKs. A delivery written to
@@ -114,5 +125,30 @@ final class Connection {
     var logID: String {
         if let tag { return "\(id)/\(tag.address)" }
         return "\(id)"
+    }
+}
+
+/// Recipients behind a connection that the store may hold messages for (a client: itself; a peer
+/// relay: the nodes routed through it), and which of them are being read now. Owned by the shard's loop.
+struct StoredBacklog {
+    private var waiting: Set<GUID> = []
+    private var reading: Set<GUID> = []
+
+    mutating func mark(_ recipient: GUID) { waiting.insert(recipient) }
+
+    /// Recipients with messages waiting and no read under way.
+    var due: [GUID] { waiting.isEmpty ? [] : Array(waiting.subtracting(reading)) }
+
+    func isWaiting(_ recipient: GUID) -> Bool { waiting.contains(recipient) }
+
+    /// Starts a read for `recipient`; false when one is under way.
+    mutating func beginRead(_ recipient: GUID) -> Bool {
+        reading.insert(recipient).inserted
+    }
+
+    /// The read finished: `more` says whether the store still holds messages for it.
+    mutating func endRead(_ recipient: GUID, more: Bool) {
+        reading.remove(recipient)
+        if more { waiting.insert(recipient) } else { waiting.remove(recipient) }
     }
 }

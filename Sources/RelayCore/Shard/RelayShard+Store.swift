@@ -103,7 +103,7 @@ extension RelayShard {
     }
 
     /// One answer for several rows of the same message: the worst of them.
-    private func combined(_ outcomes: [InsertOutcome]) -> InsertOutcome {
+    func combined(_ outcomes: [InsertOutcome]) -> InsertOutcome {
         for outcome in outcomes {
             switch outcome {
             case .failed, .overQuota: return outcome
@@ -114,39 +114,52 @@ extension RelayShard {
         return outcomes.first ?? .failed("no outcome")
     }
 
-    /// Messages were stored for these nodes: one connected meanwhile (its HELLO read the store
-    /// before the commit) gets them from the next retry round.
+    /// Messages were stored for these nodes: one reachable meanwhile (its HELLO read the store
+    /// before the commit, or a route to it appeared) gets them from the next retry round.
     func announceStored(for recipients: [GUID]) {
         for recipient in recipients {
-            guard let location = locate(recipient) else { continue }
-            enqueue(.storedBacklog(connection: location.connection), to: location.shard)
+            guard let location = nextHop(for: recipient)?.location else { continue }
+            enqueue(.storedBacklog(connection: location.connection, recipient: recipient), to: location.shard)
         }
     }
 
     // MARK: Delivering stored messages
 
-    /// Reads the node's due messages off the event loop and sends them in arrival order.
-    func deliverStored(to connection: Connection) {
-        guard let recipient = connection.nodeID, !connection.storedFetchInFlight else { return }
-        connection.storedFetchInFlight = true
+    /// Reads the due messages for `recipient` off the event loop and sends them in arrival order
+    /// to `connection`: the recipient's own, or the peer relay its route goes through.
+    func deliverStored(for recipient: GUID, via connection: Connection) {
+        guard connection.storedBacklog.beginRead(recipient) else { return }
         let connectionID = connection.id
         let shard = self
         context.store.due(for: recipient, now: wallClock(), on: eventLoop).assumeIsolated().whenComplete { result in
-            guard let connection = shard.connections[connectionID], connection.nodeID == recipient else { return }
-            connection.storedFetchInFlight = false
+            guard let connection = shard.connections[connectionID] else { return }
             switch result {
             case .success(let (messages, more)):
-                connection.storedBacklog = more
-                shard.sendStored(messages, to: connection)
+                connection.storedBacklog.endRead(recipient, more: more)
+                // The route may have moved while the store was read: what is not for this
+                // connection any more waits for the next round on the right one.
+                guard shard.nextHop(for: recipient)?.location.connection == connectionID else {
+                    if more || !messages.isEmpty { shard.announceStored(for: [recipient]) }
+                    return
+                }
+                shard.sendStored(messages, for: recipient, to: connection)
             case .failure(let error):
+                connection.storedBacklog.endRead(recipient, more: true)
                 shard.logger.warning("cannot read the store", metadata: ["error": "\(error)"])
             }
             shard.flushAll()
         }
     }
 
-    private func sendStored(_ messages: [StoredMessage], to connection: Connection) {
+    /// Delivers a client's own stored messages (after its HELLO).
+    func deliverStored(to connection: Connection) {
         guard let recipient = connection.nodeID else { return }
+        deliverStored(for: recipient, via: connection)
+    }
+
+    private func sendStored(_ messages: [StoredMessage], for recipient: GUID, to connection: Connection) {
+        // One copy of a message per connection at a time: a peer's ACK names only the message, so
+        // the row of another recipient of the same message goes after it (the next round).
         for message in messages where connection.awaiting[message.messageID] == nil && !storedInFlight.contains(message.seq) {
             storedInFlight.sent(message.seq, to: recipient, attemptsBefore: message.attempts)
             let delivery = Delivery(
@@ -213,9 +226,7 @@ extension RelayShard {
                         shard.counters.drop(.storeGaveUp)
                         shard.logger.debug("stored message dropped after its last attempt", metadata: ["seq": "\(seq)"])
                     case .retry:
-                        if let location = shard.directory[recipient], location.shard == shard.index {
-                            shard.connections[location.connection]?.storedBacklog = true
-                        }
+                        shard.announceStored(for: [recipient])
                     case .gone, .failed:
                         break
                     }
@@ -225,9 +236,10 @@ extension RelayShard {
 
     /// Every second: nodes with stored messages left get those now due.
     func retryStored() {
-        for connection in connections.values
-        where connection.phase == .bound && connection.storedBacklog && !connection.storedFetchInFlight {
-            deliverStored(to: connection)
+        for connection in connections.values where connection.phase == .bound {
+            for recipient in connection.storedBacklog.due {
+                deliverStored(for: recipient, via: connection)
+            }
         }
     }
 

@@ -249,19 +249,22 @@ extension RelayShard {
         }
         var upstreams = [entry.upstream]
         upstreams.append(contentsOf: entry.more ?? [])
-        guard storable, let recipient = connection.nodeID, let frame = entry.frame(pending: connection.out) else {
+        guard storable, !entry.recipients.isEmpty, let frame = entry.frame(pending: connection.out) else {
             for upstream in upstreams { resolve(upstream, messageID: messageID, .failed(entry.recipients, reason)) }
             return
         }
-        let message = NewMessage(
-            recipient: recipient, messageID: messageID, sender: entry.sender, frame: Array(frame.readableBytesView),
-            createdAt: wallClock(), attempts: 1, nextAttemptAt: wallClock() + retryDelay(afterAttempts: 1))
-        store([message]) { [self] outcomes in
-            let outcome = outcomes.first ?? .failed("no outcome")
-            let result = hopOutcome(outcome, recipients: entry.recipients)
-            if case .stored = result, let current = connections[connection.id], current.phase == .bound {
-                current.storedBacklog = true
-            }
+        // One row per recipient behind this connection (a peer relay may serve several), each
+        // with the frame as it was sent.
+        let bytes = Array(frame.readableBytesView)
+        let now = wallClock()
+        let messages = entry.recipients.map { recipient in
+            NewMessage(
+                recipient: recipient, messageID: messageID, sender: entry.sender, frame: bytes, createdAt: now, attempts: 1,
+                nextAttemptAt: now + retryDelay(afterAttempts: 1))
+        }
+        store(messages) { [self] outcomes in
+            let result = hopOutcome(combined(outcomes), recipients: entry.recipients)
+            if case .stored = result { announceStored(for: Array(entry.recipients)) }
             for upstream in upstreams { resolve(upstream, messageID: messageID, result) }
         }
     }

@@ -291,8 +291,8 @@ final class RelayShard: @unchecked Sendable {
             directory.bound(id, at: location, tag: tag)
         case .nodeUnbound(let id, let location, let tag):
             directory.unbound(id, from: location, tag: tag)
-        case .storedBacklog(let connectionID):
-            connections[connectionID]?.storedBacklog = true
+        case .storedBacklog(let connectionID, let recipient):
+            connections[connectionID]?.storedBacklog.mark(recipient)
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)

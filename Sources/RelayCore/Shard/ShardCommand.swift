@@ -17,8 +17,8 @@ enum ShardCommand: Sendable {
     case answer(Upstream, messageID: GUID, HopOutcome)
     case nodeBound(GUID, NodeLocation, SenderTag)
     case nodeUnbound(GUID, NodeLocation, SenderTag)
-    /// The store holds new messages for the node on this connection.
-    case storedBacklog(connection: UInt64)
+    /// The store holds new messages for `recipient`, reached through this connection.
+    case storedBacklog(connection: UInt64, recipient: GUID)
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }
