@@ -143,7 +143,13 @@ extension ConfigurationKey {
             scalar("routing.to_clients") { $0.routing.toClients = try ValueParsing.boolean($1) },
 
             list("mesh.peers", \.mesh.peers, element: ValueParsing.dialAddress),
-            optionalText("mesh.key", \.mesh.key, secret: true),
+            scalar("mesh.key", secret: true) { config, text in
+                // PROFILE.md section 9: a short key is refused at start, not used.
+                guard text.isEmpty || text.utf8.count >= 16 else {
+                    throw ValueProblem("must be at least 16 bytes (it has \(text.utf8.count))")
+                }
+                config.mesh.key = text.isEmpty ? nil : text
+            },
 
             list("tls.listen", \.tls.listen, element: ValueParsing.listenAddress),
             optionalText("tls.cert", \.tls.cert),

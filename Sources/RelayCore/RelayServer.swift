@@ -18,6 +18,8 @@ public final class RelayServer: Sendable {
     let context: RelayContext
     let shards: [RelayShard]
     private let listeners = NIOLockedValueBoxed<[Channel]>([])
+    /// Dials `mesh.peers`.
+    let dialer: PeerDialer
 
     public struct ListenError: Error, CustomStringConvertible {
         public var address: String
@@ -41,6 +43,31 @@ public final class RelayServer: Sendable {
         }
         for shard in shards { shard.shards = shards }
         self.shards = shards
+        let context = self.context
+        self.dialer = PeerDialer(shards: shards, context: context) { channel, shard, address in
+            try Self.addConnectionHandlers(to: channel, shard: shard, settings: context.configuration, dialedPeer: address)
+        }
+    }
+
+    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing, the shard.
+    static func addConnectionHandlers(
+        to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
+    ) throws {
+        let idle = settings.timeouts.idle
+        let keepalive = settings.timeouts.keepalive
+        try channel.pipeline.syncOperations.addHandlers([
+            IdleStateHandler(
+                readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
+                writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
+            ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer),
+        ])
+    }
+
+    /// Starts dialing `mesh.peers` (after the listeners: a peer dialing back finds them).
+    private func startMesh() {
+        let settings = context.configuration
+        dialer.update(peers: settings.mesh.peers, hasKey: settings.mesh.key != nil)
     }
 
     /// Binds every listener and starts the shards' timers. Throws `ListenError` naming the address.
@@ -76,6 +103,7 @@ public final class RelayServer: Sendable {
                 throw ListenError(address: address, reason: "\(error)")
             }
         }
+        startMesh()
     }
 
     /// Binds (without listening, so nothing can connect to it) a plain socket to the address.
@@ -116,16 +144,8 @@ public final class RelayServer: Sendable {
                 // The settings in force when the connection arrives (a reload changes them).
                 let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
-                let idle = settings.timeouts.idle
-                let keepalive = settings.timeouts.keepalive
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(
-                            readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
-                            writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
-                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
-                        ConnectionHandler(shard: owner),
-                    ])
+                    try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
                 }
             }
     }
@@ -142,6 +162,7 @@ public final class RelayServer: Sendable {
                 "listening on socket from systemd",
                 metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)"])
         }
+        startMesh()
     }
 
     /// Applies a reloaded configuration without dropping a connection. Returns the keys whose
@@ -169,6 +190,8 @@ public final class RelayServer: Sendable {
         for shard in shards {
             try await shard.eventLoop.submit { shard.apply(applied) }.get()
         }
+        // `mesh.peers` and `mesh.key` apply at once: new peers are dialed, removed ones closed.
+        dialer.update(peers: applied.mesh.peers, hasKey: applied.mesh.key != nil)
         return needsRestart
     }
 
@@ -196,6 +219,7 @@ public final class RelayServer: Sendable {
 
     /// Stops accepting, closes every connection and the event loops.
     public func shutdown() async throws {
+        dialer.stop()
         let channels = listeners.withLockedValue { $0 }
         for channel in channels {
             try? await channel.close()

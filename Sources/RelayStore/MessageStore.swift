@@ -133,6 +133,13 @@ public final class MessageStore: Sendable {
         }
     }
 
+    /// The recipients the store holds messages for.
+    public func recipientsWithMessages() throws -> Set<GUID> {
+        try pool.read { db in
+            Set(try Row.fetchAll(db, sql: "SELECT recipient FROM mailbox WHERE messages > 0").map { $0.guid("recipient") })
+        }
+    }
+
     /// Messages and bytes in the whole store.
     public func totals() throws -> (messages: Int, bytes: Int) {
         try pool.read { db in

@@ -183,7 +183,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         "routing.refresh": "30",
         "routing.to_clients": "false",
         "mesh.peers": #"["relay2.example.net:9001", "[2001:db8::7]:9001"]"#,
-        "mesh.key": "s3cret-mesh-key",
+        "mesh.key": "s3cret-mesh-key-of-the-test",
         "tls.listen": #"[":9443"]"#,
         "tls.cert": "/etc/ptpchat/cert.pem",
         "tls.key": "/etc/ptpchat/key.pem",
@@ -247,7 +247,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.routing.refresh, 30)
         XCTAssertFalse(c.routing.toClients)
         XCTAssertEqual(c.mesh.peers, ["relay2.example.net:9001", "[2001:db8::7]:9001"])
-        XCTAssertEqual(c.mesh.key, "s3cret-mesh-key")
+        XCTAssertEqual(c.mesh.key, "s3cret-mesh-key-of-the-test")
         XCTAssertEqual(c.tls.listen, [":9443"])
         XCTAssertEqual(c.tls.cert, "/etc/ptpchat/cert.pem")
         XCTAssertEqual(c.tls.key, "/etc/ptpchat/key.pem")
@@ -304,6 +304,18 @@ final class ConfigurationLoaderTests: XCTestCase {
             error.description.hasPrefix("unknown configuration key 'limits.max_frame_byte' in \(path)"),
             error.description)
         XCTAssertTrue(error.description.contains("did you mean 'limits.max_frame_bytes'?"), error.description)
+    }
+
+    /// PROFILE.md section 9: a mesh key shorter than 16 bytes is refused at start, in one line.
+    func testShortMeshKeyRefused() async throws {
+        guard let (error, _) = try await loadError("mesh:\n  key: \"fifteen-bytes!!\"\n") else { return }
+        XCTAssertEqual(error.kind, .invalidValue)
+        XCTAssertEqual(error.key, "mesh.key")
+        XCTAssertTrue(error.description.contains("at least 16 bytes (it has 15)"), error.description)
+        XCTAssertFalse(error.description.contains("fifteen"), "the secret must not be printed: \(error.description)")
+        XCTAssertFalse(error.description.contains("\n"))
+        let sixteen = try await load("mesh:\n  key: \"sixteen-bytes!!!\"\n")
+        XCTAssertEqual(sixteen.mesh.key, "sixteen-bytes!!!")
     }
 
     func testUnknownSectionAndSeveralUnknownKeys() async throws {
@@ -534,12 +546,12 @@ final class ConfigurationLoaderTests: XCTestCase {
             let path = try write(block, name: "doc\(index).yaml")
             _ = try await ConfigurationLoader.load(file: path, environment: [:])
         }
-        let example = try await load(blocks.last!, environment: ["LOG_LEVEL": "debug", "MESH_KEY": "k"])
+        let example = try await load(blocks.last!, environment: ["LOG_LEVEL": "debug", "MESH_KEY": "a-mesh-key-of-16-bytes-or-more"])
         XCTAssertEqual(example.relay.name, "paris1")
         XCTAssertEqual(example.logLevel, .debug)
         XCTAssertEqual(example.store.maxBytes, 10_737_418_240)
         XCTAssertEqual(example.mesh.peers, ["relay2.example.net:9001", "[2001:db8::7]:9001"])
-        XCTAssertEqual(example.mesh.key, "k")
+        XCTAssertEqual(example.mesh.key, "a-mesh-key-of-16-bytes-or-more")
     }
 
     // MARK: - parseHostPort

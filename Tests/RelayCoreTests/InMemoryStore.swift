@@ -64,6 +64,11 @@ final class InMemoryStore: StoreAccess, @unchecked Sendable {
         return eventLoop.makeSucceededFuture((due, more))
     }
 
+    func recipients(withMessagesAmong nodes: [GUID], on eventLoop: EventLoop) -> EventLoopFuture<[GUID]> {
+        let holding = lock.withLock { Set(rows.map(\.recipient)) }
+        return eventLoop.makeSucceededFuture(nodes.filter(holding.contains))
+    }
+
     func close() {}
 
     private func apply(_ write: StoreWriter.Write) -> () -> Void {

@@ -7,14 +7,17 @@ final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let shard: RelayShard
+    /// The `mesh.peers` entry this connection was dialed to; nil for an accepted connection.
+    private let dialedPeer: String?
     private var connection: Connection?
 
-    init(shard: RelayShard) {
+    init(shard: RelayShard, dialedPeer: String? = nil) {
         self.shard = shard
+        self.dialedPeer = dialedPeer
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection = shard.open(context)
+        connection = shard.open(context, dialedPeer: dialedPeer)
         shard.flushAll()
         context.fireChannelActive()
     }

@@ -31,7 +31,10 @@ extension RelayShard {
 
         var newSrc = src
         var newDst = dst
-        if isStepOne {
+        if connection.isPeer {
+            // Only the relay that holds a node's connection fills in its address; relays between
+            // pass the message on unchanged.
+        } else if isStepOne {
             guard let port = Self.port(in: src) else { return refuse("src has no valid port") }
             newSrc = Self.address(ip: connection.observedIP, port: port)
         } else {
@@ -43,7 +46,7 @@ extension RelayShard {
         let ttl = Forwarding.outgoingTTL(of: envelope)
         let messageID = envelope.messageID ?? newMessageID()
 
-        if isStepOne && destination == relay.address.id {
+        if isStepOne && destination == relay.address.id && !connection.isPeer {
             // Address discovery: the sender's address as the relay sees it.
             let observed = Self.address(ip: connection.observedIP, port: connection.observedPort ?? 0)
             write(to: connection) { out in
@@ -60,7 +63,9 @@ extension RelayShard {
             return
         }
         let target = isStepOne ? destination : source
-        guard target != bound, let nextHop = nextHop(for: target), let sender = connection.tag else {
+        guard target != bound, target != relay.address.id, let nextHop = nextHop(for: target),
+            let sender = sender(of: envelope, on: connection)
+        else {
             counters.drop(.unreachable)
             logger.debug("CONNECT target unreachable", metadata: ["conn": "\(connection.logID)", "target": "\(target)"])
             if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .unreachable) }

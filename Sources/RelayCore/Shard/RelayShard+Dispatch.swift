@@ -68,13 +68,20 @@ extension RelayShard {
         case .connect:
             forwardConnect(from: connection, envelope, bytes)
         case .routing:
-            counters.drop(.routingFromClient)
-            logger.debug("ROUTING from a client ignored", metadata: ["conn": "\(connection.logID)"])
+            guard connection.isPeer else {
+                counters.drop(.routingFromClient)
+                logger.debug("ROUTING from a client ignored", metadata: ["conn": "\(connection.logID)"])
+                return
+            }
+            counters.routingFramesIn += 1
+            handleMeshRouting(from: connection, envelope, bytes)
         }
     }
 
     /// On a client connection every message must come from the bound node.
+    /// A peer relay carries other nodes' messages and is exempt (PROFILE.md section 3).
     func checkSender(_ connection: Connection, _ envelope: Envelope, claimed: GUID? = nil) -> Bool {
+        if connection.isPeer { return true }
         guard let bound = connection.nodeID else { return false }
         let mismatch =
             (envelope.dataNodeID.map { $0.id != bound } ?? false) || (envelope.sender.map { $0.id != bound } ?? false)

@@ -15,7 +15,8 @@ extension RelayShard {
             logger.debug("flood ttl expired", metadata: ["conn": "\(connection.logID)", "flood_id": "\(floodID)"])
             return
         }
-        switch context.floods.admit(floodID: floodID, origin: connection.nodeID) {
+        // The budget is per origin node; a peer relay's floods were admitted by the relay of their origin.
+        switch context.floods.admit(floodID: floodID, origin: connection.isPeer ? nil : connection.nodeID) {
         case .accept:
             break
         case .duplicate:
@@ -27,7 +28,7 @@ extension RelayShard {
             logger.debug("flood over budget dropped", metadata: ["conn": "\(connection.logID)", "flood_id": "\(floodID)"])
             return
         }
-        guard let sender = connection.tag else { return }
+        guard let sender = sender(of: envelope, on: connection) else { return }
 
         var frame = ByteBufferAllocator().buffer(capacity: bytes.count + 200)
         ForwardedFrames.flood(&frame, envelope, from: ReceivedJSON(tape: reader.tape, bytes: bytes), floodID: floodID, ttl: ttl, sender: sender)

@@ -5,6 +5,9 @@ extension RelayShard {
     /// The peer's first HELLO binds the connection to its node id.
     func handleHello(_ connection: Connection, _ envelope: Envelope) {
         guard let address = envelope.origin else { return }
+        // A relay with `mesh.key` settles the peering proof first; the HELLO binds as a client
+        // only when the proof says it is one.
+        if connection.meshHandshake != nil, !meshHandshakeBindsClient(connection, envelope, address) { return }
         connection.handshakeTimeout?.cancel()
         connection.handshakeTimeout = nil
         let refusedID = envelope.headMessageID ?? envelope.messageID ?? newMessageID()
@@ -12,6 +15,14 @@ extension RelayShard {
             counters.drop(.idInUse)
             sendNack(to: connection, refusing: refusedID, reason: .idInUse)
             close(connection, reason: "HELLO with the relay's own node id")
+            return
+        }
+        if context.mesh.routesElsewhere(address.id) {
+            // PROFILE.md section 9: connected through a peer relay already.
+            counters.drop(.idInUse)
+            logger.info("node id connected elsewhere in the mesh", metadata: ["conn": "\(connection.id)", "node": "\(address)"])
+            sendNack(to: connection, refusing: refusedID, reason: .idInUse)
+            close(connection, reason: "node id \(address.id) is connected to another relay of the mesh")
             return
         }
         let tag = SenderTag(address)
@@ -34,6 +45,7 @@ extension RelayShard {
                 "conn": "\(connection.id)", "node": "\(address)", "server": "\(envelope.declaresServer)",
                 "legacy": "\(connection.isLegacy)",
             ])
+        context.mesh.localBound(address, legacy: connection.isLegacy)
         broadcastToShards(.nodeBound(address.id, location, tag))
         sendWelcome(to: connection)
         if connection.isLegacy { introduceToOtherLegacyClients(connection, tag: tag, location: location) }
@@ -55,6 +67,9 @@ extension RelayShard {
             entries.reserveCapacity(directory.count)
             // A client is never listed in its own ROUTING.
             for tag in directory.allTags where tag.address.id != connection.nodeID { entries.append((tag, 1)) }
+            for node in directory.remoteNodes where node.tag.address.id != connection.nodeID && directory[node.tag.address.id] == nil {
+                entries.append((node.tag, node.ttl))
+            }
         }
         write(to: connection) { out in
             RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
@@ -71,7 +86,7 @@ extension RelayShard {
         guard configuration.routing.toClients else { return }
         var frame = ByteBufferAllocator().buffer(capacity: 256)
         RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
-        for connection in connections.values where connection.phase == .bound {
+        for connection in connections.values where connection.phase == .bound && !connection.isPeer {
             guard let own = connection.nodeID, delta[own] != nil else {
                 writeBytes(to: connection, frame)
                 continue

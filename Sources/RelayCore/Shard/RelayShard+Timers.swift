@@ -19,6 +19,20 @@ extension RelayShard {
                 retryStored()
             })
         if index == 0 {
+            // The mesh's batches: a delta held back by `routing.interval` goes out within a fifth
+            // of it; the whole table every `routing.refresh`.
+            let meshTick = TimeAmount.fromSeconds(min(max(configuration.routing.interval / 5, 0.005), 0.05))
+            timers.append(
+                eventLoop.scheduleRepeatedTask(initialDelay: meshTick, delay: meshTick) { [self] _ in
+                    flushMesh()
+                    flushAll()
+                })
+            let refresh = TimeAmount.fromSeconds(max(configuration.routing.refresh, 0.1))
+            timers.append(
+                eventLoop.scheduleRepeatedTask(initialDelay: refresh, delay: refresh) { [self] _ in
+                    refreshMesh()
+                    flushAll()
+                })
             let expiry = TimeAmount.fromSeconds(min(max(configuration.store.maxAge / 10, 1), 60))
             timers.append(
                 eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: expiry) { [self] _ in

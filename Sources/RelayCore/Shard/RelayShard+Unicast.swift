@@ -14,7 +14,7 @@ extension RelayShard {
     /// Routes an ACKed unicast verb (MESSAGE, CERTIFICATE, KEY, GETCERTIFICATE, GETKEY) from a
     /// bound connection toward its recipients.
     func forwardUnicast(from connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
-        guard let messageID = envelope.messageID, let senderTag = connection.tag else { return }
+        guard let messageID = envelope.messageID, let senderTag = sender(of: envelope, on: connection) else { return }
         let relayID = relay.address.id
         let senderID = senderTag.address.id
 
@@ -93,6 +93,14 @@ extension RelayShard {
         }
     }
 
+    /// The node a message comes from: the client itself, or for a peer relay the origin the
+    /// message names (it carries other nodes' traffic).
+    @inline(__always)
+    func sender(of envelope: Envelope, on connection: Connection) -> SenderTag? {
+        guard connection.isPeer else { return connection.tag }
+        return envelope.origin.map(SenderTag.init)
+    }
+
     /// The copy of a unicast message for one next hop: `recipient` narrowed to those behind it.
     @inline(__always)
     private func forward(
@@ -125,19 +133,22 @@ extension RelayShard {
         }
     }
 
-    /// Sends a frame that expects no answer (CONNECT) to a next hop; one gone meanwhile loses it.
-    func send(verb: Verb, to nextHop: NextHop, frame body: (inout ByteBuffer) -> Void) {
+    /// Sends a frame that expects no answer (CONNECT, the relay's own ROUTING) to a next hop; one
+    /// gone meanwhile loses it. `relayed` counts it as another node's message passed on.
+    func send(verb: Verb, to nextHop: NextHop, relayed: Bool = true, frame body: (inout ByteBuffer) -> Void) {
         let location = nextHop.location
+        let written: Int
         if location.shard == index {
             guard let target = connections[location.connection] else { return }
             let before = target.out.writerIndex
             write(to: target, body)
-            counters.relayed(verb, bytes: target.out.writerIndex - before)
+            written = target.out.writerIndex - before
         } else {
             let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
             outbox.append(.send(connection: location.connection, frame: range), for: location.shard, shardCount: shards.count)
-            counters.relayed(verb, bytes: range.count)
+            written = range.count
         }
+        if relayed { counters.relayed(verb, bytes: written) }
     }
 
     // MARK: Egress
@@ -152,7 +163,9 @@ extension RelayShard {
             return 0
         }
         let messageID = delivery.messageID
-        if recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
+        // A peer relay carries many recipients' copies of a message; the de-duplication is the
+        // last relay's, at the recipient's own connection.
+        if !connection.isPeer && recentDeliveries.contains(recipient: connection.recipientKey, messageID) {
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an ACKed message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             resolve(delivery.upstream, messageID: messageID, .acked)
@@ -163,7 +176,9 @@ extension RelayShard {
             connection.isLegacy && !connection.introduced.contains(delivery.sender)
             ? writeIntroducingSender(to: connection, body) : writeFrame(to: connection, body)
         let length = connection.out.writerIndex - before
-        let deadline = clock.now + ackTimeout
+        // A peer relay ACKs only after its own next hop did (or stored it): it gets twice as long,
+        // so its answer, not this relay's timeout, settles the hop.
+        let deadline = clock.now + (connection.isPeer ? ackTimeout * 2 : ackTimeout)
         var isNew = false
         connection.awaiting[
             messageID,
@@ -199,7 +214,7 @@ extension RelayShard {
     /// The next hop has the message (its ACK, or for the existing client the completed write):
     /// remembered for de-duplication, and everyone waiting for it hears so.
     func delivered(_ entry: AwaitingAck, messageID: GUID, on connection: Connection) {
-        recentDeliveries.insert(recipient: connection.recipientKey, messageID)
+        if !connection.isPeer { recentDeliveries.insert(recipient: connection.recipientKey, messageID) }
         resolve(entry.upstream, messageID: messageID, .acked)
         for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .acked) }
     }
@@ -215,10 +230,18 @@ extension RelayShard {
             logger.debug("NACK for no awaited message", metadata: ["conn": "\(connection.logID)"])
             return
         }
+        // A client refuses for itself; a peer relay passes on the NACK of whoever refused further on.
+        let refuser = connection.isPeer ? envelope.origin.map(SenderTag.init) ?? neighbour : neighbour
         let refusal = Refusal(
-            node: neighbour, reason: envelope.reason ?? NackReason.unreachable.rawValue, stored: envelope.nackStored,
+            node: refuser, reason: envelope.reason ?? NackReason.unreachable.rawValue, stored: envelope.nackStored,
             recipients: entry.recipients)
         if case .stored(let seq) = entry.upstream {
+            if connection.isPeer && refusal.stored {
+                // The peer took custody (PROFILE.md section 9): the stored row is done here.
+                resolveStored(seq, messageID: messageID, .acked)
+                for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .refused(refusal)) }
+                return
+            }
             let reason = NackReason(rawValue: refusal.reason) ?? .unreachable
             resolveStored(
                 seq, messageID: messageID, .failed(entry.recipients, reason), followers: entry.more ?? [], recipients: entry.recipients)

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import PTPProtocol
 import RelayConfig
+import RelayMesh
 
 /// The relay's state for one event loop: its connections, its replica of the node directory, the
 /// messages it forwarded and awaits ACKs for, and its counters.
@@ -25,6 +26,8 @@ final class RelayShard: @unchecked Sendable {
     private(set) var configuration: RelayConfiguration
     private(set) var ackTimeout: TimeAmount
     private(set) var handshakeTimeout: TimeAmount
+    /// `mesh.key`: with it the relay proves itself to peers and accepts their proofs.
+    private(set) var meshKey: MeshKey?
     var logger: Logger
 
     // MARK: This loop only
@@ -63,6 +66,7 @@ final class RelayShard: @unchecked Sendable {
         self.configuration = configuration
         self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
+        self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
@@ -74,6 +78,7 @@ final class RelayShard: @unchecked Sendable {
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
+        meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         stopTimers()
         startTimers()
     }
@@ -83,13 +88,15 @@ final class RelayShard: @unchecked Sendable {
 
     // MARK: Connections
 
-    func open(_ channelContext: ChannelHandlerContext) -> Connection {
+    /// A new connection: accepted (the relay speaks first with its HELLO), or dialed to the peer
+    /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
+    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil) -> Connection {
         nextConnectionID += 1
         let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext)
         connections[connection.id] = connection
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
-        write(to: connection) { out in RelayFrames.hello(&out, messageID: newMessageID(), relay: relay) }
+        openMeshHandshake(connection, dialedPeer: dialedPeer)
         let handshakeTimeout = self.handshakeTimeout
         if handshakeTimeout > .zero {
             connection.handshakeTimeout = eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [self] in
@@ -116,9 +123,12 @@ final class RelayShard: @unchecked Sendable {
         connection.phase = .closing
         connection.handshakeTimeout?.cancel()
         counters.connectionsClosed += 1
-        if let tag = connection.tag, let location = connection.location {
+        if let relay = connection.peerRelay, let location = connection.location {
+            peerClosed(relay, at: location)
+        } else if let tag = connection.tag, let location = connection.location {
             if connection.isLegacy { context.legacyClients.leave(tag.address.id, from: location) }
             if context.registry.unbind(tag.address.id, from: location) {
+                context.mesh.localUnbound(tag.address.id)
                 broadcastToShards(.nodeUnbound(tag.address.id, location, tag))
             }
         }
@@ -293,6 +303,8 @@ final class RelayShard: @unchecked Sendable {
             directory.unbound(id, from: location, tag: tag)
         case .storedBacklog(let connectionID, let recipient):
             connections[connectionID]?.storedBacklog.mark(recipient)
+        case .remoteRoutes(let changes):
+            remoteRoutesChanged(changes)
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)
@@ -308,10 +320,13 @@ final class RelayShard: @unchecked Sendable {
         return context.registry.lookup(id)
     }
 
-    /// The next hop toward `id`, or nil when the relay has no route to it (then it is stored).
+    /// The next hop toward `id`, or nil when the relay has no route to it (then it is stored):
+    /// its own connection here, else the peer relay the mesh routes it through.
     @inline(__always)
     func nextHop(for id: GUID) -> NextHop? {
-        locate(id).map(NextHop.client)
+        if let location = locate(id) { return .client(location) }
+        if let (relay, location) = context.mesh.nextHop(for: id) { return .peer(location, relay: relay) }
+        return nil
     }
 }
 

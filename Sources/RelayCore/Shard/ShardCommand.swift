@@ -19,6 +19,8 @@ enum ShardCommand: Sendable {
     case nodeUnbound(GUID, NodeLocation, SenderTag)
     /// The store holds new messages for `recipient`, reached through this connection.
     case storedBacklog(connection: UInt64, recipient: GUID)
+    /// Nodes reached through peer relays changed (nil: not reachable through a peer any more).
+    case remoteRoutes([GUID: MeshRouter.RemoteNode?])
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }

@@ -18,11 +18,13 @@ enum Upstream: Sendable {
 enum NextHop: Hashable {
     /// The node's own connection to this relay.
     case client(NodeLocation)
+    /// The connection of the peer relay the mesh routes the node through (PROFILE.md section 9).
+    case peer(NodeLocation, relay: GUID)
 
     /// The connection the frame is written to, on whichever shard holds it.
     var location: NodeLocation {
         switch self {
-        case .client(let location): location
+        case .client(let location), .peer(let location, _): location
         }
     }
 }

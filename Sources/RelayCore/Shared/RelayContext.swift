@@ -21,6 +21,8 @@ final class RelayContext: Sendable {
     let ackTemplate: AckTemplate
     let recentDeliveries = RecentDeliveries(capacity: 1 << 20)
     let store: StoreAccess
+    /// The route table and the peer relays (PROFILE.md section 9).
+    let mesh: MeshRouter
 
     let maxTTL = 32
 
@@ -34,6 +36,7 @@ final class RelayContext: Sendable {
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,
             burst: configuration.limits.floodBurst)
         self.channels = ChannelDirectory(ttl: configuration.channels.ttl)
+        self.mesh = MeshRouter(identity: identity)
     }
 
     /// Applies new settings to what is shared; each shard takes them in `RelayShard.apply`.

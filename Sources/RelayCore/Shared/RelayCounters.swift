@@ -29,6 +29,16 @@ public enum DropReason: String, CaseIterable, Sendable {
     case storeGaveUp = "store_max_attempts"
     /// A stored message passed `store.max_age`.
     case storeExpired = "store_expired"
+    /// A peering proof that does not match, or a relay that gave none in time (PROFILE.md section 9).
+    case meshAuthFailed = "mesh_auth_failed"
+    /// A ROUTING entry from a peer relay that is malformed or breaks the rules (skipped).
+    case meshInvalidEntry = "mesh_invalid_entry"
+    /// A ROUTING frame from a peer relay above 8 KiB (read, counted against it).
+    case meshOversizedRouting = "mesh_oversized_routing"
+    /// A second proven connection to the same relay (the other one is kept).
+    case meshDuplicatePeer = "mesh_duplicate_peer"
+    /// A peer relay claims a client of this relay as its own (the local route wins).
+    case meshIDCollision = "mesh_id_collision"
 }
 
 /// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.
@@ -45,6 +55,9 @@ public struct RelayCounters: Sendable {
     public var acksReceived = 0
     /// NACKs of other nodes passed back toward the origin in their own name.
     public var nacksPassedOn = 0
+    /// ROUTING frames between relays (PROFILE.md section 9), received from and sent to peers.
+    public var routingFramesIn = 0
+    public var routingFramesOut = 0
     /// Messages committed to the store, stored messages sent, and stored messages ACKed (deleted).
     public var stored = 0
     public var storedSent = 0
@@ -65,6 +78,10 @@ public struct RelayCounters: Sendable {
     @inline(__always)
     public mutating func drop(_ reason: DropReason) {
         drops[reason.index] += 1
+    }
+
+    public mutating func drop(_ reason: DropReason, count: Int) {
+        drops[reason.index] += count
     }
 
     @inline(__always)
@@ -94,6 +111,8 @@ public struct RelayCounters: Sendable {
         result.acksSent = max(acksSent, other.acksSent)
         result.acksReceived = max(acksReceived, other.acksReceived)
         result.nacksPassedOn = max(nacksPassedOn, other.nacksPassedOn)
+        result.routingFramesIn = max(routingFramesIn, other.routingFramesIn)
+        result.routingFramesOut = max(routingFramesOut, other.routingFramesOut)
         result.stored = max(stored, other.stored)
         result.storedSent = max(storedSent, other.storedSent)
         result.storedDelivered = max(storedDelivered, other.storedDelivered)
@@ -119,6 +138,8 @@ public struct RelayCounters: Sendable {
         sum.acksSent += rhs.acksSent
         sum.acksReceived += rhs.acksReceived
         sum.nacksPassedOn += rhs.nacksPassedOn
+        sum.routingFramesIn += rhs.routingFramesIn
+        sum.routingFramesOut += rhs.routingFramesOut
         sum.stored += rhs.stored
         sum.storedSent += rhs.storedSent
         sum.storedDelivered += rhs.storedDelivered

@@ -9,6 +9,8 @@ public protocol StoreAccess: Sendable {
     func submit(_ write: StoreWriter.Write)
     /// The recipient's messages due now, in arrival order, and whether it has any stored at all.
     func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)>
+    /// Which of `nodes` the store holds messages for (a route to them appeared), read off the loop.
+    func recipients(withMessagesAmong nodes: [GUID], on eventLoop: EventLoop) -> EventLoopFuture<[GUID]>
     /// Messages and bytes in the whole store.
     func totals() throws -> (messages: Int, bytes: Int)
     /// Commits what was submitted and stops the writer.
@@ -38,6 +40,14 @@ public final class ThreadedStoreAccess: StoreAccess {
         let store = self.store
         return readers.runIfActive(eventLoop: eventLoop) {
             (try store.due(for: recipient, now: now), try store.hasMessages(for: recipient))
+        }
+    }
+
+    public func recipients(withMessagesAmong nodes: [GUID], on eventLoop: EventLoop) -> EventLoopFuture<[GUID]> {
+        let store = self.store
+        return readers.runIfActive(eventLoop: eventLoop) {
+            let holding = try store.recipientsWithMessages()
+            return nodes.filter(holding.contains)
         }
     }
 

@@ -1,0 +1,318 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import PTPProtocol
+import RelayMesh
+
+/// The relay's side of the mesh (PROFILE.md section 9), shared by every shard: the route table,
+/// the proven peer connections, and the ROUTING batches owed to each peer. Everything is under one
+/// lock; shards come here for a ROUTING frame, a peer going up or down, a client binding or
+/// leaving, and on the hot path only for a node that is not connected to this relay.
+final class MeshRouter: Sendable {
+    /// A proven peer relay: where its connection is and what it has done.
+    struct PeerLink: Sendable {
+        var relay: NodeAddress
+        var location: NodeLocation
+        /// The `mesh.peers` entry when this relay dialed it; nil when the peer dialed in.
+        var dialedAddress: String?
+        var remoteAddress: String?
+        var since: Date
+        /// Entries owed to it in the next delta batch, in order, without repeats.
+        var pending: [GUID] = []
+        var pendingSet: Set<GUID> = []
+        /// When the last delta batch went to it (the batching clock: one batch per interval).
+        var lastDelta: NIODeadline?
+        var routingFramesIn = 0
+        var routingFramesOut = 0
+        var routingBytesIn = 0
+        var routingBytesOut = 0
+        var lastRoutingIn: Date?
+        var invalidEntries = 0
+    }
+
+    /// ROUTING entries to write to one peer's connection.
+    struct Batch: Sendable {
+        var relay: GUID
+        var location: NodeLocation
+        var entries: [MeshRouteEntry]
+    }
+
+    /// What a proven peer connection should do.
+    enum Admission: Sendable, Equatable {
+        /// The only connection to that relay: it is a peer now.
+        case admitted
+        /// Another connection to the same relay is kept (PROFILE.md section 9): close this one.
+        case duplicate
+        /// This one is kept and replaces the connection at `location`, which is to be closed.
+        case replaces(NodeLocation)
+    }
+
+    /// A node reached through a peer, as clients and shards need to know it.
+    struct RemoteNode: Sendable {
+        var tag: SenderTag
+        /// Relay hops.
+        var ttl: Int
+        var legacy: Bool
+    }
+
+    private struct State {
+        var table: RouteTable
+        var peers: [GUID: PeerLink] = [:]
+        /// Changes the shards have not heard yet (client ROUTING, introductions, stored messages).
+        var shardPending: [GUID] = []
+        var shardPendingSet: Set<GUID> = []
+        var routingFramesIn = 0
+        var routingFramesOut = 0
+        var authFailures = 0
+        /// The relay each dialed `mesh.peers` address proved to be, last time.
+        var dialedRelays: [String: GUID] = [:]
+    }
+
+    private let state: NIOLockedValueBox<State>
+    let selfID: GUID
+
+    init(identity: NodeAddress) {
+        selfID = identity.id
+        // Sequence numbers that grow with time: a restarted relay outbids the numbers the mesh
+        // still remembers from before at once (RouteTable's initialSeq).
+        let seconds = UInt32(truncatingIfNeeded: Int(max(Date().timeIntervalSince1970 - 1_700_000_000, 0)))
+        state = NIOLockedValueBox(State(table: RouteTable(selfID: identity.id, name: identity.name, initialSeq: seconds &* 2)))
+    }
+
+    // MARK: The hot path
+
+    /// Where to send a message for `node` when it is not connected here: the connection of the
+    /// peer relay its route goes through.
+    @inline(__always)
+    func nextHop(for node: GUID) -> (relay: GUID, location: NodeLocation)? {
+        state.withLockedValue { state in
+            guard let peer = state.table.nextHopPeer(for: node), let link = state.peers[peer] else { return nil }
+            return (peer, link.location)
+        }
+    }
+
+    /// Whether a peer routes `node` (it is connected elsewhere in the mesh): a HELLO for it here
+    /// is an id collision.
+    func routesElsewhere(_ node: GUID) -> Bool {
+        state.withLockedValue { $0.table.nextHopPeer(for: node) != nil }
+    }
+
+    // MARK: Events
+
+    func localBound(_ node: NodeAddress, legacy: Bool) {
+        state.withLockedValue { state in
+            state.table.addLocal(node, legacy: legacy)
+            Self.collect(&state)
+        }
+    }
+
+    func localUnbound(_ node: GUID) {
+        state.withLockedValue { state in
+            state.table.removeLocal(node)
+            Self.collect(&state)
+        }
+    }
+
+    /// A connection proved it is `relay`. At most one connection per pair of relays: the one
+    /// dialed by the relay with the smaller id stays.
+    func peerProven(
+        _ relay: NodeAddress, at location: NodeLocation, dialedAddress: String?, remoteAddress: String?
+    ) -> Admission {
+        state.withLockedValue { state in
+            var admission = Admission.admitted
+            if let existing = state.peers[relay.id], existing.location != location {
+                let dialer = dialedAddress != nil ? selfID : relay.id
+                guard MeshHandshake.keeps(connectionDialedBy: dialer, ownID: selfID, peer: relay.id) else { return .duplicate }
+                admission = .replaces(existing.location)
+            }
+            if let dialedAddress { state.dialedRelays[dialedAddress] = relay.id }
+            state.peers[relay.id] = PeerLink(
+                relay: relay, location: location, dialedAddress: dialedAddress, remoteAddress: remoteAddress, since: Date())
+            state.table.peerUp(relay.id)
+            Self.collect(&state)
+            return admission
+        }
+    }
+
+    /// A peer's connection closed: routes through it go at once (if it still was the peer's).
+    func peerLost(_ relay: GUID, at location: NodeLocation) {
+        state.withLockedValue { state in
+            guard state.peers[relay]?.location == location else { return }
+            state.peers[relay] = nil
+            state.table.peerDown(relay)
+            Self.collect(&state)
+        }
+    }
+
+    /// A ROUTING frame from a proven peer.
+    func receive(_ entries: [MeshRouteEntry], from relay: GUID, frameBytes: Int, malformed: Int) -> RouteUpdateResult {
+        state.withLockedValue { state in
+            let result = state.table.receive(entries, from: relay)
+            state.routingFramesIn += 1
+            if var link = state.peers[relay] {
+                link.routingFramesIn += 1
+                link.routingBytesIn += frameBytes
+                link.lastRoutingIn = Date()
+                link.invalidEntries += result.invalid + malformed
+                state.peers[relay] = link
+            }
+            Self.collect(&state)
+            return result
+        }
+    }
+
+    /// The table's changes go to every peer's pending batch and to the shards' list.
+    private static func collect(_ state: inout State) {
+        let changes = state.table.takeChanges()
+        guard !changes.isEmpty else { return }
+        for id in changes where state.shardPendingSet.insert(id).inserted {
+            state.shardPending.append(id)
+        }
+        for relay in Array(state.peers.keys) {
+            state.peers[relay]!.addPending(changes)
+        }
+    }
+
+    // MARK: Batches
+
+    /// The delta batches due now: a peer gets one at once when none went to it during the last
+    /// `interval`, else its pending entries wait for the end of that interval (RouteTable's
+    /// batching rule). Each batch is computed now, with the latest state of each entry.
+    func dueDeltas(now: NIODeadline, interval: TimeAmount) -> [Batch] {
+        state.withLockedValue { state in
+            var batches: [Batch] = []
+            for (relay, link) in state.peers where !link.pending.isEmpty {
+                if let last = link.lastDelta, now < last + interval { continue }
+                let entries = state.table.advertisement(to: relay, of: link.pending)
+                var updated = link
+                updated.pending.removeAll(keepingCapacity: true)
+                updated.pendingSet.removeAll(keepingCapacity: true)
+                updated.lastDelta = now
+                state.peers[relay] = updated
+                if !entries.isEmpty { batches.append(Batch(relay: relay, location: link.location, entries: entries)) }
+            }
+            return batches
+        }
+    }
+
+    /// The whole table for one peer (after its proof), or for every peer (each `routing.refresh`,
+    /// then withdrawals that did their work are forgotten).
+    func fullTables(for relay: GUID? = nil) -> [Batch] {
+        state.withLockedValue { state in
+            var batches: [Batch] = []
+            for (id, link) in state.peers where relay == nil || relay == id {
+                batches.append(Batch(relay: id, location: link.location, entries: state.table.fullAdvertisement(to: id)))
+            }
+            if relay == nil { state.table.expireWithdrawals() }
+            return batches
+        }
+    }
+
+    /// Counts ROUTING frames written to a peer.
+    func sent(frames: Int, bytes: Int, to relay: GUID) {
+        state.withLockedValue { state in
+            state.routingFramesOut += frames
+            state.peers[relay]?.routingFramesOut += frames
+            state.peers[relay]?.routingBytesOut += bytes
+        }
+    }
+
+    /// The nodes whose route changed since the last call, for the shards: reached through a peer
+    /// now, or nil when no peer reaches them any more (a local client may be one of those: the
+    /// node registry announces those).
+    func takeRemoteChanges() -> [GUID: RemoteNode?] {
+        state.withLockedValue { state in
+            guard !state.shardPending.isEmpty else { return [:] }
+            var changes: [GUID: RemoteNode?] = [:]
+            for id in state.shardPending {
+                if let route = state.table.route(to: id), case .peer = route.nextHop {
+                    changes[id] = RemoteNode(tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy)
+                } else {
+                    changes[id] = .some(nil)
+                }
+            }
+            state.shardPending.removeAll(keepingCapacity: true)
+            state.shardPendingSet.removeAll(keepingCapacity: true)
+            return changes
+        }
+    }
+
+    /// Every node reached through a peer now (a shard that starts late, or a snapshot).
+    func remoteNodes() -> [GUID: RemoteNode] {
+        state.withLockedValue { state in
+            var nodes: [GUID: RemoteNode] = [:]
+            for route in state.table.reachableNodes() {
+                guard case .peer = route.nextHop else { continue }
+                nodes[route.node.id] = RemoteNode(tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy)
+            }
+            return nodes
+        }
+    }
+
+    func countAuthFailure() {
+        state.withLockedValue { $0.authFailures += 1 }
+    }
+
+    // MARK: Operations
+
+    struct PeerSnapshot: Sendable {
+        var relay: NodeAddress
+        var dialedAddress: String?
+        var remoteAddress: String?
+        var since: Date
+        var routesLearned: Int
+        var routingFramesIn: Int
+        var routingFramesOut: Int
+        var routingBytesIn: Int
+        var routingBytesOut: Int
+        var lastRoutingIn: Date?
+        var invalidEntries: Int
+    }
+
+    struct Snapshot: Sendable {
+        var peers: [PeerSnapshot]
+        /// Nodes reachable through the mesh, this relay's clients included.
+        var routes: Int
+        var routingFramesIn: Int
+        var routingFramesOut: Int
+        var authFailures: Int
+    }
+
+    func snapshot() -> Snapshot {
+        state.withLockedValue { state in
+            let peers = state.peers.values.map { link in
+                PeerSnapshot(
+                    relay: link.relay, dialedAddress: link.dialedAddress, remoteAddress: link.remoteAddress, since: link.since,
+                    routesLearned: state.table.routesVia(link.relay.id), routingFramesIn: link.routingFramesIn,
+                    routingFramesOut: link.routingFramesOut, routingBytesIn: link.routingBytesIn,
+                    routingBytesOut: link.routingBytesOut, lastRoutingIn: link.lastRoutingIn, invalidEntries: link.invalidEntries)
+            }
+            return Snapshot(
+                peers: peers.sorted { $0.relay.id < $1.relay.id }, routes: state.table.reachableCount,
+                routingFramesIn: state.routingFramesIn, routingFramesOut: state.routingFramesOut, authFailures: state.authFailures)
+        }
+    }
+
+    /// The table as an operator reads it: every reachable node, its distance and next hop.
+    func routes() -> [Route] {
+        state.withLockedValue { $0.table.reachableNodes() }.sorted { $0.node.id < $1.node.id }
+    }
+
+    /// The relay the `mesh.peers` entry `address` proved to be when it was last dialed.
+    func relay(dialedAt address: String) -> GUID? {
+        state.withLockedValue { $0.dialedRelays[address] }
+    }
+
+    /// Whether `relay` is connected as a peer now (a dialer does not redial it then).
+    func isConnected(_ relay: GUID) -> Bool {
+        state.withLockedValue { $0.peers[relay] != nil }
+    }
+}
+
+extension MeshRouter.PeerLink {
+    mutating func addPending(_ ids: [GUID]) {
+        for id in ids where pendingSet.insert(id).inserted {
+            pending.append(id)
+        }
+    }
+}
