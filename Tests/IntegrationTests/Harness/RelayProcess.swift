@@ -23,9 +23,12 @@ final class RelayProcess {
     /// with `config` (YAML) written to a file and passed as `--config`, then `arguments`.
     /// Returns once the port accepts connections. `dataDirectory` and `nodeID` (default: a fresh
     /// folder `directory/data` and a fresh id) let a new process take over an earlier relay's store.
-    init(config: String? = nil, arguments: [String] = [], in directory: URL, dataDirectory: URL? = nil, nodeID: String? = nil) throws {
+    init(
+        config: String? = nil, arguments: [String] = [], in directory: URL, dataDirectory: URL? = nil, nodeID: String? = nil,
+        port fixedPort: UInt16? = nil
+    ) throws {
         self.directory = directory
-        port = try Sockets.freePort()
+        port = try fixedPort ?? Sockets.freePort()
         self.nodeID = nodeID ?? Ids.make()
         let dataDir = dataDirectory ?? directory.appendingPathComponent("data")
         self.dataDirectory = dataDir

@@ -56,12 +56,14 @@ class RelayTestCase: XCTestCase {
 
     /// Starts a relay (see `RelayProcess`) that is stopped in tearDown. Pass `dataDirectory` and
     /// `nodeID` of an earlier (stopped or killed) relay to restart it on the same store.
-    func startRelay(config: String? = nil, arguments: [String] = [], dataDirectory: URL? = nil, nodeID: String? = nil) throws
-        -> RelayProcess
-    {
+    /// `port` restarts a relay where its peers dial it.
+    func startRelay(
+        config: String? = nil, arguments: [String] = [], dataDirectory: URL? = nil, nodeID: String? = nil, port: UInt16? = nil
+    ) throws -> RelayProcess {
         let folder = try directory.appendingPathComponent("relay\(relays.count)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let relay = try RelayProcess(config: config, arguments: arguments, in: folder, dataDirectory: dataDirectory, nodeID: nodeID)
+        let relay = try RelayProcess(
+            config: config, arguments: arguments, in: folder, dataDirectory: dataDirectory, nodeID: nodeID, port: port)
         relays.append(relay)
         return relay
     }
