@@ -225,7 +225,9 @@ final class TestRelay {
     let loops: [EmbeddedEventLoop]
     var loop: EmbeddedEventLoop { loops[0] }
     let configuration: RelayConfiguration
-    let identity = NodeAddress(id: Node.guid(Node.relay), name: "relay")
+    /// The relay's id and name: `relay.node_id` and `relay.name` (`Node.relay`, "relay" unless the
+    /// test configures others).
+    let identity: NodeAddress
     let logs = LogStore()
     let context: RelayContext
     let shards: [RelayShard]
@@ -247,6 +249,7 @@ final class TestRelay {
         configuration.compat.legacyClients = false
         configure(&configuration)
         self.configuration = configuration
+        identity = NodeAddress(id: GUID(configuration.relay.nodeID ?? Node.relay)!, name: configuration.relay.name)
         let store = logs
         var logger = Logger(label: "relay-test") { _ in CapturingLogHandler(store: store) }
         logger.logLevel = .trace

@@ -155,7 +155,8 @@ extension RelayShard {
     /// after every mesh event and from a short timer (a batch held back by the interval).
     func flushMesh() {
         let interval = TimeAmount.fromSeconds(configuration.routing.interval)
-        for batch in context.mesh.dueDeltas(now: clock.now, interval: interval) { writeRouting(batch) }
+        // The loop's clock: virtual on a test's embedded loop, so a simulation drives the batching.
+        for batch in context.mesh.dueDeltas(now: eventLoop.now, interval: interval) { writeRouting(batch) }
         let changes = context.mesh.takeRemoteChanges()
         guard !changes.isEmpty else { return }
         broadcastToShards(.remoteRoutes(changes))
