@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import PTPProtocol
 
@@ -17,12 +18,107 @@ public struct RelaySnapshot: Sendable {
     /// Messages and bytes in the offline buffer.
     public var storeMessages: Int
     public var storeBytes: Int
+    /// The mesh: peer relays and the route table (PROFILE.md section 9).
+    public var mesh = MeshStatus()
 
     /// Messages relayed (every unicast and flood verb) since start.
     public var messagesRelayed: Int { counters.relayedByVerb.reduce(0, +) }
 }
 
+/// The mesh as an operator sees it.
+public struct MeshStatus: Sendable {
+    public struct Peer: Sendable {
+        public var relayID: String?
+        public var name: String?
+        /// `HOST:PORT`: the `mesh.peers` entry when this relay dials it, else where it came from.
+        public var address: String?
+        /// `up` (proven), or `connecting` (a `mesh.peers` entry not connected now).
+        public var state: String
+        /// Unix time the connection was proven.
+        public var since: Double?
+        public var routesLearned = 0
+        public var routingFramesIn = 0
+        public var routingFramesOut = 0
+        public var routingBytesIn = 0
+        public var routingBytesOut = 0
+        /// Unix time of the last ROUTING from it.
+        public var lastRoutingIn: Double?
+        public var invalidEntries = 0
+
+        public init(relayID: String?, name: String?, address: String?, state: String) {
+            self.relayID = relayID
+            self.name = name
+            self.address = address
+            self.state = state
+        }
+    }
+
+    public var peers: [Peer] = []
+    /// Nodes this relay can reach, its own clients and peer relays included.
+    public var routes = 0
+    public var routingFramesIn = 0
+    public var routingFramesOut = 0
+
+    public init() {}
+
+    public var peersUp: Int { peers.filter { $0.state == "up" }.count }
+}
+
+/// One row of the route table, for `/routes`.
+public struct RouteRow: Sendable {
+    /// `name@GUID`.
+    public var node: String
+    /// Relay hops (1: connected here, or a peer relay).
+    public var ttl: Int
+    /// `local`, or the id of the peer relay the route goes through.
+    public var via: String
+    public var legacy: Bool
+}
+
 extension RelayServer {
+    /// The route table, sorted by node id.
+    public func routes() -> [RouteRow] {
+        context.mesh.routes().map { route in
+            let via: String
+            switch route.nextHop {
+            case .local: via = "local"
+            case .peer(let relay): via = relay.description
+            }
+            return RouteRow(node: route.node.description, ttl: route.ttl, via: via, legacy: route.legacy)
+        }
+    }
+
+    /// The mesh's peers (proven ones, and `mesh.peers` entries not connected now) and counts.
+    func meshStatus() -> MeshStatus {
+        let snapshot = context.mesh.snapshot()
+        var status = MeshStatus()
+        status.routes = snapshot.routes
+        status.routingFramesIn = snapshot.routingFramesIn
+        status.routingFramesOut = snapshot.routingFramesOut
+        var dialedUp = Set<String>()
+        for link in snapshot.peers {
+            var peer = MeshStatus.Peer(
+                relayID: link.relay.id.description, name: link.relay.name, address: link.dialedAddress ?? link.remoteAddress, state: "up")
+            if let dialed = link.dialedAddress { dialedUp.insert(dialed) }
+            peer.since = link.since.timeIntervalSince1970
+            peer.routesLearned = link.routesLearned
+            peer.routingFramesIn = link.routingFramesIn
+            peer.routingFramesOut = link.routingFramesOut
+            peer.routingBytesIn = link.routingBytesIn
+            peer.routingBytesOut = link.routingBytesOut
+            peer.lastRoutingIn = link.lastRoutingIn?.timeIntervalSince1970
+            peer.invalidEntries = link.invalidEntries
+            status.peers.append(peer)
+        }
+        for address in dialer.addresses where !dialedUp.contains(address) {
+            let relay = context.mesh.relay(dialedAt: address)
+            // Connected the other way counts as up already.
+            if let relay, context.mesh.isConnected(relay) { continue }
+            status.peers.append(MeshStatus.Peer(relayID: relay?.description, name: nil, address: address, state: "connecting"))
+        }
+        return status
+    }
+
     /// Adds up every shard's counters and connections (each read on its own loop) and the store's
     /// totals (read off the loops).
     public func snapshot() async throws -> RelaySnapshot {
@@ -33,7 +129,7 @@ extension RelayServer {
             let (shardCounters, bound, waiting) = try await shard.eventLoop.submit {
                 var bound = 0
                 var waiting = 0
-                for connection in shard.connections.values {
+                for connection in shard.connections.values where !connection.isPeer {
                     switch connection.phase {
                     case .bound: bound += 1
                     case .awaitingHello: waiting += 1
@@ -47,9 +143,11 @@ extension RelayServer {
             handshaking += waiting
         }
         let totals = (try? context.store.totals()) ?? (0, 0)
-        return RelaySnapshot(
+        var snapshot = RelaySnapshot(
             identity: identity, uptime: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, clients: clients,
             handshaking: handshaking, legacyClients: context.legacyClients.count, nodes: context.registry.count,
             counters: counters, storeMessages: totals.0, storeBytes: totals.1)
+        snapshot.mesh = meshStatus()
+        return snapshot
     }
 }

@@ -23,14 +23,17 @@ public final class StatsCollector: Sendable {
     }
 
     private let source: Source
+    private let routeSource: @Sendable () -> [RouteRow]
     private let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
     private let metrics: RelayMetrics
     private let state = NIOLockedValueBox(State())
     public static let rateWindow: Double = 10
 
-    public init(readiness: Readiness, source: @escaping Source) {
+    /// `routes` gives the route table for `/routes` (none by default).
+    public init(readiness: Readiness, routes: @escaping @Sendable () -> [RouteRow] = { [] }, source: @escaping Source) {
         self.source = source
+        self.routeSource = routes
         self.readiness = readiness
         self.registry = PrometheusCollectorRegistry()
         self.metrics = RelayMetrics(factory: PrometheusMetricsFactory(registry: registry))
@@ -92,7 +95,7 @@ public final class StatsCollector: Sendable {
             "name": snapshot.identity.name ?? "relay",
             "state": readiness.current.rawValue,
             "uptime_s": (snapshot.uptime * 10).rounded() / 10,
-            "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": 0,
+            "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": snapshot.mesh.peersUp,
                             "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed],
             "nodes_known": snapshot.nodes,
             "relayed": relayed,
@@ -107,9 +110,45 @@ public final class StatsCollector: Sendable {
             "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "stored": counters.stored,
                       "sent": counters.storedSent, "delivered": counters.storedDelivered],
             "rates_10s": rates(for: snapshot),
+            "mesh": meshJSON(snapshot.mesh),
         ]
         let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
         return [UInt8](data) + [0x0A]
+    }
+
+    private func meshJSON(_ mesh: MeshStatus) -> [String: Any] {
+        let peers: [[String: Any]] = mesh.peers.map { peer in
+            var entry: [String: Any] = [
+                "state": peer.state, "routes_learned": peer.routesLearned, "invalid_entries": peer.invalidEntries,
+                "routing_frames": ["in": peer.routingFramesIn, "out": peer.routingFramesOut],
+                "routing_bytes": ["in": peer.routingBytesIn, "out": peer.routingBytesOut],
+            ]
+            entry["node_id"] = peer.relayID ?? NSNull()
+            entry["name"] = peer.name ?? NSNull()
+            entry["address"] = peer.address ?? NSNull()
+            entry["since"] = peer.since.map { Self.timestamp($0) } ?? NSNull()
+            entry["last_routing"] = peer.lastRoutingIn.map { Self.timestamp($0) } ?? NSNull()
+            return entry
+        }
+        return [
+            "peers": peers, "routes": mesh.routes,
+            "routing_frames": ["in": mesh.routingFramesIn, "out": mesh.routingFramesOut],
+        ]
+    }
+
+    private static func timestamp(_ unixTime: Double) -> String {
+        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: unixTime))
+    }
+
+    /// `GET /routes`: the route table, one entry per reachable node: `node` (`name@GUID`), `ttl`
+    /// (relay hops), `via` (`local` or the peer relay's id), `legacy`.
+    public func routesJSON() throws -> [UInt8] {
+        let rows = routeSource()
+        let body: [String: Any] = [
+            "count": rows.count,
+            "routes": rows.map { ["node": $0.node, "ttl": $0.ttl, "via": $0.via, "legacy": $0.legacy] as [String: Any] },
+        ]
+        return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) + [0x0A]
     }
 
     /// `GET /metrics`: the Prometheus text format.
@@ -146,6 +185,10 @@ final class RelayMetrics: Sendable {
     private let stored: Metrics.Counter
     private let storedDelivered: Metrics.Counter
     private let accepted: Metrics.Counter
+    private let meshPeers: Metrics.Gauge
+    private let routes: Metrics.Gauge
+    private let routingFramesIn: Metrics.Counter
+    private let routingFramesOut: Metrics.Counter
 
     init(factory: PrometheusMetricsFactory) {
         self.factory = factory
@@ -171,6 +214,10 @@ final class RelayMetrics: Sendable {
         stored = Metrics.Counter(label: "ptpchat_store_stored_total", factory: factory)
         storedDelivered = Metrics.Counter(label: "ptpchat_store_delivered_total", factory: factory)
         accepted = Metrics.Counter(label: "ptpchat_connections_accepted_total", factory: factory)
+        meshPeers = Metrics.Gauge(label: "ptpchat_mesh_peers", factory: factory)
+        routes = Metrics.Gauge(label: "ptpchat_routes", factory: factory)
+        routingFramesIn = Metrics.Counter(label: "ptpchat_routing_frames_total", dimensions: [("direction", "in")], factory: factory)
+        routingFramesOut = Metrics.Counter(label: "ptpchat_routing_frames_total", dimensions: [("direction", "out")], factory: factory)
     }
 
     /// Counters go up by what is new since `previous` (never down); gauges take the current
@@ -203,6 +250,10 @@ final class RelayMetrics: Sendable {
         add(introductions, now.introductions - before.introductions)
         add(legacyDelivered, now.legacyDelivered - before.legacyDelivered)
         add(accepted, now.connectionsAccepted - before.connectionsAccepted)
+        meshPeers.record(snapshot.mesh.peersUp)
+        routes.record(snapshot.mesh.routes)
+        add(routingFramesIn, now.routingFramesIn - before.routingFramesIn)
+        add(routingFramesOut, now.routingFramesOut - before.routingFramesOut)
         return now
     }
 }

@@ -97,6 +97,8 @@ final class StatsHTTPHandler: ChannelInboundHandler {
             send(ready ? .ok : .serviceUnavailable, "text/plain", Array("\(readiness.current.rawValue)\n".utf8), head: head, context: context)
         case "/stats":
             produce(head: head, context: context, contentType: "application/json") { try await $0.statsJSON() }
+        case "/routes":
+            produce(head: head, context: context, contentType: "application/json") { try $0.routesJSON() }
         case "/metrics":
             produce(head: head, context: context, contentType: "text/plain; version=0.0.4") { try await $0.prometheusText() }
         default:

@@ -80,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         let readiness = Readiness()
         let server = RelayServer(
             configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
-        let collector = StatsCollector(readiness: readiness) { try await server.snapshot() }
+        let collector = StatsCollector(readiness: readiness, routes: { server.routes() }) { try await server.snapshot() }
         let statsServer = configuration.stats.listen == nil ? nil : StatsServer(collector: collector, readiness: readiness, logger: logger)
 
         // Listening sockets from systemd (socket activation) replace binding.
@@ -205,7 +205,8 @@ private func reportStatus(collector: StatsCollector) async {
         if let snapshot = try? await collector.sample() {
             let rate = collector.rates(for: snapshot)["messages_relayed_per_s"] ?? 0
             Systemd.status(
-                "clients \(snapshot.clients), nodes \(snapshot.nodes), \(Int(rate)) msg/s, stored \(snapshot.storeMessages)")
+                "clients \(snapshot.clients), peers \(snapshot.mesh.peersUp), routes \(snapshot.mesh.routes), "
+                    + "\(Int(rate)) msg/s, stored \(snapshot.storeMessages)")
         }
         try? await Task.sleep(nanoseconds: 1_000_000_000)
     }

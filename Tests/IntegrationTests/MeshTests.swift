@@ -261,6 +261,71 @@ final class MeshTests: RelayTestCase {
         XCTAssertTrue(bob.client.drain(timeout: quietPeriod).filter { $0.verb == "MESSAGE" }.isEmpty, "a stored message came twice")
     }
 
+    // MARK: Operations
+
+    func testStatsMetricsAndRoutesShowThePeersAndTheTable() throws {
+        let statsPort = try Sockets.freePort()
+        let r1 = try startMeshRelay(extra: "stats:\n  listen: \"127.0.0.1:\(statsPort)\"")
+        let r2 = try startMeshRelay(peers: [r1])
+        let alice = try bind(r1, name: "alice")
+        let bob = try bind(r2, name: "bob")
+        waitForRoute(alice, to: bob.id, ttl: 2)
+
+        let stats = try XCTUnwrap(try HTTPProbe.request(port: statsPort, path: "/stats").json)
+        XCTAssertEqual((stats["connections"] as? [String: Any])?["peers"] as? Int, 1, "\(stats)")
+        XCTAssertEqual((stats["connections"] as? [String: Any])?["clients"] as? Int, 1, "the peer is not a client: \(stats)")
+        let mesh = try XCTUnwrap(stats["mesh"] as? [String: Any], "\(stats)")
+        let peers = try XCTUnwrap(mesh["peers"] as? [[String: Any]])
+        XCTAssertEqual(peers.count, 1)
+        XCTAssertEqual((peers.first?["node_id"] as? String)?.lowercased(), r2.nodeID)
+        XCTAssertEqual(peers.first?["state"] as? String, "up")
+        XCTAssertNotNil(peers.first?["since"] as? String)
+        XCTAssertNotNil(peers.first?["last_routing"] as? String)
+        XCTAssertGreaterThanOrEqual(peers.first?["routes_learned"] as? Int ?? 0, 2, "r2 and bob at least: \(peers)")
+        XCTAssertGreaterThan(((peers.first?["routing_frames"] as? [String: Any])?["in"] as? Int) ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(mesh["routes"] as? Int ?? 0, 3, "alice, r2 and bob: \(mesh)")
+
+        let metrics = try PrometheusText(parsing: try HTTPProbe.request(port: statsPort, path: "/metrics").text)
+        XCTAssertEqual(metrics.value("ptpchat_mesh_peers"), 1)
+        XCTAssertGreaterThanOrEqual(metrics.value("ptpchat_routes") ?? 0, 3)
+        XCTAssertGreaterThan(metrics.value("ptpchat_routing_frames_total", ["direction": "in"]) ?? 0, 0)
+        XCTAssertGreaterThan(metrics.value("ptpchat_routing_frames_total", ["direction": "out"]) ?? 0, 0)
+        for sample in metrics.samples {
+            XCTAssertFalse(sample.labels.values.contains { $0.lowercased().contains(bob.id) }, "a node id as a label: \(sample)")
+        }
+
+        let routes = try XCTUnwrap(try HTTPProbe.request(port: statsPort, path: "/routes").json)
+        let rows = try XCTUnwrap(routes["routes"] as? [[String: Any]])
+        let bobRow = rows.first { ($0["node"] as? String)?.lowercased().hasSuffix(bob.id) == true }
+        XCTAssertEqual(bobRow?["ttl"] as? Int, 2, "\(rows)")
+        XCTAssertEqual((bobRow?["via"] as? String)?.lowercased(), r2.nodeID)
+        let aliceRow = rows.first { ($0["node"] as? String)?.lowercased().hasSuffix(alice.id) == true }
+        XCTAssertEqual(aliceRow?["via"] as? String, "local")
+    }
+
+    func testReloadAddsAndRemovesPeersWithoutDroppingClients() throws {
+        let r1 = try startMeshRelay()
+        let r2 = try startMeshRelay()
+        let alice = try bind(r1, name: "alice")
+        let bob = try bind(r2, name: "bob")
+        let config = r2.directory.appendingPathComponent("relay.yaml")
+        let original = try String(contentsOf: config, encoding: .utf8)
+
+        try original.replacingOccurrences(of: "peers: []", with: "peers: [\"\(r1.endpoint)\"]").write(to: config, atomically: true, encoding: .utf8)
+        r2.child.signal(SIGHUP)
+        waitForRoute(alice, to: bob.id, ttl: 2)
+        waitForRoute(bob, to: alice.id, ttl: 2)
+
+        try original.write(to: config, atomically: true, encoding: .utf8)
+        r2.child.signal(SIGHUP)
+        waitForRoute(alice, to: bob.id, ttl: 32)
+        XCTAssertFalse(alice.client.isClosed || bob.client.isClosed, "a reload closed a client")
+        // Both still talk to their relay.
+        let id = Ids.make()
+        alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id))
+        XCTAssertEqual(alice.client.receive(timeout: expectWithin) { self.isAnswer($0, to: id) }?.data["stored"] as? Bool, true)
+    }
+
     // MARK: CONNECT, collisions, the existing client
 
     func testConnectAcrossRelaysCarriesAddressesObservedByEachNodesRelay() throws {

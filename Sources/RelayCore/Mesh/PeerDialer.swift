@@ -61,6 +61,11 @@ final class PeerDialer: Sendable {
         for address in added { dial(address) }
     }
 
+    /// The `mesh.peers` entries being dialed.
+    var addresses: [String] {
+        targets.withLockedValue { $0.keys.sorted() }
+    }
+
     /// Stops every dial and closes nothing (the server closes connections at shutdown).
     func stop() {
         let all = targets.withLockedValue { targets in
