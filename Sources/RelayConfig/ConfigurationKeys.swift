@@ -140,7 +140,17 @@ extension ConfigurationKey {
 
             number("routing.interval", \.routing.interval, allowZero: false),
             number("routing.refresh", \.routing.refresh, allowZero: false),
-            scalar("routing.to_clients") { $0.routing.toClients = try ValueParsing.boolean($1) },
+            scalar("routing.to_clients") { config, text in
+                if text.lowercased() == "channels" {
+                    config.routing.clientView = .channels
+                } else {
+                    do {
+                        config.routing.toClients = try ValueParsing.boolean(text)
+                    } catch {
+                        throw ValueProblem("expected true, false or channels")
+                    }
+                }
+            },
 
             list("mesh.peers", \.mesh.peers, element: ValueParsing.dialAddress),
             scalar("mesh.key", secret: true) { config, text in

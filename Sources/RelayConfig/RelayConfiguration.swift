@@ -78,8 +78,25 @@ public struct RelayConfiguration: Sendable, Equatable {
     public struct Routing: Sendable, Equatable {
         public var interval: Double = 0.25
         public var refresh: Double = 60
-        public var toClients: Bool = true
+        /// What clients get in ROUTING (`routing.to_clients`).
+        public var clientView: ClientRoutingView = .channels
+        /// Whether clients get any routes (`false` is `ClientRoutingView.none`; `true` sets `.all`).
+        public var toClients: Bool {
+            get { clientView != .none }
+            set { clientView = newValue ? .all : .none }
+        }
         public init() {}
+    }
+
+    /// `routing.to_clients` (PROFILE.md section 9).
+    public enum ClientRoutingView: String, Sendable, Equatable {
+        /// `true`: the table as this relay sees it (never a client's own entry). Small networks.
+        case all = "true"
+        /// `false`: only the empty first ROUTING.
+        case none = "false"
+        /// `channels`: the nodes a client shares a channel with and the nodes it exchanged messages
+        /// with; stays small however large the mesh grows.
+        case channels
     }
 
     public struct Mesh: Sendable, Equatable {

@@ -18,7 +18,8 @@ final class HandshakeTests: RelayTestCase {
     }
 
     func testRoutingFollowsHelloAndListsConnectedNodesWithExactEntries() throws {
-        let relay = try startRelay()
+        // The whole view (`routing.to_clients: true`); ClientRoutingViewTests has `channels`.
+        let relay = try startRelay(config: "routing:\n  to_clients: true\n")
         let bob = try bind(relay, name: "bob")
         let anonymous = try bind(relay, name: nil)
         let oddlyNamed = try bind(relay, name: "bad_name")
@@ -44,7 +45,7 @@ final class HandshakeTests: RelayTestCase {
     }
 
     func testRoutingChangesReachBoundClients() throws {
-        let relay = try startRelay()
+        let relay = try startRelay(config: "routing:\n  to_clients: true\n")
         let bob = try bind(relay, name: "bob")
         let alice = try bind(relay, name: "alice")
         func entry(_ frame: [String: Any]) -> [String: Any]? {

@@ -12,7 +12,7 @@ final class MeshTests: RelayTestCase {
     /// A relay of the mesh that dials `peers`.
     func startMeshRelay(
         peers: [RelayProcess] = [], key: String = MeshTests.key, dataDirectory: URL? = nil, nodeID: String? = nil,
-        port: UInt16? = nil, extra: String = ""
+        port: UInt16? = nil, view: String = "true", extra: String = ""
     ) throws -> RelayProcess {
         let list = peers.map { "\"\($0.endpoint)\"" }.joined(separator: ", ")
         let config = """
@@ -21,6 +21,7 @@ final class MeshTests: RelayTestCase {
               peers: [\(list)]
             routing:
               interval: \(Self.interval)
+              to_clients: \(view)
             \(extra)
             """
         return try startRelay(config: config, dataDirectory: dataDirectory, nodeID: nodeID, port: port)
@@ -112,6 +113,24 @@ final class MeshTests: RelayTestCase {
         liar.send(json: wrong)
         XCTAssertTrue(liar.expectClosed(timeout: expectWithin), "a wrong proof must close the connection")
         XCTAssertTrue(r1.log.contains("peering proof failed"), r1.logTail())
+    }
+
+    func testChannelsViewAcrossRelaysListsOnlyWhoSharesAChannel() throws {
+        let r1 = try startMeshRelay(view: "channels")
+        let r2 = try startMeshRelay(peers: [r1], view: "channels")
+        let alice = try bind(r1, name: "alice")
+        let bob = try bind(r2, name: "bob")
+        let xavier = try bind(r2, name: "xavier")
+        let channel = Ids.make()
+        // Wait until the relays are peered (a flood sent before would not cross).
+        XCTAssertTrue(Deadline.poll(timeout: expectWithin) { r1.log.contains("peer relay up") && r2.log.contains("peer relay up") })
+        alice.client.send(json: Frames.membership("JOIN", from: alice, channelID: channel))
+        bob.client.send(json: Frames.membership("JOIN", from: bob, channelID: channel))
+        waitForRoute(alice, to: bob.id, ttl: 2)
+        waitForRoute(bob, to: alice.id, ttl: 2)
+        let xavierRoutes = xavier.client.drain(timeout: 0.5).filter { $0.verb == "ROUTING" }.flatMap(\.routingEntries)
+        XCTAssertFalse(xavierRoutes.contains { $0.id == alice.id || $0.id == bob.id }, "xavier shares no channel: \(xavierRoutes)")
+        XCTAssertFalse(xavierRoutes.contains { $0.id == xavier.id }, "a client is never listed to itself")
     }
 
     // MARK: Forwarding

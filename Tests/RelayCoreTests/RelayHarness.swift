@@ -247,6 +247,9 @@ final class TestRelay {
         // test other rules; its compatibility rules (introductions, delivery on write) are on only
         // where a test asks for them (LegacyCompatibilityTests).
         configuration.compat.legacyClients = false
+        // The same for the ROUTING view: the suites written before `routing.to_clients: channels`
+        // became the default test the whole view; ClientRoutingViewTests tests `channels`.
+        configuration.routing.clientView = .all
         configure(&configuration)
         self.configuration = configuration
         identity = NodeAddress(id: GUID(configuration.relay.nodeID ?? Node.relay)!, name: configuration.relay.name)

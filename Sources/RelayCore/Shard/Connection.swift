@@ -89,6 +89,12 @@ final class Connection {
     /// Recipients behind this connection the store may hold messages for.
     var storedBacklog = StoredBacklog()
 
+    // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
+    /// Nodes it exchanged messages with (bounded): they are in its view.
+    var contacts: Set<GUID> = []
+    /// Routes to send it with the next delta.
+    var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
+
     // The mesh (PROFILE.md section 9); all on the shard's loop.
     /// Set at open for a connection this relay dialed to a peer relay: the `mesh.peers` entry.
     var dialedPeer: String?

@@ -16,6 +16,9 @@ struct NodeDirectory {
     /// How a node connected here or reached through the mesh is announced.
     func tag(of id: GUID) -> SenderTag? { tags[id] ?? remote[id]?.tag }
 
+    /// A node reached through a peer.
+    func remote(_ id: GUID) -> MeshRouter.RemoteNode? { remote[id] }
+
     /// Nodes reached through peers, with their distance.
     var remoteNodes: Dictionary<GUID, MeshRouter.RemoteNode>.Values { remote.values }
 

@@ -36,6 +36,8 @@ extension RelayShard {
             context.channels.update(channelID: channelID, frame: frame)
         }
         counters.relayed(envelope.verb, bytes: frame.readableBytes)
+        let changes = membershipChanges(envelope, bytes, origin: sender.address.id)
+        if !changes.isEmpty { broadcastToShards(.membership(changes)) }
         // A JOIN makes the existing client file its sender: it must know the sender's address first.
         let introducing = envelope.verb == .join ? sender : nil
         sendToAll(frame, except: connection.id, introducing: introducing)
@@ -43,6 +45,32 @@ extension RelayShard {
 }
 
 extension RelayShard {
+    /// Who joined or left which channel (`routing.to_clients: channels`): the origin of a JOIN or
+    /// LEAVE, and every member a CHANNEL lists.
+    func membershipChanges(_ envelope: Envelope, _ bytes: UnsafeRawBufferPointer, origin: GUID) -> [MembershipChange] {
+        let tape = reader.tape
+        guard let channelToken = tape.member("channel_id", in: envelope.data, of: bytes), tape[channelToken].kind == .string else {
+            return []
+        }
+        let channelID = tape.string(channelToken, of: bytes)
+        switch envelope.verb {
+        case .join, .leave:
+            return [MembershipChange(channelID: channelID, node: origin, joined: envelope.verb == .join)]
+        case .channel:
+            guard let members = tape.member("members", in: envelope.data, of: bytes), tape[members].kind == .array else { return [] }
+            var changes: [MembershipChange] = []
+            tape.forEachElement(of: members) { element in
+                guard tape[element].kind == .object, let node = tape.member("node_id", in: element, of: bytes),
+                    tape[node].kind == .string, let address = NodeAddress(tape.string(node, of: bytes))
+                else { return }
+                changes.append(MembershipChange(channelID: channelID, node: address.id, joined: true))
+            }
+            return changes
+        default:
+            return []
+        }
+    }
+
     /// Sends a frame that expects no answer to every bound connection of every shard except
     /// `except`; an existing client first gets `introducing` introduced.
     func sendToAll(_ frame: ByteBuffer, except: UInt64?, introducing: SenderTag?) {

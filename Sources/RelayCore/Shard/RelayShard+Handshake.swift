@@ -60,47 +60,6 @@ extension RelayShard {
         }
     }
 
-    /// After a client's HELLO: ROUTING (always, even empty), then the cached CHANNELs.
-    func sendWelcome(to connection: Connection) {
-        var entries: [(address: SenderTag, ttl: Int)] = []
-        if configuration.routing.toClients {
-            entries.reserveCapacity(directory.count)
-            // A client is never listed in its own ROUTING.
-            for tag in directory.allTags where tag.address.id != connection.nodeID { entries.append((tag, 1)) }
-            for node in directory.remoteNodes where node.tag.address.id != connection.nodeID && directory[node.tag.address.id] == nil {
-                entries.append((node.tag, node.ttl))
-            }
-        }
-        write(to: connection) { out in
-            RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
-        }
-        for frame in context.channels.current() {
-            writeBytes(to: connection, frame)
-        }
-    }
-
-    /// Sends the ROUTING changes since the last interval to every bound client of this shard.
-    func sendRoutingDelta() {
-        let delta = directory.takeDelta()
-        guard !delta.isEmpty else { return }
-        guard configuration.routing.toClients else { return }
-        var frame = ByteBufferAllocator().buffer(capacity: 256)
-        RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
-        for connection in connections.values where connection.phase == .bound && !connection.isPeer {
-            guard let own = connection.nodeID, delta[own] != nil else {
-                writeBytes(to: connection, frame)
-                continue
-            }
-            // A client is never listed in its own ROUTING: it gets the delta without its entry.
-            let others = delta.filter { $0.key != own }
-            guard !others.isEmpty else { continue }
-            write(to: connection) { out in
-                RelayFrames.routing(&out, entries: others.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
-            }
-        }
-        flushDirty()
-    }
-
     /// The relay's HELLO again, every `timeouts.hello_refresh` (the existing client marks a node
     /// offline after 120 s without one).
     func sendHelloRefresh() {

@@ -26,10 +26,16 @@ extension RelayShard {
     /// A newly bound existing client meets every other one, on any shard, and they meet it: the
     /// client never sends JOIN, so without this none of them would ever send chat to another.
     func introduceToOtherLegacyClients(_ connection: Connection, tag: SenderTag, location: NodeLocation) {
+        // A member of its built-in channel, for the ROUTING view of those who share it.
+        broadcastToShards(.membership([MembershipChange(channelID: LegacyClientChannel.id, node: tag.address.id, joined: true)]))
         let others = context.legacyClients.join(tag.address.id, .init(location: location, tag: tag))
         for other in others {
             introduceAsChannelMember(other.tag, to: connection)
             enqueue(.introduce(connection: other.location.connection, node: tag), to: other.location.shard)
+        }
+        // And to the existing clients of other relays of the mesh.
+        for node in directory.remoteNodes where node.legacy {
+            introduceAsChannelMember(node.tag, to: connection)
         }
     }
 

@@ -192,7 +192,9 @@ extension RelayShard {
     func remoteRoutesChanged(_ changes: [GUID: MeshRouter.RemoteNode?]) {
         for (id, node) in changes {
             let appeared = directory.remoteChanged(id, node)
-            guard appeared, let node, node.legacy, configuration.compat.legacyClients else { continue }
+            guard appeared, let node, node.legacy else { continue }
+            membershipChanged([MembershipChange(channelID: LegacyClientChannel.id, node: id, joined: true)])
+            guard configuration.compat.legacyClients else { continue }
             for connection in connections.values where connection.isLegacy && connection.phase == .bound {
                 introduceAsChannelMember(node.tag, to: connection)
             }

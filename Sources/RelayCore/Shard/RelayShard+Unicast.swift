@@ -39,6 +39,9 @@ extension RelayShard {
         let json = ReceivedJSON(tape: reader.tape, bytes: bytes)
 
         let destinations = envelope.verb == .message ? envelope.recipients : [envelope.recipientID!]
+        if clientView == .channels && !connection.isPeer {
+            for recipient in destinations where recipient != relayID { noteContact(connection, recipient) }
+        }
         if destinations.count == 1 {
             // The common case, without the bookkeeping of several next hops.
             let recipient = destinations[0]
@@ -190,6 +193,7 @@ extension RelayShard {
             logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
             return 0
         }
+        if clientView == .channels { noteContact(connection, delivery.sender) }
         // For the existing client the deadline is the write's: it never ACKs.
         ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
         if connection.isLegacy { connection.unconfirmedWrites.append(messageID) }

@@ -41,6 +41,10 @@ final class RelayShard: @unchecked Sendable {
     var ackDeadlines = AckDeadlineQueue()
     /// Messages from the store out for delivery.
     var storedInFlight = StoredInFlight()
+    /// Channel memberships seen in relayed floods (`routing.to_clients: channels`).
+    var interest = InterestIndex()
+    /// Node id to the connections here whose client exchanged messages with it.
+    var contactWatchers: [GUID: Set<UInt64>] = [:]
     /// Commands for other shards, sent at the flush.
     var outbox = ShardOutbox()
     /// Connections written to since the last flush.
@@ -132,6 +136,7 @@ final class RelayShard: @unchecked Sendable {
                 broadcastToShards(.nodeUnbound(tag.address.id, location, tag))
             }
         }
+        forgetContacts(of: connection)
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
@@ -305,6 +310,8 @@ final class RelayShard: @unchecked Sendable {
             connections[connectionID]?.storedBacklog.mark(recipient)
         case .remoteRoutes(let changes):
             remoteRoutesChanged(changes)
+        case .membership(let changes):
+            membershipChanged(changes)
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)

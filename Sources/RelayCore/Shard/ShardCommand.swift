@@ -21,6 +21,8 @@ enum ShardCommand: Sendable {
     case storedBacklog(connection: UInt64, recipient: GUID)
     /// Nodes reached through peer relays changed (nil: not reachable through a peer any more).
     case remoteRoutes([GUID: MeshRouter.RemoteNode?])
+    /// Channel memberships seen in a relayed JOIN, LEAVE or CHANNEL.
+    case membership([MembershipChange])
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }

@@ -1,0 +1,152 @@
+import NIOCore
+import PTPProtocol
+import RelayConfig
+
+/// What clients hear in ROUTING (PROFILE.md sections 4 and 9, `routing.to_clients`): the whole
+/// view (`true`), nothing but the first empty frame (`false`), or the nodes each client shares a
+/// channel or exchanged messages with (`channels`), which stays small however large the mesh.
+/// A client is never listed in its own ROUTING.
+extension RelayShard {
+    /// Most nodes a client's exchanged messages add to its view.
+    static let maxContactsPerClient = 1024
+
+    var clientView: RelayConfiguration.ClientRoutingView { configuration.routing.clientView }
+
+    /// After a client's HELLO: ROUTING (always, even empty), then the cached CHANNELs.
+    func sendWelcome(to connection: Connection) {
+        var entries: [(address: SenderTag, ttl: Int)] = []
+        let own = connection.nodeID
+        switch clientView {
+        case .none:
+            break
+        case .all:
+            entries.reserveCapacity(directory.count)
+            for tag in directory.allTags where tag.address.id != own { entries.append((tag, 1)) }
+            for node in directory.remoteNodes where node.tag.address.id != own && directory[node.tag.address.id] == nil {
+                entries.append((node.tag, node.ttl))
+            }
+        case .channels:
+            if let own {
+                for id in interest.sharing(with: own) {
+                    if let route = currentRoute(to: id) { entries.append(route) }
+                }
+            }
+        }
+        write(to: connection) { out in
+            RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
+        }
+        for frame in context.channels.current() {
+            writeBytes(to: connection, frame)
+        }
+    }
+
+    /// How `id` is listed now: connected here at `ttl` 1, or through a peer at its distance.
+    func currentRoute(to id: GUID) -> (address: SenderTag, ttl: Int)? {
+        if directory[id] != nil, let tag = directory.tag(of: id) { return (tag, 1) }
+        if let remote = directory.remote(id) { return (remote.tag, remote.ttl) }
+        return nil
+    }
+
+    /// Sends the ROUTING changes since the last interval to the bound clients of this shard.
+    func sendRoutingDelta() {
+        let delta = directory.takeDelta()
+        switch clientView {
+        case .none:
+            return
+        case .all:
+            guard !delta.isEmpty else { return }
+            sendWholeDelta(delta)
+        case .channels:
+            sendInterestDelta(delta)
+        }
+        flushDirty()
+    }
+
+    private func sendWholeDelta(_ delta: [GUID: (tag: SenderTag, ttl: Int)]) {
+        var frame = ByteBufferAllocator().buffer(capacity: 256)
+        RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
+        for connection in connections.values where connection.phase == .bound && !connection.isPeer {
+            guard let own = connection.nodeID, delta[own] != nil else {
+                writeBytes(to: connection, frame)
+                continue
+            }
+            // A client is never listed in its own ROUTING: it gets the delta without its entry.
+            let others = delta.filter { $0.key != own }
+            guard !others.isEmpty else { continue }
+            write(to: connection) { out in
+                RelayFrames.routing(&out, entries: others.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
+            }
+        }
+    }
+
+    /// `channels`: each changed node goes to the clients here that share a channel with it or
+    /// exchanged messages with it, with what each client newly shares (one frame per client).
+    private func sendInterestDelta(_ delta: [GUID: (tag: SenderTag, ttl: Int)]) {
+        for (id, entry) in delta {
+            for node in interest.sharing(with: id) {
+                if let client = localClient(node) { client.routingPending[id] = entry }
+            }
+            for connectionID in contactWatchers[id] ?? [] {
+                connections[connectionID]?.routingPending[id] = entry
+            }
+        }
+        for connection in connections.values where !connection.routingPending.isEmpty {
+            let pending = connection.routingPending
+            connection.routingPending.removeAll()
+            guard connection.phase == .bound, !connection.isPeer else { continue }
+            let entries = pending.compactMap { $0.key == connection.nodeID ? nil : ($0.value.tag, $0.value.ttl) }
+            guard !entries.isEmpty else { continue }
+            write(to: connection) { out in
+                RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
+            }
+        }
+    }
+
+    /// The bound client connection of `node` on this shard.
+    func localClient(_ node: GUID) -> Connection? {
+        guard let location = directory[node], location.shard == index,
+            let connection = connections[location.connection], connection.phase == .bound, !connection.isPeer
+        else { return nil }
+        return connection
+    }
+
+    /// `connection`'s client now cares about `node` (a channel in common, a message exchanged):
+    /// its route goes out with the next delta.
+    func addInterest(_ connection: Connection, in node: GUID) {
+        guard clientView == .channels, node != connection.nodeID, let route = currentRoute(to: node) else { return }
+        connection.routingPending[node] = (route.address, route.ttl)
+    }
+
+    /// Channel memberships seen in a relayed JOIN, LEAVE or CHANNEL (every shard applies them).
+    func membershipChanged(_ changes: [MembershipChange]) {
+        for change in changes {
+            let newlySharing = interest.apply(change)
+            guard !newlySharing.isEmpty, clientView == .channels else { continue }
+            if let client = localClient(change.node) {
+                for other in newlySharing { addInterest(client, in: other) }
+            }
+            for other in newlySharing {
+                if let client = localClient(other) { addInterest(client, in: change.node) }
+            }
+        }
+    }
+
+    /// A client exchanged a message with `node`: it sees `node`'s route from now on.
+    @inline(__always)
+    func noteContact(_ connection: Connection, _ node: GUID) {
+        guard clientView == .channels, !connection.isPeer, node != connection.nodeID,
+            connection.contacts.count < Self.maxContactsPerClient, connection.contacts.insert(node).inserted
+        else { return }
+        contactWatchers[node, default: []].insert(connection.id)
+        addInterest(connection, in: node)
+    }
+
+    /// A closed connection stops watching its contacts.
+    func forgetContacts(of connection: Connection) {
+        for node in connection.contacts {
+            contactWatchers[node]?.remove(connection.id)
+            if contactWatchers[node]?.isEmpty == true { contactWatchers[node] = nil }
+        }
+        connection.contacts.removeAll()
+    }
+}
