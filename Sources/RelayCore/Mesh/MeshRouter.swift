@@ -53,6 +53,9 @@ final class MeshRouter: Sendable {
         /// Relay hops.
         var ttl: Int
         var legacy: Bool
+        /// The peer relay the route goes through, and its connection.
+        var relay: GUID
+        var location: NodeLocation
     }
 
     private struct State {
@@ -225,8 +228,9 @@ final class MeshRouter: Sendable {
             guard !state.shardPending.isEmpty else { return [:] }
             var changes: [GUID: RemoteNode?] = [:]
             for id in state.shardPending {
-                if let route = state.table.route(to: id), case .peer = route.nextHop {
-                    changes[id] = RemoteNode(tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy)
+                if let route = state.table.route(to: id), case .peer(let peer) = route.nextHop, let link = state.peers[peer] {
+                    changes[id] = RemoteNode(
+                        tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy, relay: peer, location: link.location)
                 } else {
                     changes[id] = .some(nil)
                 }
@@ -242,8 +246,9 @@ final class MeshRouter: Sendable {
         state.withLockedValue { state in
             var nodes: [GUID: RemoteNode] = [:]
             for route in state.table.reachableNodes() {
-                guard case .peer = route.nextHop else { continue }
-                nodes[route.node.id] = RemoteNode(tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy)
+                guard case .peer(let peer) = route.nextHop, let link = state.peers[peer] else { continue }
+                nodes[route.node.id] = RemoteNode(
+                    tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy, relay: peer, location: link.location)
             }
             return nodes
         }

@@ -101,7 +101,10 @@ extension RelayShard {
     @inline(__always)
     func sender(of envelope: Envelope, on connection: Connection) -> SenderTag? {
         guard connection.isPeer else { return connection.tag }
-        return envelope.origin.map(SenderTag.init)
+        guard let origin = envelope.origin else { return nil }
+        // The tag the route table gave the node, when it names it the same: no new one per message.
+        if let known = directory.tag(of: origin.id), known.address.name == origin.name { return known }
+        return SenderTag(origin)
     }
 
     /// The copy of a unicast message for one next hop: `recipient` narrowed to those behind it.

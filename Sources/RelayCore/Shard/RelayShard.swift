@@ -329,9 +329,13 @@ final class RelayShard: @unchecked Sendable {
 
     /// The next hop toward `id`, or nil when the relay has no route to it (then it is stored):
     /// its own connection here, else the peer relay the mesh routes it through.
+    /// This shard's replicas first (no lock); the registry and the mesh router, under their
+    /// locks, only for a node bound or routed an instant ago.
     @inline(__always)
     func nextHop(for id: GUID) -> NextHop? {
-        if let location = locate(id) { return .client(location) }
+        if let location = directory[id] { return .client(location) }
+        if let remote = directory.remote(id) { return .peer(remote.location, relay: remote.relay) }
+        if let location = context.registry.lookup(id) { return .client(location) }
         if let (relay, location) = context.mesh.nextHop(for: id) { return .peer(location, relay: relay) }
         return nil
     }
