@@ -21,10 +21,11 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
+
+from relayproc import free_port, start_relay
 
 KEY = "benchmark-mesh-key-0123456789abcdef"
 
@@ -130,20 +131,12 @@ def stats(port):
         return json.load(response)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def measure(relay_bin, nodes):
-    work = tempfile.mkdtemp(prefix="ptpchat-mesh-table.")
     port, stats_port = free_port(), free_port()
-    config = os.path.join(work, "relay.yaml")
-    with open(config, "w") as f:
-        f.write(f"""relay:
+    relay = start_relay(relay_bin, "ptpchat-mesh-table.", f"""relay:
   listen: ["127.0.0.1:{port}"]
-  data_dir: "{work}/data"
+  data_dir: "{{work}}/data"
 stats:
   listen: "127.0.0.1:{stats_port}"
 log:
@@ -153,14 +146,7 @@ mesh:
 routing:
   to_clients: false
 """)
-    relay = subprocess.Popen([relay_bin, "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         a, a_id = peer(port, "peerA")
         # Let the relay settle (its first table to A), then take the baseline memory.
         time.sleep(0.5)

@@ -37,31 +37,13 @@ public enum MeshFrames {
         _ out: inout ByteBuffer, entries: [MeshRouteEntry], relay: SenderTag,
         maxFrameBytes: Int = 8192, nextID: () -> GUID
     ) {
-        var index = 0
-        repeat {
-            let lengthIndex = FrameWriter.begin(&out, verb: .routing, messageID: nextID(), ttl: 1, flood: false, sender: relay)
-            out.writeASCII("{\"node_id\":")
-            out.writeQuotedGUID(relay.address.id)
-            out.writeASCII(",\"nodes\":[")
-            var first = true
-            while index < entries.count {
-                let entryStart = out.writerIndex
-                writeEntry(&out, entries[index], first: first)
-                // Written, then measured: the frame so far plus the closing `]}` and `}`.
-                if !first && out.writerIndex - lengthIndex + 3 > maxFrameBytes {
-                    out.moveWriterIndex(to: entryStart)
-                    break
-                }
-                first = false
-                index += 1
-            }
-            out.writeASCII("]}")
-            FrameWriter.end(&out, lengthIndex: lengthIndex)
-        } while index < entries.count
+        RelayFrames.chunkedRouting(&out, count: entries.count, relay: relay, maxFrameBytes: maxFrameBytes, nextID: nextID) {
+            writeEntry(&$0, entries[$1])
+        }
     }
 
-    private static func writeEntry(_ out: inout ByteBuffer, _ entry: MeshRouteEntry, first: Bool) {
-        out.writeASCII(first ? "{\"node_id\":\"" : ",{\"node_id\":\"")
+    private static func writeEntry(_ out: inout ByteBuffer, _ entry: MeshRouteEntry) {
+        out.writeASCII("{\"node_id\":\"")
         if let name = entry.node.name, NodeAddress.isValidName(name) {
             out.writeString(name)
         } else {

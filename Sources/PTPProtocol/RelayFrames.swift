@@ -93,10 +93,28 @@ public enum RelayFrames {
         }
     }
 
-    /// `ROUTING` frames of at most `maxFrameBytes` each (PROFILE.md: 8 KiB), always at least one.
+    /// `ROUTING` frames for clients (`node_id` and `ttl` per entry) of at most `maxFrameBytes`
+    /// each (PROFILE.md: 8 KiB), always at least one.
     public static func routing(
         _ out: inout ByteBuffer, entries: [(address: SenderTag, ttl: Int)], relay: SenderTag,
         maxFrameBytes: Int = 8192, nextID: () -> GUID
+    ) {
+        chunkedRouting(&out, count: entries.count, relay: relay, maxFrameBytes: maxFrameBytes, nextID: nextID) { out, index in
+            let entry = entries[index]
+            out.writeASCII("{\"node_id\":\"")
+            out.writeBytes(entry.address.rendered)
+            out.writeASCII("\",\"ttl\":")
+            out.writeDecimal(entry.ttl)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+    }
+
+    /// ROUTING frames holding `count` entries, each written by `writeEntry` (an object): as many
+    /// per frame as fit in `maxFrameBytes` with the 4-byte length prefix (an entry is written,
+    /// then taken back if it does not fit), always at least one frame (`nodes: []` for none).
+    static func chunkedRouting(
+        _ out: inout ByteBuffer, count: Int, relay: SenderTag, maxFrameBytes: Int, nextID: () -> GUID,
+        writeEntry: (inout ByteBuffer, Int) -> Void
     ) {
         var index = 0
         repeat {
@@ -105,22 +123,21 @@ public enum RelayFrames {
             out.writeQuotedGUID(relay.address.id)
             out.writeASCII(",\"nodes\":[")
             var first = true
-            // Room for the closing `]}` and `}`; the bound includes the 4-byte length prefix.
-            while index < entries.count {
-                let entry = entries[index]
-                let needed = entry.address.rendered.count + 24
-                if !first && out.writerIndex - lengthIndex + needed + 3 > maxFrameBytes { break }
-                out.writeASCII(first ? "{\"node_id\":\"" : ",{\"node_id\":\"")
-                out.writeBytes(entry.address.rendered)
-                out.writeASCII("\",\"ttl\":")
-                out.writeDecimal(entry.ttl)
-                out.writeInteger(UInt8(ascii: "}"))
+            while index < count {
+                let entryStart = out.writerIndex
+                if !first { out.writeInteger(UInt8(ascii: ",")) }
+                writeEntry(&out, index)
+                // The frame so far plus the closing `]}` and `}`.
+                if !first && out.writerIndex - lengthIndex + 3 > maxFrameBytes {
+                    out.moveWriterIndex(to: entryStart)
+                    break
+                }
                 first = false
                 index += 1
             }
             out.writeASCII("]}")
             FrameWriter.end(&out, lengthIndex: lengthIndex)
-        } while index < entries.count
+        } while index < count
     }
 }
 

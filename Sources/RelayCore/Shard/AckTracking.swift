@@ -20,24 +20,12 @@ struct SplitForwards {
         return lastToken
     }
 
-    /// A next hop ACKed. True when it was the last answer: the upstream gets its ACK now.
-    mutating func acked(_ token: UInt64) -> Bool {
+    /// A next hop answered (`acked`, or failed: its NACK already went upstream). True when it was
+    /// the last answer and one of them ACKed: the upstream gets its ACK now.
+    mutating func answered(_ token: UInt64, acked: Bool) -> Bool {
         guard var entry = entries[token] else { return false }
         entry.outstanding -= 1
-        entry.acked += 1
-        guard entry.outstanding == 0 else {
-            entries[token] = entry
-            return false
-        }
-        entries[token] = nil
-        return true
-    }
-
-    /// A next hop failed (its NACK already went upstream). True when it was the last answer and
-    /// another next hop ACKed: the upstream gets its ACK now.
-    mutating func failed(_ token: UInt64) -> Bool {
-        guard var entry = entries[token] else { return false }
-        entry.outstanding -= 1
+        if acked { entry.acked += 1 }
         guard entry.outstanding == 0 else {
             entries[token] = entry
             return false

@@ -352,10 +352,10 @@ extension RelayShard {
             let ackNow: Bool
             switch outcome {
             case .acked:
-                ackNow = pending.acked(token)
+                ackNow = pending.answered(token, acked: true)
             case .stored, .failed, .refused:
                 if let connection { sendNack(to: connection, refusing: messageID, outcome) }
-                ackNow = pending.failed(token)
+                ackNow = pending.answered(token, acked: false)
             }
             if ackNow, let connection { sendAck(to: connection, acknowledging: messageID) }
         }

@@ -1,0 +1,35 @@
+"""Starting a relay process for the Python benchmarks: a free loopback port, a config file in a
+temporary directory, and a wait until it listens."""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_relay(relay_bin, prefix, config_text):
+    """Writes `config_text` (its `{work}` replaced by the temporary directory) and starts the
+    relay with it; returns the process once the port in the config accepts connections."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(work, "relay.yaml")
+    text = config_text.replace("{work}", work)
+    with open(path, "w") as f:
+        f.write(text)
+    port = int(text.split('listen: ["127.0.0.1:')[1].split('"')[0])
+    relay = subprocess.Popen([relay_bin, "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            return relay
+        except OSError:
+            if relay.poll() is not None:
+                raise SystemExit(f"the relay exited with status {relay.returncode}")
+            time.sleep(0.05)
+    relay.terminate()
+    raise SystemExit("the relay did not listen in time")
