@@ -1,0 +1,92 @@
+import NIOCore
+import PTPProtocol
+import RelayMesh
+import XCTest
+
+@testable import RelayCore
+
+/// The relay's shared mesh state (MeshRouter): the batching of ROUTING per peer, one connection per
+/// pair of relays, and what it tells the shards.
+final class MeshRouterTests: XCTestCase {
+    let me = NodeAddress(id: GUID("00000000-0000-4000-8000-0000000000a0")!, name: "me")
+    let small = NodeAddress(id: GUID("00000000-0000-4000-8000-000000000001")!, name: "small")
+    let large = NodeAddress(id: GUID("ffffffff-0000-4000-8000-0000000000ff")!, name: "large")
+    let interval = TimeAmount.milliseconds(250)
+
+    private func client(_ n: Int) -> NodeAddress {
+        NodeAddress(id: GUID(high: 0x1000_0000_0000_4000, low: 0x8000_0000_0000_0000 | UInt64(n)), name: "c\(n)")
+    }
+
+    func testAChangeGoesAtOnceThenChangesWaitForTheIntervalAndGoAsOneBatch() {
+        let router = MeshRouter(identity: me)
+        XCTAssertEqual(router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil), .admitted)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        _ = router.fullTables(for: small.id)
+        router.localBound(client(1), legacy: false)
+        let first = router.dueDeltas(now: start, interval: interval)
+        XCTAssertEqual(first.count, 1, "nothing went to the peer during the last interval: at once")
+        XCTAssertTrue(first[0].entries.contains { $0.node.id == client(1).id && $0.ttl == 1 })
+
+        for n in 2...500 { router.localBound(client(n), legacy: false) }
+        XCTAssertTrue(router.dueDeltas(now: start + .milliseconds(100), interval: interval).isEmpty, "held back by the interval")
+        let second = router.dueDeltas(now: start + interval, interval: interval)
+        XCTAssertEqual(second.count, 1)
+        XCTAssertEqual(second[0].entries.filter { $0.ttl == 1 }.count, 499, "every change of the interval in one batch")
+        // One batch of 499 entries is a handful of 8 KiB frames.
+        var frames = ByteBufferAllocator().buffer(capacity: 0)
+        var count = 0
+        MeshFrames.routing(&frames, entries: second[0].entries, relay: SenderTag(me)) {
+            count += 1
+            return GUID.random()
+        }
+        XCTAssertLessThanOrEqual(count, 8, "\(count) frames for 499 entries")
+        XCTAssertTrue(router.dueDeltas(now: start + interval * 3, interval: interval).isEmpty, "nothing left")
+    }
+
+    func testOneConnectionPerPairTheOneDialedByTheSmallerIDStays() {
+        // Seen from `me`: `small` < me < `large` as bare lowercase strings.
+        let router = MeshRouter(identity: me)
+        let accepted = NodeLocation(shard: 0, connection: 1)
+        let dialed = NodeLocation(shard: 1, connection: 2)
+        XCTAssertEqual(router.peerProven(small, at: accepted, dialedAddress: nil, remoteAddress: nil), .admitted)
+        // The second connection to `small` is the one this relay dialed: `small` dialed the first,
+        // and its id is smaller, so the first stays.
+        XCTAssertEqual(router.peerProven(small, at: dialed, dialedAddress: "small:9001", remoteAddress: nil), .duplicate)
+        XCTAssertEqual(router.nextHop(for: small.id)?.location, nil, "no route before its ROUTING")
+
+        XCTAssertEqual(router.peerProven(large, at: accepted, dialedAddress: nil, remoteAddress: nil), .admitted)
+        // With `large`, this relay has the smaller id: its own dial replaces the accepted one.
+        XCTAssertEqual(router.peerProven(large, at: dialed, dialedAddress: "large:9001", remoteAddress: nil), .replaces(accepted))
+        XCTAssertEqual(router.relay(dialedAt: "large:9001"), large.id)
+        XCTAssertTrue(router.isConnected(large.id))
+        // The replaced connection closing later does not take the peer down.
+        router.peerLost(large.id, at: accepted)
+        XCTAssertTrue(router.isConnected(large.id))
+        router.peerLost(large.id, at: dialed)
+        XCTAssertFalse(router.isConnected(large.id))
+    }
+
+    func testRoutesLearnedFromAPeerReachTheShardsAndGoWithIt() {
+        let router = MeshRouter(identity: me)
+        let location = NodeLocation(shard: 1, connection: 7)
+        _ = router.peerProven(small, at: location, dialedAddress: nil, remoteAddress: nil)
+        _ = router.takeRemoteChanges()
+        let remote = client(9)
+        let result = router.receive(
+            [MeshRouteEntry(node: small, ttl: 1, seq: 2), MeshRouteEntry(node: remote, ttl: 1, seq: 4)], from: small.id,
+            frameBytes: 200, malformed: 0)
+        XCTAssertEqual(result.invalid, 0)
+        XCTAssertEqual(router.nextHop(for: remote.id)?.location, location)
+        XCTAssertTrue(router.routesElsewhere(remote.id), "a HELLO for it here is an id collision")
+        let changes = router.takeRemoteChanges()
+        XCTAssertEqual(changes[remote.id]??.ttl, 2)
+        XCTAssertEqual(changes[remote.id]??.location, location)
+
+        router.peerLost(small.id, at: location)
+        XCTAssertNil(router.nextHop(for: remote.id), "routes through a lost peer go at once")
+        let gone = router.takeRemoteChanges()
+        XCTAssertTrue(gone.keys.contains(remote.id), "the shards hear of it")
+        XCTAssertTrue(gone[remote.id].map { $0 == nil } ?? false, "as no longer reached through a peer")
+        XCTAssertEqual(router.snapshot().peers.count, 0)
+    }
+}
