@@ -8,11 +8,13 @@ final class MeshTests: RelayTestCase {
     static let key = "integration-mesh-key-0123456789"
     /// Short enough that a test sees a route change within a second.
     static let interval = 0.05
+    /// `routing.interval` as the relay defaults it.
+    static let defaultInterval = 0.25
 
     /// A relay of the mesh that dials `peers`.
     func startMeshRelay(
         peers: [RelayProcess] = [], key: String = MeshTests.key, dataDirectory: URL? = nil, nodeID: String? = nil,
-        port: UInt16? = nil, view: String = "true", extra: String = ""
+        port: UInt16? = nil, view: String = "true", interval: Double = MeshTests.interval, extra: String = ""
     ) throws -> RelayProcess {
         let list = peers.map { "\"\($0.endpoint)\"" }.joined(separator: ", ")
         let config = """
@@ -20,7 +22,7 @@ final class MeshTests: RelayTestCase {
               key: "\(key)"
               peers: [\(list)]
             routing:
-              interval: \(Self.interval)
+              interval: \(interval)
               to_clients: \(view)
             \(extra)
             """
@@ -320,6 +322,41 @@ final class MeshTests: RelayTestCase {
         XCTAssertEqual((bobRow?["via"] as? String)?.lowercased(), r2.nodeID)
         let aliceRow = rows.first { ($0["node"] as? String)?.lowercased().hasSuffix(alice.id) == true }
         XCTAssertEqual(aliceRow?["via"] as? String, "local")
+    }
+
+    /// Aggregation (PROFILE.md section 9): a thousand clients connecting at once cost a peer a
+    /// handful of ROUTING frames, not a thousand.
+    func testAThousandClientsConnectingCostAPeerAHandfulOfRoutingFrames() throws {
+        let statsPort = try Sockets.freePort()
+        // The default interval, as an operator runs it.
+        let r1 = try startMeshRelay(interval: Self.defaultInterval)
+        _ = try startMeshRelay(peers: [r1], interval: Self.defaultInterval, extra: "stats:\n  listen: \"127.0.0.1:\(statsPort)\"")
+        func framesIn() throws -> Int {
+            let stats = try HTTPProbe.request(port: statsPort, path: "/stats").json
+            let peers = (stats?["mesh"] as? [String: Any])?["peers"] as? [[String: Any]]
+            return ((peers?.first?["routing_frames"] as? [String: Any])?["in"] as? Int) ?? -1
+        }
+        func routes() throws -> Int {
+            ((try HTTPProbe.request(port: statsPort, path: "/stats").json?["mesh"] as? [String: Any])?["routes"] as? Int) ?? 0
+        }
+        XCTAssertTrue(Deadline.poll(timeout: expectWithin) { ((try? routes()) ?? 0) >= 1 }, "the relays did not peer")
+        let before = try framesIn()
+        let baseRoutes = try routes()
+        let started = Date()
+        var clients: [TestClient] = []
+        for index in 0..<1000 {
+            let client = try TestClient(port: r1.port, label: "c\(index)")
+            track(client)
+            client.send(json: Frames.hello(id: Ids.make(), name: "c\(index)"))
+            clients.append(client)
+        }
+        let connectTime = Date().timeIntervalSince(started)
+        XCTAssertTrue(
+            Deadline.poll(timeout: 15, interval: 0.05) { ((try? routes()) ?? 0) >= baseRoutes + 1000 },
+            "r2 did not learn the thousand routes: \((try? routes()) ?? -1)")
+        let frames = try framesIn() - before
+        print("1000 clients connected to r1 in \(String(format: "%.2f", connectTime)) s cost r2 \(frames) ROUTING frames")
+        XCTAssertLessThanOrEqual(frames, 40, "a thousand binds must be batched, not sent one by one")
     }
 
     func testReloadAddsAndRemovesPeersWithoutDroppingClients() throws {
