@@ -84,6 +84,8 @@ final class MeshSimulation {
         case deliver(Directed, epoch: Int, entries: [MeshRouteEntry])
         case flush(Directed, epoch: Int)
         case refresh(relay: Int)
+        /// The relay notices that a client that moved away closed its connection.
+        case staleClientGone(GUID, relay: Int)
     }
 
     /// What one change cost and how long the mesh took to get it right.
@@ -96,7 +98,8 @@ final class MeshSimulation {
         /// Delta entries and batches sent because of the change.
         var entries: Int
         var batches: Int
-        /// Forwarding loops seen at any tick, and what was still wrong when the mesh went quiet.
+        /// Forwarding loops seen at a tick or the moment a route changed, and what was still wrong
+        /// when the mesh went quiet.
         var loops: [String]
         var failure: String?
     }
@@ -140,6 +143,8 @@ final class MeshSimulation {
     private(set) var deltaBatches = 0
     private(set) var fullEntries = 0
     private(set) var invalidEntries = 0
+    /// Loops found when a route changed, at any moment (not only at ticks).
+    private(set) var transientLoops: [String] = []
     private(set) var collisions: [RouteCollision] = []
     private var lastTableChange = 0
     private var cachedDistances: [[Int]]?
@@ -188,14 +193,14 @@ final class MeshSimulation {
         afterEvent(relay)
     }
 
-    /// The client reconnects to `relay`: with `newPlaceFirst` it binds there before its old relay
-    /// notices that it left (the old connection timing out), else after.
+    /// The client reconnects to `relay`: with `newPlaceFirst` it binds there a quarter of an
+    /// interval before its old relay notices that it left (the old connection closing late), else
+    /// after.
     func moveClient(_ client: GUID, to relay: Int, newPlaceFirst: Bool) {
         guard let old = home[client], old != relay else { return }
         if newPlaceFirst {
             connect(client, to: relay)
-            tables[old].removeLocal(client)
-            afterEvent(old)
+            schedule(at: now + Self.interval / 4, .staleClientGone(client, relay: old))
         } else {
             removeClient(client)
             connect(client, to: relay)
@@ -291,6 +296,9 @@ final class MeshSimulation {
         let changes = tables[relay].takeChanges()
         guard !changes.isEmpty else { return }
         lastTableChange = now
+        for id in changes.ids {
+            if let loop = loop(to: id, from: relay) { transientLoops.append("t=\(now): \(loop)") }
+        }
         for neighbour in neighbours[relay] {
             let key = Directed(from: relay, to: neighbour)
             pending[key, default: []].formUnion(changes.ids)
@@ -393,6 +401,11 @@ final class MeshSimulation {
             guard sentEpoch == epoch(key) else { return }
             if flushAt[key] == now { flushAt[key] = nil }
             send(key)
+        case .staleClientGone(let client, let relay):
+            busyEvents -= 1
+            guard alive[relay] else { return }
+            tables[relay].removeLocal(client)
+            afterEvent(relay)
         case .refresh(let relay):
             schedule(at: now + refreshPeriod, .refresh(relay: relay))
             guard alive[relay] else { return }
@@ -411,6 +424,7 @@ final class MeshSimulation {
     /// quiet, checking for forwarding loops at every tick and for right routes.
     func measure(_ change: () -> Void) -> Measurement {
         let start = now
+        let loopsBefore = transientLoops.count
         let entriesBefore = deltaEntries
         let batchesBefore = deltaBatches
         lastTableChange = start
@@ -440,7 +454,7 @@ final class MeshSimulation {
             settle: Double(lastTableChange - start) / Double(Self.interval),
             entries: deltaEntries - entriesBefore,
             batches: deltaBatches - batchesBefore,
-            loops: loops,
+            loops: loops + transientLoops[loopsBefore...],
             failure: failure)
     }
 
@@ -501,6 +515,19 @@ final class MeshSimulation {
             if table.reachableCount != expected {
                 return "relay \(relay) holds \(table.reachableCount) routes, want \(expected)"
             }
+        }
+        return nil
+    }
+
+    /// A loop through `start` or downstream of it, for a node whose route just changed there: every
+    /// change is checked the moment it happens, so even a loop that lasts a few milliseconds shows.
+    private func loop(to destination: GUID, from start: Int) -> String? {
+        var path = [start]
+        var current = start
+        while let peer = tables[current].nextHopPeer(for: destination), let hop = relayIndex[peer] {
+            if path.contains(hop) { return "loop to \(destination) through relays \(path + [hop])" }
+            path.append(hop)
+            current = hop
         }
         return nil
     }
