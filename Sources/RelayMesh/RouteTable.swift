@@ -32,6 +32,9 @@ import PTPProtocol
 ///   is feasible everywhere, so the relays that lost the route find the best path that is left
 ///   within a few batches, and a route to a node that is gone is withdrawn everywhere by one
 ///   wave of odd numbers. Nothing ever counts up to 32.
+/// - A peer that offers a route at a number older than a withdrawal this relay holds (it was cut
+///   off or restarted while the news went round) is sent that withdrawal, so that its origin
+///   outbids it; a restarted origin thus gets its numbers back above what the mesh remembers.
 ///
 /// An entry without a sequence number (a relay that does not use them) is kept and used by plain
 /// distance vector, but only while no peer offers the node with a number. The trade-off: through
@@ -64,8 +67,9 @@ import PTPProtocol
 ///   Why urgent batches: a failure affects many nodes at once and its repair crosses each relay
 ///   in several waves (withdrawals, their numbers climbing to the origins, the origins' new
 ///   numbers coming back). With one batch per interval each wave waits up to an interval at every
-///   hop, and a 50-relay mesh took 6 to 11 intervals to converge after a link or relay failure;
-///   with urgent batches it takes at most 3 (MeshSimulationTests). So this rule bends the
+///   hop, and a random 50-relay mesh took 6 to 12 intervals to converge after a link or relay
+///   failure; with urgent batches it takes at most 3 (a ring of 50, diameter 25, up to 6: the
+///   round trip to the origin is up to 55 hops; MeshSimulationTests). So this rule bends the
 ///   profile's "at most one batch of deltas per routing.interval" for urgent changes only:
 ///   withdrawals (a client leaving included) and new sequence numbers of known nodes, at most 8
 ///   batches per interval per peer. New nodes and shorter routes keep the one-per-interval
@@ -113,7 +117,9 @@ public struct RouteTable: Sendable {
     /// A client bound to this relay. A node already known through the mesh (it moved here, or
     /// reconnected) starts at the next even number above the newest one known. Binding again a
     /// node that is already local only updates its name and legacy flag. This relay's own id and
-    /// the zero GUID are ignored (the relay refuses such a HELLO before it gets here).
+    /// the zero GUID are ignored (the relay refuses such a HELLO before it gets here). Before
+    /// binding, the relay can look at `route(to:)`: a route at `ttl` 2 is a client of a peer, an
+    /// id collision by PROFILE.md section 9 (or, at an older number, a client that moved here).
     public mutating func addLocal(_ node: NodeAddress, legacy: Bool) {
         guard node.id != selfID, !node.id.isZero else { return }
         let initialSeq = initialSeq
