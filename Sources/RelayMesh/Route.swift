@@ -31,6 +31,26 @@ public struct Route: Sendable, Hashable {
     }
 }
 
+/// What changed in a `RouteTable` since the last `takeChanges()`: the ids to advertise in the next
+/// delta batch to every peer.
+public struct RouteChanges: Sendable, Hashable {
+    /// Each changed id once, in the order of its first change.
+    public var ids: [GUID]
+    /// Some change is news of a broken route or of its repair: a known node's sequence number
+    /// changed (a withdrawal, the odd number of a break travelling to the origin, the origin's
+    /// new number and its spread) or a node became unreachable. The batching rule lets such a
+    /// batch go after a short spacing instead of a whole interval (see `RouteTable`). New nodes
+    /// and shorter or other routes at the same number are not urgent.
+    public var urgent: Bool
+
+    public init(ids: [GUID], urgent: Bool) {
+        self.ids = ids
+        self.urgent = urgent
+    }
+
+    public var isEmpty: Bool { ids.isEmpty }
+}
+
 /// What `RouteTable.receive(_:from:)` did with a ROUTING batch, for counters and logs.
 public struct RouteUpdateResult: Sendable, Hashable {
     /// Entries that changed this relay's route or advertised state for their node.

@@ -71,10 +71,13 @@ struct NodeRecord: Sendable {
         RouteSequence.newest(RouteSequence.newest(newestHeard, feasibility?.seq), localSeq)
     }
 
-    /// The odd number this relay advertises while it has no route: the news that the route at
-    /// the newest number it knows broke. Nil when the node was only ever known without numbers.
+    /// The number this relay advertises while it has no route: the odd number above the route it
+    /// lost (the news that it broke), or a newer number it heard. A newer even number heard only
+    /// in withdrawals (a route too long to advertise, a poisoned reverse) is repeated as it is:
+    /// nothing broke here, so it must not ask the origin for a new number (which would come back
+    /// just as long, and ask again). Nil when the node was only ever known without numbers.
     var withdrawalSeq: UInt32? {
-        RouteSequence.newest(feasibility?.seq, newestHeard).map(RouteSequence.broken)
+        RouteSequence.newest(feasibility.map { RouteSequence.broken($0.seq) }, newestHeard)
     }
 
     /// The number in the poisoned entry sent to the next hop: the route's own, or a newer one

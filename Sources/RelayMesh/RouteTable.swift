@@ -32,6 +32,9 @@ import PTPProtocol
 ///   is feasible everywhere, so the relays that lost the route find the best path that is left
 ///   within a few batches, and a route to a node that is gone is withdrawn everywhere by one
 ///   wave of odd numbers. Nothing ever counts up to 32.
+/// - A peer that offers a route at a number older than a withdrawal this relay holds (it was cut
+///   off or restarted while the news went round) is sent that withdrawal, so that its origin
+///   outbids it; a restarted origin thus gets its numbers back above what the mesh remembers.
 ///
 /// An entry without a sequence number (a relay that does not use them) is kept and used by plain
 /// distance vector, but only while no peer offers the node with a number. The trade-off: through
@@ -43,18 +46,34 @@ import PTPProtocol
 /// this relay's clients or this relay's id is reported as a collision, and the local route always
 /// wins (see `RouteCollision`).
 ///
+/// A route is at most 31 hops: an entry of `ttl` 30 gives distance 31, which this relay
+/// advertises as 31, a withdrawal for its peers. Such a withdrawal repeats the route's even
+/// number instead of making an odd one, so that it does not ask the origin for a new number.
+///
 /// ## What the relay must do
 /// - Call `peerUp` when a peer's proof succeeded and send it `fullAdvertisement(to:)`; call
 ///   `peerDown` when that connection closes. Call `addLocal`/`removeLocal` when a client binds and
 ///   when its connection closes. Pass every ROUTING frame from a proven peer to `receive`.
-/// - After each of these calls, add `takeChanges()` to a pending set per peer, and send each peer
-///   `advertisement(to:of:)` of its pending ids under this batching rule: **a delta batch goes out
-///   at once when no delta batch went to that peer during the last `routing.interval`; otherwise
-///   the pending ids wait and go, all in one batch, when that interval since the last batch
-///   ends.** The batch is computed when it is sent, so it carries the latest state of each id.
-///   The whole table (on `peerUp` and every `routing.refresh`) is not a delta batch and does not
-///   move that clock. On a quiet mesh a change thus crosses every hop without waiting, and under
-///   churn each peer gets at most one delta batch per interval (MeshSimulationTests measures it).
+/// - After each of these calls, add `takeChanges().ids` to a pending set per peer (and note
+///   whether the changes were `urgent`), and send each peer `advertisement(to:of:)` of its pending
+///   ids under this batching rule, per peer:
+///   **a delta batch goes out at once when the last delta batch to that peer went at least one
+///   `routing.interval` ago, or at least `routing.interval / 8` ago when the pending changes
+///   include an urgent one; otherwise the pending ids wait for that moment and then go, all in
+///   one batch.** The batch is computed when it is sent, so it carries the latest state of each
+///   id. The whole table (on `peerUp` and every `routing.refresh`) is not a delta batch and does
+///   not move that clock.
+///
+///   Why urgent batches: a failure affects many nodes at once and its repair crosses each relay
+///   in several waves (withdrawals, their numbers climbing to the origins, the origins' new
+///   numbers coming back). With one batch per interval each wave waits up to an interval at every
+///   hop, and a random 50-relay mesh took 6 to 12 intervals to converge after a link or relay
+///   failure; with urgent batches it takes at most 3 (a ring of 50, diameter 25, up to 6: the
+///   round trip to the origin is up to 55 hops; MeshSimulationTests). So this rule bends the
+///   profile's "at most one batch of deltas per routing.interval" for urgent changes only:
+///   withdrawals (a client leaving included) and new sequence numbers of known nodes, at most 8
+///   batches per interval per peer. New nodes and shorter routes keep the one-per-interval
+///   aggregation, so a burst of joins costs one batch per interval per peer.
 /// - Call `expireWithdrawals()` once per `routing.refresh`, after the full tables went out.
 public struct RouteTable: Sendable {
     /// This relay's node id.
@@ -71,6 +90,8 @@ public struct RouteTable: Sendable {
     /// Ids whose advertised state changed since the last `takeChanges`, in order, without repeats.
     private var changes: [GUID] = []
     private var changeSet: Set<GUID> = []
+    /// Some pending change is news of a broken route or of its repair (see `RouteChanges.urgent`).
+    private var urgentChange = false
     private var routeCounts: [GUID: Int] = [:]
     /// Nodes this relay can reach: its clients and the routed nodes (not itself).
     public private(set) var reachableCount = 0
@@ -96,7 +117,9 @@ public struct RouteTable: Sendable {
     /// A client bound to this relay. A node already known through the mesh (it moved here, or
     /// reconnected) starts at the next even number above the newest one known. Binding again a
     /// node that is already local only updates its name and legacy flag. This relay's own id and
-    /// the zero GUID are ignored (the relay refuses such a HELLO before it gets here).
+    /// the zero GUID are ignored (the relay refuses such a HELLO before it gets here). Before
+    /// binding, the relay can look at `route(to:)`: a route at `ttl` 2 is a client of a peer, an
+    /// id collision by PROFILE.md section 9 (or, at an older number, a client that moved here).
     public mutating func addLocal(_ node: NodeAddress, legacy: Bool) {
         guard node.id != selfID, !node.id.isZero else { return }
         let initialSeq = initialSeq
@@ -192,12 +215,13 @@ public struct RouteTable: Sendable {
 
     /// The ids whose advertised state changed since the last call, each once, however many times
     /// it changed: the content of the next delta batch to every peer. Empties the list.
-    public mutating func takeChanges() -> [GUID] {
+    public mutating func takeChanges() -> RouteChanges {
         defer {
             changes.removeAll(keepingCapacity: true)
             changeSet.removeAll(keepingCapacity: true)
+            urgentChange = false
         }
-        return changes
+        return RouteChanges(ids: changes, urgent: urgentChange)
     }
 
     /// The entries to send `peer` for `ids` (a delta), in their current state, with poisoned
@@ -282,7 +306,7 @@ public struct RouteTable: Sendable {
         if entry.ttl >= 31 {
             guard let seq = entry.seq, RouteSequence.isNewer(seq, than: selfSeq) else { return false }
             selfSeq = RouteSequence.nextEven(after: seq)
-            markChanged(selfID)
+            markChanged(selfID, urgent: true)
             return true
         }
         if Self.isClaim(entry, against: selfSeq) {
@@ -298,11 +322,10 @@ public struct RouteTable: Sendable {
         let id = entry.node.id
         let distance: Int? = entry.ttl >= 31 ? nil : (id == peer ? 1 : entry.ttl + 1)
         var collision: RouteCollision?
-        var staleOrigin = false
+        var answerStaleOffer = false
         // A withdrawal for a node this relay does not know has nothing to withdraw.
         let changed = update(id, orInsert: distance == nil ? nil : NodeRecord(node: entry.node, legacy: entry.legacy)) {
             record in
-            let knownBefore = record.newestKnown
             record.hear(from: peer, entry: entry, distance: distance)
             if let localSeq = record.localSeq {
                 if distance == nil {
@@ -316,16 +339,19 @@ public struct RouteTable: Sendable {
                 }
             } else {
                 record.reselect()
-                // An origin (ttl 1) still at an older number than this relay knows (it restarted,
-                // or the node came back to it): answer with this relay's state, whose newer
-                // number makes the origin outbid it.
-                if entry.ttl == 1, let seq = entry.seq, let knownBefore, RouteSequence.isNewer(knownBefore, than: seq) {
-                    staleOrigin = true
+                // The peer offers a route at a number older than the withdrawal this relay holds:
+                // it has not heard that the route broke (it was cut off, or restarted, when the
+                // news went round). Its state changed nothing here, so nothing would tell it:
+                // send it the withdrawal, whose number climbs to the origin and brings a new one.
+                if distance != nil, record.selected == nil, let seq = entry.seq, let withdrawal = record.withdrawalSeq,
+                    RouteSequence.isNewer(withdrawal, than: seq)
+                {
+                    answerStaleOffer = true
                 }
             }
         }
         if let collision { result.collisions.append(collision) }
-        if staleOrigin { markChanged(id) }
+        if answerStaleOffer { markChanged(id, urgent: true) }
         return changed
     }
 
@@ -367,11 +393,22 @@ public struct RouteTable: Sendable {
             if let old = before?.via { routeCounts[old, default: 0] -= 1 }
             if let new = after.via { routeCounts[new, default: 0] += 1 }
         }
-        if after.advertised != before?.advertised { markChanged(id) }
+        if let before, after.advertised != before.advertised {
+            // A known node's number changed (a withdrawal, a request, a new number) or it became
+            // unreachable: a route broke or is being repaired. A new node, a shorter route, a new
+            // next hop or name at the same number can wait for the interval.
+            let urgent =
+                after.advertised.seq != before.advertised.seq || after.advertised.poisonSeq != before.advertised.poisonSeq
+                || (before.reachable && !after.reachable)
+            markChanged(id, urgent: urgent)
+        } else if before == nil {
+            markChanged(id, urgent: false)
+        }
         return true
     }
 
-    private mutating func markChanged(_ id: GUID) {
+    private mutating func markChanged(_ id: GUID, urgent: Bool) {
         if changeSet.insert(id).inserted { changes.append(id) }
+        if urgent { urgentChange = true }
     }
 }

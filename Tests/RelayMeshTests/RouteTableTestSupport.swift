@@ -65,7 +65,7 @@ struct RoundMesh {
     mutating func round() -> Int {
         var batches: [(from: GUID, to: GUID, entries: [MeshRouteEntry])] = []
         for id in tables.keys.sorted() {
-            let changed = tables[id]!.takeChanges()
+            let changed = tables[id]!.takeChanges().ids
             guard !changed.isEmpty else { continue }
             for peer in neighbours[id]! {
                 batches.append((id, peer, tables[id]!.advertisement(to: peer, of: changed)))

@@ -53,11 +53,11 @@ final class RouteTableTests: XCTestCase {
         for (first, second) in [(p, q), (q, p)] {
             var table = RouteTable.make(1, peers: [p, q])
             _ = table.receive([entry(x, ttl: 2, seq: 2)], from: first)
-            XCTAssertEqual(table.takeChanges(), [x])
+            XCTAssertEqual(table.takeChanges().ids, [x])
             let result = table.receive([entry(x, ttl: 2, seq: 2)], from: second)
             XCTAssertEqual(result.ignored, 1)
             XCTAssertEqual(table.nextHopPeer(for: x), first)
-            XCTAssertEqual(table.takeChanges(), [], "a tie changes nothing to advertise")
+            XCTAssertEqual(table.takeChanges().ids, [], "a tie changes nothing to advertise")
         }
     }
 
@@ -67,13 +67,13 @@ final class RouteTableTests: XCTestCase {
         for ttl in [31, 32] {
             var table = RouteTable.make(1, peers: [p, q])
             _ = table.receive([entry(x, ttl: 1, seq: 2)], from: p)
-            _ = table.takeChanges()
+            _ = table.takeChanges().ids
             let result = table.receive([entry(x, ttl: ttl, seq: 2)], from: p)
             XCTAssertEqual(result.applied, 1)
             XCTAssertNil(table.route(to: x), "ttl \(ttl)")
             XCTAssertEqual(table.reachableCount, 0)
             XCTAssertEqual(table.routesVia(p), 0)
-            XCTAssertEqual(table.takeChanges(), [x])
+            XCTAssertEqual(table.takeChanges().ids, [x])
             // Passed on as unreachable with the odd number above the route's.
             XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 32, seq: 3))
         }
@@ -89,10 +89,10 @@ final class RouteTableTests: XCTestCase {
     func testAnOddNumberFromTheNextHopRemovesTheRouteAndIsPassedOn() {
         var table = RouteTable.make(1, peers: [p, q])
         _ = table.receive([entry(x, ttl: 1, seq: 4)], from: p)
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
         _ = table.receive([entry(x, ttl: 32, seq: 5)], from: p)
         XCTAssertNil(table.route(to: x))
-        XCTAssertEqual(table.takeChanges(), [x])
+        XCTAssertEqual(table.takeChanges().ids, [x])
         XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 32, seq: 5))
         XCTAssertEqual(table.advertised(x, to: p), entry(x, ttl: 32, seq: 5))
     }
@@ -100,12 +100,12 @@ final class RouteTableTests: XCTestCase {
     func testAnOddNumberFromAnotherPeerKeepsTheRouteAndClimbsToTheNextHop() {
         var table = RouteTable.make(1, peers: [p, q])
         _ = table.receive([entry(x, ttl: 1, seq: 4)], from: p)
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
         let result = table.receive([entry(x, ttl: 32, seq: 5)], from: q)
         XCTAssertEqual(table.nextHopPeer(for: x), p, "this route may not use the broken link")
         XCTAssertEqual(table.route(to: x)?.ttl, 2)
         XCTAssertEqual(result.applied, 1, "the poisoned entry to the next hop changed")
-        XCTAssertEqual(table.takeChanges(), [x])
+        XCTAssertEqual(table.takeChanges().ids, [x])
         // The news travels to the next hop (towards the origin) inside the poisoned entry...
         XCTAssertEqual(table.advertised(x, to: p), entry(x, ttl: 32, seq: 5))
         // ...while the other peers still get the route.
@@ -117,7 +117,7 @@ final class RouteTableTests: XCTestCase {
         _ = table.receive([entry(x, ttl: 2, seq: 4)], from: p)
         _ = table.receive([entry(x, ttl: 2, seq: 4)], from: q)
         XCTAssertEqual(table.nextHopPeer(for: x), p)
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
         table.peerDown(p)
         XCTAssertEqual(table.route(to: x), Route(node: address(x), nextHop: .peer(q), ttl: 3, seq: 4, legacy: false))
         XCTAssertEqual(table.advertised(x, to: r), entry(x, ttl: 3, seq: 4), "no withdrawal, no new number")
@@ -174,7 +174,7 @@ final class RouteTableTests: XCTestCase {
         _ = table.receive([entry(x, ttl: 1, seq: 2), entry(y, ttl: 3, seq: 4)], from: p)
         _ = table.receive([entry(z, ttl: 1, seq: 6)], from: q)
         XCTAssertEqual(table.routesVia(p), 2)
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
 
         table.peerDown(p)
         XCTAssertNil(table.route(to: x))
@@ -182,7 +182,7 @@ final class RouteTableTests: XCTestCase {
         XCTAssertEqual(table.nextHopPeer(for: z), q)
         XCTAssertEqual(table.routesVia(p), 0)
         XCTAssertEqual(table.reachableCount, 1)
-        XCTAssertEqual(Set(table.takeChanges()), [x, y])
+        XCTAssertEqual(Set(table.takeChanges().ids), [x, y])
         XCTAssertEqual(
             table.advertisement(to: q, of: [x, y]), [entry(x, ttl: 32, seq: 3), entry(y, ttl: 32, seq: 5)])
         // A peer that is down is not listened to.
@@ -197,16 +197,16 @@ final class RouteTableTests: XCTestCase {
         var table = RouteTable.make(1, peers: [p])
         table.addLocal(address(x), legacy: false)
         XCTAssertEqual(table.route(to: x)?.seq, 0)
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
 
         // The poisoned echo of its own number is no news.
         XCTAssertEqual(table.receive([entry(x, ttl: 32, seq: 0)], from: p).ignored, 1)
-        XCTAssertEqual(table.takeChanges(), [])
+        XCTAssertEqual(table.takeChanges().ids, [])
 
         let result = table.receive([entry(x, ttl: 32, seq: 1)], from: p)
         XCTAssertEqual(result.applied, 1)
         XCTAssertEqual(table.route(to: x), Route(node: address(x), nextHop: .local, ttl: 1, seq: 2, legacy: false))
-        XCTAssertEqual(table.takeChanges(), [x])
+        XCTAssertEqual(table.takeChanges().ids, [x])
         XCTAssertEqual(table.advertised(x, to: p), entry(x, ttl: 1, seq: 2))
 
         _ = table.receive([entry(x, ttl: 31, seq: 7)], from: p)
@@ -219,7 +219,7 @@ final class RouteTableTests: XCTestCase {
         var table = RouteTable.make(1, peers: [p])
         _ = table.receive([MeshRouteEntry(node: NodeAddress(id: me, name: "r1"), ttl: 32, seq: 3)], from: p)
         XCTAssertEqual(table.selfSeq, 4)
-        XCTAssertEqual(table.takeChanges(), [me])
+        XCTAssertEqual(table.takeChanges().ids, [me])
         XCTAssertEqual(
             table.advertisement(to: p, of: [me]), [MeshRouteEntry(node: NodeAddress(id: me, name: "r1"), ttl: 1, seq: 4)])
         _ = table.receive([MeshRouteEntry(node: NodeAddress(id: me, name: "r1"), ttl: 32, seq: 4)], from: p)
@@ -371,9 +371,63 @@ final class RouteTableTests: XCTestCase {
             _ = table.receive(slice.map { entry($0, ttl: 1, seq: 2) }, from: q)
             _ = table.receive(slice.map { entry($0, ttl: 2, seq: 4) }, from: p)
         }
-        XCTAssertEqual(table.takeChanges(), ids, "each id once, in the order of its first change")
-        XCTAssertEqual(table.takeChanges(), [])
+        XCTAssertEqual(table.takeChanges().ids, ids, "each id once, in the order of its first change")
+        XCTAssertEqual(table.takeChanges().ids, [])
         XCTAssertEqual(table.advertisement(to: q, of: Array(ids.prefix(1))), [entry(ids[0], ttl: 3, seq: 4)])
+    }
+
+    func testChangesSayWhetherTheyAreUrgent() {
+        var table = RouteTable.make(1, peers: [p, q])
+        func urgency(_ change: (inout RouteTable) -> Void) -> Bool? {
+            _ = table.takeChanges()
+            change(&table)
+            let changes = table.takeChanges()
+            return changes.isEmpty ? nil : changes.urgent
+        }
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 3, seq: 2)], from: p) }, false, "a new node")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 1, seq: 2)], from: q) }, false, "a shorter route")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 2, seq: 4)], from: p) }, true, "a new number")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 32, seq: 5)], from: q) }, true, "a break climbing")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 32, seq: 5)], from: p) }, true, "a withdrawal")
+        XCTAssertEqual(urgency { $0.addLocal(address(y), legacy: false) }, false, "a new client")
+        XCTAssertEqual(urgency { $0.removeLocal(y) }, true, "a client leaving")
+        XCTAssertEqual(urgency { $0.addLocal(address(x), legacy: false) }, true, "a known node moving here")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(x, ttl: 32, seq: 7)], from: p) }, true, "the origin's new number")
+        XCTAssertEqual(urgency { _ = $0.receive([entry(z, ttl: 2, seq: 2)], from: p) }, false)
+        XCTAssertEqual(urgency { $0.peerDown(p) }, true, "routes lost with the peer")
+    }
+
+    func testARouteTooLongToAdvertiseDoesNotAskForNewNumbers() {
+        var table = RouteTable.make(1, peers: [p, q])
+        _ = table.receive([entry(x, ttl: 30, seq: 4)], from: p)
+        XCTAssertEqual(table.route(to: x)?.ttl, 31)
+        XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 31, seq: 4), "a withdrawal for q")
+        // Beyond the horizon only withdrawals at the even number arrive: they are repeated as they
+        // are. An odd number would make the origin bump, the new number would come back just as
+        // long, and the relay would ask again, for ever.
+        _ = table.receive([entry(y, ttl: 31, seq: 6)], from: p)
+        XCTAssertNil(table.route(to: y))
+        XCTAssertEqual(table.knownCount, 1, "nothing to withdraw for a node never reached")
+        _ = table.receive([entry(x, ttl: 31, seq: 6)], from: p)
+        XCTAssertNil(table.route(to: x))
+        XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 32, seq: 6), "even: no new number asked")
+    }
+
+    func testAPeerOfferingAnOlderNumberThanAWithdrawalIsToldAboutIt() {
+        var table = RouteTable.make(1, peers: [p, q])
+        _ = table.receive([entry(x, ttl: 1, seq: 40)], from: p)
+        table.peerDown(p)
+        XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 32, seq: 41))
+        _ = table.takeChanges()
+        // q's origin restarted and offers x at 0: the older number is not feasible, and q must
+        // learn 41 so that its origin outbids it.
+        let result = table.receive([entry(x, ttl: 1, seq: 0)], from: q)
+        XCTAssertEqual(result.ignored, 1)
+        XCTAssertNil(table.route(to: x))
+        XCTAssertEqual(table.takeChanges(), RouteChanges(ids: [x], urgent: true))
+        XCTAssertEqual(table.advertised(x, to: q), entry(x, ttl: 32, seq: 41))
+        _ = table.receive([entry(x, ttl: 1, seq: 42)], from: q)
+        XCTAssertEqual(table.route(to: x)?.nextHop, .peer(q))
     }
 
     func testWithdrawalsAreForgottenOnceAdvertised() {
@@ -384,7 +438,7 @@ final class RouteTableTests: XCTestCase {
         // Not handed out yet: kept however long.
         XCTAssertEqual(table.expireWithdrawals(), 0)
         XCTAssertEqual(table.expireWithdrawals(), 0)
-        XCTAssertEqual(table.takeChanges(), [x])
+        XCTAssertEqual(table.takeChanges().ids, [x])
         // Kept through one more refresh, in the full tables...
         XCTAssertEqual(table.expireWithdrawals(), 0)
         XCTAssertTrue(table.fullAdvertisement(to: q).contains(entry(x, ttl: 32, seq: 3)))
@@ -399,7 +453,7 @@ final class RouteTableTests: XCTestCase {
         _ = table.receive([entry(y, ttl: 3, seq: 2)], from: q)
         _ = table.receive([entry(y, ttl: 32, seq: 3)], from: p)
         XCTAssertNil(table.route(to: y))
-        _ = table.takeChanges()
+        _ = table.takeChanges().ids
         for _ in 0..<3 { table.expireWithdrawals() }
         XCTAssertEqual(table.knownCount, 1)
         XCTAssertNil(table.route(to: y))
