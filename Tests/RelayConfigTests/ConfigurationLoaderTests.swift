@@ -306,6 +306,17 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertTrue(error.description.contains("did you mean 'limits.max_frame_bytes'?"), error.description)
     }
 
+    func testRoutingToClientsTakesTrueFalseOrChannels() async throws {
+        let byDefault = try await load("").routing.clientView
+        let all = try await load("routing: {to_clients: true}\n").routing.clientView
+        let none = try await load("routing: {to_clients: false}\n").routing.clientView
+        let channels = try await load("routing: {to_clients: channels}\n").routing.clientView
+        XCTAssertEqual(byDefault, .channels, "channels is the default")
+        XCTAssertEqual(all, .all)
+        XCTAssertEqual(none, .none)
+        XCTAssertEqual(channels, .channels)
+    }
+
     /// PROFILE.md section 9: a mesh key shorter than 16 bytes is refused at start, in one line.
     func testShortMeshKeyRefused() async throws {
         guard let (error, _) = try await loadError("mesh:\n  key: \"fifteen-bytes!!\"\n") else { return }
@@ -374,7 +385,7 @@ final class ConfigurationLoaderTests: XCTestCase {
             ("timeouts: {idle: 10s}", "timeouts.idle", "10s", "number"),
             ("timeouts: {handshake: 0}", "timeouts.handshake", "0", "greater than 0"),
             ("timeouts: {ack: .inf}", "timeouts.ack", ".inf", "number"),
-            ("routing: {to_clients: maybe}", "routing.to_clients", "maybe", "true or false"),
+            ("routing: {to_clients: maybe}", "routing.to_clients", "maybe", "true, false or channels"),
             ("relay: {name: [a, b]}", "relay.name", "[a, b]", "not a list"),
             ("mesh: {peers: [\":9001\"]}", "mesh.peers", ":9001", "needs a host"),
         ]

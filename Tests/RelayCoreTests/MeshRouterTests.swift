@@ -43,6 +43,22 @@ final class MeshRouterTests: XCTestCase {
         XCTAssertTrue(router.dueDeltas(now: start + interval * 3, interval: interval).isEmpty, "nothing left")
     }
 
+    func testAWithdrawalIsUrgentAndGoesAfterAnEighthOfTheInterval() {
+        let router = MeshRouter(identity: me)
+        _ = router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        router.localBound(client(1), legacy: false)
+        XCTAssertEqual(router.dueDeltas(now: start, interval: interval).count, 1)
+        router.localUnbound(client(1).id)
+        XCTAssertTrue(router.dueDeltas(now: start + .milliseconds(20), interval: interval).isEmpty, "not before an eighth")
+        let withdrawal = router.dueDeltas(now: start + .milliseconds(32), interval: interval)
+        XCTAssertEqual(withdrawal.first?.entries.first { $0.node.id == client(1).id }?.ttl, 32, "urgent: it goes after 31.25 ms")
+        // A new client is not urgent: it waits for the whole interval.
+        router.localBound(client(2), legacy: false)
+        XCTAssertTrue(router.dueDeltas(now: start + .milliseconds(100), interval: interval).isEmpty)
+        XCTAssertEqual(router.dueDeltas(now: start + .milliseconds(282), interval: interval).count, 1)
+    }
+
     func testOneConnectionPerPairTheOneDialedByTheSmallerIDStays() {
         // Seen from `me`: `small` < me < `large` as bare lowercase strings.
         let router = MeshRouter(identity: me)

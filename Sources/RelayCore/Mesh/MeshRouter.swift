@@ -22,6 +22,9 @@ final class MeshRouter: Sendable {
         var pendingSet: Set<GUID> = []
         /// When the last delta batch went to it (the batching clock: one batch per interval).
         var lastDelta: NIODeadline?
+        /// A pending change is urgent (a withdrawal, a new sequence number): it may go after an
+        /// eighth of the interval (RouteTable's batching rule), so a repair crosses the mesh fast.
+        var pendingUrgent = false
         var routingFramesIn = 0
         var routingFramesOut = 0
         var routingBytesIn = 0
@@ -167,29 +170,33 @@ final class MeshRouter: Sendable {
     /// The table's changes go to every peer's pending batch and to the shards' list.
     private static func collect(_ state: inout State) {
         let changes = state.table.takeChanges()
-        guard !changes.isEmpty else { return }
-        for id in changes where state.shardPendingSet.insert(id).inserted {
+        guard !changes.ids.isEmpty else { return }
+        for id in changes.ids where state.shardPendingSet.insert(id).inserted {
             state.shardPending.append(id)
         }
         for relay in Array(state.peers.keys) {
-            state.peers[relay]!.addPending(changes)
+            state.peers[relay]!.addPending(changes.ids)
+            if changes.urgent { state.peers[relay]!.pendingUrgent = true }
         }
     }
 
     // MARK: Batches
 
     /// The delta batches due now: a peer gets one at once when none went to it during the last
-    /// `interval`, else its pending entries wait for the end of that interval (RouteTable's
-    /// batching rule). Each batch is computed now, with the latest state of each entry.
+    /// `interval` (an eighth of it when a pending change is urgent), else its pending entries
+    /// wait for the end of that time (RouteTable's batching rule). Each batch is computed now,
+    /// with the latest state of each entry.
     func dueDeltas(now: NIODeadline, interval: TimeAmount) -> [Batch] {
         state.withLockedValue { state in
             var batches: [Batch] = []
             for (relay, link) in state.peers where !link.pending.isEmpty {
-                if let last = link.lastDelta, now < last + interval { continue }
+                let spacing = link.pendingUrgent ? .nanoseconds(interval.nanoseconds / 8) : interval
+                if let last = link.lastDelta, now < last + spacing { continue }
                 let entries = state.table.advertisement(to: relay, of: link.pending)
                 var updated = link
                 updated.pending.removeAll(keepingCapacity: true)
                 updated.pendingSet.removeAll(keepingCapacity: true)
+                updated.pendingUrgent = false
                 updated.lastDelta = now
                 state.peers[relay] = updated
                 if !entries.isEmpty { batches.append(Batch(relay: relay, location: link.location, entries: entries)) }

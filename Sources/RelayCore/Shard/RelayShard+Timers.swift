@@ -19,9 +19,9 @@ extension RelayShard {
                 retryStored()
             })
         if index == 0 {
-            // The mesh's batches: a delta held back by `routing.interval` goes out within a fifth
-            // of it; the whole table every `routing.refresh`.
-            let meshTick = TimeAmount.fromSeconds(min(max(configuration.routing.interval / 5, 0.005), 0.05))
+            // The mesh's batches: a delta held back by `routing.interval` (an eighth of it for an
+            // urgent one) goes out on the next tick; the whole table every `routing.refresh`.
+            let meshTick = TimeAmount.fromSeconds(min(max(configuration.routing.interval / 8, 0.005), 0.05))
             timers.append(
                 eventLoop.scheduleRepeatedTask(initialDelay: meshTick, delay: meshTick) { [self] _ in
                     flushMesh()
