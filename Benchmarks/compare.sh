@@ -18,28 +18,7 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
 PORT="${RELAY_PORT:-17003}"
 
-[[ -x TABLE="$(mktemp -t ptpchat-compare.XXXXXX)"
-"$BENCH/run-compare.sh" | tee "$TABLE"
-
-if [[ "${MESH:-1}" == 1 ]]; then
-    if [[ $EUID -ne 0 ]] || ! command -v iptables >/dev/null 2>&1; then
-        echo "compare.sh: no mesh row (needs root and iptables: apt-get install -y iptables)" >&2
-    else
-        MESH_OUT="$(SCRATCH_PATH="$SCRATCH" BENCH_DIR="$BENCH" REPS="${REPS:-3}" DURATION="${DURATION:-5}" "$ROOT/Benchmarks/mesh.sh" 2>/dev/null)"
-        THR="$(awk '$1 == "thr" && $3 == "relay" { print $4 }' "$TABLE")"
-        echo
-        echo "$MESH_OUT" | awk -v thr="$THR" '
-            $1 == "single" { single = $2 }
-            $1 == "mesh" { mesh = $2; p50 = $4; p99 = $5; lost = $6; unacked = $7; dup = $8; err = $9; runs = $10 }
-            END {
-                printf "%-5s %-5s %-12s %9s %7s %9s %9s %8s %6s %6s %5s  %s\n", "cfg", "cpu", "target", "msg/s", "x_thr", "x_single", "p50_us", "p99_us", "lost", "dup", "err", "runs"
-                printf "%-5s %-5s %-12s %9d %7.2f %9.2f %9d %8d %6d %6d %5d  %s\n", "mesh", "free", "relay x2", mesh, (thr > 0 ? mesh / thr : 0), (single > 0 ? mesh / single : 0), p50, p99, lost + unacked, dup, err, runs
-                print "mesh = the thr load over two peered relays, every message crossing from one to the other;"
-                print "x_thr = mesh / the relay thr row above; x_single = mesh / one relay measured next to it."
-            }'
-    fi
-fi
-rm -f "$TABLE" ]] || { echo "compare.sh: no harness at $BENCH" >&2; exit 2; }
+[[ -x "$BENCH/run-compare.sh" ]] || { echo "compare.sh: no harness at $BENCH" >&2; exit 2; }
 command -v nats-server >/dev/null 2>&1 || echo "compare.sh: nats-server not installed (apt-get install -y nats-server); comparing with the baseline only" >&2
 
 swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
@@ -55,6 +34,7 @@ if ! command -v nats-server >/dev/null 2>&1; then
     export TARGETS="${TARGETS:-baseline relay}"
 fi
 TABLE="$(mktemp -t ptpchat-compare.XXXXXX)"
+TABLE="$(mktemp -t ptpchat-compare.XXXXXX)"
 "$BENCH/run-compare.sh" | tee "$TABLE"
 
 if [[ "${MESH:-1}" == 1 ]]; then
@@ -65,8 +45,28 @@ if [[ "${MESH:-1}" == 1 ]]; then
         THR="$(awk '$1 == "thr" && $3 == "relay" { print $4 }' "$TABLE")"
         echo
         echo "$MESH_OUT" | awk -v thr="$THR" '
-            $1 == "single" { single = $2 }
-            $1 == "mesh" { mesh = $2; p50 = $4; p99 = $5; lost = $6; unacked = $7; dup = $8; err = $9; runs = $10 }
+            $1 == "single" && $2 ~ /^[0-9]/ { single = $2 }
+            $1 == "mesh" && $2 ~ /^[0-9]/ { mesh = $2; p50 = $4; p99 = $5; lost = $6; unacked = $7; dup = $8; err = $9; runs = $10 }
+            END {
+                printf "%-5s %-5s %-12s %9s %7s %9s %9s %8s %6s %6s %5s  %s\n", "cfg", "cpu", "target", "msg/s", "x_thr", "x_single", "p50_us", "p99_us", "lost", "dup", "err", "runs"
+                printf "%-5s %-5s %-12s %9d %7.2f %9.2f %9d %8d %6d %6d %5d  %s\n", "mesh", "free", "relay x2", mesh, (thr > 0 ? mesh / thr : 0), (single > 0 ? mesh / single : 0), p50, p99, lost + unacked, dup, err, runs
+                print "mesh = the thr load over two peered relays, every message crossing from one to the other;"
+                print "x_thr = mesh / the relay thr row above; x_single = mesh / one relay measured next to it."
+            }'
+    fi
+fi
+rm -f "$TABLE" | tee "$TABLE"
+
+if [[ "${MESH:-1}" == 1 ]]; then
+    if [[ $EUID -ne 0 ]] || ! command -v iptables >/dev/null 2>&1; then
+        echo "compare.sh: no mesh row (needs root and iptables: apt-get install -y iptables)" >&2
+    else
+        MESH_OUT="$(SCRATCH_PATH="$SCRATCH" BENCH_DIR="$BENCH" REPS="${REPS:-3}" DURATION="${DURATION:-5}" "$ROOT/Benchmarks/mesh.sh" 2>/dev/null)"
+        THR="$(awk '$1 == "thr" && $3 == "relay" { print $4 }' "$TABLE")"
+        echo
+        echo "$MESH_OUT" | awk -v thr="$THR" '
+            $1 == "single" && $2 ~ /^[0-9]/ { single = $2 }
+            $1 == "mesh" && $2 ~ /^[0-9]/ { mesh = $2; p50 = $4; p99 = $5; lost = $6; unacked = $7; dup = $8; err = $9; runs = $10 }
             END {
                 printf "%-5s %-5s %-12s %9s %7s %9s %9s %8s %6s %6s %5s  %s\n", "cfg", "cpu", "target", "msg/s", "x_thr", "x_single", "p50_us", "p99_us", "lost", "dup", "err", "runs"
                 printf "%-5s %-5s %-12s %9d %7.2f %9.2f %9d %8d %6d %6d %5d  %s\n", "mesh", "free", "relay x2", mesh, (thr > 0 ? mesh / thr : 0), (single > 0 ? mesh / single : 0), p50, p99, lost + unacked, dup, err, runs

@@ -92,6 +92,8 @@ final class Connection {
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
     var contacts: Set<GUID> = []
+    /// The contact noted last (most messages repeat it).
+    var lastContact = GUID.zero
     /// Routes to send it with the next delta.
     var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
 

@@ -134,6 +134,9 @@ extension RelayShard {
     /// A client exchanged a message with `node`: it sees `node`'s route from now on.
     @inline(__always)
     func noteContact(_ connection: Connection, _ node: GUID) {
+        // Most messages go to the node the last one went to: one comparison, no hashing.
+        guard connection.lastContact != node else { return }
+        connection.lastContact = node
         guard clientView == .channels, !connection.isPeer, node != connection.nodeID,
             connection.contacts.count < Self.maxContactsPerClient, connection.contacts.insert(node).inserted
         else { return }

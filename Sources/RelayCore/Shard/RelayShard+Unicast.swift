@@ -330,7 +330,12 @@ extension RelayShard {
         case .stored(let seq):
             resolveStored(seq, messageID: messageID, outcome)
         case .connection(let shard, _), .split(let shard, _, _):
-            enqueue(.answer(upstream, messageID: messageID, outcome), to: shard)
+            if shard == index {
+                // The common case, without building a command.
+                answer(upstream, messageID: messageID, outcome)
+            } else {
+                outbox.append(.answer(upstream, messageID: messageID, outcome), for: shard, shardCount: shards.count)
+            }
         }
     }
 
