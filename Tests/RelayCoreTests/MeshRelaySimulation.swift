@@ -188,7 +188,12 @@ final class MeshRelaySimulation {
 
     let name: String
     let interval: Double
-    let stepsPerInterval = 5
+    /// Steps per `routing.interval`: 5 (the mesh timer's tick, every relay in phase), or 20 when
+    /// the relays' timers are out of phase (each relay ticks every 4 steps at its own offset).
+    let stepsPerInterval: Int
+    /// Each relay's timer offset, in steps (all 0 when in phase).
+    private var phase: [Int] = []
+    var timersInPhase: Bool { stepsPerInterval == 5 }
     let meshKey = "mesh-simulation-key-0123456789abcdef"
     let routingToClients: Bool
     /// Which clients' ROUTING views are parsed and checked (all of them costs time at 1,000).
@@ -240,10 +245,12 @@ final class MeshRelaySimulation {
 
     init(
         name: String, relays relayCount: Int, clientsPerRelay: Int, edges: [SimEdge], interval: Double = 0.25,
-        routingToClients: Bool = true, watchesView: @escaping (Int) -> Bool = { _ in true }, seed: UInt64
+        routingToClients: Bool = true, watchesView: @escaping (Int) -> Bool = { _ in true }, timersInPhase: Bool = true,
+        seed: UInt64
     ) {
         self.name = name
         self.interval = interval
+        stepsPerInterval = timersInPhase ? 5 : 20
         self.edges = edges
         self.routingToClients = routingToClients
         self.watchesView = watchesView
@@ -251,6 +258,7 @@ final class MeshRelaySimulation {
         for index in 0..<relayCount {
             let relay = SimRelay(index: index, id: GUID.random(using: &rng))
             relays.append(relay)
+            phase.append(timersInPhase ? 0 : Int.random(in: 0..<stepsPerInterval, using: &rng))
             nodeIndex[relay.id] = index
         }
         for home in 0..<relayCount {
@@ -572,20 +580,22 @@ final class MeshRelaySimulation {
 
     // MARK: Time
 
-    /// One fifth of `routing.interval` passes: every relay's loop advances, mesh batches held
-    /// back by the interval go, clients get their ROUTING delta once per interval, stored
-    /// messages are retried once a second, and the pump runs.
+    /// One step passes (a fifth of `routing.interval`, or a twentieth when the timers are out of
+    /// phase): every relay's loop advances; on each relay's mesh tick (every fifth of the
+    /// interval, as its timer) the batches held back by the interval go; once per interval its
+    /// clients get their ROUTING delta; stored messages are retried once a second; the pump runs.
     func step() {
         steps += 1
         let now = deadline
+        let tick = stepsPerInterval / 5
         for sim in relays { sim.relay?.loop.advanceTime(to: now) }
-        for sim in relays {
+        for sim in relays where (steps + phase[sim.index]) % tick == 0 {
             guard let shard = sim.relay?.shard else { continue }
             shard.flushMesh()
             shard.flushAll()
         }
-        if steps % stepsPerInterval == 0 {
-            for sim in relays { sim.relay?.shard.sendRoutingDelta() }
+        for sim in relays where (steps + phase[sim.index]) % stepsPerInterval == 0 {
+            sim.relay?.shard.sendRoutingDelta()
         }
         if steps % (4 * stepsPerInterval) == 0 { retryStored() }
         pump()
@@ -785,7 +795,7 @@ final class MeshRelaySimulation {
             let since = loopSince[node] ?? now
             current[node] = since
             // Seen now and at every check since `since`: it has lasted at least until now.
-            let lasted = now - since + interval / Double(stepsPerInterval)
+            let lasted = now - since + interval / 5
             if lasted > longestLoop {
                 longestLoop = lasted
                 longestLoopNode = nodeIndex[node].map { Self.label($0, relayCount) }
@@ -804,6 +814,11 @@ final class MeshRelaySimulation {
         var viewsAt: Double?
         var last = RouteCheck()
         while true {
+            // Every fifth of an interval (every step when the timers are in phase).
+            if steps % (stepsPerInterval / 5) != 0 {
+                step()
+                continue
+            }
             last = checkRoutes()
             track(last)
             if verbose { print("  t=\(time) \(label): \(last.mismatches) mismatches, loops \(last.loops.count): \(last.firstMismatch ?? "-")") }

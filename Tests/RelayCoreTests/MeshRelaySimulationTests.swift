@@ -37,8 +37,14 @@ final class MeshRelaySimulationTests: XCTestCase {
         check(report)
     }
 
-    func testRing() {
-        let sim = MeshRelaySimulation(name: "ring of 8", relays: 8, clientsPerRelay: 5, edges: SimTopology.ring(8), seed: 0x5189)
+    func testRing() { ring(timersInPhase: true) }
+
+    func testRingTimersOutOfPhase() { ring(timersInPhase: false) }
+
+    private func ring(timersInPhase: Bool) {
+        let sim = MeshRelaySimulation(
+            name: "ring of 8" + (timersInPhase ? "" : " ~"), relays: 8, clientsPerRelay: 5, edges: SimTopology.ring(8),
+            timersInPhase: timersInPhase, seed: 0x5189)
         defer { sim.shutdown() }
         let report = sim.run(
             .fixed([
@@ -51,25 +57,42 @@ final class MeshRelaySimulationTests: XCTestCase {
         check(report)
     }
 
-    func testRandomTwentyRelays() {
+    func testRandomTwentyRelays() { randomTwenty(timersInPhase: true) }
+
+    func testRandomTwentyRelaysTimersOutOfPhase() { randomTwenty(timersInPhase: false) }
+
+    private func randomTwenty(timersInPhase: Bool) {
         var rng = SplitMix64(seed: 0x2020)
         let edges = SimTopology.random(relays: 20, links: 34, rng: &rng)
-        let sim = MeshRelaySimulation(name: "random 20", relays: 20, clientsPerRelay: 5, edges: edges, seed: 0x2021)
+        let sim = MeshRelaySimulation(
+            name: "random 20" + (timersInPhase ? "" : " ~"), relays: 20, clientsPerRelay: 5, edges: edges,
+            timersInPhase: timersInPhase, seed: 0x2021)
         defer { sim.shutdown() }
         check(sim.run(.random(count: 12, maxDown: 3, maxCut: 3), unicastsPerRound: 20))
     }
 
+    /// `MESH_SIM_FULL=1`: the full figure (1,000 clients) and the slow variants.
+    private static let full = ProcessInfo.processInfo.environment["MESH_SIM_FULL"] == "1"
+
     /// 50 relays in a random connected graph. The 1,000 clients (20 per relay) make
-    /// every change cost megabytes of ROUTING, which a debug build parses for minutes: the suite
-    /// runs 5 per relay (250 clients); `MESH_SIM_CLIENTS=20` runs the full figure. Clients get
-    /// ROUTING (`routing.to_clients` true); one client per relay has its view parsed and checked.
-    func testRandomFiftyRelays() {
-        let perRelay = ProcessInfo.processInfo.environment["MESH_SIM_CLIENTS"].flatMap(Int.init) ?? 5
+    /// every change cost megabytes of ROUTING, which a debug build takes minutes to write and
+    /// parse: the suite runs 5 per relay (250 clients), `MESH_SIM_FULL=1` runs 20 per relay.
+    /// Clients get ROUTING (`routing.to_clients` true); one client per relay has its view parsed
+    /// and checked.
+    func testRandomFiftyRelays() { randomFifty(timersInPhase: true) }
+
+    func testRandomFiftyRelaysTimersOutOfPhase() throws {
+        try XCTSkipUnless(Self.full, "about 30 s in a debug build: set MESH_SIM_FULL=1")
+        randomFifty(timersInPhase: false)
+    }
+
+    private func randomFifty(timersInPhase: Bool) {
+        let perRelay = Self.full ? 20 : 5
         var rng = SplitMix64(seed: 0x5050)
         let edges = SimTopology.random(relays: 50, links: 75, rng: &rng)
         let sim = MeshRelaySimulation(
-            name: "random 50", relays: 50, clientsPerRelay: perRelay, edges: edges, watchesView: { $0 % perRelay == 0 },
-            seed: 0x5051)
+            name: "random 50" + (timersInPhase ? "" : " ~"), relays: 50, clientsPerRelay: perRelay, edges: edges,
+            watchesView: { $0 % perRelay == 0 }, timersInPhase: timersInPhase, seed: 0x5051)
         defer { sim.shutdown() }
         check(sim.run(.random(count: 8, maxDown: 3, maxCut: 2), unicastsPerRound: 30))
     }
@@ -212,7 +235,8 @@ final class MeshRelaySimulationTests: XCTestCase {
         let rendered = lines.map { row in
             row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: " | ")
         }
-        return "\nMesh relay simulation (intervals of routing.interval; conv = until every table has the live graph's shortest paths)\n"
+        return "\nMesh relay simulation (in routing.intervals; conv: until every table has the live graph's shortest paths;"
+            + " ~: relays' timers out of phase)\n"
             + rendered.joined(separator: "\n")
     }
 }
