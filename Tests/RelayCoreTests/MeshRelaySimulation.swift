@@ -227,17 +227,8 @@ final class MeshRelaySimulation {
     private(set) var refreshRescues: [String] = []
     /// Prints every check of `settle` (for a person reading a run).
     var verbose = false
+    /// Prints every ROUTING frame crossing a link as `name:ttl:seq` entries (names, not ids).
     var traceRouting = false
-
-    static func summarize(_ text: String) -> String {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
-            let data = object["msg_data"] as? [String: Any] else { return text }
-        let from = (data["node_id"] as? String)?.split(separator: "@").first ?? "?"
-        let nodes = (data["nodes"] as? [[String: Any]] ?? []).map { entry in
-            "\((entry["node_id"] as? String)?.split(separator: "@").first ?? "?"):\(entry["ttl"] ?? "?"):\(entry["seq"] ?? "-")"
-        }
-        return "from \(from) \(nodes.joined(separator: " "))"
-    }
     /// Nodes whose next hops form a loop now, and since when.
     private var loopSince: [GUID: Double] = [:]
     private(set) var longestLoop: Double = 0
@@ -499,6 +490,18 @@ final class MeshRelaySimulation {
             index += 4 + length
         }
         if index != end { problems.append("\(edge): a write ends inside a frame") }
+    }
+
+    /// A ROUTING frame in short: the sender's name and each entry as `name:ttl:seq`.
+    static func summarize(_ text: String) -> String {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+            let data = object["msg_data"] as? [String: Any]
+        else { return text }
+        let from = (data["node_id"] as? String)?.split(separator: "@").first ?? "?"
+        let nodes = (data["nodes"] as? [[String: Any]] ?? []).map { entry in
+            "\((entry["node_id"] as? String)?.split(separator: "@").first ?? "?"):\(entry["ttl"] ?? "?"):\(entry["seq"] ?? "-")"
+        }
+        return "from \(from) \(nodes.joined(separator: " "))"
     }
 
     /// The verb of a frame the relay wrote (`{"msg_type":"VERB",…`: the head is exact).
@@ -794,7 +797,7 @@ final class MeshRelaySimulation {
         for node in check.loops {
             let since = loopSince[node] ?? now
             current[node] = since
-            // Seen now and at every check since `since`: it has lasted at least until now.
+            // Seen at every check since `since` (one check counts a fifth of an interval).
             let lasted = now - since + interval / 5
             if lasted > longestLoop {
                 longestLoop = lasted
