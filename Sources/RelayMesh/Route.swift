@@ -38,9 +38,9 @@ public struct RouteChanges: Sendable, Hashable {
     public var ids: [GUID]
     /// Some change is news of a broken route or of its repair: a known node's sequence number
     /// changed (a withdrawal, the odd number of a break travelling to the origin, the origin's
-    /// new number and its spread) or a node became unreachable. The batching rule lets such a
-    /// batch go after a short spacing instead of a whole interval (see `RouteTable`). New nodes
-    /// and shorter or other routes at the same number are not urgent.
+    /// new number and its spread), a node became unreachable, or a known node's route got
+    /// shorter. The batching rule lets such a batch go after a short spacing instead of a whole
+    /// interval (see `RouteTable`). New nodes and longer or other routes are not urgent.
     public var urgent: Bool
 
     public init(ids: [GUID], urgent: Bool) {

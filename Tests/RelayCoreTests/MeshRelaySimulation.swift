@@ -95,7 +95,7 @@ struct SimTraffic {
 /// Many relays (`TestRelay`, one shard each, on their own EmbeddedEventLoops) in one process,
 /// wired into a mesh by pairs of EmbeddedChannels whose bytes a pump carries from one side to the
 /// other. Time is virtual: `step()` advances every relay's loop and runs what the relay's timers
-/// would (mesh batches every fifth of `routing.interval`, client ROUTING deltas every interval,
+/// would (mesh batches every eighth of `routing.interval`, client ROUTING deltas every interval,
 /// stored retries every second). Clients are connections that speak as nodes and ACK every
 /// MESSAGE they get; everything they receive is recorded.
 final class MeshRelaySimulation {
@@ -193,7 +193,9 @@ final class MeshRelaySimulation {
     let stepsPerInterval: Int
     /// Each relay's timer offset, in steps (all 0 when in phase).
     private var phase: [Int] = []
-    var timersInPhase: Bool { stepsPerInterval == 5 }
+    /// The relay's mesh tick: every eighth of `routing.interval` (RelayShard+Timers).
+    static let ticksPerInterval = 8
+    var timersInPhase: Bool { stepsPerInterval == Self.ticksPerInterval }
     let meshKey = "mesh-simulation-key-0123456789abcdef"
     let routingToClients: Bool
     /// Which clients' ROUTING views are parsed and checked (all of them costs time at 1,000).
@@ -241,7 +243,7 @@ final class MeshRelaySimulation {
     ) {
         self.name = name
         self.interval = interval
-        stepsPerInterval = timersInPhase ? 5 : 20
+        stepsPerInterval = timersInPhase ? Self.ticksPerInterval : 5 * Self.ticksPerInterval
         self.edges = edges
         self.routingToClients = routingToClients
         self.watchesView = watchesView
@@ -583,14 +585,14 @@ final class MeshRelaySimulation {
 
     // MARK: Time
 
-    /// One step passes (a fifth of `routing.interval`, or a twentieth when the timers are out of
-    /// phase): every relay's loop advances; on each relay's mesh tick (every fifth of the
+    /// One step passes (an eighth of `routing.interval`, or a fortieth when the timers are out of
+    /// phase): every relay's loop advances; on each relay's mesh tick (every eighth of the
     /// interval, as its timer) the batches held back by the interval go; once per interval its
     /// clients get their ROUTING delta; stored messages are retried once a second; the pump runs.
     func step() {
         steps += 1
         let now = deadline
-        let tick = stepsPerInterval / 5
+        let tick = stepsPerInterval / Self.ticksPerInterval
         for sim in relays { sim.relay?.loop.advanceTime(to: now) }
         for sim in relays where (steps + phase[sim.index]) % tick == 0 {
             guard let shard = sim.relay?.shard else { continue }
@@ -797,8 +799,8 @@ final class MeshRelaySimulation {
         for node in check.loops {
             let since = loopSince[node] ?? now
             current[node] = since
-            // Seen at every check since `since` (one check counts a fifth of an interval).
-            let lasted = now - since + interval / 5
+            // Seen at every check since `since` (one check counts a tick of the interval).
+            let lasted = now - since + interval / Double(Self.ticksPerInterval)
             if lasted > longestLoop {
                 longestLoop = lasted
                 longestLoopNode = nodeIndex[node].map { Self.label($0, relayCount) }
@@ -817,8 +819,8 @@ final class MeshRelaySimulation {
         var viewsAt: Double?
         var last = RouteCheck()
         while true {
-            // Every fifth of an interval (every step when the timers are in phase).
-            if steps % (stepsPerInterval / 5) != 0 {
+            // Every tick of the interval (every step when the timers are in phase).
+            if steps % (stepsPerInterval / Self.ticksPerInterval) != 0 {
                 step()
                 continue
             }

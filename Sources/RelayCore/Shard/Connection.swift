@@ -18,6 +18,10 @@ struct AwaitingAck {
     var length: Int32
     /// Upstreams of re-sent copies that were not delivered again.
     var more: [Upstream]? = nil
+    /// Other narrowed copies of the same message for this peer relay (their recipients are not
+    /// all behind this one), held until this one is answered: a peer's ACK names only the
+    /// message, so one copy of a message is in flight per connection.
+    var held: [HeldCopy]? = nil
     private var isClaimed = false
 
     init(_ delivery: Delivery, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int) {
@@ -46,6 +50,12 @@ struct AwaitingAck {
             isNew = true
         }
     }
+}
+
+/// A copy of a message waiting for the answer to another copy on the same peer connection.
+struct HeldCopy {
+    var delivery: Delivery
+    var frame: ByteBuffer
 }
 
 /// The output a connection gathered during one tick; `bytes` is set when it is flushed (and

@@ -177,6 +177,17 @@ extension RelayShard {
             resolve(delivery.upstream, messageID: messageID, .acked)
             return 0
         }
+        // Another narrowed copy of a message awaited on this peer connection, for recipients the
+        // copy in flight does not serve (the copies took different paths and met here): it waits
+        // for that copy's answer. It is not a repeat, and the other copy's ACK does not answer it.
+        if connection.isPeer, let awaited = connection.awaiting[messageID],
+            delivery.recipients.contains(where: { !awaited.recipients.contains($0) })
+        {
+            var frame = ByteBufferAllocator().buffer(capacity: 512)
+            body(&frame)
+            connection.awaiting[messageID]!.held = (awaited.held ?? []) + [HeldCopy(delivery: delivery, frame: frame)]
+            return frame.readableBytes
+        }
         // Only an existing client that has not met the sender yet needs the frame read back.
         let before =
             connection.isLegacy && !connection.introduced.contains(delivery.sender)
@@ -216,6 +227,16 @@ extension RelayShard {
         }
         counters.acksReceived += 1
         delivered(entry, messageID: messageID, on: connection)
+        releaseHeld(entry, on: connection)
+    }
+
+    /// A peer connection answered a copy of a message (or will not): the copies held behind it
+    /// go now (stored when the connection is gone).
+    func releaseHeld(_ entry: AwaitingAck, on connection: Connection) {
+        for copy in entry.held ?? [] {
+            let frame = copy.frame
+            deliverFrame(to: connection, copy.delivery) { $0.writeImmutableBuffer(frame) }
+        }
     }
 
     /// The next hop has the message (its ACK, or for the existing client the completed write):
@@ -237,6 +258,7 @@ extension RelayShard {
             logger.debug("NACK for no awaited message", metadata: ["conn": "\(connection.logID)"])
             return
         }
+        defer { releaseHeld(entry, on: connection) }
         // A client refuses for itself; a peer relay passes on the NACK of whoever refused further on.
         let refuser = connection.isPeer ? envelope.origin.map(SenderTag.init) ?? neighbour : neighbour
         let refusal = Refusal(
@@ -317,6 +339,7 @@ extension RelayShard {
             counters.drop(.ackTimeout)
             logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(expired.messageID)"])
             failHop(entry, messageID: expired.messageID, reason: .unreachable, on: connection, storable: true)
+            releaseHeld(entry, on: connection)
         }
     }
 

@@ -141,6 +141,7 @@ final class RelayShard: @unchecked Sendable {
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
             failHop(entry, messageID: messageID, reason: .unreachable, on: connection, storable: true)
+            releaseHeld(entry, on: connection)
         }
         logger.debug("connection closed", metadata: ["conn": "\(connection.logID)"])
         flushOutbox()
