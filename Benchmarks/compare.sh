@@ -55,24 +55,4 @@ if [[ "${MESH:-1}" == 1 ]]; then
             }'
     fi
 fi
-rm -f "$TABLE" | tee "$TABLE"
-
-if [[ "${MESH:-1}" == 1 ]]; then
-    if [[ $EUID -ne 0 ]] || ! command -v iptables >/dev/null 2>&1; then
-        echo "compare.sh: no mesh row (needs root and iptables: apt-get install -y iptables)" >&2
-    else
-        MESH_OUT="$(SCRATCH_PATH="$SCRATCH" BENCH_DIR="$BENCH" REPS="${REPS:-3}" DURATION="${DURATION:-5}" "$ROOT/Benchmarks/mesh.sh" 2>/dev/null)"
-        THR="$(awk '$1 == "thr" && $3 == "relay" { print $4 }' "$TABLE")"
-        echo
-        echo "$MESH_OUT" | awk -v thr="$THR" '
-            $1 == "single" && $2 ~ /^[0-9]/ { single = $2 }
-            $1 == "mesh" && $2 ~ /^[0-9]/ { mesh = $2; p50 = $4; p99 = $5; lost = $6; unacked = $7; dup = $8; err = $9; runs = $10 }
-            END {
-                printf "%-5s %-5s %-12s %9s %7s %9s %9s %8s %6s %6s %5s  %s\n", "cfg", "cpu", "target", "msg/s", "x_thr", "x_single", "p50_us", "p99_us", "lost", "dup", "err", "runs"
-                printf "%-5s %-5s %-12s %9d %7.2f %9.2f %9d %8d %6d %6d %5d  %s\n", "mesh", "free", "relay x2", mesh, (thr > 0 ? mesh / thr : 0), (single > 0 ? mesh / single : 0), p50, p99, lost + unacked, dup, err, runs
-                print "mesh = the thr load over two peered relays, every message crossing from one to the other;"
-                print "x_thr = mesh / the relay thr row above; x_single = mesh / one relay measured next to it."
-            }'
-    fi
-fi
 rm -f "$TABLE"

@@ -218,3 +218,19 @@ public struct FastRandom: RandomNumberGenerator, Sendable {
     @inline(__always)
     private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 }
+
+/// SplitMix64: a small generator from a seed, so a randomized test or simulation can be replayed
+/// (tests and benchmarks only; the relay's ids come from `FastRandom`).
+public struct SeededRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import PTPProtocol
 import XCTest
 
 /// PROFILE.md section 6: "A restart, including `kill -9`, loses no message that was ACKed or NACKed
@@ -46,7 +47,7 @@ final class CrashTests: RelayTestCase {
         let started = Date()
         let seed = ProcessInfo.processInfo.environment["PTPCHAT_CRASH_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         print("crash test seed: \(seed) (replay with PTPCHAT_CRASH_SEED=\(seed))")
-        var random = SeededGenerator(seed: seed)
+        var random = SeededRandom(seed: seed)
 
         let dataDirectory = try directory.appendingPathComponent("data")
         let relayID = Ids.make()

@@ -1,4 +1,5 @@
 import Foundation
+import PTPProtocol
 import XCTest
 
 /// PROFILE.md section 6 and docs/store.md: store and forward with the real relay binary and its
@@ -518,7 +519,7 @@ final class StoreForwardTests: RelayTestCase {
     private func overwrite(_ file: URL, from offset: Int, count: Int) throws {
         let handle = try FileHandle(forWritingTo: file)
         try handle.seek(toOffset: UInt64(offset))
-        var generator = SeededGenerator(seed: 42)
+        var generator = SeededRandom(seed: 42)
         try handle.write(contentsOf: Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }))
         try handle.close()
     }

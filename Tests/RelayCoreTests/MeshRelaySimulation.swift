@@ -11,21 +11,6 @@ import XCTest
 
 // MARK: Deterministic randomness
 
-/// SplitMix64: the simulation's only source of randomness, so a seed replays a run (the relays'
-/// own message ids and dictionary orders aside).
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 // MARK: Topologies
 
@@ -54,7 +39,7 @@ enum SimTopology {
 
     /// A random connected graph: a random tree (each relay links to a random earlier one), then
     /// random extra links until there are `links`.
-    static func random(relays: Int, links: Int, rng: inout SplitMix64) -> [SimEdge] {
+    static func random(relays: Int, links: Int, rng: inout SeededRandom) -> [SimEdge] {
         var edges = Set<SimEdge>()
         for relay in 1..<relays { edges.insert(SimEdge(relay, Int.random(in: 0..<relay, using: &rng))) }
         let most = relays * (relays - 1) / 2
@@ -200,7 +185,7 @@ final class MeshRelaySimulation {
     let routingToClients: Bool
     /// Which clients' ROUTING views are parsed and checked (all of them costs time at 1,000).
     let watchesView: (Int) -> Bool
-    var rng: SplitMix64
+    var rng: SeededRandom
 
     private(set) var relays: [SimRelay] = []
     private(set) var clients: [SimClient] = []
@@ -247,7 +232,7 @@ final class MeshRelaySimulation {
         self.edges = edges
         self.routingToClients = routingToClients
         self.watchesView = watchesView
-        rng = SplitMix64(seed: seed)
+        rng = SeededRandom(seed: seed)
         for index in 0..<relayCount {
             let relay = SimRelay(index: index, id: GUID.random(using: &rng))
             relays.append(relay)

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import PTPProtocol
 import XCTest
 
 @testable import RelayCore
@@ -62,7 +63,7 @@ final class MeshRelaySimulationTests: XCTestCase {
     func testRandomTwentyRelaysTimersOutOfPhase() { randomTwenty(timersInPhase: false) }
 
     private func randomTwenty(timersInPhase: Bool) {
-        var rng = SplitMix64(seed: 0x2020)
+        var rng = SeededRandom(seed: 0x2020)
         let edges = SimTopology.random(relays: 20, links: 34, rng: &rng)
         let sim = MeshRelaySimulation(
             name: "random 20" + (timersInPhase ? "" : " ~"), relays: 20, clientsPerRelay: 5, edges: edges,
@@ -88,7 +89,7 @@ final class MeshRelaySimulationTests: XCTestCase {
 
     private func randomFifty(timersInPhase: Bool) {
         let perRelay = Self.full ? 20 : 5
-        var rng = SplitMix64(seed: 0x5050)
+        var rng = SeededRandom(seed: 0x5050)
         let edges = SimTopology.random(relays: 50, links: 75, rng: &rng)
         let sim = MeshRelaySimulation(
             name: "random 50" + (timersInPhase ? "" : " ~"), relays: 50, clientsPerRelay: perRelay, edges: edges,
