@@ -50,13 +50,21 @@ enum HopOutcome: Sendable {
     case refused(Refusal)
 }
 
-/// A NACK that a node further on sent, as it is passed back toward the origin.
-struct Refusal: Sendable {
+/// A NACK that a node further on sent, as it is passed back toward the origin. A class: the
+/// outcome of every delivery is passed around by value, and one pointer keeps that enum small.
+final class Refusal: Sendable {
     /// The node that refused: the passed-on NACK's `sender_id` and `node_id`.
-    var node: SenderTag
-    var reason: String
+    let node: SenderTag
+    let reason: String
     /// The refusing node keeps the message (a peer relay that took custody).
-    var stored: Bool
+    let stored: Bool
     /// The recipients behind the hop that refused.
-    var recipients: Recipients
+    let recipients: Recipients
+
+    init(node: SenderTag, reason: String, stored: Bool, recipients: Recipients) {
+        self.node = node
+        self.reason = reason
+        self.stored = stored
+        self.recipients = recipients
+    }
 }
