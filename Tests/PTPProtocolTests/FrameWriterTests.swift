@@ -24,16 +24,7 @@ final class FrameWriterTests: XCTestCase {
                 XCTFail("length \(length) runs past the \(buffer.readableBytes) bytes written", file: file, line: line)
                 break
             }
-            XCTAssertTrue(body.allSatisfy { $0 < 0x80 }, "not ASCII", file: file, line: line)
-            var tape = JSONTape()
-            body.withUnsafeBytes { raw in
-                do throws(JSONTape.ParseError) {
-                    try tape.parse(raw)
-                    XCTAssertTrue(tape.isCompactASCII, "not compact: \(body.text)", file: file, line: line)
-                } catch {
-                    XCTFail("own parser refuses \(body.text): \(error)", file: file, line: line)
-                }
-            }
+            assertCompactASCII(body, file: file, line: line)
             if let object = jsonObject(body, file: file, line: line) { objects.append(object) }
         }
         return objects

@@ -13,18 +13,7 @@ final class MeshFramesTests: XCTestCase {
     /// The bodies of the length-prefixed frames in `out`; each must be ASCII and parse compact.
     private func bodies(_ out: ByteBuffer, file: StaticString = #filePath, line: UInt = #line) -> [[UInt8]] {
         let frames = splitFrames(out, file: file, line: line)
-        for body in frames {
-            XCTAssertTrue(body.allSatisfy { $0 < 0x80 }, "not ASCII: \(body.text)", file: file, line: line)
-            var tape = JSONTape()
-            body.withUnsafeBytes { raw in
-                do throws(JSONTape.ParseError) {
-                    try tape.parse(raw)
-                    XCTAssertTrue(tape.isCompactASCII, "not compact: \(body.text)", file: file, line: line)
-                } catch {
-                    XCTFail("own parser refuses \(body.text): \(error)", file: file, line: line)
-                }
-            }
-        }
+        for body in frames { assertCompactASCII(body, file: file, line: line) }
         return frames
     }
 

@@ -91,6 +91,20 @@ func splitFrames(_ buffer: ByteBuffer, file: StaticString = #filePath, line: UIn
 }
 
 /// A JSON object decoded with Foundation, for checking what was written.
+/// Checks that a frame body the relay wrote is ASCII and compact JSON its own parser accepts.
+func assertCompactASCII(_ body: [UInt8], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertTrue(body.allSatisfy { $0 < 0x80 }, "not ASCII: \(body.text)", file: file, line: line)
+    var tape = JSONTape()
+    body.withUnsafeBytes { raw in
+        do throws(JSONTape.ParseError) {
+            try tape.parse(raw)
+            XCTAssertTrue(tape.isCompactASCII, "not compact: \(body.text)", file: file, line: line)
+        } catch {
+            XCTFail("own parser refuses \(body.text): \(error)", file: file, line: line)
+        }
+    }
+}
+
 func jsonObject(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line) -> [String: Any]? {
     do {
         guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {

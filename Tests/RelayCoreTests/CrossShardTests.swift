@@ -18,12 +18,17 @@ final class CrossShardTests: XCTestCase {
         relay.shutdown()
     }
 
-    func testMessageToAnotherShardIsDeliveredAndTheAckComesBack() {
-        let a = relay.client(Node.a, shard: 0)
-        let b = relay.client(Node.b, shard: 1)
+    /// Clients bound on the given shards, every shard's replica up to date, greetings read.
+    private func bound(_ clients: [(id: String, shard: Int)], ip: String = "192.0.2.10") -> [Peer] {
+        let peers = clients.map { relay.client($0.id, ip: ip, shard: $0.shard) }
         relay.runLoops()
-        _ = a.receive()
-        _ = b.receive()
+        for peer in peers { _ = peer.receive() }
+        return peers
+    }
+
+    func testMessageToAnotherShardIsDeliveredAndTheAckComesBack() {
+        let peers = bound([(Node.a, 0), (Node.b, 1)])
+        let (a, b) = (peers[0], peers[1])
 
         let id = Node.newID()
         a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
@@ -44,11 +49,8 @@ final class CrossShardTests: XCTestCase {
     }
 
     func testSplitOverShardsAcksOnceAfterEveryNextHopAndNacksTheStoredOne() {
-        let a = relay.client(Node.a, shard: 0)
-        let b = relay.client(Node.b, shard: 1)
-        let c = relay.client(Node.c, shard: 0)
-        relay.runLoops()
-        for peer in [a, b, c] { _ = peer.receive() }
+        let peers = bound([(Node.a, 0), (Node.b, 1), (Node.c, 0)])
+        let (a, b, c) = (peers[0], peers[1], peers[2])
 
         let id = Node.newID()
         a.send(Frames.message(from: Node.a, to: [Node.b, Node.c, Node.x], id: id))
@@ -91,11 +93,8 @@ final class CrossShardTests: XCTestCase {
     }
 
     func testRecipientNackOnAnotherShardReachesTheSender() {
-        let a = relay.client(Node.a, shard: 0)
-        let b = relay.client(Node.b, shard: 1)
-        relay.runLoops()
-        _ = a.receive()
-        _ = b.receive()
+        let peers = bound([(Node.a, 0), (Node.b, 1)])
+        let (a, b) = (peers[0], peers[1])
 
         let id = Node.newID()
         a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
