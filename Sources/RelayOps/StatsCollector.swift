@@ -111,6 +111,7 @@ public final class StatsCollector: Sendable {
                       "sent": counters.storedSent, "delivered": counters.storedDelivered],
             "rates_10s": rates(for: snapshot),
             "mesh": meshJSON(snapshot.mesh),
+            "routing_to_clients": ["frames": counters.routingFramesToClients, "bytes": counters.routingBytesToClients],
         ]
         let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
         return [UInt8](data) + [0x0A]

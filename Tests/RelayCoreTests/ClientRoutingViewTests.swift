@@ -49,6 +49,9 @@ final class ClientRoutingViewTests: XCTestCase {
         XCTAssertEqual(routes(a), ["bob@\(Node.b)": 1])
         XCTAssertEqual(routes(b), ["alice@\(Node.a)": 1])
         XCTAssertTrue(routes(x).isEmpty, "xavier shares no channel")
+        // Counted for operators (/stats routing_to_clients): the three welcomes and two deltas.
+        XCTAssertEqual(relay.shards.map(\.counters.routingFramesToClients).reduce(0, +), 5)
+        XCTAssertGreaterThan(relay.shards.map(\.counters.routingBytesToClients).reduce(0, +), 0)
 
         // A newcomer in the channel is in its welcome; the others hear of it.
         let c = relay.client(Node.c, name: "carol", shard: 1)

@@ -32,9 +32,7 @@ extension RelayShard {
                 }
             }
         }
-        write(to: connection) { out in
-            RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
-        }
+        writeRouting(entries, to: connection)
         for frame in context.channels.current() {
             writeBytes(to: connection, frame)
         }
@@ -64,18 +62,22 @@ extension RelayShard {
 
     private func sendWholeDelta(_ delta: [GUID: (tag: SenderTag, ttl: Int)]) {
         var frame = ByteBufferAllocator().buffer(capacity: 256)
-        RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
+        var frames = 0
+        RelayFrames.routing(&frame, entries: delta.values.map { ($0.tag, $0.ttl) }, relay: relay) {
+            frames += 1
+            return newMessageID()
+        }
         for connection in connections.values where connection.phase == .bound && !connection.isPeer {
             guard let own = connection.nodeID, delta[own] != nil else {
                 writeBytes(to: connection, frame)
+                counters.routingFramesToClients += frames
+                counters.routingBytesToClients += frame.readableBytes
                 continue
             }
             // A client is never listed in its own ROUTING: it gets the delta without its entry.
             let others = delta.filter { $0.key != own }
             guard !others.isEmpty else { continue }
-            write(to: connection) { out in
-                RelayFrames.routing(&out, entries: others.values.map { ($0.tag, $0.ttl) }, relay: relay, nextID: { newMessageID() })
-            }
+            writeRouting(others.values.map { ($0.tag, $0.ttl) }, to: connection)
         }
     }
 
@@ -96,10 +98,20 @@ extension RelayShard {
             guard connection.phase == .bound, !connection.isPeer else { continue }
             let entries = pending.compactMap { $0.key == connection.nodeID ? nil : ($0.value.tag, $0.value.ttl) }
             guard !entries.isEmpty else { continue }
-            write(to: connection) { out in
-                RelayFrames.routing(&out, entries: entries, relay: relay, nextID: { newMessageID() })
+            writeRouting(entries, to: connection)
+        }
+    }
+
+    /// ROUTING frames with `entries` (at most 8 KiB each) to a client, counted.
+    private func writeRouting(_ entries: [(address: SenderTag, ttl: Int)], to connection: Connection) {
+        let before = connection.out.writerIndex
+        write(to: connection) { out in
+            RelayFrames.routing(&out, entries: entries, relay: relay) { [self] in
+                counters.routingFramesToClients += 1
+                return newMessageID()
             }
         }
+        counters.routingBytesToClients += connection.out.writerIndex - before
     }
 
     /// The bound client connection of `node` on this shard.

@@ -55,6 +55,9 @@ public struct RelayCounters: Sendable {
     public var acksReceived = 0
     /// NACKs of other nodes passed back toward the origin in their own name.
     public var nacksPassedOn = 0
+    /// ROUTING frames and bytes sent to clients (their view, `routing.to_clients`).
+    public var routingFramesToClients = 0
+    public var routingBytesToClients = 0
     /// ROUTING frames between relays (PROFILE.md section 9), received from and sent to peers.
     public var routingFramesIn = 0
     public var routingFramesOut = 0
@@ -112,6 +115,8 @@ public struct RelayCounters: Sendable {
         result.acksReceived = max(acksReceived, other.acksReceived)
         result.nacksPassedOn = max(nacksPassedOn, other.nacksPassedOn)
         result.routingFramesIn = max(routingFramesIn, other.routingFramesIn)
+        result.routingFramesToClients = max(routingFramesToClients, other.routingFramesToClients)
+        result.routingBytesToClients = max(routingBytesToClients, other.routingBytesToClients)
         result.routingFramesOut = max(routingFramesOut, other.routingFramesOut)
         result.stored = max(stored, other.stored)
         result.storedSent = max(storedSent, other.storedSent)
@@ -139,6 +144,8 @@ public struct RelayCounters: Sendable {
         sum.acksReceived += rhs.acksReceived
         sum.nacksPassedOn += rhs.nacksPassedOn
         sum.routingFramesIn += rhs.routingFramesIn
+        sum.routingFramesToClients += rhs.routingFramesToClients
+        sum.routingBytesToClients += rhs.routingBytesToClients
         sum.routingFramesOut += rhs.routingFramesOut
         sum.stored += rhs.stored
         sum.storedSent += rhs.storedSent
