@@ -17,17 +17,13 @@ Loopback only; spreads connections over 127.0.0.1-127.0.0.4 (one address gives ~
 import argparse
 import asyncio
 import json
-import os
 import resource
-import socket
 import struct
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 
-from relayproc import free_port, start_relay
+from relayproc import free_port, running_relay, stats
 
 
 def frame(obj):
@@ -71,10 +67,6 @@ async def client(index, port, channel, totals, stop):
         writer.close()
 
 
-def stats(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
-        return json.load(response)
-
 
 async def run(port, stats_port, clients, quiet):
     """Counts from the relay's own counters (/stats routing_to_clients): the clients only drain,
@@ -109,7 +101,7 @@ async def run(port, stats_port, clients, quiet):
 
 def measure(relay_bin, mode, clients, quiet):
     port, stats_port = free_port(), free_port()
-    relay = start_relay(relay_bin, "ptpchat-client-routing.", f"""relay:
+    with running_relay(relay_bin, "ptpchat-client-routing.", f"""relay:
   listen: ["127.0.0.1:{port}"]
   data_dir: "{{work}}/data"
 stats:
@@ -122,12 +114,8 @@ limits:
   per_ip_connections: 0
   per_ip_new_per_second: 0
   flood_per_second: 0
-""")
-    try:
+"""):
         return asyncio.run(run(port, stats_port, clients, quiet))
-    finally:
-        relay.terminate()
-        relay.wait(timeout=60)
 
 
 def main():

@@ -15,17 +15,14 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import socket
 import struct
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 
-from relayproc import free_port, start_relay
+from relayproc import free_port, running_relay, stats
 
 KEY = "benchmark-mesh-key-0123456789abcdef"
 
@@ -126,15 +123,11 @@ def rss_kib(pid):
     return 0
 
 
-def stats(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
-        return json.load(response)
-
 
 
 def measure(relay_bin, nodes):
     port, stats_port = free_port(), free_port()
-    relay = start_relay(relay_bin, "ptpchat-mesh-table.", f"""relay:
+    with running_relay(relay_bin, "ptpchat-mesh-table.", f"""relay:
   listen: ["127.0.0.1:{port}"]
   data_dir: "{{work}}/data"
 stats:
@@ -145,8 +138,7 @@ mesh:
   key: "{KEY}"
 routing:
   to_clients: false
-""")
-    try:
+""") as relay:
         a, a_id = peer(port, "peerA")
         # Let the relay settle (its first table to A), then take the baseline memory.
         time.sleep(0.5)
@@ -185,9 +177,6 @@ routing:
             "frames": frames, "bytes_per_route": (after - before) * 1024 / nodes,
             "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
         }
-    finally:
-        relay.terminate()
-        relay.wait(timeout=15)
 
 
 def main():

@@ -1,10 +1,13 @@
 """Starting a relay process for the Python benchmarks: a free loopback port, a config file in a
 temporary directory, and a wait until it listens."""
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 
 def free_port():
@@ -33,3 +36,20 @@ def start_relay(relay_bin, prefix, config_text):
             time.sleep(0.05)
     relay.terminate()
     raise SystemExit("the relay did not listen in time")
+
+
+@contextlib.contextmanager
+def running_relay(relay_bin, prefix, config_text):
+    """`start_relay`, stopped again when the block ends (also on error)."""
+    relay = start_relay(relay_bin, prefix, config_text)
+    try:
+        yield relay
+    finally:
+        relay.terminate()
+        relay.wait(timeout=60)
+
+
+def stats(port):
+    """The relay's /stats as a dictionary."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
+        return json.load(response)
