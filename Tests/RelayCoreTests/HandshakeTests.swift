@@ -227,7 +227,7 @@ final class HandshakeTests: XCTestCase {
         alice.expectNothing()
         bob.expectNothing()
         XCTAssertEqual(relay.counters.count(DropReason.routingFromClient), 1)
-        XCTAssertNil(relay.shard.locate(Node.guid(Node.x)))
+        XCTAssertNil(relay.shard.nextHop(for: Node.guid(Node.x)))
     }
 
     func testInvalidAndMalformedAfterHandshake() {

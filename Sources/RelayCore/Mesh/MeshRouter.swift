@@ -248,19 +248,6 @@ final class MeshRouter: Sendable {
         }
     }
 
-    /// Every node reached through a peer now (a shard that starts late, or a snapshot).
-    func remoteNodes() -> [GUID: RemoteNode] {
-        state.withLockedValue { state in
-            var nodes: [GUID: RemoteNode] = [:]
-            for route in state.table.reachableNodes() {
-                guard case .peer(let peer) = route.nextHop, let link = state.peers[peer] else { continue }
-                nodes[route.node.id] = RemoteNode(
-                    tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy, relay: peer, location: link.location)
-            }
-            return nodes
-        }
-    }
-
     func countAuthFailure() {
         state.withLockedValue { $0.authFailures += 1 }
     }

@@ -157,8 +157,6 @@ struct StoredBacklog {
     /// Recipients with messages waiting and no read under way.
     var due: [GUID] { waiting.isEmpty ? [] : Array(waiting.subtracting(reading)) }
 
-    func isWaiting(_ recipient: GUID) -> Bool { waiting.contains(recipient) }
-
     /// Starts a read for `recipient`; false when one is under way.
     mutating func beginRead(_ recipient: GUID) -> Bool {
         reading.insert(recipient).inserted

@@ -59,7 +59,6 @@ struct InterestIndex {
         return !first.isDisjoint(with: second)
     }
 
-    /// Channels known, and memberships held (for tests and stats).
-    var channelCount: Int { members.count }
+    /// Memberships held (for tests).
     var membershipCount: Int { channels.values.reduce(0) { $0 + $1.count } }
 }

@@ -320,14 +320,6 @@ final class RelayShard: @unchecked Sendable {
         }
     }
 
-    /// Where `id` is connected: this shard's replica, else the registry (a node bound an instant
-    /// ago whose announcement has not reached this shard yet).
-    @inline(__always)
-    func locate(_ id: GUID) -> NodeLocation? {
-        if let location = directory[id] { return location }
-        return context.registry.lookup(id)
-    }
-
     /// The next hop toward `id`, or nil when the relay has no route to it (then it is stored):
     /// its own connection here, else the peer relay the mesh routes it through.
     /// This shard's replicas first (no lock); the registry and the mesh router, under their

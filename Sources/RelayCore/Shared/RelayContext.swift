@@ -24,8 +24,6 @@ final class RelayContext: Sendable {
     /// The route table and the peer relays (PROFILE.md section 9).
     let mesh: MeshRouter
 
-    let maxTTL = 32
-
     init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
         self.store = store
         self.settings = NIOLockedValueBox(configuration)
