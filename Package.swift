@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
@@ -63,6 +65,19 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // TLS (PROFILE.md sections 1 and 3): the only module that imports NIOSSL. Server and client
+        // contexts from PEM files, reloadable; the node id a verified client certificate proves.
+        .target(
+            name: "RelayTLS",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The relay: connections, node registry, forwarding, ACK/NACK, floods, channel directory.
         .target(
             name: "RelayCore",
@@ -71,6 +86,7 @@ let package = Package(
                 "RelayConfig",
                 "RelayStore",
                 "RelayMesh",
+                "RelayTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -115,6 +131,7 @@ let package = Package(
             name: "ptpchat",
             dependencies: [
                 "PTPProtocol",
+                "RelayTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -139,6 +156,10 @@ let package = Package(
         .testTarget(
             name: "RelayStoreTests",
             dependencies: ["RelayStore", "PTPProtocol"]
+        ),
+        .testTarget(
+            name: "RelayTLSTests",
+            dependencies: ["RelayTLS", "PTPProtocol", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayConfigTests",

@@ -165,6 +165,7 @@ extension ConfigurationKey {
             optionalText("tls.cert", \.tls.cert),
             optionalText("tls.key", \.tls.key),
             optionalText("tls.client_ca", \.tls.clientCA),
+            scalar("tls.require_client_cert") { $0.tls.requireClientCert = try ValueParsing.boolean($1) },
 
             scalar("compat.legacy_clients") { $0.compat.legacyClients = try ValueParsing.boolean($1) },
         ]

@@ -110,6 +110,8 @@ public struct RelayConfiguration: Sendable, Equatable {
         public var cert: String? = nil
         public var key: String? = nil
         public var clientCA: String? = nil
+        /// With `clientCA`: refuse a TLS handshake that presents no client certificate.
+        public var requireClientCert: Bool = false
         public init() {}
     }
 

@@ -110,12 +110,13 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertNil(c.tls.cert)
         XCTAssertNil(c.tls.key)
         XCTAssertNil(c.tls.clientCA)
+        XCTAssertFalse(c.tls.requireClientCert)
         XCTAssertTrue(c.compat.legacyClients)
     }
 
     func testKnownKeysAreThoseOfTheProfile() {
-        XCTAssertEqual(ConfigurationLoader.keys.count, 46)
-        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 46)
+        XCTAssertEqual(ConfigurationLoader.keys.count, 47)
+        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 47)
         XCTAssertTrue(ConfigurationLoader.keys.contains("compat.legacy_clients"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("limits.max_frame_bytes"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("tls.client_ca"))
@@ -188,6 +189,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         "tls.cert": "/etc/ptpchat/cert.pem",
         "tls.key": "/etc/ptpchat/key.pem",
         "tls.client_ca": "/etc/ptpchat/ca.pem",
+        "tls.require_client_cert": "true",
         "compat.legacy_clients": "false",
     ]
 
@@ -250,6 +252,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.mesh.key, "s3cret-mesh-key-of-the-test")
         XCTAssertEqual(c.tls.listen, [":9443"])
         XCTAssertEqual(c.tls.cert, "/etc/ptpchat/cert.pem")
+        XCTAssertTrue(c.tls.requireClientCert)
         XCTAssertEqual(c.tls.key, "/etc/ptpchat/key.pem")
         XCTAssertEqual(c.tls.clientCA, "/etc/ptpchat/ca.pem")
         XCTAssertFalse(c.compat.legacyClients)

@@ -1,5 +1,6 @@
 import NIOCore
 import PTPProtocol
+import RelayTLS
 
 /// The last handler of a connection's pipeline: hands frames to the shard, turns idle events
 /// into keepalives and closes, and closes on framing errors with a reason.
@@ -40,6 +41,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proven = event as? ProvenNodeIdentity {
+            connection?.provenNodeID = proven.nodeID
+            return
+        }
         guard let connection, let idle = event as? IdleStateHandler.IdleStateEvent else {
             context.fireUserInboundEventTriggered(event)
             return

@@ -96,6 +96,9 @@ final class Connection {
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
+    /// The node id a verified TLS client certificate proved (PROFILE.md section 3); set before
+    /// its first frame is read, never changed.
+    var provenNodeID: GUID?
     /// Recipients behind this connection the store may hold messages for.
     var storedBacklog = StoredBacklog()
 
