@@ -9,6 +9,7 @@ import Glibc
 import PTPProtocol
 import RelayConfig
 import RelayStore
+import RelayTLS
 
 /// The relay: one shard per event loop, listeners on the configured addresses.
 public final class RelayServer: Sendable {
@@ -20,6 +21,8 @@ public final class RelayServer: Sendable {
     private let listeners = NIOLockedValueBoxed<[Channel]>([])
     /// Dials `mesh.peers`.
     let dialer: PeerDialer
+    /// The TLS contexts of `tls.*`, made at init; reloaded in place.
+    let tls: RelayTLSContexts
 
     public struct ListenError: Error, CustomStringConvertible {
         public var address: String
@@ -32,7 +35,10 @@ public final class RelayServer: Sendable {
         }
     }
 
-    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
+    /// Throws `TLSSetupError` when a `tls.*` file cannot be used.
+    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) throws {
+        let tls = try RelayTLSContexts(configuration.tls)
+        self.tls = tls
         let threads = configuration.relay.threads > 0 ? configuration.relay.threads : System.coreCount
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.identity = identity
@@ -45,6 +51,10 @@ public final class RelayServer: Sendable {
         self.shards = shards
         let context = self.context
         self.dialer = PeerDialer(shards: shards, context: context) { channel, shard, address in
+            let peer = try ConfigurationLoader.parsePeerAddress(address)
+            if peer.usesTLS {
+                try tls.client.addHandlers(to: channel, host: peer.host, observer: Self.handshakeObserver(shard))
+            }
             try Self.addConnectionHandlers(to: channel, shard: shard, settings: context.configuration, dialedPeer: address)
         }
     }
@@ -64,6 +74,18 @@ public final class RelayServer: Sendable {
         ])
     }
 
+    /// Counts and logs a connection's failed TLS handshake (called on the shard's loop).
+    static func handshakeObserver(_ shard: RelayShard) -> TLSHandshakeObserver {
+        TLSHandshakeObserver(
+            failed: { error in
+                shard.counters.drop(.tlsHandshakeFailed)
+                shard.logger.debug("TLS handshake failed", metadata: ["error": "\(error)"])
+            },
+            unprovenClaim: { why in
+                shard.logger.info("client certificate proves no node id", metadata: ["reason": "\(why)"])
+            })
+    }
+
     /// Starts dialing `mesh.peers` (after the listeners: a peer dialing back finds them).
     private func startMesh() {
         let settings = context.configuration
@@ -76,34 +98,45 @@ public final class RelayServer: Sendable {
             try await shard.eventLoop.submit { shard.startTimers() }.get()
         }
         for address in context.configuration.relay.listen {
-            let (host, port) = try ConfigurationLoader.parseHostPort(address)
-            do {
-                // One listening socket per event loop (SO_REUSEPORT): every loop accepts, and the
-                // kernel spreads connections over them, so about half of all conversations stay
-                // on one loop instead of all crossing between loops (round-robin).
-                // SO_REUSEPORT would let a second relay share the port silently: a plain bind
-                // first tells "address already in use" as it should.
-                if port != 0 {
-                    try Self.checkPortIsFree(host: host, port: port)
-                }
-                var boundPort = port
-                for shard in shards {
-                    let channel = try await makeBootstrap(on: shard).bind(host: host, port: boundPort).get()
-                    listeners.withLockedValue { $0.append(channel) }
-                    boundPort = channel.localAddress?.port ?? boundPort
-                    if shard.index == 0 {
-                        context.logger.info(
-                            "listening",
-                            metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)"])
-                    }
-                }
-            } catch let error as IOError {
-                throw ListenError(address: address, reason: String(cString: strerror(error.errnoCode)).lowercased())
-            } catch {
-                throw ListenError(address: address, reason: "\(error)")
-            }
+            try await bindListeners(address, tls: nil)
+        }
+        for address in context.configuration.tls.listen {
+            try await bindListeners(address, tls: tls.server)
         }
         startMesh()
+    }
+
+    /// Binds one listener per event loop to `address`; `tls` puts TLS in front of its connections.
+    private func bindListeners(_ address: String, tls: ServerTLS?) async throws {
+        let (host, port) = try ConfigurationLoader.parseHostPort(address)
+        do {
+            // One listening socket per event loop (SO_REUSEPORT): every loop accepts, and the
+            // kernel spreads connections over them, so about half of all conversations stay
+            // on one loop instead of all crossing between loops (round-robin).
+            // SO_REUSEPORT would let a second relay share the port silently: a plain bind
+            // first tells "address already in use" as it should.
+            if port != 0 {
+                try Self.checkPortIsFree(host: host, port: port)
+            }
+            var boundPort = port
+            for shard in shards {
+                let channel = try await makeBootstrap(on: shard, tls: tls).bind(host: host, port: boundPort).get()
+                listeners.withLockedValue { $0.append(channel) }
+                boundPort = channel.localAddress?.port ?? boundPort
+                if shard.index == 0 {
+                    context.logger.info(
+                        "listening",
+                        metadata: [
+                            "address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)",
+                            "tls": "\(tls != nil)",
+                        ])
+                }
+            }
+        } catch let error as IOError {
+            throw ListenError(address: address, reason: String(cString: strerror(error.errnoCode)).lowercased())
+        } catch {
+            throw ListenError(address: address, reason: "\(error)")
+        }
     }
 
     /// Binds (without listening, so nothing can connect to it) a plain socket to the address.
@@ -126,7 +159,9 @@ public final class RelayServer: Sendable {
         }
     }
 
-    private func makeBootstrap(on shard: RelayShard?) -> ServerBootstrap {
+    /// Accepts connections with the one pipeline definition (`addConnectionHandlers`); a TLS
+    /// listener wraps it, putting TLS in front.
+    private func makeBootstrap(on shard: RelayShard?, tls: ServerTLS?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
         let initial = context.configuration.limits
@@ -148,22 +183,30 @@ public final class RelayServer: Sendable {
                 let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
                 return channel.eventLoop.makeCompletedFuture {
+                    try tls?.addHandlers(to: channel, observer: Self.handshakeObserver(owner))
                     try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
                 }
             }
     }
 
-    /// Serves on listening sockets passed in (systemd socket activation) instead of binding.
-    public func start(inheritedListeners descriptors: [Int32]) async throws {
+    /// Serves on listening sockets passed in (systemd socket activation) instead of binding;
+    /// `tlsListeners` (sockets named `tls`) get TLS in front.
+    public func start(inheritedListeners descriptors: [Int32], tlsListeners: [Int32] = []) async throws {
         for shard in shards {
             try await shard.eventLoop.submit { shard.startTimers() }.get()
         }
-        for descriptor in descriptors {
-            let channel = try await makeBootstrap(on: nil).withBoundSocket(descriptor).get()
+        if !tlsListeners.isEmpty && tls.server == nil {
+            throw ListenError(address: "socket named tls", reason: "tls.cert and tls.key are not set")
+        }
+        let all = descriptors.map { ($0, nil as ServerTLS?) } + tlsListeners.map { ($0, tls.server) }
+        for (descriptor, tls) in all {
+            let channel = try await makeBootstrap(on: nil, tls: tls).withBoundSocket(descriptor).get()
             listeners.withLockedValue { $0.append(channel) }
             context.logger.info(
                 "listening on socket from systemd",
-                metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)"])
+                metadata: [
+                    "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)", "tls": "\(tls != nil)",
+                ])
         }
         startMesh()
     }
@@ -180,13 +223,16 @@ public final class RelayServer: Sendable {
         if new.relay.threads != old.relay.threads { needsRestart.append("relay.threads") }
         if new.stats != old.stats { needsRestart.append("stats.listen") }
         if new.store != old.store { needsRestart.append("store") }
-        if new.tls != old.tls { needsRestart.append("tls") }
+        if new.tls.listen != old.tls.listen { needsRestart.append("tls.listen") }
+        // Certificates, keys and the client CA are read again (a renewed certificate keeps its
+        // path) for connections from now on; open ones keep theirs.
+        needsRestart += tls.reload(new.tls, logger: context.logger)
         if new.limits.outboundBufferBytes != old.limits.outboundBufferBytes { needsRestart.append("limits.outbound_buffer_bytes") }
         var effective = new
         effective.relay = old.relay
         effective.stats = old.stats
         effective.store = old.store
-        effective.tls = old.tls
+        effective.tls.listen = old.tls.listen
         effective.limits.outboundBufferBytes = old.limits.outboundBufferBytes
         let applied = effective
         context.apply(applied)

@@ -39,6 +39,11 @@ public enum DropReason: String, CaseIterable, Sendable {
     case meshDuplicatePeer = "mesh_duplicate_peer"
     /// A peer relay claims a client of this relay as its own (the local route wins).
     case meshIDCollision = "mesh_id_collision"
+    /// A TLS handshake failed (no or an untrusted client certificate, wrong version, garbage);
+    /// only that connection is closed.
+    case tlsHandshakeFailed = "tls_handshake_failed"
+    /// A connection closed because a newer one proved (client certificate) the node id it held.
+    case takenOver = "taken_over"
 }
 
 /// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.

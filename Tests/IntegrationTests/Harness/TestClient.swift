@@ -31,6 +31,12 @@ final class TestClient {
         self.fd = try Sockets.connected(port: port)
     }
 
+    /// A client on a connected stream socket made elsewhere (one end of a TLS bridge).
+    init(descriptor: Int32, label: String) {
+        self.label = label
+        self.fd = descriptor
+    }
+
     deinit { close() }
 
     func close() {
