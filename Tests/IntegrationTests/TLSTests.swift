@@ -345,3 +345,45 @@ final class TLSTests: RelayTestCase {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     }
 }
+
+/// Socket activation with a socket named `tls` (deploy/ptpchat-relay-tls.socket): the relay puts
+/// TLS in front of it and serves the socket named `relay` in plaintext.
+final class TLSSocketActivationTests: OpsTestCase {
+    func testSocketNamedTLSGetsTLS() throws {
+        let activator = try OperationsTests.socketActivate()
+        let pki = try TestCertificates(in: try folder("pki"))
+        let pair = try pki.relay()
+        let relayPort = try Sockets.freePort()
+        let tlsPort = try Sockets.freePort()
+        let config = try folder("config").appendingPathComponent("relay.yaml")
+        try "tls:\n  cert: \"\(pair.cert)\"\n  key: \"\(pair.key)\"\n".write(to: config, atomically: true, encoding: .utf8)
+        let child = try launch(
+            activator,
+            [
+                "-l", "127.0.0.1:\(relayPort)", "-l", "127.0.0.1:\(tlsPort)", "--fdname=relay:tls",
+                try Binaries.path("ptpchat-relay").path, "--config", config.path, "--data-dir", try folder("data").path,
+                "--stats", "off", "--log-level", "debug",
+            ],
+            name: "activated")
+
+        // The first connection starts the relay; it waits in the backlog meanwhile.
+        var secure: (TestClient, TLSTestConnection)?
+        _ = Deadline.poll(timeout: 5) {
+            secure = try? TLSTestConnection.connect(port: tlsPort, files: ClientTLSFiles(trustRoots: pki.ca), label: "secure")
+            return secure != nil || !child.isRunning
+        }
+        let (client, connection) = try XCTUnwrap(secure, "systemd-socket-activate did not listen on \(tlsPort):\n\(child.outputTail())")
+        defer { client.close() }
+        let hello = client.receive(timeout: RelayProcess.startTimeout)
+        XCTAssertEqual(hello?.verb, "HELLO", "no HELLO over TLS on the socket named tls: \(child.outputTail())")
+        guard case .completed? = connection.outcome else {
+            return XCTFail("no TLS handshake on the socket named tls: \(String(describing: connection.outcome))")
+        }
+        let plain = try connect(port: relayPort, label: "plain")
+        XCTAssertEqual(plain.receive(timeout: expectWithin)?.verb, "HELLO", "the socket named relay is not plaintext")
+        XCTAssertNotNil(child.waitForStderrLine(containing: ["listening on socket from systemd", "\(tlsPort)", "tls=true"], timeout: 1),
+            "the log does not say the TLS socket came from systemd:\n\(child.outputTail(20))")
+        child.signal(SIGTERM)
+        XCTAssertEqual(child.waitForEnding(timeout: 5), "exit 0")
+    }
+}
