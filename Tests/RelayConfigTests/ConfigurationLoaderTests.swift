@@ -444,6 +444,10 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(noCert.kind, .inconsistent)
         XCTAssertEqual(noCert.key, "tls.cert")
 
+        guard let (noCA, _) = try await loadError("tls: {require_client_cert: true}\n") else { return }
+        XCTAssertEqual(noCA.kind, .inconsistent)
+        XCTAssertEqual(noCA.key, "tls.require_client_cert")
+
         guard let (nothing, _) = try await loadError("relay: {listen: []}\n") else { return }
         XCTAssertEqual(nothing.kind, .inconsistent)
         XCTAssertEqual(nothing.key, "relay.listen")
