@@ -163,6 +163,7 @@ let package = Package(
             dependencies: [
                 "RelayTLS", "PTPProtocol",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
