@@ -1,3 +1,4 @@
+import Foundation
 import NIOSSL
 
 /// The TLS protocol versions the relay speaks (PROFILE.md section 1: TLS 1.2 and 1.3).
@@ -58,7 +59,11 @@ public struct ServerTLSFiles: Sendable, Equatable {
             configuration.certificateVerification = .none
         }
         // A key that does not belong to the certificate fails here, not at the first handshake.
-        return try TLSSetupError.reading(privateKey) { try NIOSSLContext(configuration: configuration) }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSSetupError(file: privateKey, reason: "not the key of \(certificateChain), or unusable (\(error))")
+        }
     }
 }
 
@@ -106,7 +111,11 @@ public struct ClientTLSFiles: Sendable, Equatable {
         case (nil, let keyFile?):
             throw TLSSetupError(file: keyFile, reason: "a client key needs its certificate")
         }
-        return try TLSSetupError.reading(privateKey ?? trustRoots ?? "-") { try NIOSSLContext(configuration: configuration) }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSSetupError(file: privateKey ?? trustRoots ?? "TLS client", reason: "cannot be used (\(error))")
+        }
     }
 }
 
@@ -117,12 +126,16 @@ public struct TLSSetupError: Error, CustomStringConvertible {
     public var description: String { "\(file): \(reason)" }
 
     static func reading<T>(_ file: String, _ body: () throws -> T) throws -> T {
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            let exists = FileManager.default.fileExists(atPath: file)
+            throw TLSSetupError(file: file, reason: exists ? "cannot be read (permissions)" : "no such file")
+        }
         do {
             return try body()
         } catch let error as TLSSetupError {
             throw error
         } catch {
-            throw TLSSetupError(file: file, reason: "\(error)")
+            throw TLSSetupError(file: file, reason: "not a PEM file of the expected kind (\(error))")
         }
     }
 }

@@ -195,6 +195,25 @@ final class TLSTests: RelayTestCase {
         exchange(bob, alice)
     }
 
+    func testUnusableCertificateFilesStopTheStartNamingTheFile() throws {
+        let node = try pki.node(Ids.make())
+        let cases: [(cert: String, key: String, expected: String)] = [
+            (try directory.appendingPathComponent("missing.pem").path, relayPair.key, "missing.pem: no such file"),
+            (relayPair.cert, node.key, "not the key of \(relayPair.cert)"),
+        ]
+        for (index, (cert, key, expected)) in cases.enumerated() {
+            let configFile = try directory.appendingPathComponent("bad-\(index).yaml")
+            try "tls:\n  listen: [\"127.0.0.1:\(try Sockets.freePort())\"]\n  cert: \"\(cert)\"\n  key: \"\(key)\"\n"
+                .write(to: configFile, atomically: true, encoding: .utf8)
+            let child = try runRelayBinary(
+                ["--config", configFile.path, "--listen", "127.0.0.1:\(try Sockets.freePort())", "--data-dir",
+                 try directory.appendingPathComponent("data-\(index)").path, "--stats", "off"],
+                name: "bad-\(index)")
+            XCTAssertEqual(child.waitForExit(timeout: 15), 1, "the relay started with \(expected): \(child.stderr)")
+            XCTAssertTrue(child.stderr.contains(expected), "the start-up error does not say \(expected): \(child.stderr)")
+        }
+    }
+
     // MARK: Reload
 
     func testReloadWithANewCertificateKeepsOpenConnections() throws {
