@@ -49,10 +49,12 @@ public final class ServerTLS: Sendable {
     /// the plaintext handlers are added). A verified client certificate that proves a node id
     /// fires `ProvenNodeIdentity` down the pipeline when the handshake completes.
     public func addHandlers(to channel: Channel, observer: TLSHandshakeObserver) throws {
-        let context = current.withLockedValue { $0.context }
+        let (files, context) = current.withLockedValue { $0 }
         try channel.pipeline.syncOperations.addHandlers([
             NIOSSLServerHandler(context: context),
-            HandshakeWatcher(observer: observer, provesIdentity: true),
+            // Only a certificate verified against `tls.client_ca` proves anything (without it
+            // none is asked for; this keeps it so should that ever change).
+            HandshakeWatcher(observer: observer, provesIdentity: files.clientCA != nil),
         ])
     }
 }
