@@ -297,6 +297,29 @@ final class TLSTests: RelayTestCase {
         exchange(alice, bob)
     }
 
+    func testTLSPeerOfAnotherCAIsNotPeered() throws {
+        let key = "integration-tls-mesh-key-0123456789"
+        let statsPort = try Sockets.freePort()
+        let (r1, port1) = try startTLSRelay(extra: "mesh:\n  key: \"\(key)\"\n")
+        // Relay 2 trusts another CA: relay 1's certificate does not verify on its side.
+        let other = try TestCertificates(in: try directory.appendingPathComponent("other"), name: "other")
+        let r2Pair = try other.relay("relay2")
+        let r2 = try startRelay(
+            config: """
+                tls:
+                  cert: "\(r2Pair.cert)"
+                  key: "\(r2Pair.key)"
+                  client_ca: "\(other.ca)"
+                mesh:
+                  key: "\(key)"
+                  peers: ["tls://127.0.0.1:\(port1)"]
+                stats:
+                  listen: "127.0.0.1:\(statsPort)"
+                """)
+        waitForDrops(statsPort, "tls_handshake_failed", atLeast: 1)
+        XCTAssertFalse(r1.log.contains("peer relay up") || r2.log.contains("peer relay up"), "peered with an untrusted certificate")
+    }
+
     func testPtpchatSendsOverTLS() throws {
         let (relay, port) = try startTLSRelay()
         let alice = try bind(relay, name: "alice")
@@ -308,6 +331,24 @@ final class TLSTests: RelayTestCase {
         XCTAssertEqual(sender.waitForExit(timeout: 15), 0, "ptpchat send over TLS failed: \(sender.stderr)")
         let encoded = delivered?.data["message"] as? String
         XCTAssertEqual(encoded.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }, "over tls")
+    }
+
+    func testPtpchatWithANodeCertificateProvesItsID() throws {
+        let (relay, port) = try startTLSRelay(clientCA: true)
+        let alice = try bind(relay, name: "alice")
+        let id = Ids.make()
+        let pair = try pki.node(id)
+        let common = ["--relay", "127.0.0.1:\(port)", "--tls", "--ca", pki.ca, "--cert", pair.cert, "--key", pair.key, "--to", alice.id, "--timeout", "10"]
+        let proven = try startPtpchat(["send", "--node-id", id] + common + ["proven"], name: "send-proven")
+        let delivered = alice.client.receive(timeout: expectWithin) { $0.verb == "MESSAGE" }
+        let messageID = try XCTUnwrap(delivered?.dataMessageID, "no MESSAGE from the proven ptpchat: \(proven.stderr)")
+        alice.client.send(json: Frames.ack(from: alice, acknowledging: messageID))
+        XCTAssertEqual(proven.waitForExit(timeout: 15), 0, proven.stderr)
+
+        // The same certificate with another --node-id: the relay refuses the HELLO.
+        let spoofed = try startPtpchat(["send", "--node-id", Ids.make()] + common + ["spoofed"], name: "send-spoofed")
+        XCTAssertNotEqual(spoofed.waitForExit(timeout: 15), 0)
+        XCTAssertTrue(spoofed.stderr.contains("spoofed_sender"), spoofed.stderr)
     }
 
     func testPtpchatRefusesARelayOfAnotherCA() throws {
