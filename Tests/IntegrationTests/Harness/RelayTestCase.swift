@@ -68,9 +68,10 @@ class RelayTestCase: XCTestCase {
         return relay
     }
 
-    /// A TCP connection to `relay` (nothing read or sent yet), closed in tearDown.
-    func connect(_ relay: RelayProcess, label: String) throws -> TestClient {
-        let client = try TestClient(port: relay.port, label: label)
+    /// A TCP connection to `relay` (nothing read or sent yet), closed in tearDown. `source`: the
+    /// loopback address it comes from (127.0.0.2, …).
+    func connect(_ relay: RelayProcess, label: String, source: String? = nil) throws -> TestClient {
+        let client = try TestClient(port: relay.port, label: label, source: source)
         clients.append(client)
         return client
     }
