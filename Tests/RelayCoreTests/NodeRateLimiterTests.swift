@@ -44,6 +44,10 @@ final class NodeRateLimiterTests: XCTestCase {
         }
     }
 
+    private func readsPerCycle(_ channel: EmbeddedChannel) throws -> UInt? {
+        try channel.syncOptions?.getOption(ChannelOptions.maxMessagesPerRead)
+    }
+
     func testReadsPassUnderBudget() throws {
         let channel = try makeChannel()
         defer { _ = try? channel.finish() }
@@ -63,6 +67,7 @@ final class NodeRateLimiterTests: XCTestCase {
         channel.read()
         XCTAssertEqual(counter.reads, 0, "read held back")
         XCTAssertEqual(throttles, 1)
+        XCTAssertEqual(try readsPerCycle(channel), 1, "small reads while throttled")
         channel.read()
         XCTAssertEqual(counter.reads, 0, "a second read while held is held too")
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(150))
@@ -82,8 +87,11 @@ final class NodeRateLimiterTests: XCTestCase {
 
         // A read that passes at once ends the episode; the next one counts again.
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertEqual(try readsPerCycle(channel), 1, "still the same episode")
         channel.read()
         XCTAssertEqual(counter.reads, 3)
+        XCTAssertEqual(
+            try readsPerCycle(channel), NodeRateLimiter.Reads.normalMaxMessagesPerRead, "normal reads once the sender is back under budget")
         try send(channel, frames: 30)
         channel.read()
         XCTAssertEqual(counter.reads, 3)

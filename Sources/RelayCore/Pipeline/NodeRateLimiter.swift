@@ -13,6 +13,10 @@ struct PeerRelayProven: Sendable {}
 ///
 /// Sits between the frame decoder and `ConnectionHandler`. Everything here runs on the
 /// connection's event loop.
+///
+/// What one read cycle takes in is delivered whatever the budget (up to `Reads.normal`: 16 reads
+/// of up to 256 KiB), so during a throttling episode the connection reads in small pieces
+/// (`Reads.throttled`: one read of 16 KiB a cycle): the overshoot past the budget stays small.
 final class NodeRateLimiter: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -35,6 +39,16 @@ final class NodeRateLimiter: ChannelDuplexHandler {
     /// Over budget since the last `read()` that was passed on (one count per episode).
     private var isThrottled = false
     private var resumeTimer: Scheduled<Void>?
+
+    /// How a connection reads: read calls per cycle, and their buffer sizes.
+    enum Reads {
+        static let normalMaxMessagesPerRead: UInt = 16
+        /// Each channel keeps its last receive buffer for the next read (NIO's pooled receive
+        /// buffers), idle or not: start small (a HELLO fits) and let busy connections grow it.
+        /// 16 KiB here cost 16 KiB per idle connection (Benchmarks/security.sh memory row).
+        static let normalAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 1024, maximum: 262_144)
+        static let throttledAllocator = FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024)
+    }
 
     init(rates: @escaping () -> NodeRates, onThrottle: @escaping (Channel) -> Void) {
         self.currentRates = rates
@@ -68,6 +82,7 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         isExempt = true
         resumeTimer?.cancel()
         resumeTimer = nil
+        if isThrottled { endEpisode(context: context) }
         promise?.succeed(())
         if isReadHeld {
             isReadHeld = false
@@ -90,8 +105,8 @@ final class NodeRateLimiter: ChannelDuplexHandler {
     }
 
     /// Charges what was read, then passes the held `read()` on, or holds it and sets a timer.
-    /// A throttling episode ends when a `read()` passes at once, not when its timer lets it pass:
-    /// a sender that keeps sending over budget is one episode.
+    /// A throttling episode ends when a `read()` passes at once (not on its timer) with half of
+    /// each burst back: a sender that keeps sending over budget is one episode.
     private func passReadIfAllowed(context: ChannelHandlerContext, onTimer: Bool) {
         let now = context.eventLoop.now
         let rates = currentRates()
@@ -105,7 +120,9 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         uncountedFrames = 0
         uncountedBytes = 0
         if messages.holds(Self.tiny) && bytes.holds(Self.tiny) {
-            if !onTimer { isThrottled = false }
+            if isThrottled && !onTimer && messages.holds(messages.burst / 2) && bytes.holds(bytes.burst / 2) {
+                endEpisode(context: context)
+            }
             isReadHeld = false
             context.read()
             return
@@ -113,6 +130,7 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         if !isThrottled {
             isThrottled = true
             onThrottle(context.channel)
+            setReads(maxMessagesPerRead: 1, allocator: Reads.throttledAllocator, on: context.channel)
         }
         // Read again once 50 ms worth of budget is back (not one token at a time: fewer wake-ups).
         let wait = max(
@@ -121,6 +139,18 @@ final class NodeRateLimiter: ChannelDuplexHandler {
             resumeTimer = nil
             if isReadHeld { passReadIfAllowed(context: context, onTimer: true) }
         }
+    }
+
+    /// The sender came back under budget (half of each burst is there again): normal reads again.
+    private func endEpisode(context: ChannelHandlerContext) {
+        isThrottled = false
+        setReads(maxMessagesPerRead: Reads.normalMaxMessagesPerRead, allocator: Reads.normalAllocator, on: context.channel)
+    }
+
+    private func setReads(maxMessagesPerRead: UInt, allocator: RecvByteBufferAllocator, on channel: Channel) {
+        guard let options = channel.syncOptions else { return }
+        try? options.setOption(.maxMessagesPerRead, value: maxMessagesPerRead)
+        try? options.setOption(.recvAllocator, value: allocator)
     }
 
     /// Above zero: a budget spent to exactly 0 is spent.
