@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import PTPProtocol
 import RelayConfig
+import RelayMesh
 import XCTest
 
 @testable import RelayCore
@@ -118,5 +119,36 @@ final class ConnectionLimitsTests: XCTestCase {
         }
         XCTAssertEqual(bob.receive().count, 20)
         XCTAssertEqual(relay.counters.count(.connectRate), 1)
+    }
+
+    func testAProvenPeerRelayIsExemptFromTheNodeRateLimitsAClientIsNot() throws {
+        let meshKey = "unit-test-mesh-key-0123456789"
+        let peerID = "66666666-6666-4666-8666-666666666666"
+        let relay = TestRelay {
+            $0.mesh.key = meshKey
+            $0.limits.nodeMessagesPerSecond = 1
+            $0.limits.nodeMessagesBurst = 2
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "a client over its budget is throttled")
+
+        let peer = relay.connect(label: "peer relay")
+        let hello = try XCTUnwrap(peer.receiveOne())
+        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String)
+        let proof = try MeshKey(meshKey).proof(nonce: nonce, prover: Node.guid(peerID))
+        peer.send(
+            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(peerID)","msg_data":{"node_id":"\#(peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(String(repeating: "ab", count: 16))","mesh_proof":"\#(proof)"}}}"#)
+        XCTAssertTrue(relay.context.mesh.isConnected(Node.guid(peerID)), "the peer proved itself")
+        // ACKs for nothing: harmless from a peer (counted `unknown_ack`), and frames all the same.
+        for _ in 0..<40 {
+            peer.send(
+                #"{"msg_type":"ACK","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(peerID)","msg_data":{"node_id":"\#(peerID)","msg_id":"\#(Node.newID())"}}"#)
+        }
+        peer.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "the proven peer was not throttled")
+        XCTAssertTrue(peer.isActive)
     }
 }
