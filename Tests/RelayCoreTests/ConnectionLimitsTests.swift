@@ -151,4 +151,25 @@ final class ConnectionLimitsTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(.throttled), 1, "the proven peer was not throttled")
         XCTAssertTrue(peer.isActive)
     }
+
+    func testAReloadAppliesTheNodeRateLimitsToAnOpenConnection() {
+        let relay = TestRelay {
+            $0.limits.nodeMessagesPerSecond = 0
+            $0.limits.nodeMessagesBurst = 0
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        for _ in 0..<50 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 0, "unlimited")
+        var limited = relay.configuration
+        limited.limits.nodeMessagesPerSecond = 1
+        limited.limits.nodeMessagesBurst = 2
+        relay.context.apply(limited)
+        relay.shard.apply(limited)
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "the reloaded budget applies to the open connection")
+        XCTAssertEqual(relay.logs.count(.debug, "reading paused"), 1)
+    }
 }

@@ -36,6 +36,8 @@ final class AcceptGate: ChannelInboundHandler {
             shard.logger.debug("connection refused at accept", metadata: ["ip": "\(ip)", "reason": "\(reason.rawValue)"])
             if let refused = warn {
                 // The line fail2ban matches (deploy/fail2ban/ptpchat-relay.conf): keep its shape.
+                // Its filter expects `ip=` right after the message: the log handler sorts keys, and
+                // none here or in the shard's logger (`loop`) sorts before `ip`.
                 var metadata: Logger.Metadata = ["ip": "\(ip)", "reason": "\(reason.rawValue)", "refused": "\(refused)"]
                 if let key, case .v6 = key { metadata["prefix"] = "\(key)" }
                 shard.logger.warning("connections refused at accept", metadata: metadata)
