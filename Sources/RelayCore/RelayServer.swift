@@ -59,18 +59,22 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing, the shard.
+    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing (its cap
+    /// set by the shard: `FrameCaps.beforeHello` until the HELLO), the per-node read budget, the
+    /// shard.
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
         let idle = settings.timeouts.idle
         let keepalive = settings.timeouts.keepalive
+        let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
         try channel.pipeline.syncOperations.addHandlers([
             IdleStateHandler(
                 readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
                 writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
-            ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer),
+            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) }),
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap),
         ])
     }
 
@@ -171,13 +175,18 @@ public final class RelayServer: Sendable {
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .serverChannelInitializer { server in
+                // The accept limits, before anything of a connection exists but its socket. The
+                // listening channel's loop is a shard's (its counters take the refusals).
+                let owner = shards.first { $0.eventLoop === server.eventLoop } ?? shards[0]
+                return server.eventLoop.makeCompletedFuture {
+                    try server.pipeline.syncOperations.addHandler(AcceptGate(limiter: context.acceptLimiter, shard: owner))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            // Each channel keeps its last receive buffer for the next read (NIO's pooled receive
-            // buffers), idle or not: start small (a HELLO fits) and let busy connections grow it.
-            // 16 KiB here cost 16 KiB per idle connection (Benchmarks/security.sh memory row).
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 1024, maximum: 262_144))
+            .childChannelOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
+            .childChannelOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
             .childChannelInitializer { channel in
                 // The settings in force when the connection arrives (a reload changes them).
                 let settings = context.configuration

@@ -10,15 +10,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let shard: RelayShard
     /// The `mesh.peers` entry this connection was dialed to; nil for an accepted connection.
     private let dialedPeer: String?
+    /// The cap the connection's frame decoder reads; the shard sets it.
+    private let frameCap: FrameSizeCap?
     private var connection: Connection?
 
-    init(shard: RelayShard, dialedPeer: String? = nil) {
+    init(shard: RelayShard, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) {
         self.shard = shard
         self.dialedPeer = dialedPeer
+        self.frameCap = frameCap
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection = shard.open(context, dialedPeer: dialedPeer)
+        connection = shard.open(context, dialedPeer: dialedPeer, frameCap: frameCap)
         shard.flushAll()
         context.fireChannelActive()
     }

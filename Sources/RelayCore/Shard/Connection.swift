@@ -112,6 +112,11 @@ final class Connection {
     var provenNodeID: GUID?
     /// Recipients behind this connection the store may hold messages for.
     var storedBacklog = StoredBacklog()
+    /// The cap its frame decoder reads (set by the shard: the HELLO raises it, a reload changes
+    /// it); nil where the pipeline has a fixed cap of its own.
+    let frameCap: FrameSizeCap?
+    /// `limits.connect_per_minute` for this node (set at open).
+    var connectBudget: TokenBucket
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -142,9 +147,14 @@ final class Connection {
     /// Deliveries in `out` since the last flush: delivered once that flush's write completes.
     var unconfirmedWrites: [GUID] = []
 
-    init(id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer) {
+    init(
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, frameCap: FrameSizeCap? = nil,
+        connectBudget: TokenBucket
+    ) {
         self.id = id
         self.context = context
+        self.frameCap = frameCap
+        self.connectBudget = connectBudget
         let remote = context.channel.remoteAddress
         self.observedIP = remote?.ipAddress
         self.observedPort = remote?.port

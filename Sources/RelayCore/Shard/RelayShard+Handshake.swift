@@ -57,6 +57,7 @@ extension RelayShard {
         connection.location = location
         connection.recipientKey = RecentDeliveries.key(address.id)
         connection.phase = .bound
+        updateFrameCap(of: connection)
         connection.isLegacy = configuration.compat.legacyClients && envelope.declaresLegacyClient
         logger.debug(
             "node bound",

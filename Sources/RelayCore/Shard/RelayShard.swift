@@ -30,6 +30,8 @@ final class RelayShard: @unchecked Sendable {
     private(set) var handshakeTimeout: TimeAmount
     /// `mesh.key`: with it the relay proves itself to peers and accepts their proofs.
     private(set) var meshKey: MeshKey?
+    /// The per-node read budget each connection's `NodeRateLimiter` asks for at its next `read()`.
+    private(set) var nodeRates: NodeRates
     var logger: Logger
 
     // MARK: This loop only
@@ -73,18 +75,22 @@ final class RelayShard: @unchecked Sendable {
         self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
+        self.nodeRates = NodeRates(configuration.limits)
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
     }
 
     var relay: SenderTag { context.identity }
-    /// Takes new settings (a reload); connections keep going, new ones get the new limits.
+    /// Takes new settings (a reload); connections keep going, and the limits of PROFILE.md
+    /// section 10 apply to what they do next.
     func apply(_ new: RelayConfiguration) {
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
+        nodeRates = NodeRates(new.limits)
+        applyLimitsToOpenConnections()
         stopTimers()
         startTimers()
     }
@@ -96,9 +102,13 @@ final class RelayShard: @unchecked Sendable {
 
     /// A new connection: accepted (the relay speaks first with its HELLO), or dialed to the peer
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
-    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil) -> Connection {
+    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
-        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput)
+        let connectPerMinute = configuration.limits.connectPerMinute
+        let connection = Connection(
+            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, frameCap: frameCap,
+            connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+        updateFrameCap(of: connection)
         connections[connection.id] = connection
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
