@@ -49,16 +49,13 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing, the shard.
+    /// A connection's pipeline, accepted or dialed: framing, the shard. (Idle and keepalive
+    /// timeouts are the shard's idle sweep; the outbound water marks are set by the shard at open:
+    /// both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let idle = settings.timeouts.idle
-        let keepalive = settings.timeouts.keepalive
         try channel.pipeline.syncOperations.addHandlers([
-            IdleStateHandler(
-                readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
-                writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
             ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
             ConnectionHandler(shard: shard, dialedPeer: dialedPeer),
         ])
@@ -129,15 +126,11 @@ public final class RelayServer: Sendable {
     private func makeBootstrap(on shard: RelayShard?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
-        let initial = context.configuration.limits
-        let lowWater = max(initial.outboundBufferBytes / 2, 1)
-        let highWater = max(initial.outboundBufferBytes, lowWater + 1)
         return ServerBootstrap(group: shard?.eventLoop ?? group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144))
             .childChannelInitializer { channel in
@@ -166,26 +159,15 @@ public final class RelayServer: Sendable {
     }
 
     /// Applies a reloaded configuration without dropping a connection. Returns the keys whose
-    /// change needs a restart (they keep their old values).
+    /// change needs a restart (they keep their old values): each configuration key says whether a
+    /// reload applies it (`ConfigurationLoader.appliesOnReload`).
     public func apply(_ new: RelayConfiguration) async throws -> [String] {
         let old = context.configuration
-        var needsRestart: [String] = []
-        if new.relay.listen != old.relay.listen { needsRestart.append("relay.listen") }
-        if new.relay.name != old.relay.name { needsRestart.append("relay.name") }
-        if new.relay.nodeID != old.relay.nodeID { needsRestart.append("relay.node_id") }
-        if new.relay.dataDir != old.relay.dataDir { needsRestart.append("relay.data_dir") }
-        if new.relay.threads != old.relay.threads { needsRestart.append("relay.threads") }
-        if new.stats != old.stats { needsRestart.append("stats.listen") }
-        if new.store != old.store { needsRestart.append("store") }
-        if new.tls != old.tls { needsRestart.append("tls") }
-        if new.limits.outboundBufferBytes != old.limits.outboundBufferBytes { needsRestart.append("limits.outbound_buffer_bytes") }
-        var effective = new
-        effective.relay = old.relay
-        effective.stats = old.stats
-        effective.store = old.store
-        effective.tls = old.tls
-        effective.limits.outboundBufferBytes = old.limits.outboundBufferBytes
-        let applied = effective
+        let needsRestart = new.keysNeedingRestart(comparedTo: old)
+        let applied = new.keepingRestartKeys(of: old)
+        // TLS: `tls.cert`, `tls.key`, `tls.client_ca` and `tls.require_client_cert` apply on reload
+        // (`tls.listen` needs a restart). The new TLS settings, `applied.tls`, are handed to the TLS
+        // context here, for connections accepted from now on.
         context.apply(applied)
         for shard in shards {
             try await shard.eventLoop.submit { shard.apply(applied) }.get()

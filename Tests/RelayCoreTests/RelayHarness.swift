@@ -288,7 +288,7 @@ final class TestRelay {
     ) -> Peer {
         let shard = shards[index]
         let loop = loops[index]
-        // As the server's pipeline, without the IdleStateHandler (it measures on the wall clock).
+        // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
         let handlers: [ChannelHandler] = [
             ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes ?? configuration.limits.maxFrameBytes)),
             ConnectionHandler(shard: shard),

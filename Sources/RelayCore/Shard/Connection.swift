@@ -101,6 +101,18 @@ final class Connection {
     var provenNodeID: GUID?
     /// Recipients behind this connection the store may hold messages for.
     var storedBacklog = StoredBacklog()
+    /// Set while its channel holds more than `limits.outbound_buffer_bytes` unwritten, until it
+    /// drains below half of that (NIO's water marks): unicast for it is stored, floods to it are
+    /// dropped (PROFILE.md section 10). On the shard's loop.
+    var isOverSoftLimit = false
+    /// Whether bytes came in / output was flushed since the shard's last idle sweep: a flag on the
+    /// hot path, no clock read. The sweep turns them into `lastReadAt` / `lastWriteAt` (the time
+    /// of the sweep that saw them: late by at most one sweep, never early), against which it
+    /// checks `timeouts.idle` and `timeouts.keepalive`. On the shard's loop.
+    var readSinceSweep = false
+    var wroteSinceSweep = false
+    var lastReadAt: NIODeadline
+    var lastWriteAt: NIODeadline
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -131,9 +143,11 @@ final class Connection {
     /// Deliveries in `out` since the last flush: delivered once that flush's write completes.
     var unconfirmedWrites: [GUID] = []
 
-    init(id: UInt64, context: ChannelHandlerContext) {
+    init(id: UInt64, context: ChannelHandlerContext, now: NIODeadline) {
         self.id = id
         self.context = context
+        self.lastReadAt = now
+        self.lastWriteAt = now
         let remote = context.channel.remoteAddress
         self.observedIP = remote?.ipAddress
         self.observedPort = remote?.port

@@ -184,7 +184,7 @@ extension RelayShard {
         case .acked:
             storedDeliveryAcked(seq: seq, recipient: entry.recipient, messageID: messageID)
             for upstream in followers { resolve(upstream, messageID: messageID, .acked) }
-        case .stored, .failed, .refused:
+        case .stored, .storedForSlowConsumer, .failed, .refused:
             storedDeliveryFailed(
                 seq: seq, recipient: entry.recipient, attemptsBefore: entry.attempts, followers: followers, messageID: messageID,
                 recipients: recipients)
@@ -236,7 +236,8 @@ extension RelayShard {
 
     /// Every second: nodes with stored messages left get those now due.
     func retryStored() {
-        for connection in connections.values where connection.phase == .bound {
+        // One over its outbound soft limit gets its backlog when it drains (`writabilityChanged`).
+        for connection in connections.values where connection.phase == .bound && !connection.isOverSoftLimit {
             for recipient in connection.storedBacklog.due {
                 deliverStored(for: recipient, via: connection)
             }

@@ -20,6 +20,11 @@ final class RelayShard: @unchecked Sendable {
     let recentDeliveries: RecentDeliveries
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
+    /// Bytes a connection's channel holds unwritten (the hard outbound limit). A seam for unit
+    /// tests, whose `EmbeddedChannel` never holds any. Set once, before serving.
+    var bufferedBytes: (Connection) -> Int = { connection in
+        (try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
 
     // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
 
@@ -77,12 +82,17 @@ final class RelayShard: @unchecked Sendable {
     }
 
     var relay: SenderTag { context.identity }
-    /// Takes new settings (a reload); connections keep going, new ones get the new limits.
+    /// Takes new settings (a reload); connections keep going. The outbound buffer limits and the
+    /// idle and keepalive timeouts apply to open connections too, to what each does next.
     func apply(_ new: RelayConfiguration) {
+        let limitsChanged = new.limits != configuration.limits
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
+        if limitsChanged {
+            for connection in connections.values { applyOutboundLimits(to: connection) }
+        }
         stopTimers()
         startTimers()
     }
@@ -96,8 +106,9 @@ final class RelayShard: @unchecked Sendable {
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil) -> Connection {
         nextConnectionID += 1
-        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext)
+        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext, now: .now())
         connections[connection.id] = connection
+        applyOutboundLimits(to: connection)
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         openMeshHandshake(connection, dialedPeer: dialedPeer)
@@ -199,8 +210,9 @@ final class RelayShard: @unchecked Sendable {
             }
             connection.context.writeAndFlush(NIOAny(chunk), promise: promise)
         }
-        if !connection.context.channel.isWritable {
-            checkSlowConsumer(connection)
+        connection.wroteSinceSweep = true
+        if connection.isOverSoftLimit {
+            checkHardLimit(connection)
         }
     }
 
@@ -233,18 +245,6 @@ final class RelayShard: @unchecked Sendable {
             clock.invalidate()
             flushAll()
         }
-    }
-
-    private func checkSlowConsumer(_ connection: Connection) {
-        let limit = configuration.limits.outboundBufferMaxBytes
-        guard limit > 0, connection.phase != .closing,
-            let buffered = try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes),
-            buffered > limit
-        else { return }
-        counters.drop(.slowConsumer)
-        logger.info("closing slow consumer", metadata: ["conn": "\(connection.logID)", "buffered": "\(buffered)"])
-        connection.phase = .closing
-        connection.context.close(promise: nil)
     }
 
     // MARK: Between shards
