@@ -92,6 +92,43 @@ final class OutboundLimitTests: XCTestCase {
         XCTAssertEqual(relay.offline.messages.map(\.messageID), nacked.map(Node.guid))
     }
 
+    /// A stored backlog larger than the soft limit goes out a soft limit's worth per tick, all of it.
+    func testStoredBacklogIsWrittenAsTheOutboundBufferAllows() {
+        let relay = TestRelay { $0.limits.outboundBufferBytes = 1000 }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let ids = (0..<12).map { _ in Node.newID() }
+        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        XCTAssertEqual(relay.offline.messages.count, 12)
+        _ = alice.receive()
+
+        let bob = relay.connect(label: "bob")
+        _ = bob.receive()
+        bob.send(Frames.hello(Node.b, name: "bob"))
+        bob.channel.embeddedEventLoop.run()
+        var writes: [Int] = []
+        var all = ByteBuffer()
+        while var buffer = try? bob.channel.readOutbound(as: ByteBuffer.self) {
+            writes.append(buffer.readableBytes)
+            all.writeBuffer(&buffer)
+        }
+        XCTAssertGreaterThan(writes.count, 3, "the backlog went out in one write: \(writes)")
+        XCTAssertTrue(writes.allSatisfy { $0 < 1000 + 600 }, "a write well past the soft limit: \(writes)")
+        // Every stored message arrived, in order, once.
+        var delivered: [String] = []
+        while let length = all.readInteger(as: UInt32.self), let body = all.readBytes(length: Int(length)) {
+            let frame = jsonObject(String(decoding: body, as: UTF8.self))
+            if frame["msg_type"] as? String == "MESSAGE", let id = (frame["msg_data"] as? [String: Any])?["msg_id"] as? String {
+                delivered.append(id)
+            }
+        }
+        XCTAssertEqual(delivered, ids)
+        XCTAssertEqual(relay.counters.storedSent, 12)
+        for id in ids { bob.send(Frames.ack(id)) }
+        relay.loop.run()
+        XCTAssertTrue(relay.offline.messages.isEmpty)
+    }
+
     func testOverHardLimitClosesAndStoresWhatAwaitedItsAck() {
         let relay = TestRelay()
         defer { relay.shutdown() }

@@ -62,9 +62,15 @@ extension RelayShard {
         connection.isOverSoftLimit = false
         logger.debug("connection drained below its outbound soft limit", metadata: ["conn": "\(connection.logID)"])
         guard connection.phase == .bound else { return }
-        for recipient in connection.storedBacklog.due {
-            deliverStored(for: recipient, via: connection)
+        if connection.storedQueue.isEmpty {
+            for recipient in connection.storedBacklog.due {
+                deliverStored(for: recipient, via: connection)
+            }
+        } else {
+            sendQueuedStored(to: connection)
         }
+        // The event comes from the channel, not from a piece of the shard's work that ends with a flush.
+        scheduleFlush()
     }
 
     /// A unicast delivery for a connection over its soft limit: a live message is stored for its

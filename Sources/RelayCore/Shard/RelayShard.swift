@@ -148,6 +148,7 @@ final class RelayShard: @unchecked Sendable {
             }
         }
         forgetContacts(of: connection)
+        releaseQueuedStored(of: connection)
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
@@ -213,6 +214,8 @@ final class RelayShard: @unchecked Sendable {
         connection.wroteSinceSweep = true
         if connection.isOverSoftLimit {
             checkHardLimit(connection)
+        } else if !connection.storedQueue.isEmpty {
+            continueStoredAfterFlush(connection)
         }
     }
 
