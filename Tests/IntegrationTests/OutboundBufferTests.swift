@@ -8,8 +8,9 @@ import XCTest
 /// (outbound buffer soft and hard limits), and limits and timeouts reloaded for open connections.
 final class OutboundBufferTests: OpsTestCase {
     /// A small soft limit (the kernel's socket buffers, several MiB on loopback, fill first), roomy
-    /// store bounds (everything the slow client misses is stored), no ACK timeout during the test.
-    private static func config(hardLimit: Int = 4_194_304) -> String {
+    /// store bounds (everything the slow client misses is stored), by default no ACK timeout during
+    /// the test (a short one makes what a closed connection awaited due again soon).
+    private static func config(hardLimit: Int = 4_194_304, ackTimeout: Int = 120) -> String {
         """
         limits:
           outbound_buffer_bytes: 65536
@@ -17,7 +18,7 @@ final class OutboundBufferTests: OpsTestCase {
           flood_per_second: 1000
           flood_burst: 1000
         timeouts:
-          ack: 120
+          ack: \(ackTimeout)
         store:
           sync: normal
           per_recipient_messages: 100000
@@ -50,8 +51,9 @@ final class OutboundBufferTests: OpsTestCase {
         }
     }
 
-    private func readAnswers(_ node: Node, into answers: inout Answers, timeout: Double = 0) {
-        let deadline = Deadline(timeout)
+    /// Reads what came for `node` within `timeout` (at least a millisecond: a zero deadline reads nothing).
+    private func readAnswers(_ node: Node, into answers: inout Answers, timeout: Double = 0.001) {
+        let deadline = Deadline(max(timeout, 0.001))
         while let frame = node.client.receiveFrame(timeout: deadline.remaining) { answers.take(frame.json) }
     }
 
@@ -203,7 +205,7 @@ final class OutboundBufferTests: OpsTestCase {
     /// The hard limit, lowered by a reload: the slow client is closed at its next flush, what
     /// awaited its ACK is stored, and it gets everything when it comes back.
     func testSlowConsumerOverTheReloadedHardLimitIsClosedAndWhatAwaitedItsAckIsStored() throws {
-        let relay = try launchRelay(config: Self.config(), stats: true)
+        let relay = try launchRelay(config: Self.config(ackTimeout: 2), stats: true)
         try relay.waitUntilListening()
         let slow = try bind(port: relay.port, name: "slow")
         let sender = try bind(port: relay.port, name: "sender")
@@ -213,7 +215,7 @@ final class OutboundBufferTests: OpsTestCase {
         let dropsBefore = drops(relay, "slow_consumer")
 
         let reloadLines = relay.child.stderrLines.count
-        try reload(relay, Self.config(hardLimit: 65536))
+        try reload(relay, Self.config(hardLimit: 65536, ackTimeout: 2))
         XCTAssertNil(
             relay.child.waitForStderrLine(containing: "closing slow consumer", after: reloadLines, timeout: quietPeriod),
             "lowering the hard limit closed a connection by itself")
