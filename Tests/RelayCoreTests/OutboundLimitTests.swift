@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import PTPProtocol
 import RelayConfig
+import RelayMesh
 import XCTest
 
 @testable import RelayCore
@@ -187,6 +188,48 @@ final class OutboundLimitTests: XCTestCase {
         XCTAssertTrue(bob.isActive, "lowering a limit never closes a connection by itself")
         sendKeepalives(relay)
         XCTAssertFalse(bob.isActive, "over the reloaded hard limit at its next flush")
+    }
+
+    /// A peer relay's link, per next hop: unicast for the nodes behind it is stored (NACK
+    /// `slow_consumer`, `stored: true`), floods to it are dropped, and the link stays open; the
+    /// stored messages go through it once it drains.
+    func testSoftLimitAppliesToAPeerRelayLinkPerNextHop() throws {
+        let relay = TestRelay { $0.mesh.key = MeshPeerDefenceTests.key }
+        defer { relay.shutdown() }
+        let peer = try provenPeer(relay)
+        peer.send(
+            #"{"msg_type":"ROUTING","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(MeshPeerDefenceTests.peerID)","msg_data":{"node_id":"\#(MeshPeerDefenceTests.peerID)","nodes":[{"node_id":"x@\#(Node.x)","ttl":1,"seq":2}]}}"#)
+        XCTAssertNotNil(relay.context.mesh.nextHop(for: Node.guid(Node.x)))
+        let alice = relay.client(Node.a, name: "alice")
+        _ = peer.receive()
+        setWritable(peer, false)
+
+        let id = Node.newID()
+        alice.send(Frames.message(from: Node.a, to: [Node.x], id: id))
+        alice.send(Frames.join(from: Node.a, dataID: Node.newID(), headID: Node.newID()))
+        guard let nack = alice.receive().first(where: { $0.type == "NACK" }) else { return XCTFail("no NACK") }
+        XCTAssertEqual(nack.reason, "slow_consumer")
+        XCTAssertEqual(nack.data["stored"] as? Bool, true)
+        XCTAssertEqual(nack.recipients, [Node.x])
+        XCTAssertTrue(peer.receive().isEmpty, "nothing for a peer over its soft limit")
+        XCTAssertEqual(relay.counters.count(DropReason.slowConsumer), 2, "the stored message and the dropped flood")
+        XCTAssertEqual(relay.offline.messages.map(\.recipient), [Node.guid(Node.x)])
+        XCTAssertTrue(peer.isActive)
+
+        setWritable(peer, true)
+        relay.loop.run()
+        XCTAssertEqual(peer.receive().filter { $0.type == "MESSAGE" }.map(\.dataMsgID), [id], "the stored message goes through the drained link")
+    }
+
+    private func provenPeer(_ relay: TestRelay) throws -> Peer {
+        let peer = relay.connect(label: "peer relay")
+        let hello = try XCTUnwrap(peer.receiveOne())
+        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String)
+        let proof = try MeshKey(MeshPeerDefenceTests.key).proof(nonce: nonce, prover: Node.guid(MeshPeerDefenceTests.peerID))
+        peer.send(
+            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(MeshPeerDefenceTests.peerID)","msg_data":{"node_id":"\#(MeshPeerDefenceTests.peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(String(repeating: "ab", count: 16))","mesh_proof":"\#(proof)"}}}"#)
+        XCTAssertTrue(peer.receive().contains { $0.type == "ROUTING" })
+        return peer
     }
 
     func testWaterMarks() {
