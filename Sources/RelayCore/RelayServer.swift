@@ -59,19 +59,15 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing (its cap
-    /// set by the shard: `FrameCaps.beforeHello` until the HELLO), the per-node read budget, the
-    /// shard.
+    /// A connection's pipeline, accepted or dialed: framing (its cap set by the shard:
+    /// `FrameCaps.beforeHello` until the HELLO), the per-node read budget, the shard. (Idle and
+    /// keepalive timeouts are the shard's idle sweep; the outbound water marks are set by the
+    /// shard at open: both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let idle = settings.timeouts.idle
-        let keepalive = settings.timeouts.keepalive
         let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
         try channel.pipeline.syncOperations.addHandlers([
-            IdleStateHandler(
-                readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
-                writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
             ByteToMessageHandler(FrameDecoder(cap: frameCap)),
             NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) }),
             ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap),
@@ -168,9 +164,6 @@ public final class RelayServer: Sendable {
     private func makeBootstrap(on shard: RelayShard?, tls: ServerTLS?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
-        let initial = context.configuration.limits
-        let lowWater = max(initial.outboundBufferBytes / 2, 1)
-        let highWater = max(initial.outboundBufferBytes, lowWater + 1)
         return ServerBootstrap(group: shard?.eventLoop ?? group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -184,7 +177,6 @@ public final class RelayServer: Sendable {
                 }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
             .childChannelOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
             .childChannelOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
             .childChannelInitializer { channel in
@@ -221,29 +213,18 @@ public final class RelayServer: Sendable {
     }
 
     /// Applies a reloaded configuration without dropping a connection. Returns the keys whose
-    /// change needs a restart (they keep their old values).
+    /// change needs a restart (they keep their old values): each configuration key says whether a
+    /// reload applies it (`ConfigurationLoader.appliesOnReload`).
     public func apply(_ new: RelayConfiguration) async throws -> [String] {
         let old = context.configuration
-        var needsRestart: [String] = []
-        if new.relay.listen != old.relay.listen { needsRestart.append("relay.listen") }
-        if new.relay.name != old.relay.name { needsRestart.append("relay.name") }
-        if new.relay.nodeID != old.relay.nodeID { needsRestart.append("relay.node_id") }
-        if new.relay.dataDir != old.relay.dataDir { needsRestart.append("relay.data_dir") }
-        if new.relay.threads != old.relay.threads { needsRestart.append("relay.threads") }
-        if new.stats != old.stats { needsRestart.append("stats.listen") }
-        if new.store != old.store { needsRestart.append("store") }
-        if new.tls.listen != old.tls.listen { needsRestart.append("tls.listen") }
+        var needsRestart = new.keysNeedingRestart(comparedTo: old)
+        let applied = new.keepingRestartKeys(of: old)
         // Certificates, keys and the client CA are read again (a renewed certificate keeps its
-        // path) for connections from now on; open ones keep theirs.
-        needsRestart += tls.reload(new.tls, logger: context.logger)
-        if new.limits.outboundBufferBytes != old.limits.outboundBufferBytes { needsRestart.append("limits.outbound_buffer_bytes") }
-        var effective = new
-        effective.relay = old.relay
-        effective.stats = old.stats
-        effective.store = old.store
-        effective.tls.listen = old.tls.listen
-        effective.limits.outboundBufferBytes = old.limits.outboundBufferBytes
-        let applied = effective
+        // path) for connections from now on; open ones keep theirs. A TLS server that did not run
+        // at start cannot begin without a restart.
+        for key in tls.reload(applied.tls, logger: context.logger) where !needsRestart.contains(key) {
+            needsRestart.append(key)
+        }
         context.apply(applied)
         for shard in shards {
             try await shard.eventLoop.submit { shard.apply(applied) }.get()

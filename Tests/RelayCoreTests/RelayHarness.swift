@@ -288,7 +288,7 @@ final class TestRelay {
     ) -> Peer {
         let shard = shards[index]
         let loop = loops[index]
-        // As the server's pipeline, without the IdleStateHandler (it measures on the wall clock).
+        // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
         // With `maxFrameBytes` the decoder has a fixed cap of its own; without it the shard sets
         // the cap (the HELLO cap first) as in the server.
         let frameCap = FrameSizeCap(bytes: maxFrameBytes ?? 0)

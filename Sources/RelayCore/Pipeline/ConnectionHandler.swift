@@ -2,8 +2,9 @@ import NIOCore
 import PTPProtocol
 import RelayTLS
 
-/// The last handler of a connection's pipeline: hands frames to the shard, turns idle events
-/// into keepalives and closes, and closes on framing errors with a reason.
+/// The last handler of a connection's pipeline: hands frames to the shard, tells it when bytes
+/// came in (its idle sweep) and when the channel's writability changed (its outbound limits), and
+/// closes on framing errors with a reason.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
@@ -32,7 +33,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // Any bytes (a partial frame too) keep it from idling; a flag, no clock read.
+        connection?.readSinceSweep = true
         shard.scheduleFlush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let connection {
+            shard.writabilityChanged(connection, isWritable: context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -48,20 +58,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             connection?.provenNodeID = proven.nodeID
             return
         }
-        guard let connection, let idle = event as? IdleStateHandler.IdleStateEvent else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        switch idle {
-        case .read:
-            shard.counters.drop(.idleTimeout)
-            shard.close(connection, reason: "nothing received for \(shard.configuration.timeouts.idle) s")
-        case .write:
-            shard.write(to: connection) { $0.writeKeepalive() }
-            shard.flush(connection)
-        case .all:
-            break
-        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

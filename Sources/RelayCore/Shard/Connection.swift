@@ -1,6 +1,7 @@
 import NIOCore
 import PTPProtocol
 import RelayMesh
+import RelayStore
 
 /// A message delivered on a connection and not yet ACKed by it.
 struct AwaitingAck {
@@ -117,6 +118,20 @@ final class Connection {
     let frameCap: FrameSizeCap?
     /// `limits.connect_per_minute` for this node (set at open).
     var connectBudget: TokenBucket
+    /// Stored messages read for it and not written yet: they go as its outbound buffer allows.
+    var storedQueue = StoredQueue()
+    /// Set while its channel holds more than `limits.outbound_buffer_bytes` unwritten, until it
+    /// drains below half of that (NIO's water marks): unicast for it is stored, floods to it are
+    /// dropped (PROFILE.md section 10). On the shard's loop.
+    var isOverSoftLimit = false
+    /// Whether bytes came in / output was flushed since the shard's last idle sweep: a flag on the
+    /// hot path, no clock read. The sweep turns them into `lastReadAt` / `lastWriteAt` (the time
+    /// of the sweep that saw them: late by at most one sweep, never early), against which it
+    /// checks `timeouts.idle` and `timeouts.keepalive`. On the shard's loop.
+    var readSinceSweep = false
+    var wroteSinceSweep = false
+    var lastReadAt: NIODeadline
+    var lastWriteAt: NIODeadline
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -148,13 +163,15 @@ final class Connection {
     var unconfirmedWrites: [GUID] = []
 
     init(
-        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, frameCap: FrameSizeCap? = nil,
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil,
         connectBudget: TokenBucket
     ) {
         self.id = id
         self.context = context
         self.frameCap = frameCap
         self.connectBudget = connectBudget
+        self.lastReadAt = now
+        self.lastWriteAt = now
         let remote = context.channel.remoteAddress
         self.observedIP = remote?.ipAddress
         self.observedPort = remote?.port
@@ -197,5 +214,32 @@ struct StoredBacklog {
     mutating func endRead(_ recipient: GUID, more: Bool) {
         reading.remove(recipient)
         if more { waiting.insert(recipient) } else { waiting.remove(recipient) }
+    }
+}
+
+/// Stored messages read from the store for a connection and not written to it yet (each already
+/// counted in the shard's `StoredInFlight`, so a second read does not send it twice). Written while
+/// the connection is under its outbound soft limit, the rest after its output went out: one read
+/// of a large backlog never fills its buffer past the limit (PROFILE.md section 10). Owned by the
+/// shard's loop.
+struct StoredQueue {
+    private var entries = CircularBuffer<(message: StoredMessage, recipient: GUID)>()
+    /// A task to write more after a flush is scheduled.
+    var continuationScheduled = false
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func append(_ message: StoredMessage, for recipient: GUID) {
+        entries.append((message, recipient))
+    }
+
+    mutating func popFirst() -> (message: StoredMessage, recipient: GUID)? {
+        entries.popFirst()
+    }
+
+    /// Empties the queue (the connection is gone): what it held.
+    mutating func removeAll() -> [StoredMessage] {
+        defer { entries.removeAll() }
+        return entries.map(\.message)
     }
 }

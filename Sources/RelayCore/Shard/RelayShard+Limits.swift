@@ -22,6 +22,7 @@ extension RelayShard {
     func applyLimitsToOpenConnections() {
         for connection in connections.values {
             updateFrameCap(of: connection)
+            applyOutboundLimits(to: connection)
         }
     }
 

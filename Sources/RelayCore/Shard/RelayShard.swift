@@ -22,6 +22,11 @@ final class RelayShard: @unchecked Sendable {
     let emptyOutput = ByteBufferAllocator().buffer(capacity: 0)
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
+    /// Bytes a connection's channel holds unwritten (the hard outbound limit). A seam for unit
+    /// tests, whose `EmbeddedChannel` never holds any. Set once, before serving.
+    var bufferedBytes: (Connection) -> Int = { connection in
+        (try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
 
     // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
 
@@ -83,14 +88,15 @@ final class RelayShard: @unchecked Sendable {
 
     var relay: SenderTag { context.identity }
     /// Takes new settings (a reload); connections keep going, and the limits of PROFILE.md
-    /// section 10 apply to what they do next.
+    /// section 10 and the idle and keepalive timeouts apply to what open connections do next.
     func apply(_ new: RelayConfiguration) {
+        let limitsChanged = new.limits != configuration.limits
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         nodeRates = NodeRates(new.limits)
-        applyLimitsToOpenConnections()
+        if limitsChanged { applyLimitsToOpenConnections() }
         stopTimers()
         startTimers()
     }
@@ -106,10 +112,11 @@ final class RelayShard: @unchecked Sendable {
         nextConnectionID += 1
         let connectPerMinute = configuration.limits.connectPerMinute
         let connection = Connection(
-            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, frameCap: frameCap,
-            connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
+            frameCap: frameCap, connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
         updateFrameCap(of: connection)
         connections[connection.id] = connection
+        applyOutboundLimits(to: connection)
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         openMeshHandshake(connection, dialedPeer: dialedPeer)
@@ -149,6 +156,7 @@ final class RelayShard: @unchecked Sendable {
             }
         }
         forgetContacts(of: connection)
+        releaseQueuedStored(of: connection)
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
@@ -210,8 +218,11 @@ final class RelayShard: @unchecked Sendable {
             }
             connection.context.writeAndFlush(NIOAny(chunk), promise: promise)
         }
-        if !connection.context.channel.isWritable {
-            checkSlowConsumer(connection)
+        connection.wroteSinceSweep = true
+        if connection.isOverSoftLimit {
+            checkHardLimit(connection)
+        } else if !connection.storedQueue.isEmpty {
+            continueStoredAfterFlush(connection)
         }
     }
 
@@ -244,18 +255,6 @@ final class RelayShard: @unchecked Sendable {
             clock.invalidate()
             flushAll()
         }
-    }
-
-    private func checkSlowConsumer(_ connection: Connection) {
-        let limit = configuration.limits.outboundBufferMaxBytes
-        guard limit > 0, connection.phase != .closing,
-            let buffered = try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes),
-            buffered > limit
-        else { return }
-        counters.drop(.slowConsumer)
-        logger.info("closing slow consumer", metadata: ["conn": "\(connection.logID)", "buffered": "\(buffered)"])
-        connection.phase = .closing
-        connection.context.close(promise: nil)
     }
 
     // MARK: Between shards
