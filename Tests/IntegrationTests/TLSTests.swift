@@ -268,7 +268,7 @@ final class TLSTests: RelayTestCase {
 
     func testTwoRelaysPeerOverTLS() throws {
         let key = "integration-tls-mesh-key-0123456789"
-        let (r1, port1) = try startTLSRelay(clientCA: true, requireClientCert: true, extra: "mesh:\n  key: \"\(key)\"\nrouting:\n  interval: 0.05\n")
+        let (r1, port1) = try startTLSRelay(clientCA: true, requireClientCert: true, extra: "mesh:\n  key: \"\(key)\"\nrouting:\n  interval: 0.05\n  to_clients: true\n")
         let r2Pair = try pki.relay("relay2")
         let config = """
             tls:
@@ -293,6 +293,11 @@ final class TLSTests: RelayTestCase {
             frame.verb == "ROUTING" && frame.routingEntries.contains { $0.id.lowercased() == alice.id.lowercased() }
         }
         XCTAssertNotNil(route, "no route to Alice over the TLS peering:\n\(r2.logTail())")
+        // And Alice's relay knows Bob's (each relay learns the other's clients on its own batch).
+        let back = alice.client.receive(timeout: 10) { frame in
+            frame.verb == "ROUTING" && frame.routingEntries.contains { $0.id.lowercased() == bob.id.lowercased() }
+        }
+        XCTAssertNotNil(back, "no route to Bob over the TLS peering:\n\(r1.logTail())")
         exchange(bob, alice)
         exchange(alice, bob)
     }
