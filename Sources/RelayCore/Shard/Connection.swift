@@ -189,8 +189,14 @@ final class Connection {
 struct StoredBacklog {
     private var waiting: Set<GUID> = []
     private var reading: Set<GUID> = []
+    /// Marked while a read was under way: the read may have missed the message (its commit came
+    /// after the read), so the recipient stays waiting whatever the read found.
+    private var markedDuringRead: Set<GUID> = []
 
-    mutating func mark(_ recipient: GUID) { waiting.insert(recipient) }
+    mutating func mark(_ recipient: GUID) {
+        waiting.insert(recipient)
+        if reading.contains(recipient) { markedDuringRead.insert(recipient) }
+    }
 
     /// Recipients with messages waiting and no read under way.
     var due: [GUID] { waiting.isEmpty ? [] : Array(waiting.subtracting(reading)) }
@@ -203,7 +209,8 @@ struct StoredBacklog {
     /// The read finished: `more` says whether the store still holds messages for it.
     mutating func endRead(_ recipient: GUID, more: Bool) {
         reading.remove(recipient)
-        if more { waiting.insert(recipient) } else { waiting.remove(recipient) }
+        let marked = markedDuringRead.remove(recipient) != nil
+        if more || marked { waiting.insert(recipient) } else { waiting.remove(recipient) }
     }
 }
 
