@@ -313,3 +313,22 @@ final class OutboundLimitTests: XCTestCase {
         XCTAssertFalse(alice.isActive)
     }
 }
+
+/// `StoredBacklog` is a plain value: its read bookkeeping without a channel.
+final class StoredBacklogTests: XCTestCase {
+    /// A message committed while a read of the store was under way (the read missed it): the
+    /// recipient stays due, so the next round delivers it.
+    func testAMarkDuringAReadIsNotLostWhenTheReadFindsNothingMore() {
+        let recipient = Node.guid(Node.b)
+        var backlog = StoredBacklog()
+        backlog.mark(recipient)
+        XCTAssertTrue(backlog.beginRead(recipient))
+        XCTAssertEqual(backlog.due, [])
+        backlog.mark(recipient)
+        backlog.endRead(recipient, more: false)
+        XCTAssertEqual(backlog.due, [recipient])
+        XCTAssertTrue(backlog.beginRead(recipient))
+        backlog.endRead(recipient, more: false)
+        XCTAssertEqual(backlog.due, [], "read to the end with no mark meanwhile: nothing waits")
+    }
+}

@@ -199,8 +199,14 @@ final class Connection {
 struct StoredBacklog {
     private var waiting: Set<GUID> = []
     private var reading: Set<GUID> = []
+    /// Marked while a read was under way: the read may have missed the message (its commit came
+    /// after the read), so the recipient stays waiting whatever the read found.
+    private var markedDuringRead: Set<GUID> = []
 
-    mutating func mark(_ recipient: GUID) { waiting.insert(recipient) }
+    mutating func mark(_ recipient: GUID) {
+        waiting.insert(recipient)
+        if reading.contains(recipient) { markedDuringRead.insert(recipient) }
+    }
 
     /// Recipients with messages waiting and no read under way.
     var due: [GUID] { waiting.isEmpty ? [] : Array(waiting.subtracting(reading)) }
@@ -213,7 +219,8 @@ struct StoredBacklog {
     /// The read finished: `more` says whether the store still holds messages for it.
     mutating func endRead(_ recipient: GUID, more: Bool) {
         reading.remove(recipient)
-        if more { waiting.insert(recipient) } else { waiting.remove(recipient) }
+        let marked = markedDuringRead.remove(recipient) != nil
+        if more || marked { waiting.insert(recipient) } else { waiting.remove(recipient) }
     }
 }
 
@@ -223,23 +230,36 @@ struct StoredBacklog {
 /// of a large backlog never fills its buffer past the limit (PROFILE.md section 10). Owned by the
 /// shard's loop.
 struct StoredQueue {
-    private var entries = CircularBuffer<(message: StoredMessage, recipient: GUID)>()
+    // An array read from `head` on: empty (no storage) for every connection without a backlog,
+    // which is nearly all of them; freed once written.
+    private var entries: [(message: StoredMessage, recipient: GUID)] = []
+    private var head = 0
     /// A task to write more after a flush is scheduled.
     var continuationScheduled = false
 
-    var isEmpty: Bool { entries.isEmpty }
+    var isEmpty: Bool { head == entries.count }
 
     mutating func append(_ message: StoredMessage, for recipient: GUID) {
         entries.append((message, recipient))
     }
 
     mutating func popFirst() -> (message: StoredMessage, recipient: GUID)? {
-        entries.popFirst()
+        guard head < entries.count else { return nil }
+        let first = entries[head]
+        head += 1
+        if head == entries.count {
+            entries = []
+            head = 0
+        }
+        return first
     }
 
     /// Empties the queue (the connection is gone): what it held.
     mutating func removeAll() -> [StoredMessage] {
-        defer { entries.removeAll() }
-        return entries.map(\.message)
+        defer {
+            entries = []
+            head = 0
+        }
+        return entries[head...].map(\.message)
     }
 }
