@@ -67,10 +67,11 @@ public final class RelayServer: Sendable {
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
         let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
+        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
         try channel.pipeline.syncOperations.addHandlers([
             ByteToMessageHandler(FrameDecoder(cap: frameCap)),
-            NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) }),
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap),
+            rateLimiter,
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap, rateLimiter: rateLimiter),
         ])
     }
 

@@ -152,6 +152,24 @@ final class ConnectionLimitsTests: XCTestCase {
         XCTAssertTrue(peer.isActive)
     }
 
+    func testAnswersAreNotChargedToTheMessageBudget() {
+        let relay = TestRelay {
+            $0.limits.nodeMessagesPerSecond = 1
+            $0.limits.nodeMessagesBurst = 2
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        // ACKs (here for nothing: counted `unknown_ack`) answer what the relay sends, at its pace.
+        for _ in 0..<20 { alice.send(Frames.ack(Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.unknownAck), 20)
+        XCTAssertEqual(relay.counters.count(.throttled), 0, "answers were charged to the message budget")
+        // Messages are.
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1)
+    }
+
     func testAReloadAppliesTheNodeRateLimitsToAnOpenConnection() {
         let relay = TestRelay {
             $0.limits.nodeMessagesPerSecond = 0

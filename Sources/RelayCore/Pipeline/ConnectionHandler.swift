@@ -13,12 +13,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let dialedPeer: String?
     /// The cap the connection's frame decoder reads; the shard sets it.
     private let frameCap: FrameSizeCap?
+    /// The connection's per-node read budget (just before this handler), told which frames were
+    /// answers; nil where the pipeline has none.
+    private let rateLimiter: NodeRateLimiter?
     private var connection: Connection?
 
-    init(shard: RelayShard, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) {
+    init(shard: RelayShard, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil, rateLimiter: NodeRateLimiter? = nil) {
         self.shard = shard
         self.dialedPeer = dialedPeer
         self.frameCap = frameCap
+        self.rateLimiter = rateLimiter
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -29,7 +33,9 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let connection else { return }
-        shard.handleFrame(connection, unwrapInboundIn(data))
+        if shard.handleFrame(connection, unwrapInboundIn(data)) {
+            rateLimiter?.forgiveAnswer()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

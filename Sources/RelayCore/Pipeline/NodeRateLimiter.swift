@@ -64,6 +64,14 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
+    /// The frame just passed on was an ACK or NACK: it answers what the relay sent, at the pace the
+    /// relay sends, so it is not charged to the message budget (its bytes still are). Otherwise a
+    /// recipient taking a stored backlog faster than the budget could not ACK it in time, and the
+    /// relay would deliver it again (`timeouts.ack`).
+    func forgiveAnswer() {
+        if uncountedFrames > 0 { uncountedFrames -= 1 }
+    }
+
     func read(context: ChannelHandlerContext) {
         if isExempt {
             context.read()
