@@ -43,14 +43,9 @@ struct AcceptLimits: Sendable, Equatable {
     var perIPConnections: Int
     var perIPNewPerSecond: Double
     var perIPNewBurst: Int
+}
 
-    init(maxConnections: Int, perIPConnections: Int, perIPNewPerSecond: Double, perIPNewBurst: Int) {
-        self.maxConnections = maxConnections
-        self.perIPConnections = perIPConnections
-        self.perIPNewPerSecond = perIPNewPerSecond
-        self.perIPNewBurst = perIPNewBurst
-    }
-
+extension AcceptLimits {
     init(_ limits: RelayConfiguration.Limits) {
         self.init(
             maxConnections: limits.maxConnections, perIPConnections: limits.perIPConnections,

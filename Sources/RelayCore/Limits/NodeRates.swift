@@ -7,14 +7,9 @@ struct NodeRates: Sendable, Equatable {
     var messagesBurst: Double
     var bytesPerSecond: Double
     var bytesBurst: Double
+}
 
-    init(messagesPerSecond: Double, messagesBurst: Double, bytesPerSecond: Double, bytesBurst: Double) {
-        self.messagesPerSecond = messagesPerSecond
-        self.messagesBurst = messagesBurst
-        self.bytesPerSecond = bytesPerSecond
-        self.bytesBurst = bytesBurst
-    }
-
+extension NodeRates {
     init(_ limits: RelayConfiguration.Limits) {
         self.init(
             messagesPerSecond: limits.nodeMessagesPerSecond, messagesBurst: Double(limits.nodeMessagesBurst),

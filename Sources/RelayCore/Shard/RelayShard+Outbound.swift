@@ -77,28 +77,18 @@ extension RelayShard {
     /// recipients (NACK `slow_consumer`, `stored: true` after the commit); one from the store goes
     /// back to it untouched (no attempt counted) and waits for the drain.
     func deferForSlowConsumer(_ connection: Connection, _ delivery: Delivery, body: (inout ByteBuffer) -> Void) {
-        let messageID = delivery.messageID
-        let recipients = delivery.recipients
         logger.debug(
-            "next hop over its outbound soft limit: storing", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
+            "next hop over its outbound soft limit: storing",
+            metadata: ["conn": "\(connection.logID)", "msg_id": "\(delivery.messageID)"])
         if case .stored(let seq) = delivery.upstream {
             storedInFlight.settled(seq)
-            for recipient in recipients { connection.storedBacklog.mark(recipient) }
+            for recipient in delivery.recipients { connection.storedBacklog.mark(recipient) }
             return
         }
         counters.drop(.slowConsumer)
-        var frame = ByteBufferAllocator().buffer(capacity: 512)
-        body(&frame)
-        let bytes = Array(frame.readableBytesView)
-        let now = wallClock()
-        let messages = recipients.map { recipient in
-            NewMessage(recipient: recipient, messageID: messageID, sender: delivery.sender, frame: bytes, createdAt: now)
-        }
-        store(messages) { [self] outcomes in
-            var result = hopOutcome(combined(outcomes), recipients: recipients)
-            if case .stored(let stored) = result { result = .storedForSlowConsumer(stored) }
-            resolve(delivery.upstream, messageID: messageID, result)
-            if outcomes.contains(.stored) { announceStored(for: Array(recipients)) }
+        storeInstead(delivery, frame: body) { outcome in
+            if case .stored(let stored) = outcome { return .storedForSlowConsumer(stored) }
+            return outcome
         }
     }
 

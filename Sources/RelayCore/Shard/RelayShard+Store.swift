@@ -88,16 +88,25 @@ extension RelayShard {
             resolve(delivery.upstream, messageID: messageID, .failed(recipients, .unreachable))
             return
         }
+        logger.debug("next hop gone before delivery: storing", metadata: ["msg_id": "\(messageID)"])
+        storeInstead(delivery, frame: body) { $0 }
+    }
+
+    /// Stores a live delivery's frame, as it would have been sent, for its recipients instead of
+    /// sending it; its upstream hears the store's answer (`answer` may tell it why).
+    func storeInstead(
+        _ delivery: Delivery, frame body: (inout ByteBuffer) -> Void, answer: @escaping (HopOutcome) -> HopOutcome
+    ) {
+        let recipients = delivery.recipients
         var frame = ByteBufferAllocator().buffer(capacity: 512)
         body(&frame)
         let bytes = Array(frame.readableBytesView)
         let now = wallClock()
         let messages = recipients.map { recipient in
-            NewMessage(recipient: recipient, messageID: messageID, sender: delivery.sender, frame: bytes, createdAt: now)
+            NewMessage(recipient: recipient, messageID: delivery.messageID, sender: delivery.sender, frame: bytes, createdAt: now)
         }
-        logger.debug("next hop gone before delivery: storing", metadata: ["msg_id": "\(messageID)"])
         store(messages) { [self] outcomes in
-            resolve(delivery.upstream, messageID: messageID, hopOutcome(combined(outcomes), recipients: recipients))
+            resolve(delivery.upstream, messageID: delivery.messageID, answer(hopOutcome(combined(outcomes), recipients: recipients)))
             if outcomes.contains(.stored) { announceStored(for: Array(recipients)) }
         }
     }
