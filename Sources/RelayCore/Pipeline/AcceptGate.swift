@@ -24,6 +24,15 @@ final class AcceptGate: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
         let remote = child.remoteAddress
+        if remote == nil, context.channel.localAddress?.ipAddress != nil {
+            // A TCP peer that reset the connection before the accept leaves no address to count it
+            // by. Admitting it uncounted would let a flood of connect-and-reset past the per-IP
+            // rate: it is dead anyway, so it is closed here.
+            shard.counters.drop(.goneAtAccept)
+            shard.logger.debug("connection gone at accept", metadata: ["reason": "\(DropReason.goneAtAccept.rawValue)"])
+            child.close(promise: nil)
+            return
+        }
         let key = AddressKey(remote)
         switch limiter.admit(key) {
         case .admit:

@@ -54,6 +54,9 @@ public enum DropReason: String, CaseIterable, Sendable {
     /// A node over `limits.node_messages_*` or `limits.node_bytes_*`: the relay stopped reading
     /// from it for a while (one count per episode; nothing dropped).
     case throttled
+    /// A new connection whose peer had already reset it when the relay accepted it (it has no
+    /// address left to count it by): closed at once, before any limit could be charged.
+    case goneAtAccept = "gone_at_accept"
     /// A CONNECT over `limits.connect_per_minute`: NACK `rate_limited`, never forwarded.
     case connectRate = "connect_rate"
 }
