@@ -34,7 +34,8 @@
 # Knobs (environment, defaults in brackets): REPS [3], DURATION [5], WARMUP [1]; THR_CONNS [100],
 # THR_WINDOW [64], THR_PAYLOAD [256]; HS_SECONDS [5], HS_CONNS [5000]; MEM_COUNTS
 # [1000,5000,19000], MEM_PER_PROC [5000], MEM_TIMEOUT [180]; LAT_CONNS [100], FLOOD_PROCS [2],
-# FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix],
+# FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
+# [plain; tls: the flood hits the TLS listener, junk = a bad ClientHello],
 # FLOOD_RELAY_CONFIG [extra YAML for the flood relay, e.g. a limits: section]; TLS_KEY_TYPE
 # [ec: P-256; rsa: RSA 2048]; TLS_LOAD_MAX_VERSION [unset; 1.2 pins tls-load to TLS 1.2];
 # RELAY_BIN [built here], BENCH_DIR [../shared/bench], SCRATCH_PATH [.build-release].
@@ -84,7 +85,7 @@ openssl req -x509 "${KEY_ARGS[@]}" -nodes -keyout "$WORK/key.pem" -out "$WORK/ce
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
 chmod 600 "$WORK/key.pem"
 
-echo "# ptpchat-relay security benchmarks ($(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), certificate ${TLS_KEY_TYPE:-ec})"
+echo "# ptpchat-relay security benchmarks ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), certificate ${TLS_KEY_TYPE:-ec})"
 python3 "$ROOT/Benchmarks/security_bench.py" --relay "$BIN" --tls-load "$WORK/tls-load" \
     --relay-load "$BENCH/relay-load" --baseline "$BENCH/baseline-relay" \
     --cert "$WORK/cert.pem" --key "$WORK/key.pem" "$@"

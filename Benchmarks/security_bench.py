@@ -41,6 +41,7 @@ FLOOD_PROCS = int(ENV.get("FLOOD_PROCS", "2"))
 FLOOD_SOURCES = int(ENV.get("FLOOD_SOURCES", "8"))
 FLOOD_MAX_OPEN = int(ENV.get("FLOOD_MAX_OPEN", "2000"))
 FLOOD_KIND = ENV.get("FLOOD_KIND", "mix")
+FLOOD_TARGET = ENV.get("FLOOD_TARGET", "plain")  # or tls: the flood goes to the TLS listener
 LAT_CONNS = int(ENV.get("LAT_CONNS", "100"))
 # Unlimited accept and per-node limits for thr, hs and mem: they measure the transport, not the limits.
 UNLIMITED = """limits:
@@ -331,12 +332,15 @@ class Bench:
         good_sources = ",".join(f"127.0.0.{100 + i}" for i in range(max(1, math.ceil(LAT_CONNS / 25))))
         flooders = []
         with ctx as relay:
+            flood_port = tls_port if FLOOD_TARGET == "tls" else port
+            if FLOOD_TARGET == "tls" and not listening(tls_port):
+                raise SystemExit("security_bench: FLOOD_TARGET=tls but the relay has no TLS listener")
             if with_flood:
                 per = max(1, FLOOD_SOURCES // FLOOD_PROCS)
                 for i in range(FLOOD_PROCS):
                     sources = ",".join(f"127.0.0.{2 + i * per + k}" for k in range(per))
                     flooders.append(subprocess.Popen(
-                        [self.a.tls_load, "--mode", "flood", "--port", str(port), "--duration", str(DURATION + 2),
+                        [self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 2),
                          "--max-open", str(FLOOD_MAX_OPEN // FLOOD_PROCS), "--flood-kind", FLOOD_KIND, "--src-ips", sources,
                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
                 time.sleep(1)
@@ -363,7 +367,7 @@ class Bench:
                 log(f"flood rep {rep + 1}/{REPS} {'flood' if with_flood else 'calm'}: p99 "
                     f"{r['good'].get('lat_p99_us', 0):.0f} us, flood {sum(f.get('connected_per_s', 0) for f in r['flood']):.0f} conn/s")
         print(f"\n## Connection flood ({FLOOD_PROCS} tls-load --mode flood processes from {FLOOD_SOURCES} addresses, "
-              f"kind {FLOOD_KIND}, at most {FLOOD_MAX_OPEN} open) while {LAT_CONNS} good clients run lat "
+              f"kind {FLOOD_KIND}, to the {FLOOD_TARGET} listener, at most {FLOOD_MAX_OPEN} open) while {LAT_CONNS} good clients run lat "
               f"(window 1, payload 64); median of {REPS}, a fresh relay per run, default limits")
         print(f"{'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'good_err':>8} {'lost':>5} "
               f"{'flood conn/s':>12} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")

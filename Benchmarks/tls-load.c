@@ -828,12 +828,12 @@ static void run_thr(void)
     flush_dirty();
     double win = (double)(t_send_end - t_meas0) / 1e9;
     uint64_t lost = n_sent > n_deliv ? n_sent - n_deliv : 0, unacked = n_sent > n_acked ? n_sent - n_acked : 0;
-    printf("{\"label\":\"%s\",\"mode\":\"thr\",\"tls\":%s,\"conns\":%d,\"window\":%d,\"payload\":%d,"
+    printf("{\"label\":\"%s\",\"mode\":\"thr\",\"tls\":%s,\"conns\":%d,\"window\":%d,\"payload\":%d,\"frame_bytes\":%zu,"
            "\"hs_ok\":%llu,\"hs_failed\":%llu,\"hs_per_s\":%.0f,\"sent\":%llu,\"delivered\":%llu,\"acked\":%llu,"
            "\"delivered_per_s\":%.0f,\"acked_per_s\":%.0f,\"lat_p50_us\":%.0f,\"lat_p99_us\":%.0f,"
            "\"lost\":%llu,\"dup\":%llu,\"unacked\":%llu,\"bad\":%llu,\"errors\":%llu,\"closed_by_relay\":%llu,"
            "\"ignored_frames\":%llu,\"lg_cpu_pct\":%.0f,\"complete\":%s,\"wall_s\":%.1f}\n",
-           G.label, G.tls ? "true" : "false", G.conns, G.window, G.payload, (unsigned long long)n_hs_ok,
+           G.label, G.tls ? "true" : "false", G.conns, G.window, G.payload, tmpl_len, (unsigned long long)n_hs_ok,
            (unsigned long long)n_hs_fail, hs_s > 0 ? (double)n_hs_ok / hs_s : 0, (unsigned long long)n_sent,
            (unsigned long long)n_deliv, (unsigned long long)n_acked, win > 0 ? (double)deliv_win / win : 0,
            win > 0 ? (double)acked_win / win : 0, hpct(0.50), hpct(0.99), (unsigned long long)lost,
