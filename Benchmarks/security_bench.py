@@ -184,7 +184,9 @@ class Bench:
                   f"{median(rows, 'lat_p99_us'):>8.0f} {median(rows, 'lg_cpu_pct'):>6.0f} {median(rows, 'srv_cpu_pct'):>7.0f} "
                   f"{total(rows, 'lost'):>5} {total(rows, 'unacked'):>7} {total(rows, 'dup'):>4} "
                   f"{total(rows, 'errors') + total(rows, 'bad') + total(rows, 'misrouted'):>4} {len(rows)}")
-        print("goal: tls-load tls / tls-load plain >= 0.70; relay-load's row cross-checks tls-load's plaintext figure")
+        suites = sorted({r.get("negotiated", "?") for r in runs["tls"]})
+        print("goal: tls-load tls / tls-load plain >= 0.70; relay-load's row cross-checks tls-load's plaintext figure"
+              + (f"; TLS: {', '.join(suites)}" if suites else ""))
 
     # ------------------------------------------------------------------ handshakes
     def s_time(self, port):

@@ -429,10 +429,14 @@ static void send_hello(conn_t *c)
     append(c, m, (size_t)n + 4);
 }
 
+static char negotiated[96] = "none"; /* version and cipher of the first TLS handshake */
+
 static void drive_tls(conn_t *c)
 {
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
+        if (!strcmp(negotiated, "none"))
+            snprintf(negotiated, sizeof negotiated, "%s %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
         send_hello(c);
         return;
     }
@@ -789,9 +793,9 @@ static void run_thr(void)
     double hs_s = handshake_all();
     if (G.mode == M_HS) {
         printf("{\"label\":\"%s\",\"mode\":\"hs\",\"tls\":%s,\"conns\":%d,\"hs_ok\":%llu,\"hs_failed\":%llu,"
-               "\"hs_per_s\":%.0f,\"errors\":%llu}\n",
+               "\"hs_per_s\":%.0f,\"errors\":%llu,\"negotiated\":\"%s\"}\n",
                G.label, G.tls ? "true" : "false", G.conns, (unsigned long long)n_hs_ok, (unsigned long long)n_hs_fail,
-               hs_s > 0 ? (double)n_hs_ok / hs_s : 0, (unsigned long long)n_err);
+               hs_s > 0 ? (double)n_hs_ok / hs_s : 0, (unsigned long long)n_err, negotiated);
         return;
     }
     /* settle: the relay registered every node before the first MESSAGE */
@@ -832,7 +836,7 @@ static void run_thr(void)
            "\"hs_ok\":%llu,\"hs_failed\":%llu,\"hs_per_s\":%.0f,\"sent\":%llu,\"delivered\":%llu,\"acked\":%llu,"
            "\"delivered_per_s\":%.0f,\"acked_per_s\":%.0f,\"lat_p50_us\":%.0f,\"lat_p99_us\":%.0f,"
            "\"lost\":%llu,\"dup\":%llu,\"unacked\":%llu,\"bad\":%llu,\"errors\":%llu,\"closed_by_relay\":%llu,"
-           "\"ignored_frames\":%llu,\"lg_cpu_pct\":%.0f,\"complete\":%s,\"wall_s\":%.1f}\n",
+           "\"ignored_frames\":%llu,\"lg_cpu_pct\":%.0f,\"complete\":%s,\"wall_s\":%.1f,\"negotiated\":\"%s\"}\n",
            G.label, G.tls ? "true" : "false", G.conns, G.window, G.payload, tmpl_len, (unsigned long long)n_hs_ok,
            (unsigned long long)n_hs_fail, hs_s > 0 ? (double)n_hs_ok / hs_s : 0, (unsigned long long)n_sent,
            (unsigned long long)n_deliv, (unsigned long long)n_acked, win > 0 ? (double)deliv_win / win : 0,
@@ -841,7 +845,7 @@ static void run_thr(void)
            (unsigned long long)n_err, (unsigned long long)n_closed_by_peer, (unsigned long long)n_ignored,
            100.0 * (cpu1 - cpu0) / ((double)(t_send_end - t_start) / 1e9),
            (lost == 0 && unacked == 0 && n_dup == 0 && n_bad == 0 && n_err == 0 && n_sent > 0) ? "true" : "false",
-           (double)(now_ns() - t0) / 1e9);
+           (double)(now_ns() - t0) / 1e9, negotiated);
 }
 
 /* ------------------------------------------------------------------ hold */
