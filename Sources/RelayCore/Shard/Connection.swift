@@ -80,7 +80,18 @@ final class Connection {
     var phase: Phase = .awaitingHello
     var tag: SenderTag?
     var location: NodeLocation?
-    var out: ByteBuffer
+    /// Frames written since the last flush. Empty (shared, no storage of its own) while idle: an
+    /// idle connection holds no output buffer; the first write after a flush reserves one.
+    var out: ByteBuffer {
+        get { pendingOutput }
+        _modify {
+            if pendingOutput.capacity == 0 { pendingOutput.reserveCapacity(Self.outputReserve) }
+            yield &pendingOutput
+        }
+    }
+    private var pendingOutput: ByteBuffer
+    /// What a flush's first write reserves: most ticks write less than this to a connection.
+    static let outputReserve = 4096
     /// Made on the first delivery after a flush: a flush with no delivery in it allocates none.
     var outChunk: OutputChunk?
 
@@ -131,13 +142,20 @@ final class Connection {
     /// Deliveries in `out` since the last flush: delivered once that flush's write completes.
     var unconfirmedWrites: [GUID] = []
 
-    init(id: UInt64, context: ChannelHandlerContext) {
+    init(id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer) {
         self.id = id
         self.context = context
         let remote = context.channel.remoteAddress
         self.observedIP = remote?.ipAddress
         self.observedPort = remote?.port
-        self.out = context.channel.allocator.buffer(capacity: 4096)
+        self.pendingOutput = emptyOutput
+    }
+
+    /// Hands the output to a flush and goes back to the shared empty buffer.
+    func takeOutput(leaving empty: ByteBuffer) -> ByteBuffer {
+        let output = pendingOutput
+        pendingOutput = empty
+        return output
     }
 
     var nodeID: GUID? { tag?.address.id }

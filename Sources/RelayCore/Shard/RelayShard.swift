@@ -18,6 +18,8 @@ final class RelayShard: @unchecked Sendable {
     let ackTemplate: AckTemplate
     /// Recently ACKed deliveries of every shard (de-duplication; shared, locked inside).
     let recentDeliveries: RecentDeliveries
+    /// The output buffer of every connection between flushes: one storage for all of them.
+    let emptyOutput = ByteBufferAllocator().buffer(capacity: 0)
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
 
@@ -96,7 +98,7 @@ final class RelayShard: @unchecked Sendable {
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil) -> Connection {
         nextConnectionID += 1
-        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext)
+        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput)
         connections[connection.id] = connection
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
@@ -181,12 +183,11 @@ final class RelayShard: @unchecked Sendable {
 
     func flush(_ connection: Connection) {
         guard connection.out.readableBytes > 0 else { return }
-        let chunk = connection.out
+        let chunk = connection.takeOutput(leaving: emptyOutput)
         if let delivered = connection.outChunk {
             delivered.bytes = chunk
             connection.outChunk = nil
         }
-        connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
         if connection.unconfirmedWrites.isEmpty {
             connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
         } else {
