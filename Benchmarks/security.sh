@@ -87,6 +87,7 @@ openssl req -x509 "${KEY_ARGS[@]}" -nodes -keyout "$WORK/key.pem" -out "$WORK/ce
     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
 chmod 600 "$WORK/key.pem"
 
+ulimit -n "$(ulimit -Hn)"   # the relay and the clients hold up to 19,000 sockets each
 echo "# ptpchat-relay security benchmarks ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), certificate ${TLS_KEY_TYPE:-ec})"
 python3 "$ROOT/Benchmarks/security_bench.py" --relay "$BIN" --tls-load "$WORK/tls-load" \
     --relay-load "$BENCH/relay-load" --baseline "$BENCH/baseline-relay" \

@@ -304,7 +304,8 @@ class Bench:
                     h.terminate()
                 for h in holders:
                     h.wait(timeout=60)
-        return {"count": count, "opened": opened, "clients": clients, "before": before, "after": after, "hwm": hwm,
+        failed = sum(r.get("hs_failed", 0) for r in ready) + (count - sum(r.get("conns", 0) for r in ready))
+        return {"count": count, "opened": opened, "failed": failed, "clients": clients, "before": before, "after": after, "hwm": hwm,
                 "per_conn": (after - before) / clients if clients else 0}
 
     def mem(self):
@@ -316,7 +317,7 @@ class Bench:
                 log(f"mem {'tls' if tls else 'plain'} {count}: " + (f"{r['per_conn']:.1f} KiB/conn" if r else "n/a"))
         print("\n## RSS per idle connection (a fresh relay per row; VmRSS after minus before, over the connections "
               "the relay counts as clients)")
-        print(f"{'transport':9} {'conns':>6} {'clients':>7} {'rss_before_MiB':>14} {'rss_after_MiB':>13} {'KiB/conn':>8} "
+        print(f"{'transport':9} {'conns':>6} {'failed':>6} {'clients':>7} {'rss_before_MiB':>14} {'rss_after_MiB':>13} {'KiB/conn':>8} "
               f"{'goal_KiB':>8}")
         for tls, count, r in results:
             goal = 24 if tls else 4
@@ -324,7 +325,7 @@ class Bench:
             if not r:
                 print(f"{name:9} {count:>6} {'n/a: the relay has no TLS listener':>40}")
                 continue
-            print(f"{name:9} {count:>6} {r['clients']:>7} {r['before'] / 1024:>14.1f} {r['after'] / 1024:>13.1f} "
+            print(f"{name:9} {count:>6} {r['failed']:>6} {r['clients']:>7} {r['before'] / 1024:>14.1f} {r['after'] / 1024:>13.1f} "
                   f"{r['per_conn']:>8.1f} {goal:>8}")
         print("each connection said HELLO (TLS: after the handshake) and stays idle; the goal applies at 19,000")
 
@@ -342,7 +343,7 @@ class Bench:
                 for i in range(FLOOD_PROCS):
                     sources = ",".join(f"127.0.0.{2 + i * per + k}" for k in range(per))
                     flooders.append(subprocess.Popen(
-                        [self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 2),
+                        [self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 120),
                          "--max-open", str(FLOOD_MAX_OPEN // FLOOD_PROCS), "--flood-kind", FLOOD_KIND, "--src-ips", sources,
                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
                 time.sleep(1)
@@ -350,8 +351,10 @@ class Bench:
                                    "--duration", DURATION, "--warmup", WARMUP, "--drain", 2, "--src-ips", good_sources,
                                    "--server-pids", relay.pid, timeout=DURATION + 60)
             flood = []
+            for f in flooders:  # the flood lasts until the good clients are done
+                f.terminate()
             for f in flooders:
-                out, _ = f.communicate(timeout=DURATION + 60)
+                out, _ = f.communicate(timeout=60)
                 lines = [line for line in out.splitlines() if line.startswith("{")]
                 if lines:
                     flood.append(json.loads(lines[-1]))
