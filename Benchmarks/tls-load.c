@@ -47,6 +47,7 @@
 #endif
 
 #define MAX_FRAME (16u << 20)
+#define MAX_READ (256u << 10)
 #define MAX_SRC 64
 #define MAXEV 512
 
@@ -64,6 +65,7 @@ typedef struct {
     SSL *ssl;
     buf_t in, out;
     int dirty;
+    size_t read_size; /* free space asked for before each read: 16 KiB, doubled up to MAX_READ */
     char node[37];
     /* thr accounting */
     uint64_t sent, outstanding;
@@ -166,35 +168,49 @@ static int parse_hex(const char *s, int n, uint64_t *out)
     return 0;
 }
 
-/* The string value of "key" in [p, e): key found by name, any whitespace, no unescaping needed
+/* The string value of "key" at q (q points at the key's text, after its opening quote). */
+static int jstr_at(const char *q, const char *e, size_t kl, const char **v, size_t *vl)
+{
+    const char *s = q + kl;
+    if (s >= e || *s != '"')
+        return -1;
+    s++;
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++;
+    if (s >= e || *s != ':')
+        return -1;
+    s++;
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++;
+    if (s >= e || *s != '"')
+        return -1;
+    s++;
+    const char *z = memchr(s, '"', (size_t)(e - s));
+    if (!z)
+        return -1;
+    *v = s;
+    *vl = (size_t)(z - s);
+    return 0;
+}
+
+/* The string value of "key" in [p, e): the key found by name (any order, any whitespace), tried
+ * first where it was last time (*hint: frames of one kind have one layout); no unescaping needed
  * for the values this tool reads (ids, hex and base64 without '/'). */
-static int jstr(const char *p, const char *e, const char *key, const char **v, size_t *vl)
+static int jstr(const char *p, const char *e, const char *key, size_t *hint, const char **v, size_t *vl)
 {
     size_t kl = strlen(key);
+    if (*hint && *hint + kl < (size_t)(e - p) && p[*hint - 1] == '"' && !memcmp(p + *hint, key, kl) &&
+        !jstr_at(p + *hint, e, kl, v, vl))
+        return 0;
     const char *s = p;
     while (s < e) {
         const char *q = memmem(s, (size_t)(e - s), key, kl);
         if (!q)
             return -1;
         s = q + kl;
-        if (q == p || q[-1] != '"' || s >= e || *s != '"')
+        if (q == p || q[-1] != '"' || jstr_at(q, e, kl, v, vl))
             continue;
-        s++;
-        while (s < e && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
-            s++;
-        if (s >= e || *s != ':')
-            continue;
-        s++;
-        while (s < e && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
-            s++;
-        if (s >= e || *s != '"')
-            continue;
-        s++;
-        const char *z = memchr(s, '"', (size_t)(e - s));
-        if (!z)
-            return -1;
-        *v = s;
-        *vl = (size_t)(z - s);
+        *hint = (size_t)(q - p);
         return 0;
     }
     return -1;
@@ -571,7 +587,8 @@ static void on_frame(conn_t *c, const char *p, const char *e, uint64_t now)
 {
     const char *v;
     size_t vl;
-    if (jstr(p, e, "msg_type", &v, &vl)) {
+    static size_t h_type, h_msg_id, h_message, h_ack_id;
+    if (jstr(p, e, "msg_type", &h_type, &v, &vl)) {
         n_ignored++;
         return;
     }
@@ -590,7 +607,7 @@ static void on_frame(conn_t *c, const char *p, const char *e, uint64_t now)
     if (vl == 7 && !memcmp(v, "MESSAGE", 7)) {
         const char *id, *msg;
         size_t idl, ml;
-        if (jstr(p, e, "msg_id", &id, &idl) || parse_msg_id(id, idl, &idx, &seq) || (int)idx != c->peer ||
+        if (jstr(p, e, "msg_id", &h_msg_id, &id, &idl) || parse_msg_id(id, idl, &idx, &seq) || (int)idx != c->peer ||
             seq >= G.c[c->peer].sent) {
             n_bad++;
             return;
@@ -602,7 +619,7 @@ static void on_frame(conn_t *c, const char *p, const char *e, uint64_t now)
             uint64_t sent_at;
             if (phase == 1 && now >= t_meas0)
                 deliv_win++;
-            if (!jstr(p, e, "message", &msg, &ml) && ml >= 16 && !parse_hex(msg, 16, &sent_at) && sent_at <= now &&
+            if (!jstr(p, e, "message", &h_message, &msg, &ml) && ml >= 16 && !parse_hex(msg, 16, &sent_at) && sent_at <= now &&
                 phase == 1 && now >= t_meas0)
                 hadd(now - sent_at);
         }
@@ -621,7 +638,7 @@ static void on_frame(conn_t *c, const char *p, const char *e, uint64_t now)
     if (vl == 3 && !memcmp(v, "ACK", 3)) {
         const char *id;
         size_t idl;
-        if (jstr(p, e, "msg_id", &id, &idl) || parse_msg_id(id, idl, &idx, &seq) || (int)idx != c->idx ||
+        if (jstr(p, e, "msg_id", &h_ack_id, &id, &idl) || parse_msg_id(id, idl, &idx, &seq) || (int)idx != c->idx ||
             seq >= c->sent) {
             n_bad++;
             return;
@@ -642,10 +659,15 @@ static void on_readable(conn_t *c)
 {
     uint64_t now = now_ns();
     for (;;) {
-        buf_reserve(&c->in, 16384);
-        ssize_t r = conn_read(c, c->in.p + c->in.len, c->in.cap - c->in.len);
+        if (!c->read_size)
+            c->read_size = 16384;
+        buf_reserve(&c->in, c->read_size);
+        size_t space = c->in.cap - c->in.len;
+        ssize_t r = conn_read(c, c->in.p + c->in.len, space);
         if (r == -1)
             break;
+        if ((size_t)r == space && c->read_size < MAX_READ)
+            c->read_size *= 2; /* a busy connection reads in larger pieces */
         if (r == 0) {
             if (G.mode == M_FLOOD)
                 f_closed_by_server++;
