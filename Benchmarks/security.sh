@@ -64,6 +64,11 @@ fi
 
 [[ -f "$BENCH/relay-load.c" ]] || { echo "security.sh: no harness at $BENCH" >&2; exit 2; }
 if [[ ! -x "$BENCH/relay-load" || ! -x "$BENCH/baseline-relay" ]]; then
+    if [[ ! -w "$BENCH" ]]; then # a read-only copy (CI): build in the cache, as run-compare.sh does
+        CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ptpchat-bench"
+        mkdir -p "$CACHE" && cp "$BENCH"/Makefile "$BENCH"/*.c "$BENCH"/*.h "$CACHE"/
+        BENCH="$CACHE"
+    fi
     make -C "$BENCH" >&2
 fi
 
