@@ -375,7 +375,7 @@ class Bench:
               f"kind {FLOOD_KIND}, to the {FLOOD_TARGET} listener, at most {FLOOD_MAX_OPEN} open) while {LAT_CONNS} good clients run lat "
               f"(window 1, payload 64); median of {REPS}, a fresh relay per run, default limits")
         print(f"{'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'good_err':>8} {'lost':>5} "
-              f"{'flood conn/s':>12} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")
+              f"{'flood conn/s':>12} {'flood CPU%':>10} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")
         calm_p99 = median([r["good"] for r in runs[False]], "lat_p99_us")
         for with_flood in (False, True):
             rs = runs[with_flood]
@@ -387,12 +387,14 @@ class Bench:
                     if v:
                         drops[k] = drops.get(k, 0) + v
             flood_rate = statistics.median([sum(f.get("connected_per_s", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
+            flood_cpu = statistics.median([sum(f.get("cpu_pct", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
             print(f"{'flood' if with_flood else 'calm':6} {median(goods, 'delivered_per_s'):>10.0f} {median(goods, 'lat_p50_us'):>8.0f} "
                   f"{p99:>8.0f} {ratio(p99, calm_p99):>6} {total(goods, 'errors'):>8} {total(goods, 'lost') + total(goods, 'unacked'):>5} "
-                  f"{flood_rate:>12.0f} {statistics.median([r['accepted'] for r in rs]):>9.0f} "
+                  f"{flood_rate:>12.0f} {flood_cpu:>10.0f} {statistics.median([r['accepted'] for r in rs]):>9.0f} "
                   f"{statistics.median([r['hwm'] for r in rs]) / 1024:>12.1f}  "
                   + (" ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"))
-        print("goal: flood p99 <= 2x calm p99; accepted = connections the relay accepted in the run (good + flood)")
+        print("goal: flood p99 <= 2x calm p99; accepted = connections the relay accepted in the run (good + flood);\n"
+              "flood CPU% = the flood tools' own CPU (100 = one core), taken from the same two cores as the relay's")
 
 
 def main():

@@ -909,6 +909,7 @@ static void run_flood(void)
         free_slots[n_free++] = i;
     int head = 0, count = 0, next_kind = 0;
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)(G.duration * 1e9);
+    double cpu0 = cpu_seconds();
     while (!stop_flag && now_ns() < end) {
         for (int k = 0; k < 64; k++) {
             if (n_free == 0) { /* all slots taken: the oldest idle connection makes room */
@@ -940,19 +941,19 @@ static void run_flood(void)
                 count++;
             }
         }
-        poll_once(0);
+        poll_once(n_free ? 0 : 1); /* every slot a connect in flight: wait for one instead of spinning */
     }
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(now_ns() - t0) / 1e9, cpu = cpu_seconds() - cpu0;
     for (int i = 0; i < slots; i++)
         if (G.c[i].state != S_FREE)
             conn_close(&G.c[i], 1);
     printf("{\"label\":\"%s\",\"mode\":\"flood\",\"tls\":%s,\"seconds\":%.1f,\"attempts\":%llu,\"connected\":%llu,"
            "\"connected_per_s\":%.0f,\"refused\":%llu,\"closed_by_relay\":%llu,\"junk_frames\":%llu,\"peak_open\":%llu,"
-           "\"errors\":%llu}\n",
+           "\"errors\":%llu,\"cpu_pct\":%.0f}\n",
            G.label, G.tls ? "true" : "false", secs, (unsigned long long)f_attempts, (unsigned long long)f_connected,
            secs > 0 ? (double)f_connected / secs : 0, (unsigned long long)f_refused,
            (unsigned long long)f_closed_by_server, (unsigned long long)f_junk_sent, (unsigned long long)f_peak_open,
-           (unsigned long long)n_err);
+           (unsigned long long)n_err, secs > 0 ? 100.0 * cpu / secs : 0);
     free(idle_q);
 }
 
