@@ -82,20 +82,26 @@ struct ServeCommand: AsyncParsableCommand {
         warnIfOthersCanRead(configuration.relay.dataDir, logger: logger)
 
         let readiness = Readiness()
-        let server = RelayServer(
-            configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
+        let server: RelayServer
+        do {
+            server = try RelayServer(
+                configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
+        } catch {
+            fail("\(error)")
+        }
         let collector = StatsCollector(readiness: readiness, routes: { server.routes() }) { try await server.snapshot() }
         let statsServer = configuration.stats.listen == nil ? nil : StatsServer(collector: collector, readiness: readiness, logger: logger)
 
         // Listening sockets from systemd (socket activation) replace binding.
         let inherited = Systemd.listeners()
-        let relaySockets = inherited.filter { $0.name != "stats" }.map(\.descriptor)
+        let relaySockets = inherited.filter { $0.name != "stats" && $0.name != "tls" }.map(\.descriptor)
+        let tlsSockets = inherited.filter { $0.name == "tls" }.map(\.descriptor)
         let statsSocket = inherited.first { $0.name == "stats" }?.descriptor
         do {
-            if relaySockets.isEmpty {
+            if relaySockets.isEmpty && tlsSockets.isEmpty {
                 try await server.start()
             } else {
-                try await server.start(inheritedListeners: relaySockets)
+                try await server.start(inheritedListeners: relaySockets, tlsListeners: tlsSockets)
             }
             if let statsServer {
                 if let statsSocket {
