@@ -26,7 +26,9 @@
 #            connection flood (tls-load --mode flood: as many connections per second as it can
 #            open from FLOOD_SOURCES addresses, each closed at once, sending a junk frame, or left
 #            idle): their p99 (goal: <= 2x), the relay's peak RSS (VmHWM) and its refusals from
-#            /stats (connection_limit, per_ip_limit, per_ip_rate, ...). Default limits here.
+#            /stats (connection_limit, per_ip_limit, per_ip_rate, ...). The accept limits are the
+#            defaults here; the per-node budgets are off (a good lat client sends ~500 msg/s, over
+#            the default 200/s: its p99 would measure `throttled`, not the flood).
 #
 # thr, hs and mem run the relay with the accept and per-node limits off (limits.* = 0): they
 # measure the transport. Until the relay has TLS listeners their TLS rows print "n/a".
@@ -36,7 +38,8 @@
 # [1000,5000,19000], MEM_PER_PROC [5000], MEM_TIMEOUT [180]; LAT_CONNS [100], FLOOD_PROCS [2],
 # FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
 # [plain; tls: the flood hits the TLS listener, junk = a bad ClientHello],
-# FLOOD_RELAY_CONFIG [extra YAML for the flood relay, e.g. a limits: section]; TLS_KEY_TYPE
+# FLOOD_RELAY_CONFIG [extra YAML for the flood relay: a limits: section; by default the per-node
+# budgets set to 0]; TLS_KEY_TYPE
 # [ec: P-256; rsa: RSA 2048]; TLS_LOAD_MAX_VERSION [unset; 1.2 pins tls-load to TLS 1.2];
 # RELAY_BIN [built here], BENCH_DIR [../shared/bench], SCRATCH_PATH [.build-release].
 #
