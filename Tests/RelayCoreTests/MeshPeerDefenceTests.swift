@@ -55,6 +55,23 @@ final class MeshPeerDefenceTests: XCTestCase {
         XCTAssertNil(relay.context.mesh.nextHop(for: Node.guid(Node.b)), "its routes went with it")
     }
 
+    func testAPeerClaimingAClientOfThisRelayDoesNotWin() throws {
+        let relay = TestRelay { $0.mesh.key = Self.key }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let peer = try provenPeer(relay)
+        // The peer says Alice is its own client.
+        peer.send(routing(#"{"node_id":"alice@\#(Node.a)","ttl":1}"#))
+        XCTAssertEqual(relay.counters.count(DropReason.meshIDCollision), 1, "invalid \(relay.counters.count(DropReason.meshInvalidEntry)) \(relay.logs)")
+        XCTAssertNil(relay.context.mesh.nextHop(for: Node.guid(Node.a)), "no mesh route for a local client")
+        XCTAssertGreaterThan(relay.logs.count(.warning, "claims"), 0, "\(relay.logs)")
+        // Alice's traffic still goes to Alice.
+        bob.send(Frames.message(from: Node.b, to: [Node.a], id: Node.newID()))
+        XCTAssertEqual(alice.receive().map(\.type), ["MESSAGE"])
+        XCTAssertTrue(peer.receive().allSatisfy { $0.type != "MESSAGE" }, "nothing for Alice went to the peer")
+    }
+
     func testARoutingFrameAbove8KiBIsCounted() throws {
         let relay = TestRelay { $0.mesh.key = Self.key }
         defer { relay.shutdown() }
