@@ -1,10 +1,11 @@
 # make run   - install what a fresh machine lacks, build, run the relay with its embedded defaults
 # make test  - install what a fresh machine lacks, build, run every test (unit + integration)
 # make bench - release build measured side by side with the C baseline (../shared/bench)
+# make bench-security - TLS vs plaintext, handshakes, memory per connection, a connection flood
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps run test bench release clean
+.PHONY: deps run test bench bench-security release clean
 
 deps:
 	./scripts/install-deps.sh
@@ -27,6 +28,9 @@ test: deps
 
 bench: deps
 	./Benchmarks/compare.sh
+
+bench-security: deps
+	./Benchmarks/security.sh
 
 clean:
 	rm -rf .build .build-release

@@ -12,6 +12,8 @@
 # to the single relay's `thr` of the same run.
 #
 # Any run-compare.sh knob (CONFIGS, REPS, DURATION, TARGETS, ...) passes through.
+# The security tables (thr over TLS, handshakes/s, memory per connection, a connection flood)
+# come from Benchmarks/security.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
