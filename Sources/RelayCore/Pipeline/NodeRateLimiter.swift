@@ -45,7 +45,7 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         static let normalMaxMessagesPerRead: UInt = 16
         /// Each channel keeps its last receive buffer for the next read (NIO's pooled receive
         /// buffers), idle or not: start small (a HELLO fits) and let busy connections grow it (a
-        /// full read quadruples it). 16 KiB here cost 16 KiB per idle connection, 1 KiB about
+        /// read that fills it makes the next one larger). 16 KiB here cost 16 KiB per idle connection, 1 KiB about
         /// 0.5 KiB more than 512 bytes (Benchmarks/security.sh memory row).
         static let normalAllocator = AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 512, maximum: 262_144)
         static let throttledAllocator = FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024)

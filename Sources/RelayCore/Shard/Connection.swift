@@ -221,6 +221,11 @@ struct StoredBacklog {
         reading.remove(recipient)
         let marked = markedDuringRead.remove(recipient) != nil
         if more || marked { waiting.insert(recipient) } else { waiting.remove(recipient) }
+        // A set keeps its storage when its last element goes: every client's HELLO reads the
+        // store once, and an idle connection should not hold three sets' worth for it.
+        if reading.isEmpty { reading = [] }
+        if waiting.isEmpty { waiting = [] }
+        if markedDuringRead.isEmpty { markedDuringRead = [] }
     }
 }
 
