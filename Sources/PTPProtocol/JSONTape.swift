@@ -442,20 +442,28 @@ private struct Parser {
         if bytes[position] == UInt8(ascii: "0") {
             position += 1
         } else {
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
             position += 1
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
             position += 1
             if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
                 position += 1
             }
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
+    }
+
+    /// At least one digit. A number cut off after `.`, `e` or its sign is `truncated`: an
+    /// `unexpected` offset must name a byte of the input (it was one past the end; found by
+    /// Fuzz/fuzz-json-tape).
+    @inline(__always)
+    mutating func requireDigits() throws(JSONTape.ParseError) {
+        guard digits() > 0 else { throw position == bytes.count ? .truncated : .unexpected(offset: position) }
     }
 
     @inline(__always)

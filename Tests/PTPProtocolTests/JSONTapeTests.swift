@@ -205,6 +205,17 @@ final class JSONTapeTests: XCTestCase {
         }
     }
 
+    /// Found by Fuzz/fuzz-json-tape: a number cut off after `.`, `e` or the exponent's sign was
+    /// `unexpected` at an offset one past the input.
+    func testNumberCutOffIsTruncatedNotAnOffsetPastTheEnd() {
+        for text in ["1.", "1e", "1E+", "-1.5e-", "\n\n1e", "[0,-4267267,13578901210,1E+", "{\"ttl\":2."] {
+            assertInvalid(text, .truncated)
+        }
+        // A byte that is no digit there is still `unexpected`, at that byte.
+        assertInvalid("1.x", .unexpected(offset: 2))
+        assertInvalid("1e+]", .unexpected(offset: 3))
+    }
+
     func testTrailingBytes() {
         assertInvalid("{} {}", .trailingBytes(offset: 3))
         assertInvalid("{}x", .trailingBytes(offset: 2))
