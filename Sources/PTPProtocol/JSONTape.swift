@@ -73,18 +73,23 @@ public struct JSONTape: Sendable {
 
     /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
     /// written with escapes never matches (protocol keys are plain lower-case ASCII).
+    ///
+    /// A key given twice: the last one counts, as in `MessageReader`'s one-pass reading of the
+    /// head and `msg_data` and in most JSON readers (the clients'). With the first one here, a
+    /// frame validated on one value was routed on another (found by Fuzz/fuzz-message-reader).
     public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
         guard object >= 0, object < count, self[object].kind == .object else { return nil }
         let end = Int(self[object].next)
         var index = object + 1
+        var found: Int?
         while index < end {
             let keyToken = self[index]
             if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
-                return index + 1
+                found = index + 1
             }
             index = Int(self[index + 1].next)
         }
-        return nil
+        return found
     }
 
     /// Calls `body` with (key token index, value token index) for every member of an object.

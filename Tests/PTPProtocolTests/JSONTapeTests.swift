@@ -165,11 +165,14 @@ final class JSONTapeTests: XCTestCase {
         }
     }
 
-    func testDuplicateKeyFindsFirst() throws {
-        let bytes = Array(#"{"a":1,"a":2}"#.utf8)
+    /// The last of a duplicated key counts, as in `MessageReader` (see MessageReaderTests
+    /// `testDuplicateKeysTheLastOneCountsForValidationAndRouting`).
+    func testDuplicateKeyFindsLast() throws {
+        let bytes = Array(#"{"a":1,"b":0,"a":2}"#.utf8)
         let tape = try parse(bytes).get()
         bytes.withUnsafeBytes { raw in
-            XCTAssertEqual(tape.member("a", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 1)
+            XCTAssertEqual(tape.member("a", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 2)
+            XCTAssertEqual(tape.member("b", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 0)
         }
     }
 

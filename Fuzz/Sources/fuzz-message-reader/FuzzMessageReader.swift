@@ -54,7 +54,7 @@ public func fuzzMessageReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
         }
     }
 
-    checkForwardedCopy(envelope, frame, input)
+    checkForwardedCopy(envelope, frame, handshakeDone: handshakeDone, input)
     return 0
 }
 
@@ -82,13 +82,16 @@ func checkVerbRequirements(_ envelope: Envelope, handshakeDone: Bool, _ input: U
 }
 
 /// The frame the relay forwards: its own head, the `msg_data` members copied as they are.
-func checkForwardedCopy(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, _ input: UnsafeRawBufferPointer) {
+/// Read back in the same handshake state: a HELLO that carries `message` and `recipient` is a
+/// chat only after the handshake.
+func checkForwardedCopy(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {
     let tape = reader.tape
     var out = ByteBuffer()
     let sender = envelope.origin.map { SenderTag($0) } ?? fallbackSender
     FrameWriter.write(&out, verb: envelope.verb, messageID: envelope.messageID ?? .zero, ttl: envelope.ttl, flood: envelope.flood, sender: sender) { out in
         out.writeInteger(UInt8(ascii: "{"))
         FrameWriter.copyMembers(&out, tape: tape, bytes: frame, object: envelope.data, leadingComma: false)
+        out.writeInteger(UInt8(ascii: "}"))
     }
     guard let frames = splitWrittenFrames(out), frames.count == 1 else { fuzzFailure("FrameWriter wrote no single frame", input) }
     let copy = frames[0]
@@ -96,7 +99,7 @@ func checkForwardedCopy(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, _
     copy.withUnsafeBytes { raw in
         let again: Envelope
         do throws(InvalidMessage) {
-            again = try rereader.read(raw, handshakeDone: true)
+            again = try rereader.read(raw, handshakeDone: handshakeDone)
         } catch {
             fuzzFailure("the forwarded frame is refused: \(error.reason); frame: \(String(decoding: raw, as: UTF8.self))", input)
         }
