@@ -118,6 +118,18 @@ extension RelayTestCase {
         awaitPending()
         good.exchange(file: file, line: line)
 
+        // A frame cut off by the sender's close (its length promises more than comes), before and
+        // after HELLO: nothing to count, the relay just lets the connection go.
+        let cutBeforeHello = try connect("cut-before-hello")
+        _ = cutBeforeHello.receive(timeout: expectWithin, file: file, line: line) { $0.verb == "HELLO" }
+        cutBeforeHello.sendRaw(TestClient.lengthPrefix(1000) + Array("{\"msg_type\":\"HELLO\",".utf8))
+        cutBeforeHello.close()
+        let cutAfterHello = try bindHostile(connect, label: "cut-after-hello", file: file, line: line)
+        cutAfterHello.client.sendRaw(TestClient.lengthPrefix(1000) + Array("{\"msg_type\":\"MESSAGE\",".utf8))
+        cutAfterHello.client.close()
+        hostile.client.close()
+        good.exchange(file: file, line: line)
+
         // Everything counted, exactly: the four reasons grew by the number of bad frames, the
         // others did not move; NACK `invalid` once per refused frame that named its id.
         var dropsAfter: [String: Int] = [:]
