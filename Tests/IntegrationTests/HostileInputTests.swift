@@ -5,7 +5,7 @@ import XCTest
 /// relay process while two well-behaved clients keep exchanging messages. The relay stays up, the
 /// good clients lose nothing (every message delivered once and ACKed), and every bad frame is
 /// answered as the profile says (NACK `invalid` naming its id, or dropped, or the connection
-/// closed) and counted exactly in `/stats` `drops`.
+/// closed), counted exactly in `/stats` `drops` and logged once (debug).
 final class HostileInputTests: RelayTestCase {
     /// Above the 1 MiB strings of the corpus, so that they reach the parser.
     static let maxFrameBytes = 2 << 20
@@ -145,6 +145,19 @@ extension RelayTestCase {
         XCTAssertTrue(
             counted,
             "drops grew by \(grown), expected \(expected.sorted { $0.key < $1.key }); NACK invalid +\(nacksAfter["invalid", default: 0] - nacksBefore["invalid", default: 0]), expected +\(nacksInvalid)",
+            file: file, line: line)
+
+        // And one debug log line each, saying why.
+        func lines(_ text: String) -> Int { relay.log.components(separatedBy: text).count - 1 }
+        let logged = Deadline.poll(timeout: expectWithin, interval: 0.05) {
+            lines("msg=\"malformed frame dropped\"") == expected["malformed", default: 0]
+                && lines("msg=\"invalid message\"") == expected["invalid", default: 0]
+                && lines("reason=\"invalid HELLO: ") + lines("reason=\"first frame is ") == expected["handshake_violation", default: 0]
+        }
+        XCTAssertTrue(
+            logged,
+            "log lines: \(lines("msg=\"malformed frame dropped\"")) malformed, \(lines("msg=\"invalid message\"")) invalid, "
+                + "\(lines("reason=\"invalid HELLO: ") + lines("reason=\"first frame is ")) handshake closes; expected \(expected)",
             file: file, line: line)
 
         // The relay is up and serves a new client; the good clients lost nothing.
