@@ -51,6 +51,11 @@ for target in $targets; do
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 | awk '{print $2 "/" $4}' || true)
     crashes=$(( $(find "$artifacts" -type f | wc -l) - before ))
     if (( status != 0 && crashes == 0 )); then crashes=1; fi
+    # A coverage-blind build still "runs": refuse it (see the -sanitize note above).
+    if grep -q "no interesting inputs were found" "$log"; then
+        echo "fuzz: $target is not instrumented for coverage (libFuzzer: no interesting inputs); check the -sanitize flags" >&2
+        crashed=1
+    fi
     if (( crashes > 0 )); then
         crashed=1
         echo "fuzz: $target crashed (exit $status); log $PWD/$log, inputs in $PWD/$artifacts:" >&2
