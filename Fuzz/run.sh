@@ -2,7 +2,7 @@
 # Fuzz/run.sh [SECONDS] - builds the libFuzzer targets (release, -sanitize=fuzzer,address) and runs
 # each for SECONDS (default 60), one after another, then prints one line per target: executions,
 # executions per second, coverage (libFuzzer's final cov/ft), crashes. Exits 1 when a target
-# crashed (the input is kept in Fuzz/.build-fuzz/artifacts/<target>/).
+# crashed (the input is kept in Fuzz/.build-fuzz/crashes/<target>/).
 #
 # Environment: FUZZ_TARGETS (space-separated subset), FUZZ_RUNS (stop a target after this many
 # executions, if the time lasts), FUZZ_MAX_LEN (largest input, default 16384 bytes).
@@ -33,7 +33,9 @@ rows=()
 crashed=0
 for target in $targets; do
     corpus="$scratch/corpus/$target"
-    artifacts="$scratch/artifacts/$target"
+    # Not "$scratch/artifacts": that is SwiftPM's folder for binary artifacts, and `swift build`
+    # deletes what it does not know there.
+    artifacts="$scratch/crashes/$target"
     log="$scratch/logs/$target.log"
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
     before=$(find "$artifacts" -type f | wc -l)
