@@ -73,6 +73,7 @@ let package = Package(
                 "PTPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,7 +160,13 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayTLSTests",
-            dependencies: ["RelayTLS", "PTPProtocol", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: [
+                "RelayTLS", "PTPProtocol",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "RelayConfigTests",
@@ -167,7 +174,11 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "PTPProtocol", "RelayTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 MAX_EXPOSURE=2.0
 SERVICE=deploy/ptpchat-relay.service
-SOCKETS=(deploy/ptpchat-relay.socket deploy/ptpchat-relay-stats.socket)
+SOCKETS=(deploy/ptpchat-relay.socket deploy/ptpchat-relay-stats.socket deploy/ptpchat-relay-tls.socket)
 export SYSTEMD_COLORS=0 SYSTEMD_PAGER=cat SYSTEMD_LESS= LC_ALL=C.UTF-8
 
 passed=0

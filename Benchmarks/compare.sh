@@ -26,6 +26,14 @@ BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat
 DATA="$(mktemp -d -t ptpchat-bench.XXXXXX)"
 trap 'rm -rf "$DATA"' EXIT
 
+# The load generator opens 100 connections from 127.0.0.1 that send as fast as they can: the
+# per-IP accept limits and the per-node read budget (PROFILE.md section 10) off, as in the
+# baseline (environment variables override the defaults; RELAY_ARGS can still set others).
+export LIMITS_PER_IP_CONNECTIONS="${LIMITS_PER_IP_CONNECTIONS:-0}"
+export LIMITS_PER_IP_NEW_PER_SECOND="${LIMITS_PER_IP_NEW_PER_SECOND:-0}"
+export LIMITS_NODE_MESSAGES_PER_SECOND="${LIMITS_NODE_MESSAGES_PER_SECOND:-0}"
+export LIMITS_NODE_BYTES_PER_SECOND="${LIMITS_NODE_BYTES_PER_SECOND:-0}"
+
 STATS_PORT="${STATS_PORT:-17004}"
 # The stats endpoint stays on during the run: `curl 127.0.0.1:$STATS_PORT/stats` shows it under load.
 export RELAY_CMD="exec '$BIN' --listen 127.0.0.1:$PORT --stats 127.0.0.1:$STATS_PORT --data-dir '$DATA' --log-level warning ${RELAY_ARGS:-}"

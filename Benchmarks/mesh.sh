@@ -59,6 +59,13 @@ log:
 mesh:
   key: "$KEY"
   peers: [$peers]
+# The load generator's 100 connections come from one or two addresses and send as fast as they
+# can: the per-IP accept limits and the per-node read budget would measure the limits instead.
+limits:
+  per_ip_connections: 0
+  per_ip_new_per_second: 0
+  node_messages_per_second: 0
+  node_bytes_per_second: 0
 EOF
     "$BIN" --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)

@@ -2,15 +2,26 @@ import NIOCore
 
 /// Splits the byte stream into frames: a 4-byte big-endian length N, then N bytes of JSON.
 ///
-/// Keepalives (N = 0) are consumed and not passed on. A length above `maxFrameBytes` fails the
+/// Keepalives (N = 0) are consumed and not passed on. A length above the cap in force fails the
 /// stream as soon as the 4 length bytes are in, before anything of that size is allocated.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
 
-    public let maxFrameBytes: Int
+    /// Read for every frame, so its owner can change the cap of an open connection (the HELLO
+    /// raises it, a reload lowers it).
+    public let cap: FrameSizeCap
 
+    /// The cap in force now.
+    public var maxFrameBytes: Int { cap.bytes }
+
+    /// A decoder with a fixed cap of its own.
     public init(maxFrameBytes: Int) {
-        self.maxFrameBytes = maxFrameBytes
+        self.cap = FrameSizeCap(bytes: maxFrameBytes)
+    }
+
+    /// A decoder reading the cap `cap` holds when each frame's length comes in.
+    public init(cap: FrameSizeCap) {
+        self.cap = cap
     }
 
     /// Passes on every complete frame in `buffer` in one call (cheaper than one call per frame).
@@ -20,8 +31,9 @@ public struct FrameDecoder: ByteToMessageDecoder {
                 buffer.moveReaderIndex(forwardBy: 4)
                 continue
             }
-            if maxFrameBytes > 0 && Int(length) > maxFrameBytes {
-                throw FramingError.frameTooLarge(length: Int(length), limit: maxFrameBytes)
+            let limit = cap.bytes
+            if limit > 0 && Int(length) > limit {
+                throw FramingError.frameTooLarge(length: Int(length), limit: limit)
             }
             guard buffer.readableBytes >= 4 + Int(length) else { break }
             buffer.moveReaderIndex(forwardBy: 4)
@@ -34,6 +46,17 @@ public struct FrameDecoder: ByteToMessageDecoder {
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
+    }
+}
+
+/// The largest frame a connection may send now, in bytes (0: no cap). One per connection, shared by
+/// its decoder and the code that changes the cap; confined to the connection's event loop (not
+/// Sendable, no lock: the decoder pays one load per frame).
+public final class FrameSizeCap {
+    public var bytes: Int
+
+    public init(bytes: Int) {
+        self.bytes = bytes
     }
 }
 

@@ -1,6 +1,26 @@
-/// One configuration key of PROFILE.md section 11: its dotted name, whether it takes a list, and how
-/// its text is checked and stored into a ``RelayConfiguration``.
+/// One configuration key of PROFILE.md section 11: its dotted name, whether it takes a list, how
+/// its text is checked and stored into a ``RelayConfiguration``, and whether a reload applies it.
 struct ConfigurationKey {
+    /// What a reload (SIGHUP) does with a changed value of the key.
+    enum Reload {
+        /// The running relay takes the new value (open connections included).
+        case applies
+        /// The old value stays until a restart; the reload names the key.
+        case needsRestart
+    }
+
+    /// The field of ``RelayConfiguration`` a key sets, compared and copied through its key path.
+    struct Field {
+        let differs: (RelayConfiguration, RelayConfiguration) -> Bool
+        /// Copies the field's value from the second configuration into the first.
+        let copy: (inout RelayConfiguration, RelayConfiguration) -> Void
+
+        init<Value: Equatable>(_ path: WritableKeyPath<RelayConfiguration, Value>) {
+            differs = { $0[keyPath: path] != $1[keyPath: path] }
+            copy = { $0[keyPath: path] = $1[keyPath: path] }
+        }
+    }
+
     enum Shape {
         /// One value.
         case scalar
@@ -10,6 +30,8 @@ struct ConfigurationKey {
 
     let name: String
     let shape: Shape
+    let reload: Reload
+    let field: Field
     /// Never printed in errors; redacted in swift-configuration's access logs.
     let isSecret: Bool
     /// For `.scalar` keys: receives the trimmed text, `""` for an empty or null value.
@@ -25,49 +47,60 @@ struct ConfigurationKey {
 }
 
 extension ConfigurationKey {
-    private static func scalar(
+    /// A one-value key that sets the field at `path` (`apply` parses the text into it).
+    private static func scalar<Value: Equatable>(
         _ name: String,
+        _ path: WritableKeyPath<RelayConfiguration, Value>,
+        _ reload: Reload = .applies,
         secret: Bool = false,
         _ apply: @escaping (inout RelayConfiguration, String) throws -> Void
     ) -> ConfigurationKey {
-        ConfigurationKey(name: name, shape: .scalar, isSecret: secret, applyScalar: apply, applyList: { _, _ in })
+        ConfigurationKey(
+            name: name, shape: .scalar, reload: reload, field: Field(path), isSecret: secret, applyScalar: apply,
+            applyList: { _, _ in })
     }
 
     /// A count or a size in bytes, at least `minimum`.
     private static func integer(
         _ name: String,
         _ path: WritableKeyPath<RelayConfiguration, Int>,
+        _ reload: Reload = .applies,
         minimum: Int = 0
     ) -> ConfigurationKey {
-        scalar(name) { config, text in config[keyPath: path] = try ValueParsing.integer(text, minimum: minimum) }
+        scalar(name, path, reload) { config, text in config[keyPath: path] = try ValueParsing.integer(text, minimum: minimum) }
     }
 
     /// A duration in seconds or a rate, integer or fraction.
     private static func number(
         _ name: String,
         _ path: WritableKeyPath<RelayConfiguration, Double>,
+        _ reload: Reload = .applies,
         allowZero: Bool
     ) -> ConfigurationKey {
-        scalar(name) { config, text in config[keyPath: path] = try ValueParsing.number(text, allowZero: allowZero) }
+        scalar(name, path, reload) { config, text in config[keyPath: path] = try ValueParsing.number(text, allowZero: allowZero) }
     }
 
     /// Optional text: an empty value means none.
     private static func optionalText(
         _ name: String,
         _ path: WritableKeyPath<RelayConfiguration, String?>,
+        _ reload: Reload = .applies,
         secret: Bool = false
     ) -> ConfigurationKey {
-        scalar(name, secret: secret) { config, text in config[keyPath: path] = text.isEmpty ? nil : text }
+        scalar(name, path, reload, secret: secret) { config, text in config[keyPath: path] = text.isEmpty ? nil : text }
     }
 
     private static func list(
         _ name: String,
         _ path: WritableKeyPath<RelayConfiguration, [String]>,
+        _ reload: Reload = .applies,
         element: @escaping (String) throws -> String
     ) -> ConfigurationKey {
         ConfigurationKey(
             name: name,
             shape: .list,
+            reload: reload,
+            field: Field(path),
             isSecret: false,
             applyScalar: { _, _ in },
             applyList: { config, texts in
@@ -85,13 +118,13 @@ extension ConfigurationKey {
     /// Every key the relay knows, in the order of the documentation.
     static var all: [ConfigurationKey] {
         [
-            list("relay.listen", \.relay.listen, element: ValueParsing.listenAddress),
-            scalar("relay.name") { $0.relay.name = try ValueParsing.relayName($1) },
-            scalar("relay.node_id") { $0.relay.nodeID = try $1.isEmpty ? nil : ValueParsing.guid($1) },
-            scalar("relay.data_dir") { $0.relay.dataDir = try ValueParsing.nonEmpty($1) },
-            integer("relay.threads", \.relay.threads),
+            list("relay.listen", \.relay.listen, .needsRestart, element: ValueParsing.listenAddress),
+            scalar("relay.name", \.relay.name, .needsRestart) { $0.relay.name = try ValueParsing.relayName($1) },
+            scalar("relay.node_id", \.relay.nodeID, .needsRestart) { $0.relay.nodeID = try $1.isEmpty ? nil : ValueParsing.guid($1) },
+            scalar("relay.data_dir", \.relay.dataDir, .needsRestart) { $0.relay.dataDir = try ValueParsing.nonEmpty($1) },
+            integer("relay.threads", \.relay.threads, .needsRestart),
 
-            scalar("stats.listen") { config, text in
+            scalar("stats.listen", \.stats.listen, .needsRestart) { config, text in
                 if ["off", "false"].contains(text.lowercased()) {
                     config.stats.listen = nil
                 } else {
@@ -103,7 +136,7 @@ extension ConfigurationKey {
                 }
             },
 
-            scalar("log.level") { $0.logLevel = try ValueParsing.logLevel($1) },
+            scalar("log.level", \.logLevel) { $0.logLevel = try ValueParsing.logLevel($1) },
 
             number("timeouts.handshake", \.timeouts.handshake, allowZero: false),
             number("timeouts.idle", \.timeouts.idle, allowZero: false),
@@ -130,17 +163,17 @@ extension ConfigurationKey {
             number("flood.window", \.flood.window, allowZero: false),
             number("channels.ttl", \.channels.ttl, allowZero: false),
 
-            scalar("store.sync") { $0.store.sync = try ValueParsing.syncMode($1) },
-            integer("store.max_attempts", \.store.maxAttempts, minimum: 1),
-            integer("store.per_recipient_messages", \.store.perRecipientMessages, minimum: 1),
-            integer("store.per_recipient_bytes", \.store.perRecipientBytes, minimum: 1),
-            integer("store.per_sender_messages", \.store.perSenderMessages, minimum: 1),
-            integer("store.max_bytes", \.store.maxBytes, minimum: 1),
-            number("store.max_age", \.store.maxAge, allowZero: false),
+            scalar("store.sync", \.store.sync, .needsRestart) { $0.store.sync = try ValueParsing.syncMode($1) },
+            integer("store.max_attempts", \.store.maxAttempts, .needsRestart, minimum: 1),
+            integer("store.per_recipient_messages", \.store.perRecipientMessages, .needsRestart, minimum: 1),
+            integer("store.per_recipient_bytes", \.store.perRecipientBytes, .needsRestart, minimum: 1),
+            integer("store.per_sender_messages", \.store.perSenderMessages, .needsRestart, minimum: 1),
+            integer("store.max_bytes", \.store.maxBytes, .needsRestart, minimum: 1),
+            number("store.max_age", \.store.maxAge, .needsRestart, allowZero: false),
 
             number("routing.interval", \.routing.interval, allowZero: false),
             number("routing.refresh", \.routing.refresh, allowZero: false),
-            scalar("routing.to_clients") { config, text in
+            scalar("routing.to_clients", \.routing.clientView) { config, text in
                 if text.lowercased() == "channels" {
                     config.routing.clientView = .channels
                 } else {
@@ -153,7 +186,7 @@ extension ConfigurationKey {
             },
 
             list("mesh.peers", \.mesh.peers, element: ValueParsing.dialAddress),
-            scalar("mesh.key", secret: true) { config, text in
+            scalar("mesh.key", \.mesh.key, secret: true) { config, text in
                 // PROFILE.md section 9: a short key is refused at start, not used.
                 guard text.isEmpty || text.utf8.count >= 16 else {
                     throw ValueProblem("must be at least 16 bytes (it has \(text.utf8.count))")
@@ -161,13 +194,13 @@ extension ConfigurationKey {
                 config.mesh.key = text.isEmpty ? nil : text
             },
 
-            list("tls.listen", \.tls.listen, element: ValueParsing.listenAddress),
+            list("tls.listen", \.tls.listen, .needsRestart, element: ValueParsing.listenAddress),
             optionalText("tls.cert", \.tls.cert),
             optionalText("tls.key", \.tls.key),
             optionalText("tls.client_ca", \.tls.clientCA),
-            scalar("tls.require_client_cert") { $0.tls.requireClientCert = try ValueParsing.boolean($1) },
+            scalar("tls.require_client_cert", \.tls.requireClientCert) { $0.tls.requireClientCert = try ValueParsing.boolean($1) },
 
-            scalar("compat.legacy_clients") { $0.compat.legacyClients = try ValueParsing.boolean($1) },
+            scalar("compat.legacy_clients", \.compat.legacyClients) { $0.compat.legacyClients = try ValueParsing.boolean($1) },
         ]
     }
 }

@@ -165,6 +165,9 @@ public enum ConfigurationLoader {
             if c.tls.cert == nil { throw inconsistent("tls.cert", "tls.listen is set but tls.cert is not") }
             if c.tls.key == nil { throw inconsistent("tls.key", "tls.listen is set but tls.key is not") }
         }
+        if c.tls.requireClientCert && c.tls.clientCA == nil {
+            throw inconsistent("tls.require_client_cert", "tls.require_client_cert needs tls.client_ca to verify client certificates with")
+        }
         if (c.tls.cert == nil) != (c.tls.key == nil) {
             let missing = c.tls.cert == nil ? "tls.cert" : "tls.key"
             throw inconsistent(missing, "tls.cert and tls.key go together: \(missing) is missing")

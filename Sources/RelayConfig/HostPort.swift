@@ -18,6 +18,24 @@ extension ConfigurationLoader {
     }
 }
 
+extension ConfigurationLoader {
+    static let tlsScheme = "tls://"
+
+    /// The `HOST:PORT` after `tls://`, or nil when the entry has no such prefix.
+    static func stripTLSScheme(_ entry: String) -> String? {
+        guard entry.count > tlsScheme.count, entry.prefix(tlsScheme.count).lowercased() == tlsScheme else { return nil }
+        return String(entry.dropFirst(tlsScheme.count))
+    }
+
+    /// Parses a `mesh.peers` entry: `HOST:PORT`, `[IPv6]:PORT`, or either after `tls://`
+    /// (`usesTLS`: dial with TLS and verify the peer's certificate).
+    public static func parsePeerAddress(_ entry: String) throws -> (host: String, port: Int, usesTLS: Bool) {
+        let stripped = stripTLSScheme(entry)
+        let (host, port) = try parseHostPort(stripped ?? entry)
+        return (host, port, stripped != nil)
+    }
+}
+
 /// Why a value was refused, without the key or where it came from (the loader adds those).
 struct ValueProblem: Error {
     var reason: String

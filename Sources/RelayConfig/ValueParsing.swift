@@ -85,12 +85,15 @@ enum ValueParsing {
         return text
     }
 
-    /// An address to dial: `HOST:PORT` or `[IPv6]:PORT`, the host is required.
+    /// An address to dial: `HOST:PORT` or `[IPv6]:PORT`, the host is required; `tls://` before
+    /// it dials with TLS. The entry is kept as written (it names the peer in logs and the dialer).
     static func dialAddress(_ text: String) throws -> String {
-        guard !text.hasPrefix(":") else {
-            throw ValueProblem("a peer address needs a host: HOST:PORT or [IPv6]:PORT")
+        let hostPort = ConfigurationLoader.stripTLSScheme(text) ?? text
+        guard !hostPort.hasPrefix(":") else {
+            throw ValueProblem("a peer address needs a host: HOST:PORT, [IPv6]:PORT or tls://HOST:PORT")
         }
-        return try listenAddress(text)
+        _ = try listenAddress(hostPort)
+        return text
     }
 
     /// Any non-empty text (a path, a key).

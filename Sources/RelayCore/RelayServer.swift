@@ -9,6 +9,7 @@ import Glibc
 import PTPProtocol
 import RelayConfig
 import RelayStore
+import RelayTLS
 
 /// The relay: one shard per event loop, listeners on the configured addresses.
 public final class RelayServer: Sendable {
@@ -20,6 +21,8 @@ public final class RelayServer: Sendable {
     private let listeners = NIOLockedValueBoxed<[Channel]>([])
     /// Dials `mesh.peers`.
     let dialer: PeerDialer
+    /// The TLS contexts of `tls.*`, made at init; reloaded in place.
+    let tls: RelayTLSContexts
 
     public struct ListenError: Error, CustomStringConvertible {
         public var address: String
@@ -32,7 +35,10 @@ public final class RelayServer: Sendable {
         }
     }
 
-    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
+    /// Throws `TLSSetupError` when a `tls.*` file cannot be used.
+    public init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) throws {
+        let tls = try RelayTLSContexts(configuration.tls)
+        self.tls = tls
         let threads = configuration.relay.threads > 0 ? configuration.relay.threads : System.coreCount
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.identity = identity
@@ -45,23 +51,40 @@ public final class RelayServer: Sendable {
         self.shards = shards
         let context = self.context
         self.dialer = PeerDialer(shards: shards, context: context) { channel, shard, address in
+            let peer = try ConfigurationLoader.parsePeerAddress(address)
+            if peer.usesTLS {
+                try tls.client.addHandlers(to: channel, host: peer.host, observer: Self.handshakeObserver(shard))
+            }
             try Self.addConnectionHandlers(to: channel, shard: shard, settings: context.configuration, dialedPeer: address)
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: idle and keepalive timers, framing, the shard.
+    /// A connection's pipeline, accepted or dialed: framing (its cap set by the shard:
+    /// `FrameCaps.beforeHello` until the HELLO), the per-node read budget, the shard. (Idle and
+    /// keepalive timeouts are the shard's idle sweep; the outbound water marks are set by the
+    /// shard at open: both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let idle = settings.timeouts.idle
-        let keepalive = settings.timeouts.keepalive
+        let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
+        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
         try channel.pipeline.syncOperations.addHandlers([
-            IdleStateHandler(
-                readTimeout: idle > 0 ? .fromSeconds(idle) : nil,
-                writeTimeout: keepalive > 0 ? .fromSeconds(keepalive) : nil),
-            ByteToMessageHandler(FrameDecoder(maxFrameBytes: settings.limits.maxFrameBytes)),
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer),
+            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            rateLimiter,
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap, rateLimiter: rateLimiter),
         ])
+    }
+
+    /// Counts and logs a connection's failed TLS handshake (called on the shard's loop).
+    static func handshakeObserver(_ shard: RelayShard) -> TLSHandshakeObserver {
+        TLSHandshakeObserver(
+            failed: { error in
+                shard.counters.drop(.tlsHandshakeFailed)
+                shard.logger.debug("TLS handshake failed", metadata: ["error": "\(error)"])
+            },
+            unprovenClaim: { why in
+                shard.logger.info("client certificate proves no node id", metadata: ["reason": "\(why)"])
+            })
     }
 
     /// Starts dialing `mesh.peers` (after the listeners: a peer dialing back finds them).
@@ -76,34 +99,45 @@ public final class RelayServer: Sendable {
             try await shard.eventLoop.submit { shard.startTimers() }.get()
         }
         for address in context.configuration.relay.listen {
-            let (host, port) = try ConfigurationLoader.parseHostPort(address)
-            do {
-                // One listening socket per event loop (SO_REUSEPORT): every loop accepts, and the
-                // kernel spreads connections over them, so about half of all conversations stay
-                // on one loop instead of all crossing between loops (round-robin).
-                // SO_REUSEPORT would let a second relay share the port silently: a plain bind
-                // first tells "address already in use" as it should.
-                if port != 0 {
-                    try Self.checkPortIsFree(host: host, port: port)
-                }
-                var boundPort = port
-                for shard in shards {
-                    let channel = try await makeBootstrap(on: shard).bind(host: host, port: boundPort).get()
-                    listeners.withLockedValue { $0.append(channel) }
-                    boundPort = channel.localAddress?.port ?? boundPort
-                    if shard.index == 0 {
-                        context.logger.info(
-                            "listening",
-                            metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)"])
-                    }
-                }
-            } catch let error as IOError {
-                throw ListenError(address: address, reason: String(cString: strerror(error.errnoCode)).lowercased())
-            } catch {
-                throw ListenError(address: address, reason: "\(error)")
-            }
+            try await bindListeners(address, tls: nil)
+        }
+        for address in context.configuration.tls.listen {
+            try await bindListeners(address, tls: tls.server)
         }
         startMesh()
+    }
+
+    /// Binds one listener per event loop to `address`; `tls` puts TLS in front of its connections.
+    private func bindListeners(_ address: String, tls: ServerTLS?) async throws {
+        let (host, port) = try ConfigurationLoader.parseHostPort(address)
+        do {
+            // One listening socket per event loop (SO_REUSEPORT): every loop accepts, and the
+            // kernel spreads connections over them, so about half of all conversations stay
+            // on one loop instead of all crossing between loops (round-robin).
+            // SO_REUSEPORT would let a second relay share the port silently: a plain bind
+            // first tells "address already in use" as it should.
+            if port != 0 {
+                try Self.checkPortIsFree(host: host, port: port)
+            }
+            var boundPort = port
+            for shard in shards {
+                let channel = try await makeBootstrap(on: shard, tls: tls).bind(host: host, port: boundPort).get()
+                listeners.withLockedValue { $0.append(channel) }
+                boundPort = channel.localAddress?.port ?? boundPort
+                if shard.index == 0 {
+                    context.logger.info(
+                        "listening",
+                        metadata: [
+                            "address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)",
+                            "tls": "\(tls != nil)",
+                        ])
+                }
+            }
+        } catch let error as IOError {
+            throw ListenError(address: address, reason: String(cString: strerror(error.errnoCode)).lowercased())
+        } catch {
+            throw ListenError(address: address, reason: "\(error)")
+        }
     }
 
     /// Binds (without listening, so nothing can connect to it) a plain socket to the address.
@@ -126,66 +160,72 @@ public final class RelayServer: Sendable {
         }
     }
 
-    private func makeBootstrap(on shard: RelayShard?) -> ServerBootstrap {
+    /// Accepts connections with the one pipeline definition (`addConnectionHandlers`); a TLS
+    /// listener wraps it, putting TLS in front.
+    private func makeBootstrap(on shard: RelayShard?, tls: ServerTLS?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
-        let initial = context.configuration.limits
-        let lowWater = max(initial.outboundBufferBytes / 2, 1)
-        let highWater = max(initial.outboundBufferBytes, lowWater + 1)
         return ServerBootstrap(group: shard?.eventLoop ?? group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .serverChannelInitializer { server in
+                // The accept limits, before anything of a connection exists but its socket. The
+                // listening channel's loop is a shard's (its counters take the refusals).
+                let owner = shards.first { $0.eventLoop === server.eventLoop } ?? shards[0]
+                return server.eventLoop.makeCompletedFuture {
+                    try server.pipeline.syncOperations.addHandler(AcceptGate(limiter: context.acceptLimiter, shard: owner))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: lowWater, high: highWater))
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144))
+            .childChannelOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
+            .childChannelOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
             .childChannelInitializer { channel in
                 // The settings in force when the connection arrives (a reload changes them).
                 let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
                 return channel.eventLoop.makeCompletedFuture {
+                    try tls?.addHandlers(to: channel, observer: Self.handshakeObserver(owner))
                     try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
                 }
             }
     }
 
-    /// Serves on listening sockets passed in (systemd socket activation) instead of binding.
-    public func start(inheritedListeners descriptors: [Int32]) async throws {
+    /// Serves on listening sockets passed in (systemd socket activation) instead of binding;
+    /// `tlsListeners` (sockets named `tls`) get TLS in front.
+    public func start(inheritedListeners descriptors: [Int32], tlsListeners: [Int32] = []) async throws {
         for shard in shards {
             try await shard.eventLoop.submit { shard.startTimers() }.get()
         }
-        for descriptor in descriptors {
-            let channel = try await makeBootstrap(on: nil).withBoundSocket(descriptor).get()
+        if !tlsListeners.isEmpty && tls.server == nil {
+            throw ListenError(address: "socket named tls", reason: "tls.cert and tls.key are not set")
+        }
+        let all = descriptors.map { ($0, nil as ServerTLS?) } + tlsListeners.map { ($0, tls.server) }
+        for (descriptor, tls) in all {
+            let channel = try await makeBootstrap(on: nil, tls: tls).withBoundSocket(descriptor).get()
             listeners.withLockedValue { $0.append(channel) }
             context.logger.info(
                 "listening on socket from systemd",
-                metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)"])
+                metadata: [
+                    "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)", "tls": "\(tls != nil)",
+                ])
         }
         startMesh()
     }
 
     /// Applies a reloaded configuration without dropping a connection. Returns the keys whose
-    /// change needs a restart (they keep their old values).
+    /// change needs a restart (they keep their old values): each configuration key says whether a
+    /// reload applies it (`ConfigurationLoader.appliesOnReload`).
     public func apply(_ new: RelayConfiguration) async throws -> [String] {
         let old = context.configuration
-        var needsRestart: [String] = []
-        if new.relay.listen != old.relay.listen { needsRestart.append("relay.listen") }
-        if new.relay.name != old.relay.name { needsRestart.append("relay.name") }
-        if new.relay.nodeID != old.relay.nodeID { needsRestart.append("relay.node_id") }
-        if new.relay.dataDir != old.relay.dataDir { needsRestart.append("relay.data_dir") }
-        if new.relay.threads != old.relay.threads { needsRestart.append("relay.threads") }
-        if new.stats != old.stats { needsRestart.append("stats.listen") }
-        if new.store != old.store { needsRestart.append("store") }
-        if new.tls != old.tls { needsRestart.append("tls") }
-        if new.limits.outboundBufferBytes != old.limits.outboundBufferBytes { needsRestart.append("limits.outbound_buffer_bytes") }
-        var effective = new
-        effective.relay = old.relay
-        effective.stats = old.stats
-        effective.store = old.store
-        effective.tls = old.tls
-        effective.limits.outboundBufferBytes = old.limits.outboundBufferBytes
-        let applied = effective
+        var needsRestart = new.keysNeedingRestart(comparedTo: old)
+        let applied = new.keepingRestartKeys(of: old)
+        // Certificates, keys and the client CA are read again (a renewed certificate keeps its
+        // path) for connections from now on; open ones keep theirs. A TLS server that did not run
+        // at start cannot begin without a restart.
+        for key in tls.reload(applied.tls, logger: context.logger) where !needsRestart.contains(key) {
+            needsRestart.append(key)
+        }
         context.apply(applied)
         for shard in shards {
             try await shard.eventLoop.submit { shard.apply(applied) }.get()

@@ -42,7 +42,6 @@ public final class StoreWriter: Sendable {
         self.path = path
         self.logger = logger
         let thread = Thread { [self] in run() }
-        thread.name = "ptpchat-store-writer"
         thread.start()
     }
 
@@ -75,8 +74,19 @@ public final class StoreWriter: Sendable {
         done.unlock()
     }
 
+    /// Gives the calling thread its kernel name (top -H, /proc/PID/task/*/comm; 15 characters
+    /// kept). Foundation's `Thread.name` reaches the kernel only when the starting thread has
+    /// recorded the new one's handle first, which the new thread can outrun: then no name at all.
+    /// Linux lets a thread write its own name into /proc (proc(5), `comm`).
+    static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        if (try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)) != nil { return }
+        #endif
+        Thread.current.name = name
+    }
+
     private func run() {
-        Thread.current.name = "ptpchat-store"
+        Self.nameCurrentThread("ptpchat-store")
         let delayNanos = UInt64(max(settings.commitDelay, 0) * 1e9)
         while true {
             queue.lock(whenValue: 1)

@@ -62,6 +62,9 @@ struct ServeCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in KeyValueLogHandler(label: label, level: level) }
         let logger = Logger(label: "ptpchat-relay")
 
+        // What the relay creates (the data directory, the store, node-id) is its own: stored
+        // messages are not for other local users to read (docs/security.md).
+        umask(0o077)
         let identity: NodeAddress
         let lock: DataDirectoryLock
         let store: MessageStore
@@ -76,22 +79,29 @@ struct ServeCommand: AsyncParsableCommand {
             fail("\(error)")
         }
         defer { withExtendedLifetime(lock) {} }
+        warnIfOthersCanRead(configuration.relay.dataDir, logger: logger)
 
         let readiness = Readiness()
-        let server = RelayServer(
-            configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
+        let server: RelayServer
+        do {
+            server = try RelayServer(
+                configuration: configuration, identity: identity, logger: logger, store: ThreadedStoreAccess(store: store))
+        } catch {
+            fail("\(error)")
+        }
         let collector = StatsCollector(readiness: readiness, routes: { server.routes() }) { try await server.snapshot() }
         let statsServer = configuration.stats.listen == nil ? nil : StatsServer(collector: collector, readiness: readiness, logger: logger)
 
         // Listening sockets from systemd (socket activation) replace binding.
         let inherited = Systemd.listeners()
-        let relaySockets = inherited.filter { $0.name != "stats" }.map(\.descriptor)
+        let relaySockets = inherited.filter { $0.name != "stats" && $0.name != "tls" }.map(\.descriptor)
+        let tlsSockets = inherited.filter { $0.name == "tls" }.map(\.descriptor)
         let statsSocket = inherited.first { $0.name == "stats" }?.descriptor
         do {
-            if relaySockets.isEmpty {
+            if relaySockets.isEmpty && tlsSockets.isEmpty {
                 try await server.start()
             } else {
-                try await server.start(inheritedListeners: relaySockets)
+                try await server.start(inheritedListeners: relaySockets, tlsListeners: tlsSockets)
             }
             if let statsServer {
                 if let statsSocket {
@@ -224,4 +234,13 @@ private func feedWatchdog(server: RelayServer, period: Double, logger: Logger) a
         }
         try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
     }
+}
+
+/// A data directory made before the relay ran may let other local users read stored messages.
+private func warnIfOthersCanRead(_ directory: String, logger: Logger) {
+    var info = stat()
+    guard stat(directory, &info) == 0, info.st_mode & 0o077 != 0 else { return }
+    logger.warning(
+        "data directory is open to other local users: chmod 700 it",
+        metadata: ["path": "\(directory)", "mode": "\(String(info.st_mode & 0o777, radix: 8))"])
 }

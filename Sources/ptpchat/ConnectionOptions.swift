@@ -1,5 +1,6 @@
 import ArgumentParser
 import PTPProtocol
+import RelayTLS
 
 /// The options every command takes: where the relay is and who this node is.
 struct ConnectionOptions: ParsableArguments {
@@ -19,7 +20,27 @@ struct ConnectionOptions: ParsableArguments {
         help: ArgumentHelp("Seconds between keepalives sent to the relay.", valueName: "seconds", visibility: .hidden))
     var keepalive: Double = 20
 
+    @Flag(name: .long, help: "Speak TLS to the relay (its certificate is verified against --ca, else the system's roots).")
+    var tls = false
+
+    @Option(name: .long, help: ArgumentHelp("CA certificates (PEM) to verify the relay's certificate with.", valueName: "file"))
+    var ca: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A client certificate (PEM) to present; its urn:uuid: name proves the node id.", valueName: "file"))
+    var cert: String?
+
+    @Option(name: .long, help: ArgumentHelp("The private key (PEM) of --cert.", valueName: "file"))
+    var key: String?
+
     mutating func validate() throws {
+        if !tls, let option = ca.map({ _ in "--ca" }) ?? cert.map({ _ in "--cert" }) ?? key.map({ _ in "--key" }) {
+            throw ValidationError("\(option) needs --tls")
+        }
+        if (cert == nil) != (key == nil) {
+            throw ValidationError("--cert and --key go together")
+        }
         guard keepalive > 0, keepalive <= 86_400 else {
             throw ValidationError("--keepalive must be more than 0 and at most 86400 seconds")
         }
@@ -28,6 +49,17 @@ struct ConnectionOptions: ParsableArguments {
         }
         if let name, !NodeAddress.isValidName(name) {
             throw ValidationError("--name '\(name)' must be 1 to 64 letters and digits")
+        }
+    }
+
+    /// The TLS context of `--tls`, `--ca`, `--cert`, `--key`; nil without `--tls`. Throws
+    /// `ClientError.connectFailed` when a file cannot be used.
+    func makeTLS() throws -> ClientTLS? {
+        guard tls else { return nil }
+        do {
+            return try ClientTLS(files: ClientTLSFiles(trustRoots: ca, certificateChain: cert, privateKey: key))
+        } catch {
+            throw ClientError.connectFailed("TLS: \(error)", endpoint: relay)
         }
     }
 

@@ -30,7 +30,7 @@ struct Listen: AsyncParsableCommand {
         let identity = connection.makeIdentity()
         do {
             try await RelayLink.run(
-                endpoint: connection.relay, identity: identity, keepalive: connection.keepaliveInterval
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval
             ) { session in
                 try await session.handshake()
                 for channel in channels {

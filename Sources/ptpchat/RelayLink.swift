@@ -1,8 +1,9 @@
 import NIOCore
 import NIOPosix
 import PTPProtocol
+import RelayTLS
 
-/// Opens the TCP connection to the relay and runs a conversation over it, with a keepalive every
+/// Opens the TCP connection (TLS over it with `tls`) to the relay and runs a conversation over it, with a keepalive every
 /// `keepalive` (20 s unless `--keepalive` says otherwise) and an optional overall time limit.
 enum RelayLink {
     /// Frames from the relay above this size end the connection (PROFILE.md default limit).
@@ -12,12 +13,13 @@ enum RelayLink {
     /// With `timeout`, gives up with `ClientError.timedOut(what)` when it has not returned by then.
     static func run<Result: Sendable>(
         endpoint: Endpoint,
+        tls: ClientTLS? = nil,
         identity: SenderTag,
         keepalive: Duration,
         timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
     ) async throws -> Result {
-        let channel = try await connect(to: endpoint)
+        let channel = try await connect(to: endpoint, tls: tls)
         return try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Outcome<Result>.self) { group in
                 group.addTask {
@@ -52,13 +54,16 @@ enum RelayLink {
         case timedOut
     }
 
-    private static func connect(to endpoint: Endpoint) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    private static func connect(to endpoint: Endpoint, tls: ClientTLS?) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         do {
             return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(10))
                 .connect(host: endpoint.host, port: endpoint.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?.addHandlers(
+                            to: channel, host: endpoint.host,
+                            observer: TLSHandshakeObserver(failed: { Console.diagnostic("TLS handshake failed: \($0)") }))
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)

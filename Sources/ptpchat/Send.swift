@@ -41,7 +41,7 @@ struct Send: AsyncParsableCommand {
         let messageID = GUID.random()
         do {
             let outcome = try await RelayLink.run(
-                endpoint: connection.relay, identity: identity, keepalive: connection.keepaliveInterval,
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay to answer for the message")
             ) { session in
                 try await session.handshake()

@@ -329,7 +329,7 @@ final class MeshTests: RelayTestCase {
     func testAThousandClientsConnectingCostAPeerAHandfulOfRoutingFrames() throws {
         let statsPort = try Sockets.freePort()
         // The default interval, as an operator runs it.
-        let r1 = try startMeshRelay(interval: Self.defaultInterval)
+        let r1 = try startMeshRelay(interval: Self.defaultInterval, extra: Self.manyConnectionsFromOneAddress)
         _ = try startMeshRelay(peers: [r1], interval: Self.defaultInterval, extra: "stats:\n  listen: \"127.0.0.1:\(statsPort)\"")
         func framesIn() throws -> Int {
             let stats = try HTTPProbe.request(port: statsPort, path: "/stats").json

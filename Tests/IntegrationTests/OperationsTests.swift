@@ -282,7 +282,7 @@ final class OperationsTests: OpsTestCase {
         // arrive while the first is handled. Either way the process must end promptly, with 0 (the
         // stop finished first) or 1 after a log line about the second signal, never by a crash.
         let notify = try makeNotifySocket()
-        let relay = try launchRelay(environment: ["NOTIFY_SOCKET": notify.path])
+        let relay = try launchRelay(config: Self.manyConnectionsFromOneAddress, environment: ["NOTIFY_SOCKET": notify.path])
         _ = try XCTUnwrap(notify.waitFor(timeout: startWithin) { $0.has("READY", "1") }, "no READY=1:\n\(notify.transcript)")
         let nodes = try (0..<100).map { try bind(port: relay.port, name: "n\($0)") }
         relay.child.signal(SIGTERM)

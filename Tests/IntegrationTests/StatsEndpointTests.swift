@@ -281,7 +281,8 @@ final class StatsEndpointTests: OpsTestCase {
         // flushing the store). While the relay still has connections to close it is stopping, and
         // /readyz must say 503: not 200, and not refuse the connection as if the relay were gone.
         let notify = try makeNotifySocket()
-        let relay = try launchRelay(logLevel: "info", stats: true, environment: ["NOTIFY_SOCKET": notify.path])
+        let relay = try launchRelay(
+            config: Self.manyConnectionsFromOneAddress, logLevel: "info", stats: true, environment: ["NOTIFY_SOCKET": notify.path])
         _ = try XCTUnwrap(notify.waitFor(timeout: RelayProcess.startTimeout) { $0.has("READY", "1") }, "no READY=1:\n\(notify.transcript)")
         let port = try XCTUnwrap(relay.statsPort)
         XCTAssertEqual(try HTTPProbe.request(port: port, path: "/readyz").status, 200, "/readyz while serving")

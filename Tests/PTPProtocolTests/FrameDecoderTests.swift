@@ -56,6 +56,28 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertTrue(try channel.finish().isClean)
     }
 
+    /// The cap is read when each frame's length comes in: its owner changes it between frames
+    /// (the HELLO raises it, a reload lowers it) without touching the pipeline.
+    func testASharedCapChangedBetweenFramesAppliesToTheNextFrame() throws {
+        let cap = FrameSizeCap(bytes: 16)
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(cap: cap)))
+        let long = "{\"text\":\"0123456789\"}"
+        XCTAssertThrowsError(try channel.writeInbound(buffer(frameBytes(long)))) { error in
+            XCTAssertEqual(error as? FramingError, .frameTooLarge(length: long.utf8.count, limit: 16))
+        }
+        let reopened = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(cap: cap)))
+        try reopened.writeInbound(buffer(frameBytes("{}")))
+        cap.bytes = 1024
+        try reopened.writeInbound(buffer(frameBytes(long)))
+        XCTAssertEqual(try readFrames(reopened), ["{}", long])
+        cap.bytes = 8
+        XCTAssertThrowsError(try reopened.writeInbound(buffer(frameBytes(long))))
+        cap.bytes = 0
+        let unlimited = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(cap: cap)))
+        try unlimited.writeInbound(buffer(frameBytes(String(repeating: "x", count: 100_000))))
+        XCTAssertEqual(try readFrames(unlimited).first?.count, 100_000, "0 is no cap")
+    }
+
     func testKeepalivesAreSkipped() throws {
         let channel = makeChannel(maxFrameBytes: 1024)
         let keepalive: [UInt8] = [0, 0, 0, 0]

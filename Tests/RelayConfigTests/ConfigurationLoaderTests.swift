@@ -258,6 +258,21 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertFalse(c.compat.legacyClients)
     }
 
+    func testTLSMeshPeersKeepTheirScheme() async throws {
+        let c = try await load(#"mesh: {peers: ["tls://relay2.example.net:9443", "TLS://[2001:db8::7]:9443", "10.0.0.2:9001"]}"# + "\n")
+        XCTAssertEqual(c.mesh.peers, ["tls://relay2.example.net:9443", "TLS://[2001:db8::7]:9443", "10.0.0.2:9001"])
+        let secure = try ConfigurationLoader.parsePeerAddress("tls://relay2.example.net:9443")
+        XCTAssertEqual(secure.host, "relay2.example.net")
+        XCTAssertEqual(secure.port, 9443)
+        XCTAssertTrue(secure.usesTLS)
+        let v6 = try ConfigurationLoader.parsePeerAddress("TLS://[2001:db8::7]:9443")
+        XCTAssertEqual(v6.host, "2001:db8::7")
+        XCTAssertTrue(v6.usesTLS)
+        let plain = try ConfigurationLoader.parsePeerAddress("10.0.0.2:9001")
+        XCTAssertEqual(plain.host, "10.0.0.2")
+        XCTAssertFalse(plain.usesTLS)
+    }
+
     func testListKeysAcceptASingleString() async throws {
         let c = try await load(
             """
@@ -391,6 +406,8 @@ final class ConfigurationLoaderTests: XCTestCase {
             ("routing: {to_clients: maybe}", "routing.to_clients", "maybe", "true, false or channels"),
             ("relay: {name: [a, b]}", "relay.name", "[a, b]", "not a list"),
             ("mesh: {peers: [\":9001\"]}", "mesh.peers", ":9001", "needs a host"),
+            ("mesh: {peers: [\"tls://:9001\"]}", "mesh.peers", "tls://:9001", "needs a host"),
+            ("mesh: {peers: [\"tls://peer.example\"]}", "mesh.peers", "tls://peer.example", "HOST:PORT"),
         ]
         for (yaml, key, value, reason) in cases {
             guard let (error, path) = try await loadError(yaml + "\n") else { continue }
@@ -426,6 +443,10 @@ final class ConfigurationLoaderTests: XCTestCase {
         guard let (noCert, _) = try await loadError("tls: {listen: [\":9443\"]}\n") else { return }
         XCTAssertEqual(noCert.kind, .inconsistent)
         XCTAssertEqual(noCert.key, "tls.cert")
+
+        guard let (noCA, _) = try await loadError("tls: {require_client_cert: true}\n") else { return }
+        XCTAssertEqual(noCA.kind, .inconsistent)
+        XCTAssertEqual(noCA.key, "tls.require_client_cert")
 
         guard let (nothing, _) = try await loadError("relay: {listen: []}\n") else { return }
         XCTAssertEqual(nothing.kind, .inconsistent)

@@ -265,31 +265,6 @@ final class HandshakeTests: XCTestCase {
 }
 
 final class PipelineTests: XCTestCase {
-    /// `IdleStateHandler` measures idleness on the wall clock, not on the EmbeddedEventLoop's, so
-    /// its events are fired here directly: the handler must answer a write-idle event with a
-    /// keepalive and a read-idle event with a close.
-    func testIdleEventsGiveKeepaliveAndClose() {
-        let relay = TestRelay()
-        defer { relay.shutdown() }
-        let alice = relay.client(Node.a, name: "alice")
-        let bob = relay.client(Node.b, name: "bob")
-        alice.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.write)
-        XCTAssertTrue(alice.receive().isEmpty)
-        XCTAssertEqual(alice.keepalives, 1)
-        XCTAssertTrue(alice.isActive)
-        alice.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.all)
-        XCTAssertTrue(alice.receive().isEmpty)
-        XCTAssertEqual(alice.keepalives, 1)
-        XCTAssertTrue(alice.isActive)
-        XCTAssertEqual(relay.counters.count(DropReason.idleTimeout), 0)
-        alice.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
-        XCTAssertFalse(alice.isActive)
-        XCTAssertEqual(relay.counters.count(DropReason.idleTimeout), 1)
-        XCTAssertNil(relay.context.registry.lookup(Node.guid(Node.a)))
-        XCTAssertTrue(bob.isActive)
-        XCTAssertEqual(bob.keepalives, 0)
-    }
-
     func testSeveralFramesInOneReadAndFramesSplitAcrossReads() {
         let relay = TestRelay()
         defer { relay.shutdown() }

@@ -288,10 +288,15 @@ final class TestRelay {
     ) -> Peer {
         let shard = shards[index]
         let loop = loops[index]
-        // As the server's pipeline, without the IdleStateHandler (it measures on the wall clock).
+        // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
+        // With `maxFrameBytes` the decoder has a fixed cap of its own; without it the shard sets
+        // the cap (the HELLO cap first) as in the server.
+        let frameCap = FrameSizeCap(bytes: maxFrameBytes ?? 0)
+        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
         let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes ?? configuration.limits.maxFrameBytes)),
-            ConnectionHandler(shard: shard),
+            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            rateLimiter,
+            ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameCap : nil, rateLimiter: rateLimiter),
         ]
         let channel = EmbeddedChannel(handlers: handlers, loop: loop)
         nextPort += 1

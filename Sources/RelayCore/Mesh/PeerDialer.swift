@@ -28,7 +28,8 @@ final class PeerDialer: Sendable {
     private let context: RelayContext
     private let makeHandlers: @Sendable (Channel, RelayShard, String) throws -> Void
 
-    /// `makeHandlers` builds a dialed connection's pipeline, the same as an accepted one's.
+    /// `makeHandlers` builds a dialed connection's pipeline, the same as an accepted one's (TLS in
+    /// front for a `tls://` entry).
     init(shards: [RelayShard], context: RelayContext, makeHandlers: @escaping @Sendable (Channel, RelayShard, String) throws -> Void) {
         self.shards = shards
         self.context = context
@@ -93,7 +94,7 @@ final class PeerDialer: Sendable {
         let host: String
         let port: Int
         do {
-            (host, port) = try ConfigurationLoader.parseHostPort(address)
+            (host, port, _) = try ConfigurationLoader.parsePeerAddress(address)
         } catch {
             logger.error("mesh peer address cannot be dialed", metadata: ["peer": "\(address)", "error": "\(error)"])
             return

@@ -2,34 +2,53 @@ import NIOCore
 import PTPProtocol
 import RelayTLS
 
-/// The last handler of a connection's pipeline: hands frames to the shard, turns idle events
-/// into keepalives and closes, and closes on framing errors with a reason.
+/// The last handler of a connection's pipeline: hands frames to the shard, tells it when bytes
+/// came in (its idle sweep) and when the channel's writability changed (its outbound limits), and
+/// closes on framing errors with a reason.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let shard: RelayShard
     /// The `mesh.peers` entry this connection was dialed to; nil for an accepted connection.
     private let dialedPeer: String?
+    /// The cap the connection's frame decoder reads; the shard sets it.
+    private let frameCap: FrameSizeCap?
+    /// The connection's per-node read budget (just before this handler), told which frames were
+    /// answers; nil where the pipeline has none.
+    private let rateLimiter: NodeRateLimiter?
     private var connection: Connection?
 
-    init(shard: RelayShard, dialedPeer: String? = nil) {
+    init(shard: RelayShard, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil, rateLimiter: NodeRateLimiter? = nil) {
         self.shard = shard
         self.dialedPeer = dialedPeer
+        self.frameCap = frameCap
+        self.rateLimiter = rateLimiter
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection = shard.open(context, dialedPeer: dialedPeer)
+        connection = shard.open(context, dialedPeer: dialedPeer, frameCap: frameCap)
         shard.flushAll()
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let connection else { return }
-        shard.handleFrame(connection, unwrapInboundIn(data))
+        if shard.handleFrame(connection, unwrapInboundIn(data)) {
+            rateLimiter?.forgiveAnswer()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // Any bytes (a partial frame too) keep it from idling; a flag, no clock read.
+        connection?.readSinceSweep = true
         shard.scheduleFlush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let connection {
+            shard.writabilityChanged(connection, isWritable: context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -45,20 +64,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             connection?.provenNodeID = proven.nodeID
             return
         }
-        guard let connection, let idle = event as? IdleStateHandler.IdleStateEvent else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        switch idle {
-        case .read:
-            shard.counters.drop(.idleTimeout)
-            shard.close(connection, reason: "nothing received for \(shard.configuration.timeouts.idle) s")
-        case .write:
-            shard.write(to: connection) { $0.writeKeepalive() }
-            shard.flush(connection)
-        case .all:
-            break
-        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

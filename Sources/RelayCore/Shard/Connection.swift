@@ -1,6 +1,7 @@
 import NIOCore
 import PTPProtocol
 import RelayMesh
+import RelayStore
 
 /// A message delivered on a connection and not yet ACKed by it.
 struct AwaitingAck {
@@ -80,7 +81,18 @@ final class Connection {
     var phase: Phase = .awaitingHello
     var tag: SenderTag?
     var location: NodeLocation?
-    var out: ByteBuffer
+    /// Frames written since the last flush. Empty (shared, no storage of its own) while idle: an
+    /// idle connection holds no output buffer; the first write after a flush reserves one.
+    var out: ByteBuffer {
+        get { pendingOutput }
+        _modify {
+            if pendingOutput.capacity == 0 { pendingOutput.reserveCapacity(Self.outputReserve) }
+            yield &pendingOutput
+        }
+    }
+    private var pendingOutput: ByteBuffer
+    /// What a flush's first write reserves: most ticks write less than this to a connection.
+    static let outputReserve = 4096
     /// Made on the first delivery after a flush: a flush with no delivery in it allocates none.
     var outChunk: OutputChunk?
 
@@ -101,6 +113,25 @@ final class Connection {
     var provenNodeID: GUID?
     /// Recipients behind this connection the store may hold messages for.
     var storedBacklog = StoredBacklog()
+    /// The cap its frame decoder reads (set by the shard: the HELLO raises it, a reload changes
+    /// it); nil where the pipeline has a fixed cap of its own.
+    let frameCap: FrameSizeCap?
+    /// `limits.connect_per_minute` for this node (set at open).
+    var connectBudget: TokenBucket
+    /// Stored messages read for it and not written yet: they go as its outbound buffer allows.
+    var storedQueue = StoredQueue()
+    /// Set while its channel holds more than `limits.outbound_buffer_bytes` unwritten, until it
+    /// drains below half of that (NIO's water marks): unicast for it is stored, floods to it are
+    /// dropped (PROFILE.md section 10). On the shard's loop.
+    var isOverSoftLimit = false
+    /// Whether bytes came in / output was flushed since the shard's last idle sweep: a flag on the
+    /// hot path, no clock read. The sweep turns them into `lastReadAt` / `lastWriteAt` (the time
+    /// of the sweep that saw them: late by at most one sweep, never early), against which it
+    /// checks `timeouts.idle` and `timeouts.keepalive`. On the shard's loop.
+    var readSinceSweep = false
+    var wroteSinceSweep = false
+    var lastReadAt: NIODeadline
+    var lastWriteAt: NIODeadline
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -131,13 +162,27 @@ final class Connection {
     /// Deliveries in `out` since the last flush: delivered once that flush's write completes.
     var unconfirmedWrites: [GUID] = []
 
-    init(id: UInt64, context: ChannelHandlerContext) {
+    init(
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil,
+        connectBudget: TokenBucket
+    ) {
         self.id = id
         self.context = context
+        self.frameCap = frameCap
+        self.connectBudget = connectBudget
+        self.lastReadAt = now
+        self.lastWriteAt = now
         let remote = context.channel.remoteAddress
         self.observedIP = remote?.ipAddress
         self.observedPort = remote?.port
-        self.out = context.channel.allocator.buffer(capacity: 4096)
+        self.pendingOutput = emptyOutput
+    }
+
+    /// Hands the output to a flush and goes back to the shared empty buffer.
+    func takeOutput(leaving empty: ByteBuffer) -> ByteBuffer {
+        let output = pendingOutput
+        pendingOutput = empty
+        return output
     }
 
     var nodeID: GUID? { tag?.address.id }
@@ -154,8 +199,14 @@ final class Connection {
 struct StoredBacklog {
     private var waiting: Set<GUID> = []
     private var reading: Set<GUID> = []
+    /// Marked while a read was under way: the read may have missed the message (its commit came
+    /// after the read), so the recipient stays waiting whatever the read found.
+    private var markedDuringRead: Set<GUID> = []
 
-    mutating func mark(_ recipient: GUID) { waiting.insert(recipient) }
+    mutating func mark(_ recipient: GUID) {
+        waiting.insert(recipient)
+        if reading.contains(recipient) { markedDuringRead.insert(recipient) }
+    }
 
     /// Recipients with messages waiting and no read under way.
     var due: [GUID] { waiting.isEmpty ? [] : Array(waiting.subtracting(reading)) }
@@ -168,6 +219,47 @@ struct StoredBacklog {
     /// The read finished: `more` says whether the store still holds messages for it.
     mutating func endRead(_ recipient: GUID, more: Bool) {
         reading.remove(recipient)
-        if more { waiting.insert(recipient) } else { waiting.remove(recipient) }
+        let marked = markedDuringRead.remove(recipient) != nil
+        if more || marked { waiting.insert(recipient) } else { waiting.remove(recipient) }
+    }
+}
+
+/// Stored messages read from the store for a connection and not written to it yet (each already
+/// counted in the shard's `StoredInFlight`, so a second read does not send it twice). Written while
+/// the connection is under its outbound soft limit, the rest after its output went out: one read
+/// of a large backlog never fills its buffer past the limit (PROFILE.md section 10). Owned by the
+/// shard's loop.
+struct StoredQueue {
+    // An array read from `head` on: empty (no storage) for every connection without a backlog,
+    // which is nearly all of them; freed once written.
+    private var entries: [(message: StoredMessage, recipient: GUID)] = []
+    private var head = 0
+    /// A task to write more after a flush is scheduled.
+    var continuationScheduled = false
+
+    var isEmpty: Bool { head == entries.count }
+
+    mutating func append(_ message: StoredMessage, for recipient: GUID) {
+        entries.append((message, recipient))
+    }
+
+    mutating func popFirst() -> (message: StoredMessage, recipient: GUID)? {
+        guard head < entries.count else { return nil }
+        let first = entries[head]
+        head += 1
+        if head == entries.count {
+            entries = []
+            head = 0
+        }
+        return first
+    }
+
+    /// Empties the queue (the connection is gone): what it held.
+    mutating func removeAll() -> [StoredMessage] {
+        defer {
+            entries = []
+            head = 0
+        }
+        return entries[head...].map(\.message)
     }
 }

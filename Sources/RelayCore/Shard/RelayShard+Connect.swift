@@ -29,6 +29,14 @@ extension RelayShard {
             if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .invalid) }
         }
 
+        guard admitConnect(from: connection) else {
+            counters.drop(.connectRate)
+            logger.debug(
+                "CONNECT refused", metadata: ["conn": "\(connection.logID)", "reason": "\(DropReason.connectRate.rawValue)"])
+            if let refusedID { sendNack(to: connection, refusing: refusedID, reason: .rateLimited) }
+            return
+        }
+
         var newSrc = src
         var newDst = dst
         if connection.isPeer {

@@ -2,29 +2,32 @@ import NIOCore
 import PTPProtocol
 
 extension RelayShard {
-    /// One inbound frame: parse, validate, check the sender, route by verb.
-    func handleFrame(_ connection: Connection, _ frame: ByteBuffer) {
-        guard connection.phase != .closing else { return }
+    /// One inbound frame: parse, validate, check the sender, route by verb. Returns whether it
+    /// was an answer (ACK or NACK) to something the relay sent.
+    @discardableResult
+    func handleFrame(_ connection: Connection, _ frame: ByteBuffer) -> Bool {
+        guard connection.phase != .closing else { return false }
         counters.framesIn += 1
         counters.bytesIn += frame.readableBytes
-        frame.withUnsafeReadableBytes { bytes in
+        return frame.withUnsafeReadableBytes { bytes -> Bool in
             let envelope: Envelope
             do throws(InvalidMessage) {
                 envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
             } catch {
                 refuseInvalid(connection, error)
-                return
+                return false
             }
             if connection.phase == .awaitingHello {
                 guard envelope.verb == .hello else {
                     counters.drop(.handshakeViolation)
                     close(connection, reason: "first frame is \(envelope.verb.name), not HELLO")
-                    return
+                    return false
                 }
                 handleHello(connection, envelope)
-                return
+                return false
             }
             route(connection, envelope, bytes)
+            return envelope.verb == .ack || envelope.verb == .nack
         }
     }
 

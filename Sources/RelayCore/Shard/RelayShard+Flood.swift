@@ -85,6 +85,12 @@ extension RelayShard {
     /// `sendToAll` for this shard's connections.
     func sendToLocal(_ frame: ByteBuffer, except: UInt64?, introducing: SenderTag?) {
         for target in connections.values where target.phase == .bound && target.id != except {
+            if isOverSoftLimit(target) {
+                // PROFILE.md section 10: floods to a connection over its outbound soft limit are dropped.
+                counters.drop(.slowConsumer)
+                logger.debug("flood to a connection over its outbound soft limit dropped", metadata: ["conn": "\(target.logID)"])
+                continue
+            }
             if let introducing { introduce(introducing, to: target) }
             writeBytes(to: target, frame)
         }

@@ -2,7 +2,9 @@ import NIOCore
 import PTPProtocol
 
 extension RelayShard {
-    /// The peer's first HELLO binds the connection to its node id.
+    /// The peer's first HELLO binds the connection to its node id. A connection whose client
+    /// certificate proved an id (PROFILE.md section 3) may say HELLO for that id only, and takes
+    /// it over from a connection holding it; an unproven one never takes an id that is live.
     func handleHello(_ connection: Connection, _ envelope: Envelope) {
         guard let address = envelope.origin else { return }
         // A relay with `mesh.key` settles the peering proof first; the HELLO binds as a client
@@ -11,6 +13,15 @@ extension RelayShard {
         connection.handshakeTimeout?.cancel()
         connection.handshakeTimeout = nil
         let refusedID = envelope.headMessageID ?? envelope.messageID ?? newMessageID()
+        if let proven = connection.provenNodeID, proven != address.id {
+            counters.drop(.spoofedSender)
+            logger.info(
+                "HELLO for another id than the certificate proves",
+                metadata: ["conn": "\(connection.id)", "node": "\(address)", "proven": "\(proven)"])
+            sendNack(to: connection, refusing: refusedID, reason: .spoofedSender)
+            close(connection, reason: "HELLO for \(address.id) on a connection whose certificate proves \(proven)")
+            return
+        }
         if address.id == relay.address.id {
             counters.drop(.idInUse)
             sendNack(to: connection, refusing: refusedID, reason: .idInUse)
@@ -27,7 +38,15 @@ extension RelayShard {
         }
         let tag = SenderTag(address)
         let location = NodeLocation(shard: index, connection: connection.id)
-        guard context.registry.bind(address.id, to: location, tag: tag) else {
+        if connection.provenNodeID == address.id {
+            if let old = context.registry.takeOver(address.id, to: location, tag: tag) {
+                counters.drop(.takenOver)
+                logger.info(
+                    "node id taken over by a connection that proved it",
+                    metadata: ["conn": "\(connection.id)", "node": "\(address)", "old_conn": "\(old.connection)"])
+                enqueue(.close(connection: old.connection, reason: "node id \(address.id) taken over by a connection that proved it"), to: old.shard)
+            }
+        } else if !context.registry.bind(address.id, to: location, tag: tag) {
             counters.drop(.idInUse)
             logger.info("node id already connected", metadata: ["conn": "\(connection.id)", "node": "\(address)"])
             sendNack(to: connection, refusing: refusedID, reason: .idInUse)
@@ -38,6 +57,7 @@ extension RelayShard {
         connection.location = location
         connection.recipientKey = RecentDeliveries.key(address.id)
         connection.phase = .bound
+        updateFrameCap(of: connection)
         connection.isLegacy = configuration.compat.legacyClients && envelope.declaresLegacyClient
         logger.debug(
             "node bound",

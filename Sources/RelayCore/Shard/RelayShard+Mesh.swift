@@ -93,6 +93,8 @@ extension RelayShard {
         connection.location = location
         connection.peerRelay = peer.id
         connection.phase = .bound
+        updateFrameCap(of: connection)
+        exemptFromNodeLimits(connection)
         logger.info(
             "peer relay up",
             metadata: ["conn": "\(connection.id)", "relay": "\(peer)", "address": "\(connection.dialedPeer ?? remote ?? "?")"])

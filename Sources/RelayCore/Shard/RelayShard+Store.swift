@@ -158,10 +158,26 @@ extension RelayShard {
     }
 
     private func sendStored(_ messages: [StoredMessage], for recipient: GUID, to connection: Connection) {
-        // One copy of a message per connection at a time: a peer's ACK names only the message, so
-        // the row of another recipient of the same message goes after it (the next round).
-        for message in messages where connection.awaiting[message.messageID] == nil && !storedInFlight.contains(message.seq) {
+        for message in messages where !storedInFlight.contains(message.seq) {
             storedInFlight.sent(message.seq, to: recipient, attemptsBefore: message.attempts)
+            connection.storedQueue.append(message, for: recipient)
+        }
+        sendQueuedStored(to: connection)
+    }
+
+    /// Writes queued stored messages while the connection is under its outbound soft limit; the
+    /// rest goes after its output is flushed (`continueStoredAfterFlush`) or, over the limit, when
+    /// it drains (`writabilityChanged`).
+    func sendQueuedStored(to connection: Connection) {
+        guard !connection.storedQueue.isEmpty else { return }
+        while !isOverSoftLimit(connection), let (message, recipient) = connection.storedQueue.popFirst() {
+            // One copy of a message per connection at a time: a peer's ACK names only the message,
+            // so the row of another recipient of the same message goes after it (the next round).
+            guard connection.awaiting[message.messageID] == nil else {
+                storedInFlight.settled(message.seq)
+                connection.storedBacklog.mark(recipient)
+                continue
+            }
             let delivery = Delivery(
                 messageID: message.messageID, upstream: .stored(seq: message.seq), recipients: Recipients(recipient),
                 sender: message.sender)
@@ -169,6 +185,33 @@ extension RelayShard {
                 out.writeBytes(message.frame)
             }
             if written > 0 { counters.storedSent += 1 }
+        }
+    }
+
+    /// The connection's output went to its channel and the channel is under the soft limit: the
+    /// next queued stored messages go in the next tick.
+    func continueStoredAfterFlush(_ connection: Connection) {
+        guard !connection.storedQueue.continuationScheduled else { return }
+        connection.storedQueue.continuationScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            connection.storedQueue.continuationScheduled = false
+            guard connection.phase == .bound else { return }
+            sendQueuedStored(to: connection)
+            if connection.storedQueue.isEmpty {
+                // All written: the next rows of a backlog larger than one read. (Never from
+                // `sendQueuedStored` itself: a store that answers at once would recurse.)
+                for recipient in connection.storedBacklog.due {
+                    deliverStored(for: recipient, via: connection)
+                }
+            }
+            flushAll()
+        }
+    }
+
+    /// The connection is gone: its queued stored messages stay in the store, no attempt counted.
+    func releaseQueuedStored(of connection: Connection) {
+        for message in connection.storedQueue.removeAll() {
+            storedInFlight.settled(message.seq)
         }
     }
 
@@ -184,7 +227,7 @@ extension RelayShard {
         case .acked:
             storedDeliveryAcked(seq: seq, recipient: entry.recipient, messageID: messageID)
             for upstream in followers { resolve(upstream, messageID: messageID, .acked) }
-        case .stored, .failed, .refused:
+        case .stored, .storedForSlowConsumer, .failed, .refused:
             storedDeliveryFailed(
                 seq: seq, recipient: entry.recipient, attemptsBefore: entry.attempts, followers: followers, messageID: messageID,
                 recipients: recipients)
@@ -236,7 +279,9 @@ extension RelayShard {
 
     /// Every second: nodes with stored messages left get those now due.
     func retryStored() {
-        for connection in connections.values where connection.phase == .bound {
+        // One over its outbound soft limit gets its backlog when it drains (`writabilityChanged`).
+        // One still writing an earlier read (`storedQueue`) reads on when that is written.
+        for connection in connections.values where connection.phase == .bound && !connection.isOverSoftLimit && connection.storedQueue.isEmpty {
             for recipient in connection.storedBacklog.due {
                 deliverStored(for: recipient, via: connection)
             }

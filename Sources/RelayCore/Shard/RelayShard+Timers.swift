@@ -1,8 +1,16 @@
 import NIOCore
+import RelayConfig
 
 extension RelayShard {
-    /// Starts the shard's periodic work: ACK deadlines, ROUTING deltas, the HELLO refresh.
+    /// Starts the shard's periodic work: ACK deadlines, idle connections and keepalives, ROUTING
+    /// deltas, the HELLO refresh.
     func startTimers() {
+        let idleSweep = Self.idleSweepInterval(configuration.timeouts)
+        timers.append(
+            eventLoop.scheduleRepeatedTask(initialDelay: idleSweep, delay: idleSweep) { [self] _ in
+                sweepIdle(now: .now())
+                flushAll()
+            })
         let ackSweep = TimeAmount.fromSeconds(min(max(configuration.timeouts.ack / 10, 0.05), 1))
         timers.append(
             eventLoop.scheduleRepeatedTask(initialDelay: ackSweep, delay: ackSweep) { [self] _ in
@@ -51,5 +59,40 @@ extension RelayShard {
     func stopTimers() {
         for timer in timers { timer.cancel() }
         timers.removeAll()
+    }
+}
+
+extension RelayShard {
+    /// How often the idle sweep runs: an eighth of the shorter of `timeouts.idle` and
+    /// `timeouts.keepalive`, between 20 ms and 1 s (a connection is closed at most two sweeps late).
+    static func idleSweepInterval(_ timeouts: RelayConfiguration.Timeouts) -> TimeAmount {
+        .fromSeconds(min(max(min(timeouts.idle, timeouts.keepalive) / 8, 0.02), 1))
+    }
+
+    /// `timeouts.idle` and `timeouts.keepalive` for every open connection, read from the settings
+    /// in force at each sweep, so a reload applies them to open connections too: a connection that
+    /// sent nothing (not even a keepalive) for `idle` is closed (`idle_timeout`); one the relay
+    /// flushed nothing to for `keepalive` gets a keepalive frame. Replaces a per-connection
+    /// `IdleStateHandler`, which fixed both at accept, read the clock at every read burst and
+    /// allocated a promise per write.
+    func sweepIdle(now: NIODeadline) {
+        let idle = TimeAmount.fromSeconds(configuration.timeouts.idle)
+        let keepalive = TimeAmount.fromSeconds(configuration.timeouts.keepalive)
+        for connection in connections.values where connection.phase != .closing {
+            if connection.readSinceSweep {
+                connection.readSinceSweep = false
+                connection.lastReadAt = now
+            }
+            if connection.wroteSinceSweep {
+                connection.wroteSinceSweep = false
+                connection.lastWriteAt = now
+            }
+            if idle > .zero && now - connection.lastReadAt >= idle {
+                counters.drop(.idleTimeout)
+                close(connection, reason: "nothing received for \(configuration.timeouts.idle) s")
+            } else if keepalive > .zero && now - connection.lastWriteAt >= keepalive {
+                write(to: connection) { $0.writeKeepalive() }
+            }
+        }
     }
 }

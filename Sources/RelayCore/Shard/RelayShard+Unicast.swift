@@ -177,6 +177,12 @@ extension RelayShard {
             resolve(delivery.upstream, messageID: messageID, .acked)
             return 0
         }
+        // Over its outbound soft limit: kept in the store until it drains (PROFILE.md section 10).
+        // A repeat of a message it has not ACKed yet is still folded into that delivery below.
+        if isOverSoftLimit(connection) && connection.awaiting[messageID] == nil {
+            deferForSlowConsumer(connection, delivery, body: body)
+            return 0
+        }
         // Another narrowed copy of a message awaited on this peer connection, for recipients the
         // copy in flight does not serve (the copies took different paths and met here): it waits
         // for that copy's answer. It is not a repeat, and the other copy's ACK does not answer it.
@@ -373,7 +379,7 @@ extension RelayShard {
             guard let connection = connections[id] else { return }
             switch outcome {
             case .acked: sendAck(to: connection, acknowledging: messageID)
-            case .stored, .failed, .refused: sendNack(to: connection, refusing: messageID, outcome)
+            case .stored, .storedForSlowConsumer, .failed, .refused: sendNack(to: connection, refusing: messageID, outcome)
             }
         case .split(_, let id, let token):
             let connection = connections[id]
@@ -381,7 +387,7 @@ extension RelayShard {
             switch outcome {
             case .acked:
                 ackNow = pending.answered(token, acked: true)
-            case .stored, .failed, .refused:
+            case .stored, .storedForSlowConsumer, .failed, .refused:
                 if let connection { sendNack(to: connection, refusing: messageID, outcome) }
                 ackNow = pending.answered(token, acked: false)
             }
@@ -395,6 +401,8 @@ extension RelayShard {
             break
         case .stored(let recipients):
             sendNack(to: connection, refusing: messageID, reason: .unreachable, stored: true, recipients: recipients)
+        case .storedForSlowConsumer(let recipients):
+            sendNack(to: connection, refusing: messageID, reason: .slowConsumer, stored: true, recipients: recipients)
         case .failed(let recipients, let reason):
             sendNack(to: connection, refusing: messageID, reason: reason, stored: false, recipients: recipients)
         case .refused(let refusal):

@@ -18,8 +18,15 @@ final class RelayShard: @unchecked Sendable {
     let ackTemplate: AckTemplate
     /// Recently ACKed deliveries of every shard (de-duplication; shared, locked inside).
     let recentDeliveries: RecentDeliveries
+    /// The output buffer of every connection between flushes: one storage for all of them.
+    let emptyOutput = ByteBufferAllocator().buffer(capacity: 0)
     /// Every shard of the relay, this one included, by index. Set once before serving.
     var shards: [RelayShard] = []
+    /// Bytes a connection's channel holds unwritten (the hard outbound limit). A seam for unit
+    /// tests, whose `EmbeddedChannel` never holds any. Set once, before serving.
+    var bufferedBytes: (Connection) -> Int = { connection in
+        (try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
 
     // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
 
@@ -28,6 +35,8 @@ final class RelayShard: @unchecked Sendable {
     private(set) var handshakeTimeout: TimeAmount
     /// `mesh.key`: with it the relay proves itself to peers and accepts their proofs.
     private(set) var meshKey: MeshKey?
+    /// The per-node read budget each connection's `NodeRateLimiter` asks for at its next `read()`.
+    private(set) var nodeRates: NodeRates
     var logger: Logger
 
     // MARK: This loop only
@@ -71,18 +80,23 @@ final class RelayShard: @unchecked Sendable {
         self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
+        self.nodeRates = NodeRates(configuration.limits)
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
     }
 
     var relay: SenderTag { context.identity }
-    /// Takes new settings (a reload); connections keep going, new ones get the new limits.
+    /// Takes new settings (a reload); connections keep going, and the limits of PROFILE.md
+    /// section 10 and the idle and keepalive timeouts apply to what open connections do next.
     func apply(_ new: RelayConfiguration) {
+        let limitsChanged = new.limits != configuration.limits
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
+        nodeRates = NodeRates(new.limits)
+        if limitsChanged { applyLimitsToOpenConnections() }
         stopTimers()
         startTimers()
     }
@@ -94,10 +108,15 @@ final class RelayShard: @unchecked Sendable {
 
     /// A new connection: accepted (the relay speaks first with its HELLO), or dialed to the peer
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
-    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil) -> Connection {
+    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
-        let connection = Connection(id: UInt64(index) << 56 | nextConnectionID, context: channelContext)
+        let connectPerMinute = configuration.limits.connectPerMinute
+        let connection = Connection(
+            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
+            frameCap: frameCap, connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+        updateFrameCap(of: connection)
         connections[connection.id] = connection
+        applyOutboundLimits(to: connection)
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         openMeshHandshake(connection, dialedPeer: dialedPeer)
@@ -137,6 +156,7 @@ final class RelayShard: @unchecked Sendable {
             }
         }
         forgetContacts(of: connection)
+        releaseQueuedStored(of: connection)
         let awaiting = connection.awaiting
         connection.awaiting.removeAll()
         for (messageID, entry) in awaiting {
@@ -181,12 +201,11 @@ final class RelayShard: @unchecked Sendable {
 
     func flush(_ connection: Connection) {
         guard connection.out.readableBytes > 0 else { return }
-        let chunk = connection.out
+        let chunk = connection.takeOutput(leaving: emptyOutput)
         if let delivered = connection.outChunk {
             delivered.bytes = chunk
             connection.outChunk = nil
         }
-        connection.out = connection.context.channel.allocator.buffer(capacity: 4096)
         if connection.unconfirmedWrites.isEmpty {
             connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
         } else {
@@ -199,8 +218,11 @@ final class RelayShard: @unchecked Sendable {
             }
             connection.context.writeAndFlush(NIOAny(chunk), promise: promise)
         }
-        if !connection.context.channel.isWritable {
-            checkSlowConsumer(connection)
+        connection.wroteSinceSweep = true
+        if connection.isOverSoftLimit {
+            checkHardLimit(connection)
+        } else if !connection.storedQueue.isEmpty {
+            continueStoredAfterFlush(connection)
         }
     }
 
@@ -233,18 +255,6 @@ final class RelayShard: @unchecked Sendable {
             clock.invalidate()
             flushAll()
         }
-    }
-
-    private func checkSlowConsumer(_ connection: Connection) {
-        let limit = configuration.limits.outboundBufferMaxBytes
-        guard limit > 0, connection.phase != .closing,
-            let buffered = try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes),
-            buffered > limit
-        else { return }
-        counters.drop(.slowConsumer)
-        logger.info("closing slow consumer", metadata: ["conn": "\(connection.logID)", "buffered": "\(buffered)"])
-        connection.phase = .closing
-        connection.context.close(promise: nil)
     }
 
     // MARK: Between shards

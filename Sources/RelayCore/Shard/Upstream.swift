@@ -44,6 +44,9 @@ enum HopOutcome: Sendable {
     case acked
     /// Durably stored for these recipients: the sender hears NACK `unreachable`, `stored: true`.
     case stored(Recipients)
+    /// Stored because the next hop's connection is over `limits.outbound_buffer_bytes`: NACK
+    /// `slow_consumer`, `stored: true` (PROFILE.md section 10).
+    case storedForSlowConsumer(Recipients)
     case failed(Recipients, NackReason)
     /// A node further on (the recipient, or a relay beyond this one) refused: its NACK goes
     /// upstream in its own name (PROFILE.md section 5).

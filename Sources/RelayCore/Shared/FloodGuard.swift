@@ -12,17 +12,12 @@ final class FloodGuard: Sendable {
         case overBudget
     }
 
-    private struct Bucket {
-        var tokens: Double
-        var updated: NIODeadline
-    }
-
     private struct State {
         /// Two generations: ids seen in the current and the previous window.
         var current: Set<GUID> = []
         var previous: Set<GUID> = []
         var rotated: NIODeadline
-        var buckets: [GUID: Bucket] = [:]
+        var buckets: [GUID: TokenBucket] = [:]
     }
 
     private struct Limits {
@@ -60,16 +55,11 @@ final class FloodGuard: Sendable {
             if state.current.contains(floodID) || state.previous.contains(floodID) { return .duplicate }
             // A rate or a burst of 0 means unlimited, as every `limits.*` key.
             if ratePerSecond > 0, burst > 0, let origin {
-                var bucket = state.buckets[origin] ?? Bucket(tokens: burst, updated: now)
-                let elapsed = Double((now - bucket.updated).nanoseconds) / 1e9
-                bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
-                bucket.updated = now
-                if bucket.tokens < 1 {
-                    state.buckets[origin] = bucket
-                    return .overBudget
-                }
-                bucket.tokens -= 1
+                var bucket = state.buckets[origin] ?? TokenBucket(rate: ratePerSecond, burst: burst, now: now)
+                bucket.reconfigure(rate: ratePerSecond, burst: burst, now: now)
+                let admitted = bucket.take(now: now)
                 state.buckets[origin] = bucket
+                if !admitted { return .overBudget }
             }
             state.current.insert(floodID)
             return .accept

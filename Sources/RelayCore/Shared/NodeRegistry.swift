@@ -26,6 +26,17 @@ final class NodeRegistry: Sendable {
         }
     }
 
+    /// Binds `id` to `location` whatever holds it (a connection that proved the id takes it over).
+    /// Returns the connection that held it, which the caller closes; its later `unbind` finds
+    /// the id bound elsewhere and leaves the new binding alone.
+    func takeOver(_ id: GUID, to location: NodeLocation, tag: SenderTag) -> NodeLocation? {
+        bindings.withLockedValue { table in
+            let previous = table[id]?.location
+            table[id] = Binding(location: location, tag: tag)
+            return previous == location ? nil : previous
+        }
+    }
+
     /// Unbinds `id` if it is still bound to that connection.
     @discardableResult
     func unbind(_ id: GUID, from location: NodeLocation) -> Bool {

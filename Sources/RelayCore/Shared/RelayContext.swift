@@ -23,6 +23,8 @@ final class RelayContext: Sendable {
     let store: StoreAccess
     /// The route table and the peer relays (PROFILE.md section 9).
     let mesh: MeshRouter
+    /// Connections in all and per address, for the accept limits of every listener.
+    let acceptLimiter: AcceptLimiter
 
     init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
         self.store = store
@@ -35,6 +37,7 @@ final class RelayContext: Sendable {
             burst: configuration.limits.floodBurst)
         self.channels = ChannelDirectory(ttl: configuration.channels.ttl)
         self.mesh = MeshRouter(identity: identity)
+        self.acceptLimiter = AcceptLimiter(limits: AcceptLimits(configuration.limits))
     }
 
     /// Applies new settings to what is shared; each shard takes them in `RelayShard.apply`.
@@ -42,6 +45,7 @@ final class RelayContext: Sendable {
         settings.withLockedValue { $0 = configuration }
         floods.update(window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond, burst: configuration.limits.floodBurst)
         channels.update(ttl: configuration.channels.ttl)
+        acceptLimiter.update(AcceptLimits(configuration.limits))
     }
 }
 

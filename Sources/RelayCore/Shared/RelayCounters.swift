@@ -39,6 +39,23 @@ public enum DropReason: String, CaseIterable, Sendable {
     case meshDuplicatePeer = "mesh_duplicate_peer"
     /// A peer relay claims a client of this relay as its own (the local route wins).
     case meshIDCollision = "mesh_id_collision"
+    /// A TLS handshake failed (no or an untrusted client certificate, wrong version, garbage);
+    /// only that connection is closed.
+    case tlsHandshakeFailed = "tls_handshake_failed"
+    /// A connection closed because a newer one proved (client certificate) the node id it held.
+    case takenOver = "taken_over"
+    /// A new connection closed at accept: `limits.max_connections` reached.
+    case connectionLimit = "connection_limit"
+    /// A new connection closed at accept: its IP (IPv6: its /64) has `limits.per_ip_connections`.
+    case perIPLimit = "per_ip_limit"
+    /// A new connection closed at accept: its IP opened connections faster than
+    /// `limits.per_ip_new_per_second` / `limits.per_ip_new_burst`.
+    case perIPRate = "per_ip_rate"
+    /// A node over `limits.node_messages_*` or `limits.node_bytes_*`: the relay stopped reading
+    /// from it for a while (one count per episode; nothing dropped).
+    case throttled
+    /// A CONNECT over `limits.connect_per_minute`: NACK `rate_limited`, never forwarded.
+    case connectRate = "connect_rate"
 }
 
 /// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.

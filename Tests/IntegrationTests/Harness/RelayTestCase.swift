@@ -9,6 +9,9 @@ class RelayTestCase: XCTestCase {
     let expectWithin: Double = 5
     /// Seconds to wait to be confident a frame does not come.
     let quietPeriod: Double = 0.4
+    /// Configuration lines for a test that opens more connections from 127.0.0.1 than the per-IP
+    /// accept limits allow (64 open, 20/s with a burst of 50): those limits off.
+    static let manyConnectionsFromOneAddress = "limits:\n  per_ip_connections: 0\n  per_ip_new_per_second: 0\n"
 
     private var workDirectory: URL?
     private var relays: [RelayProcess] = []
@@ -68,9 +71,10 @@ class RelayTestCase: XCTestCase {
         return relay
     }
 
-    /// A TCP connection to `relay` (nothing read or sent yet), closed in tearDown.
-    func connect(_ relay: RelayProcess, label: String) throws -> TestClient {
-        let client = try TestClient(port: relay.port, label: label)
+    /// A TCP connection to `relay` (nothing read or sent yet), closed in tearDown. `source`: the
+    /// loopback address it comes from (127.0.0.2, …).
+    func connect(_ relay: RelayProcess, label: String, source: String? = nil) throws -> TestClient {
+        let client = try TestClient(port: relay.port, label: label, source: source)
         clients.append(client)
         return client
     }

@@ -67,8 +67,22 @@ enum Sockets {
     }
 
     /// A connected TCP socket to 127.0.0.1:`port` with TCP_NODELAY, or an error (refused, …).
-    static func connected(port: UInt16) throws -> Int32 {
+    /// `source` (127.0.0.2, 127.0.0.3, …) binds the client's end to that loopback address first,
+    /// so the relay sees the connection come from it.
+    static func connected(port: UInt16, source: String? = nil) throws -> Int32 {
         let fd = try makeTCPSocket()
+        if let source {
+            var local = loopback(port: 0)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let error = failure("bind to \(source)")
+                closeSocket(fd)
+                throw error
+            }
+        }
         var address = loopback(port: port)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

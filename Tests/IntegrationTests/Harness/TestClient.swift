@@ -26,9 +26,16 @@ final class TestClient {
     /// Frames larger than this from the relay are treated as a broken stream.
     static let maxInboundFrame = 16 << 20
 
-    init(port: UInt16, label: String) throws {
+    /// `source`: the loopback address the connection comes from (see `Sockets.connected`).
+    init(port: UInt16, label: String, source: String? = nil) throws {
         self.label = label
-        self.fd = try Sockets.connected(port: port)
+        self.fd = try Sockets.connected(port: port, source: source)
+    }
+
+    /// A client on a connected stream socket made elsewhere (one end of a TLS bridge).
+    init(descriptor: Int32, label: String) {
+        self.label = label
+        self.fd = descriptor
     }
 
     deinit { close() }

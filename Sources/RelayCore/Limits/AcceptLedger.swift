@@ -1,0 +1,187 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import RelayConfig
+
+/// Where a connection comes from, for the per-IP limits: an IPv4 address, or an IPv6 address's
+/// /64 (one host usually holds a whole /64). IPv4-mapped IPv6 addresses count as IPv4.
+enum AddressKey: Hashable, Sendable, CustomStringConvertible {
+    case v4(UInt32)
+    case v6(prefix: UInt64)
+
+    /// nil for an address with no IP (a Unix socket): counted in all, not per IP.
+    init?(_ address: SocketAddress?) {
+        switch address {
+        case .v4(let v4):
+            self = .v4(UInt32(bigEndian: v4.address.sin_addr.s_addr))
+        case .v6(let v6):
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                self = .v4(bytes[12..<16].reduce(0) { $0 << 8 | UInt32($1) })
+            } else {
+                self = .v6(prefix: bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) })
+            }
+        default:
+            return nil
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .v4(let value):
+            return "\(value >> 24).\(value >> 16 & 0xFF).\(value >> 8 & 0xFF).\(value & 0xFF)"
+        case .v6(let prefix):
+            let groups = (0..<4).map { String(prefix >> (48 - 16 * UInt64($0)) & 0xFFFF, radix: 16) }
+            return groups.joined(separator: ":") + "::/64"
+        }
+    }
+}
+
+/// The accept limits of PROFILE.md section 10 (`limits.max_connections`,
+/// `limits.per_ip_connections`, `limits.per_ip_new_per_second` / `_burst`; 0 is unlimited).
+struct AcceptLimits: Sendable, Equatable {
+    var maxConnections: Int
+    var perIPConnections: Int
+    var perIPNewPerSecond: Double
+    var perIPNewBurst: Int
+
+    init(maxConnections: Int, perIPConnections: Int, perIPNewPerSecond: Double, perIPNewBurst: Int) {
+        self.maxConnections = maxConnections
+        self.perIPConnections = perIPConnections
+        self.perIPNewPerSecond = perIPNewPerSecond
+        self.perIPNewBurst = perIPNewBurst
+    }
+
+    init(_ limits: RelayConfiguration.Limits) {
+        self.init(
+            maxConnections: limits.maxConnections, perIPConnections: limits.perIPConnections,
+            perIPNewPerSecond: limits.perIPNewPerSecond, perIPNewBurst: limits.perIPNewBurst)
+    }
+}
+
+/// The counts behind the accept limits: connections in all and per address, and each address's
+/// new-connection bucket. A pure value (the time is passed in); `AcceptLimiter` shares it.
+///
+/// An address with no connection, a full bucket and no warning in the last minute is forgotten,
+/// so the table holds only addresses that are connected or were active lately.
+struct AcceptLedger: Sendable {
+    enum Verdict: Equatable, Sendable {
+        case admit
+        /// `warn` is set when this refusal should be logged as a warning: the refusals of this
+        /// address since its last warning (at most one a minute per address).
+        case refuse(DropReason, warn: Int?)
+    }
+
+    private struct Entry {
+        var connections = 0
+        var newConnections: TokenBucket
+        var lastWarning: NIODeadline?
+        var refusedSinceWarning = 0
+    }
+
+    static let warningInterval = TimeAmount.seconds(60)
+    static let sweepInterval = TimeAmount.seconds(10)
+
+    private(set) var limits: AcceptLimits
+    private(set) var total = 0
+    private var entries: [AddressKey: Entry] = [:]
+    private var lastSweep: NIODeadline
+
+    init(limits: AcceptLimits, now: NIODeadline) {
+        self.limits = limits
+        self.lastSweep = now
+    }
+
+    /// Addresses remembered now.
+    var trackedAddresses: Int { entries.count }
+
+    /// Connections open from `key`.
+    func connections(from key: AddressKey) -> Int { entries[key]?.connections ?? 0 }
+
+    mutating func update(_ limits: AcceptLimits) { self.limits = limits }
+
+    /// A new connection from `key` (nil: no IP): admitted and counted, or refused.
+    mutating func admit(_ key: AddressKey?, now: NIODeadline) -> Verdict {
+        if now - lastSweep >= Self.sweepInterval { sweep(now: now) }
+        if limits.maxConnections > 0 && total >= limits.maxConnections {
+            // Not this address's doing alone: counted and logged, but no warning for it.
+            return .refuse(.connectionLimit, warn: nil)
+        }
+        guard let key else {
+            total += 1
+            return .admit
+        }
+        var entry =
+            entries[key]
+            ?? Entry(newConnections: TokenBucket(rate: limits.perIPNewPerSecond, burst: Double(limits.perIPNewBurst), now: now))
+        entry.newConnections.reconfigure(rate: limits.perIPNewPerSecond, burst: Double(limits.perIPNewBurst), now: now)
+        defer { entries[key] = entry }
+        let refusal: DropReason
+        if !entry.newConnections.take(now: now) {
+            refusal = .perIPRate
+        } else if limits.perIPConnections > 0 && entry.connections >= limits.perIPConnections {
+            refusal = .perIPLimit
+        } else {
+            entry.connections += 1
+            total += 1
+            return .admit
+        }
+        entry.refusedSinceWarning += 1
+        if let last = entry.lastWarning, now - last < Self.warningInterval {
+            return .refuse(refusal, warn: nil)
+        }
+        let refused = entry.refusedSinceWarning
+        entry.lastWarning = now
+        entry.refusedSinceWarning = 0
+        return .refuse(refusal, warn: refused)
+    }
+
+    /// A connection `admit` counted closed.
+    mutating func release(_ key: AddressKey?, now: NIODeadline) {
+        total = max(total - 1, 0)
+        guard let key, var entry = entries[key] else { return }
+        entry.connections = max(entry.connections - 1, 0)
+        if Self.isForgettable(entry, now: now) {
+            entries[key] = nil
+        } else {
+            entries[key] = entry
+        }
+    }
+
+    /// Forgets every address with nothing worth remembering.
+    mutating func sweep(now: NIODeadline) {
+        lastSweep = now
+        entries = entries.filter { !Self.isForgettable($0.value, now: now) }
+    }
+
+    private static func isForgettable(_ entry: Entry, now: NIODeadline) -> Bool {
+        guard entry.connections == 0, entry.newConnections.isFull(now: now) else { return false }
+        guard let last = entry.lastWarning else { return true }
+        return now - last >= warningInterval
+    }
+}
+
+/// The accept ledger shared by every listener and event loop: one small lock, taken once at
+/// accept and once at close.
+final class AcceptLimiter: Sendable {
+    private let ledger: NIOLockedValueBox<AcceptLedger>
+
+    init(limits: AcceptLimits, now: NIODeadline = .now()) {
+        self.ledger = NIOLockedValueBox(AcceptLedger(limits: limits, now: now))
+    }
+
+    func admit(_ key: AddressKey?, now: NIODeadline = .now()) -> AcceptLedger.Verdict {
+        ledger.withLockedValue { $0.admit(key, now: now) }
+    }
+
+    func release(_ key: AddressKey?, now: NIODeadline = .now()) {
+        ledger.withLockedValue { $0.release(key, now: now) }
+    }
+
+    /// A reload: new connections meet the new limits (open ones stay open).
+    func update(_ limits: AcceptLimits) {
+        ledger.withLockedValue { $0.update(limits) }
+    }
+
+    var total: Int { ledger.withLockedValue { $0.total } }
+    var trackedAddresses: Int { ledger.withLockedValue { $0.trackedAddresses } }
+}

@@ -1,0 +1,170 @@
+import NIOCore
+
+/// The connection is a proven peer relay (PROFILE.md section 9): exempt from the per-node limits
+/// from now on. The shard sends it as an outbound user event from `ConnectionHandler`'s context;
+/// `NodeRateLimiter` takes it and passes it no further.
+struct PeerRelayProven: Sendable {}
+
+/// Messages and bytes per second per node (PROFILE.md section 10), enforced by not reading: frames
+/// are counted as they pass; when a budget is spent, the next `read()` is held back (as
+/// SwiftNIO's `HTTPServerPipelineHandler` does) until a timer says the budget allows more. The
+/// kernel's buffers fill and TCP slows the sender; nothing is dropped, and frames already decoded
+/// are still delivered.
+///
+/// Sits between the frame decoder and `ConnectionHandler`. Everything here runs on the
+/// connection's event loop.
+///
+/// What one read cycle takes in is delivered whatever the budget (up to `Reads.normal`: 16 reads
+/// of up to 256 KiB), so during a throttling episode the connection reads in small pieces
+/// (`Reads.throttled`: one read of 16 KiB a cycle): the overshoot past the budget stays small.
+final class NodeRateLimiter: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = NIOAny
+
+    /// The budget in force, asked at each `read()` (a reload changes it for open connections).
+    private let currentRates: () -> NodeRates
+    /// Called once per throttling episode (a counter and a debug line), with the channel.
+    private let onThrottle: (Channel) -> Void
+
+    private var rates: NodeRates?
+    private var messages = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
+    private var bytes = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
+    /// Frames and bytes passed on since the buckets were last charged.
+    private var uncountedFrames = 0
+    private var uncountedBytes = 0
+    private var isExempt = false
+    /// A `read()` arrived while over budget and was not passed on.
+    private var isReadHeld = false
+    /// Over budget since the last `read()` that was passed on (one count per episode).
+    private var isThrottled = false
+    private var resumeTimer: Scheduled<Void>?
+
+    /// How a connection reads: read calls per cycle, and their buffer sizes.
+    enum Reads {
+        static let normalMaxMessagesPerRead: UInt = 16
+        /// Each channel keeps its last receive buffer for the next read (NIO's pooled receive
+        /// buffers), idle or not: start small (a HELLO fits) and let busy connections grow it.
+        /// 16 KiB here cost 16 KiB per idle connection (Benchmarks/security.sh memory row).
+        static let normalAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 1024, maximum: 262_144)
+        static let throttledAllocator = FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024)
+    }
+
+    init(rates: @escaping () -> NodeRates, onThrottle: @escaping (Channel) -> Void) {
+        self.currentRates = rates
+        self.onThrottle = onThrottle
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !isExempt {
+            uncountedFrames += 1
+            // The length prefix counts too: it is bytes the peer made the relay read.
+            uncountedBytes += unwrapInboundIn(data).readableBytes + 4
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// The frame just passed on was an ACK or NACK: it answers what the relay sent, at the pace the
+    /// relay sends, so it is not charged to the message budget (its bytes still are). Otherwise a
+    /// recipient taking a stored backlog faster than the budget could not ACK it in time, and the
+    /// relay would deliver it again (`timeouts.ack`).
+    func forgiveAnswer() {
+        if uncountedFrames > 0 { uncountedFrames -= 1 }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if isExempt {
+            context.read()
+            return
+        }
+        isReadHeld = true
+        // A read held back waits for its timer.
+        if resumeTimer == nil { passReadIfAllowed(context: context, onTimer: false) }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is PeerRelayProven else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        isExempt = true
+        resumeTimer?.cancel()
+        resumeTimer = nil
+        if isThrottled { endEpisode(context: context) }
+        promise?.succeed(())
+        if isReadHeld {
+            isReadHeld = false
+            context.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimer()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimer()
+    }
+
+    private func cancelTimer() {
+        resumeTimer?.cancel()
+        resumeTimer = nil
+    }
+
+    /// Charges what was read, then passes the held `read()` on, or holds it and sets a timer.
+    /// A throttling episode ends when a `read()` passes at once (not on its timer) with half of
+    /// each burst back: a sender that keeps sending over budget is one episode.
+    private func passReadIfAllowed(context: ChannelHandlerContext, onTimer: Bool) {
+        let now = context.eventLoop.now
+        let rates = currentRates()
+        if rates != self.rates {
+            self.rates = rates
+            messages.reconfigure(rate: rates.messagesPerSecond, burst: rates.messagesBurst, now: now)
+            bytes.reconfigure(rate: rates.bytesPerSecond, burst: rates.bytesBurst, now: now)
+        }
+        messages.charge(Double(uncountedFrames), now: now)
+        bytes.charge(Double(uncountedBytes), now: now)
+        uncountedFrames = 0
+        uncountedBytes = 0
+        if messages.holds(Self.tiny) && bytes.holds(Self.tiny) {
+            if isThrottled && !onTimer && messages.holds(messages.burst / 2) && bytes.holds(bytes.burst / 2) {
+                endEpisode(context: context)
+            }
+            isReadHeld = false
+            context.read()
+            return
+        }
+        if !isThrottled {
+            isThrottled = true
+            onThrottle(context.channel)
+            setReads(maxMessagesPerRead: 1, allocator: Reads.throttledAllocator, on: context.channel)
+        }
+        // Read again once 50 ms worth of budget is back (not one token at a time: fewer wake-ups).
+        let wait = max(
+            messages.timeUntil(holding: Self.resumeLevel(messages)), bytes.timeUntil(holding: Self.resumeLevel(bytes)))
+        resumeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: max(wait, .milliseconds(1))) { [self] in
+            resumeTimer = nil
+            if isReadHeld { passReadIfAllowed(context: context, onTimer: true) }
+        }
+    }
+
+    /// The sender came back under budget (half of each burst is there again): normal reads again.
+    private func endEpisode(context: ChannelHandlerContext) {
+        isThrottled = false
+        setReads(maxMessagesPerRead: Reads.normalMaxMessagesPerRead, allocator: Reads.normalAllocator, on: context.channel)
+    }
+
+    private func setReads(maxMessagesPerRead: UInt, allocator: RecvByteBufferAllocator, on channel: Channel) {
+        guard let options = channel.syncOptions else { return }
+        try? options.setOption(.maxMessagesPerRead, value: maxMessagesPerRead)
+        try? options.setOption(.recvAllocator, value: allocator)
+    }
+
+    /// Above zero: a budget spent to exactly 0 is spent.
+    private static let tiny = 1e-9
+
+    private static func resumeLevel(_ bucket: TokenBucket) -> Double {
+        min(bucket.burst, max(1, bucket.rate / 20))
+    }
+}

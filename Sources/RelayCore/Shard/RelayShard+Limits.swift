@@ -1,0 +1,50 @@
+import NIOCore
+import PTPProtocol
+import RelayConfig
+
+/// The per-connection limits of PROFILE.md section 10 the shard applies: the frame cap before and
+/// after the HELLO, the per-node read budget's exemption for peers, and CONNECT per node.
+extension RelayShard {
+    /// The frame cap for `connection` now: `FrameCaps.beforeHello` until its HELLO binds it, then
+    /// `limits.max_frame_bytes`.
+    func frameCapBytes(for connection: Connection) -> Int {
+        let maxFrameBytes = configuration.limits.maxFrameBytes
+        return connection.phase == .awaitingHello ? FrameCaps.beforeHello(maxFrameBytes: maxFrameBytes) : maxFrameBytes
+    }
+
+    /// Sets the decoder's cap of `connection` to the one in force (after its HELLO, on a reload).
+    func updateFrameCap(of connection: Connection) {
+        connection.frameCap?.bytes = frameCapBytes(for: connection)
+    }
+
+    /// A reload: open connections take the new frame cap and CONNECT budget at once (the per-node
+    /// read budget is read by each `NodeRateLimiter` at its next `read()`).
+    func applyLimitsToOpenConnections() {
+        for connection in connections.values {
+            updateFrameCap(of: connection)
+            applyOutboundLimits(to: connection)
+        }
+    }
+
+    /// The connection became a proven peer relay: its `NodeRateLimiter` stops counting it.
+    func exemptFromNodeLimits(_ connection: Connection) {
+        connection.context.triggerUserOutboundEvent(PeerRelayProven(), promise: nil)
+    }
+
+    /// One CONNECT from `connection` against `limits.connect_per_minute` (peer relays exempt).
+    func admitConnect(from connection: Connection) -> Bool {
+        if connection.isPeer { return true }
+        let perMinute = configuration.limits.connectPerMinute
+        let now = clock.now
+        connection.connectBudget.reconfigure(rate: perMinute / 60, burst: perMinute, now: now)
+        return connection.connectBudget.take(now: now)
+    }
+
+    /// Counts a throttling episode of a connection's `NodeRateLimiter`.
+    func noteThrottled(_ channel: Channel) {
+        counters.drop(.throttled)
+        logger.debug(
+            "reading paused: node over its rate budget",
+            metadata: ["peer": "\(channel.remoteAddress?.ipAddress ?? "?")", "reason": "\(DropReason.throttled.rawValue)"])
+    }
+}

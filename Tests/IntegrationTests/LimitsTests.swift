@@ -1,0 +1,308 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import XCTest
+
+/// PROFILE.md section 10 over real sockets: the accept limits (per IP from 127.0.0.2, 127.0.0.3,
+/// … as source addresses), the fail2ban warning line, the per-node read budget, CONNECT per
+/// node, the HELLO frame cap, and a reload lowering `limits.max_frame_bytes` for an open connection.
+final class LimitsTests: RelayTestCase {
+    /// A relay with its stats endpoint on a free port and `limits` (YAML lines under `limits:`).
+    private func startLimitedRelay(_ limits: [String]) throws -> (RelayProcess, statsPort: UInt16) {
+        let statsPort = try Sockets.freePort()
+        let config = "stats:\n  listen: 127.0.0.1:\(statsPort)\nlimits:\n" + limits.map { "  \($0)\n" }.joined()
+        let relay = try startRelay(config: config)
+        _ = try HTTPProbe.waitForAnswer(port: statsPort, timeout: expectWithin)
+        return (relay, statsPort)
+    }
+
+    private func drops(_ statsPort: UInt16, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Int] {
+        let response = try HTTPProbe.request(port: statsPort, path: "/stats")
+        let json = try XCTUnwrap(response.json, "/stats: \(response)", file: file, line: line)
+        return (json["drops"] as? [String: Any] ?? [:]).compactMapValues { $0 as? Int }
+    }
+
+    /// Waits until `/stats` counts `reason` at least `count` times; returns the last count.
+    @discardableResult
+    private func waitForDrop(_ statsPort: UInt16, _ reason: String, atLeast count: Int, file: StaticString = #filePath, line: UInt = #line)
+        -> Int
+    {
+        var seen = 0
+        let reached = Deadline.poll(timeout: expectWithin) {
+            seen = (try? drops(statsPort))?[reason] ?? 0
+            return seen >= count
+        }
+        XCTAssertTrue(reached, "drops.\(reason) is \(seen), expected at least \(count)", file: file, line: line)
+        return seen
+    }
+
+    /// The relay's HELLO arrives: the connection was admitted.
+    private func expectAdmitted(_ client: TestClient, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(client.receive(timeout: expectWithin)?.verb, "HELLO", "\(client.label) not admitted", file: file, line: line)
+    }
+
+    /// Closed with nothing sent: refused at accept, before the relay's HELLO.
+    private func expectRefused(_ client: TestClient, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNil(client.receive(timeout: expectWithin), "\(client.label) got a frame", file: file, line: line)
+        XCTAssertTrue(client.isClosed, "\(client.label) not closed", file: file, line: line)
+    }
+
+    // MARK: Accept limits
+
+    func testPerIPConnectionLimitRefusesThatAddressOnly() throws {
+        let (relay, statsPort) = try startLimitedRelay(["per_ip_connections: 3"])
+        let first = try (0..<3).map { try connect(relay, label: "a\($0)", source: "127.0.0.2") }
+        first.forEach { expectAdmitted($0) }
+        let fourth = try connect(relay, label: "a3", source: "127.0.0.2")
+        expectRefused(fourth)
+        let other = try connect(relay, label: "b0", source: "127.0.0.3")
+        expectAdmitted(other)
+        XCTAssertEqual(try drops(statsPort)["per_ip_limit"], 1)
+        // A closed connection makes room again.
+        first[0].close()
+        var admitted = false
+        _ = Deadline.poll(timeout: expectWithin, interval: 0.05) {
+            guard let again = try? self.connect(relay, label: "a-again", source: "127.0.0.2") else { return false }
+            admitted = again.receive(timeout: 1)?.verb == "HELLO"
+            return admitted
+        }
+        XCTAssertTrue(admitted, "no room after a connection of 127.0.0.2 closed")
+        let metrics = try HTTPProbe.request(port: statsPort, path: "/metrics")
+        XCTAssertTrue(
+            metrics.text.contains(#"ptpchat_drops_total{reason="per_ip_limit"}"#), "/metrics has no per_ip_limit count:\n\(metrics.text)")
+    }
+
+    func testTotalConnectionLimit() throws {
+        let (relay, statsPort) = try startLimitedRelay(["max_connections: 2"])
+        expectAdmitted(try connect(relay, label: "a", source: "127.0.0.2"))
+        expectAdmitted(try connect(relay, label: "b", source: "127.0.0.3"))
+        expectRefused(try connect(relay, label: "c", source: "127.0.0.4"))
+        XCTAssertEqual(try drops(statsPort)["connection_limit"], 1)
+    }
+
+    /// Also the fail2ban filter: its regex, `<HOST>` replaced as fail2ban does, matches the warning
+    /// line this relay printed and finds the hammering address in it.
+    func testPerIPRateWarnsOnceAMinuteInTheFail2banFormat() throws {
+        let (relay, statsPort) = try startLimitedRelay(["per_ip_new_per_second: 1", "per_ip_new_burst: 3"])
+        for index in 0..<3 { expectAdmitted(try connect(relay, label: "burst\(index)", source: "127.0.0.5")) }
+        // Hammering: 30 more at once, all refused, one warning line.
+        var hammer: [TestClient] = []
+        for index in 0..<30 { hammer.append(try connect(relay, label: "hammer\(index)", source: "127.0.0.5")) }
+        for client in hammer { XCTAssertTrue(client.expectClosed(timeout: expectWithin), "\(client.label) not refused") }
+        let refused = waitForDrop(statsPort, "per_ip_rate", atLeast: 28)
+        XCTAssertLessThanOrEqual(refused, 30)
+        expectAdmitted(try connect(relay, label: "elsewhere", source: "127.0.0.6"))
+
+        let warnings = relay.child.stderrLines.filter { $0.contains("level=warning") && $0.contains("connections refused at accept") }
+        XCTAssertEqual(warnings.count, 1, "one warning a minute per address:\n\(warnings.joined(separator: "\n"))")
+        let line = try XCTUnwrap(warnings.first)
+        XCTAssertTrue(line.contains("ip=127.0.0.5"), line)
+        XCTAssertTrue(line.contains("reason=per_ip_rate"), line)
+        let debugLines = relay.child.stderrLines.filter { $0.contains("level=debug") && $0.contains("connection refused at accept") }
+        XCTAssertEqual(debugLines.count, refused, "a debug line per refusal")
+
+        let host = try Fail2banFilter.load().host(in: line)
+        XCTAssertEqual(host, "127.0.0.5", "the fail2ban filter does not find the address in: \(line)")
+        XCTAssertNil(
+            try Fail2banFilter.load().host(in: debugLines.first ?? ""), "the filter must not match the per-refusal debug line")
+        // fail2ban's own tool, where it is installed, on the relay's whole output.
+        if let matched = try Fail2banFilter.runFail2banRegex(on: relay.child.stderrURL) {
+            XCTAssertEqual(matched, 1, "fail2ban-regex matched \(matched) lines of the relay's output")
+        }
+    }
+
+    // MARK: Per-node read budget
+
+    func testANodeOverItsMessageBudgetIsSlowedAndLosesNothing() throws {
+        let rate = 400.0, burst = 100, count = 2000
+        let (relay, statsPort) = try startLimitedRelay(["node_messages_per_second: \(Int(rate))", "node_messages_burst: \(burst)"])
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        var sent: Set<String> = []
+        var received: Set<String> = []
+        func take(_ frame: [String: Any]?) {
+            if let id = (frame?["msg_data"] as? [String: Any])?["msg_id"] as? String { received.insert(id) }
+        }
+        // Alice sends as fast as her socket takes the frames (it blocks when the relay stops
+        // reading); Bob's frames are read between her batches and after.
+        let start = Date()
+        for _ in 0..<(count / 50) {
+            for _ in 0..<50 {
+                let id = Ids.make()
+                sent.insert(id)
+                XCTAssertTrue(alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id)))
+            }
+            while let frame = bob.client.receive(verb: "MESSAGE", timeout: 0) { take(frame) }
+        }
+        while received.count < count, let frame = bob.client.receive(verb: "MESSAGE", timeout: 5) { take(frame) }
+        // The relay cannot deliver faster than it reads: the time to the last one bounds its rate.
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertEqual(received, sent, "every message arrives")
+        let floor = Double(count - burst) / rate
+        XCTAssertGreaterThan(elapsed, floor * 0.8, "\(count) messages in \(elapsed) s: not capped near \(rate)/s")
+        XCTAssertLessThan(elapsed, floor * 2 + 2, "\(count) messages in \(elapsed) s: far slower than \(rate)/s")
+        print("throttling: \(count) messages in \(String(format: "%.2f", elapsed)) s (\(String(format: "%.0f", Double(count) / elapsed))/s at a budget of \(rate)/s)")
+        waitForDrop(statsPort, "throttled", atLeast: 1)
+        XCTAssertEqual(sent.count, count)
+        XCTAssertFalse(alice.client.isClosed)
+        XCTAssertNil(alice.client.receive(verb: "NACK", timeout: 0), "a message was refused")
+    }
+
+    // MARK: CONNECT per node
+
+    func testConnectOverThePerMinuteBudgetIsNackedRateLimited() throws {
+        let (relay, statsPort) = try startLimitedRelay(["connect_per_minute: 2"])
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        var ids: [String] = []
+        for index in 0..<3 {
+            let id = Ids.make()
+            ids.append(id)
+            alice.client.send(json: Frames.head(
+                "CONNECT", id: id, ttl: 32, flood: false, sender: alice.address,
+                data: ["src": ":4000\(index)", "dst": NSNull(), "src_node_id": alice.id, "dst_node_id": bob.id]))
+        }
+        XCTAssertNotNil(bob.client.receive(verb: "CONNECT", timeout: expectWithin))
+        XCTAssertNotNil(bob.client.receive(verb: "CONNECT", timeout: expectWithin))
+        let nack = try XCTUnwrap(alice.client.receive(verb: "NACK", timeout: expectWithin))
+        let data = nack["msg_data"] as? [String: Any] ?? [:]
+        XCTAssertEqual(data["reason"] as? String, "rate_limited")
+        XCTAssertEqual(data["msg_id"] as? String, ids[2])
+        XCTAssertNil(bob.client.receive(verb: "CONNECT", timeout: quietPeriod), "the third CONNECT was forwarded")
+        XCTAssertEqual(try drops(statsPort)["connect_rate"], 1)
+    }
+
+    // MARK: Frame caps
+
+    func testAFrameOverTheHelloCapBeforeHelloCloses() throws {
+        let (relay, statsPort) = try startLimitedRelay([])
+        let (client, _) = try connectAndReadHello(relay, label: "stranger")
+        // Only the length header of a 20,000-byte frame: refused before it is buffered.
+        client.sendRaw(TestClient.lengthPrefix(20_000))
+        XCTAssertTrue(client.expectClosed(timeout: expectWithin), "not closed for a frame over the HELLO cap")
+        XCTAssertEqual(try drops(statsPort)["frame_too_large"], 1)
+        // The same size after the HELLO is fine (the cap is then limits.max_frame_bytes).
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        let id = Ids.make()
+        alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id, text: String(repeating: "x", count: 20_000)))
+        XCTAssertNotNil(bob.client.receive(verb: "MESSAGE", timeout: expectWithin))
+        XCTAssertFalse(alice.client.isClosed)
+    }
+
+    func testAReloadLoweringMaxFrameBytesReachesAnOpenConnection() throws {
+        let (relay, statsPort) = try startLimitedRelay(["max_frame_bytes: 1048576"])
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        alice.client.send(json: Frames.message(from: alice, to: [bob.id], text: String(repeating: "x", count: 20_000)))
+        XCTAssertNotNil(bob.client.receive(verb: "MESSAGE", timeout: expectWithin))
+
+        let file = relay.directory.appendingPathComponent("relay.yaml")
+        let config = try String(contentsOf: file, encoding: .utf8)
+        try config.replacingOccurrences(of: "max_frame_bytes: 1048576", with: "max_frame_bytes: 8192")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let linesBefore = relay.child.stderrLines.count
+        relay.child.signal(SIGHUP)
+        XCTAssertNotNil(
+            relay.child.waitForStderrLine(containing: "configuration reloaded", after: linesBefore, timeout: expectWithin), "no reload")
+        alice.client.send(json: Frames.message(from: alice, to: [bob.id], text: String(repeating: "x", count: 10_000)))
+        XCTAssertTrue(alice.client.expectClosed(timeout: expectWithin), "the open connection passed a frame over the new cap")
+        XCTAssertEqual(try drops(statsPort)["frame_too_large"], 1)
+        XCTAssertNil(bob.client.receive(verb: "MESSAGE", timeout: quietPeriod))
+        XCTAssertFalse(bob.client.isClosed, "a reload closed a connection")
+    }
+}
+
+/// `deploy/fail2ban/ptpchat-relay.conf`'s `failregex`, with `<HOST>` replaced as fail2ban does.
+struct Fail2banFilter {
+    let regex: NSRegularExpression
+
+    static func load() throws -> Fail2banFilter {
+        let text = try String(contentsOf: path, encoding: .utf8)
+        let line = try XCTUnwrap(
+            text.split(separator: "\n").first { $0.hasPrefix("failregex") }, "no failregex line in the filter")
+        var pattern = String(line.drop { $0 != "=" }.dropFirst()).trimmingCharacters(in: .whitespaces)
+        // fail2ban's <HOST> (its `(?P<host>…)` spelled for ICU), and `%%` is a `%` in its files.
+        pattern = pattern.replacingOccurrences(of: "<HOST>", with: #"(?:::f{4,6}:)?(?<host>[\w\-.^_]*\w)"#)
+        pattern = pattern.replacingOccurrences(of: "%%", with: "%")
+        return Fail2banFilter(regex: try NSRegularExpression(pattern: pattern))
+    }
+
+    static var path: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/fail2ban/ptpchat-relay.conf")
+    }
+
+    /// Lines of `log` that `fail2ban-regex` matches with the filter; nil when fail2ban is not installed.
+    static func runFail2banRegex(on log: URL) throws -> Int? {
+        let tool = URL(fileURLWithPath: "/usr/bin/fail2ban-regex")
+        guard FileManager.default.isExecutableFile(atPath: tool.path) else { return nil }
+        let process = Process()
+        process.executableURL = tool
+        process.arguments = [log.path, path.path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let regex = try NSRegularExpression(pattern: #"Lines: \d+ lines, \d+ ignored, (\d+) matched"#)
+        guard let match = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+            let range = Range(match.range(at: 1), in: text)
+        else {
+            XCTFail("fail2ban-regex said:\n\(text)")
+            return nil
+        }
+        return Int(text[range])
+    }
+
+    /// The address the filter finds in `line`, nil when it does not match.
+    func host(in line: String) -> String? {
+        let range = NSRange(line.startIndex..., in: line)
+        guard let match = regex.firstMatch(in: line, range: range), let host = Range(match.range(withName: "host"), in: line) else {
+            return nil
+        }
+        return String(line[host])
+    }
+}
+
+/// The accept limits on a listening socket passed by systemd (`start(inheritedListeners:)`).
+final class SocketActivatedLimitsTests: OpsTestCase {
+    func testTheAcceptGateServesASocketPassedBySystemd() throws {
+        let activator = try OperationsTests.socketActivate()
+        let relayPort = try Sockets.freePort()
+        let configuredPort = try Sockets.freePort()
+        let folder = try folder("activated")
+        let config = folder.appendingPathComponent("relay.yaml")
+        try "limits:\n  per_ip_connections: 2\n".write(to: config, atomically: true, encoding: .utf8)
+        let child = try launch(
+            activator,
+            [
+                "-l", "127.0.0.1:\(relayPort)", "--fdname=relay", try Binaries.path("ptpchat-relay").path,
+                "--listen", "127.0.0.1:\(configuredPort)", "--data-dir", folder.appendingPathComponent("data").path,
+                "--node-id", Ids.make(), "--stats", "off", "--log-level", "debug", "--config", config.path,
+            ],
+            name: "activated")
+        var first: TestClient?
+        _ = Deadline.poll(timeout: 5) {
+            first = try? TestClient(port: relayPort, label: "a0", source: "127.0.0.7")
+            return first != nil || !child.isRunning
+        }
+        let a0 = try XCTUnwrap(first, "systemd-socket-activate did not listen:\n\(child.outputTail())")
+        XCTAssertEqual(a0.receive(timeout: RelayProcess.startTimeout)?.verb, "HELLO")
+        let a1 = try TestClient(port: relayPort, label: "a1", source: "127.0.0.7")
+        XCTAssertEqual(a1.receive(timeout: expectWithin)?.verb, "HELLO")
+        let a2 = try TestClient(port: relayPort, label: "a2", source: "127.0.0.7")
+        XCTAssertNil(a2.receive(timeout: expectWithin), "a third connection from 127.0.0.7 got a frame")
+        XCTAssertTrue(a2.isClosed, "a third connection from 127.0.0.7 was not refused on the socket from systemd")
+        let b0 = try TestClient(port: relayPort, label: "b0", source: "127.0.0.8")
+        XCTAssertEqual(b0.receive(timeout: expectWithin)?.verb, "HELLO")
+        XCTAssertNotNil(child.waitForStderrLine(containing: ["connections refused at accept", "ip=127.0.0.7"], timeout: expectWithin))
+        [a0, a1, a2, b0].forEach { $0.close() }
+        child.signal(SIGTERM)
+        XCTAssertEqual(child.waitForEnding(timeout: 5), "exit 0")
+    }
+}

@@ -1,0 +1,103 @@
+import NIOCore
+import XCTest
+
+@testable import RelayCore
+
+final class AcceptLedgerTests: XCTestCase {
+    private let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    private func at(_ seconds: Double) -> NIODeadline { start + .nanoseconds(Int64(seconds * 1e9)) }
+    private func key(_ ip: String) -> AddressKey { AddressKey(try! SocketAddress(ipAddress: ip, port: 1))! }
+
+    private func limits(total: Int = 0, perIP: Int = 0, rate: Double = 0, burst: Int = 0) -> AcceptLimits {
+        AcceptLimits(maxConnections: total, perIPConnections: perIP, perIPNewPerSecond: rate, perIPNewBurst: burst)
+    }
+
+    func testIPv6CountsPerSlash64AndMappedIPv4AsIPv4() {
+        XCTAssertEqual(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"))
+        XCTAssertNotEqual(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"))
+        XCTAssertEqual(key("::ffff:192.0.2.7"), key("192.0.2.7"))
+        XCTAssertEqual(key("192.0.2.7").description, "192.0.2.7")
+        XCTAssertEqual(key("2001:db8:1:2::1").description, "2001:db8:1:2::/64")
+    }
+
+    func testPerIPLimitRefusesOnlyThatAddressAndReleaseMakesRoom() {
+        var ledger = AcceptLedger(limits: limits(perIP: 2), now: start)
+        let a = key("127.0.0.2"), b = key("127.0.0.3")
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.admit(a, now: start), .refuse(.perIPLimit, warn: 1))
+        XCTAssertEqual(ledger.admit(b, now: start), .admit)
+        XCTAssertEqual(ledger.total, 3)
+        ledger.release(a, now: start)
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.connections(from: a), 2)
+    }
+
+    func testTotalLimit() {
+        var ledger = AcceptLedger(limits: limits(total: 2), now: start)
+        XCTAssertEqual(ledger.admit(key("127.0.0.2"), now: start), .admit)
+        XCTAssertEqual(ledger.admit(key("127.0.0.3"), now: start), .admit)
+        XCTAssertEqual(ledger.admit(key("127.0.0.4"), now: start), .refuse(.connectionLimit, warn: nil))
+        XCTAssertEqual(ledger.admit(nil, now: start), .refuse(.connectionLimit, warn: nil))
+        ledger.release(key("127.0.0.2"), now: start)
+        XCTAssertEqual(ledger.admit(nil, now: start), .admit, "an address with no IP counts in all")
+    }
+
+    func testNewConnectionRateAndWarningsAtMostOnceAMinute() {
+        var ledger = AcceptLedger(limits: limits(rate: 1, burst: 3), now: start)
+        let a = key("198.51.100.1")
+        for _ in 0..<3 { XCTAssertEqual(ledger.admit(a, now: start), .admit) }
+        XCTAssertEqual(ledger.admit(a, now: start), .refuse(.perIPRate, warn: 1), "first refusal warns")
+        XCTAssertEqual(ledger.admit(a, now: at(0.5)), .refuse(.perIPRate, warn: nil))
+        XCTAssertEqual(ledger.admit(a, now: at(1)), .admit, "one token a second")
+        var refusedSince = 0
+        var now = 1.0
+        while now < 59.5 {
+            now += 0.01
+            if case .refuse(_, let warn) = ledger.admit(a, now: at(now)) {
+                XCTAssertNil(warn, "no second warning within the minute (at \(now) s)")
+                refusedSince += 1
+            }
+        }
+        // Past the minute: the next refusal warns (a token that came meanwhile is taken first).
+        var verdict = ledger.admit(a, now: at(60.001))
+        if verdict == .admit { verdict = ledger.admit(a, now: at(60.001)) }
+        guard case .refuse(.perIPRate, let warn) = verdict else { return XCTFail("not refused: \(verdict)") }
+        XCTAssertEqual(warn, refusedSince + 2, "the warning counts every refusal since the last one")
+    }
+
+    func testForgottenAddressesKeepTheTableSmall() {
+        var ledger = AcceptLedger(limits: limits(perIP: 5, rate: 10, burst: 10), now: start)
+        for index in 0..<1000 {
+            let a = key("10.0.\(index / 256).\(index % 256)")
+            XCTAssertEqual(ledger.admit(a, now: start), .admit)
+            ledger.release(a, now: start)
+        }
+        XCTAssertEqual(ledger.trackedAddresses, 1000, "buckets not yet full again")
+        XCTAssertEqual(ledger.admit(key("10.9.9.9"), now: at(11)), .admit, "the admit sweeps")
+        XCTAssertEqual(ledger.trackedAddresses, 1)
+        ledger.release(key("10.9.9.9"), now: at(20))
+        XCTAssertEqual(ledger.trackedAddresses, 0, "released with a full bucket: forgotten at once")
+    }
+
+    func testAWarnedAddressIsRememberedForTheMinute() {
+        var ledger = AcceptLedger(limits: limits(rate: 1, burst: 1), now: start)
+        let a = key("203.0.113.9")
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.admit(a, now: start), .refuse(.perIPRate, warn: 1))
+        ledger.release(a, now: at(5))
+        ledger.sweep(now: at(30))
+        XCTAssertEqual(ledger.trackedAddresses, 1)
+        XCTAssertEqual(ledger.admit(a, now: at(30)), .admit)
+        XCTAssertEqual(ledger.admit(a, now: at(30)), .refuse(.perIPRate, warn: nil), "still within the minute")
+        ledger.release(a, now: at(31))
+        ledger.sweep(now: at(61))
+        XCTAssertEqual(ledger.trackedAddresses, 0)
+    }
+
+    func testZeroIsUnlimited() {
+        var ledger = AcceptLedger(limits: limits(), now: start)
+        for _ in 0..<10_000 { XCTAssertEqual(ledger.admit(key("127.0.0.2"), now: start), .admit) }
+        XCTAssertEqual(ledger.total, 10_000)
+    }
+}

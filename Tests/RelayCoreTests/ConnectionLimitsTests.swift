@@ -1,0 +1,193 @@
+import NIOCore
+import NIOEmbedded
+import PTPProtocol
+import RelayConfig
+import RelayMesh
+import XCTest
+
+@testable import RelayCore
+
+/// The per-connection limits the shard applies: the HELLO frame cap, `limits.max_frame_bytes`
+/// after a reload, CONNECT per node.
+final class ConnectionLimitsTests: XCTestCase {
+    private func bigMessage(to recipient: String, bytes: Int) -> String {
+        Frames.message(from: Node.a, to: [recipient], id: Node.newID(), text: String(repeating: "A", count: bytes))
+    }
+
+    func testAFrameOverTheHelloCapBeforeHelloCloses() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let stranger = relay.connect(label: "stranger")
+        XCTAssertEqual(stranger.receive().map(\.type), ["HELLO"])
+        // Only the 4 length bytes: the relay refuses before any of the frame is buffered.
+        let length = UInt32(FrameCaps.beforeHello + 1)
+        stranger.send(bytes: [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)])
+        relay.loop.run()
+        XCTAssertFalse(stranger.isActive)
+        XCTAssertEqual(relay.counters.count(.frameTooLarge), 1)
+    }
+
+    func testAHelloUpToTheCapBindsAndLargerFramesPassAfterIt() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let peer = relay.connect(label: "alice")
+        _ = peer.receive()
+        // A HELLO padded with a long version string to just under the HELLO cap.
+        var hello = Frames.hello(Node.a, name: "alice")
+        let padding = FrameCaps.beforeHello - hello.utf8.count
+        hello = hello.replacingOccurrences(of: "test 1.0", with: "test 1.0" + String(repeating: "x", count: padding))
+        XCTAssertEqual(hello.utf8.count, FrameCaps.beforeHello)
+        peer.send(hello)
+        XCTAssertEqual(peer.receive().first?.type, "ROUTING")
+        let bob = relay.client(Node.b, name: "bob")
+        peer.send(bigMessage(to: Node.b, bytes: 100_000))
+        XCTAssertEqual(bob.receive().map(\.type), ["MESSAGE"])
+        XCTAssertTrue(peer.isActive)
+        XCTAssertEqual(relay.counters.count(.frameTooLarge), 0)
+    }
+
+    func testAReloadLoweringMaxFrameBytesAppliesToAnOpenConnection() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        alice.send(bigMessage(to: Node.b, bytes: 20_000))
+        XCTAssertEqual(bob.receive().map(\.type), ["MESSAGE"])
+        var lowered = relay.configuration
+        lowered.limits.maxFrameBytes = 8192
+        relay.context.apply(lowered)
+        relay.shard.apply(lowered)
+        alice.send(bigMessage(to: Node.b, bytes: 9000))
+        relay.loop.run()
+        XCTAssertFalse(alice.isActive, "the next frame over the new cap closes the open connection")
+        XCTAssertEqual(relay.counters.count(.frameTooLarge), 1)
+        bob.expectNothing()
+    }
+
+    func testAReloadRaisingMaxFrameBytesKeepsTheHelloCapBeforeHello() {
+        let relay = TestRelay { $0.limits.maxFrameBytes = 4096 }
+        defer { relay.shutdown() }
+        let early = relay.connect(label: "early")
+        _ = early.receive()
+        var raised = relay.configuration
+        raised.limits.maxFrameBytes = 0
+        relay.context.apply(raised)
+        relay.shard.apply(raised)
+        let length = UInt32(FrameCaps.beforeHello + 1)
+        early.send(bytes: [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)])
+        relay.loop.run()
+        XCTAssertFalse(early.isActive, "unlimited after the HELLO, still the HELLO cap before it")
+    }
+
+    func testConnectOverThePerMinuteBudgetIsNackedAndNeverForwarded() {
+        let relay = TestRelay { $0.limits.connectPerMinute = 3 }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        var refusedIDs: [String] = []
+        for index in 0..<5 {
+            let id = Node.newID()
+            if index >= 3 { refusedIDs.append(id) }
+            alice.send(Frames.connect(src: ":4000\(index)", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: id))
+        }
+        XCTAssertEqual(bob.receive().map(\.type), ["CONNECT", "CONNECT", "CONNECT"])
+        let nacks = alice.receive()
+        XCTAssertEqual(nacks.map(\.type), ["NACK", "NACK"])
+        XCTAssertEqual(nacks.map(\.reason), ["rate_limited", "rate_limited"])
+        XCTAssertEqual(nacks.map(\.dataMsgID), refusedIDs)
+        XCTAssertEqual(relay.counters.count(.connectRate), 2)
+        XCTAssertEqual(relay.counters.relayed(.connect), 3)
+        // Bob's budget is his own.
+        bob.send(Frames.connect(src: "1.2.3.4:1", dst: "5.6.7.8:2", srcNode: Node.a, dstNode: Node.b))
+        XCTAssertEqual(alice.receive().map(\.type), ["CONNECT"])
+    }
+
+    func testAReloadChangesTheConnectBudgetOfAnOpenConnection() {
+        let relay = TestRelay { $0.limits.connectPerMinute = 1 }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        alice.send(Frames.connect(src: ":40000", dst: nil, srcNode: Node.a, dstNode: Node.b))
+        alice.send(Frames.connect(src: ":40001", dst: nil, srcNode: Node.a, dstNode: Node.b))
+        XCTAssertEqual(bob.receive().count, 1)
+        var unlimited = relay.configuration
+        unlimited.limits.connectPerMinute = 0
+        relay.context.apply(unlimited)
+        relay.shard.apply(unlimited)
+        for port in 0..<20 {
+            alice.send(Frames.connect(src: ":\(41000 + port)", dst: nil, srcNode: Node.a, dstNode: Node.b))
+        }
+        XCTAssertEqual(bob.receive().count, 20)
+        XCTAssertEqual(relay.counters.count(.connectRate), 1)
+    }
+
+    func testAProvenPeerRelayIsExemptFromTheNodeRateLimitsAClientIsNot() throws {
+        let meshKey = "unit-test-mesh-key-0123456789"
+        let peerID = "66666666-6666-4666-8666-666666666666"
+        let relay = TestRelay {
+            $0.mesh.key = meshKey
+            $0.limits.nodeMessagesPerSecond = 1
+            $0.limits.nodeMessagesBurst = 2
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "a client over its budget is throttled")
+
+        let peer = relay.connect(label: "peer relay")
+        let hello = try XCTUnwrap(peer.receiveOne())
+        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String)
+        let proof = try MeshKey(meshKey).proof(nonce: nonce, prover: Node.guid(peerID))
+        peer.send(
+            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(peerID)","msg_data":{"node_id":"\#(peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(String(repeating: "ab", count: 16))","mesh_proof":"\#(proof)"}}}"#)
+        XCTAssertTrue(relay.context.mesh.isConnected(Node.guid(peerID)), "the peer proved itself")
+        // ACKs for nothing: harmless from a peer (counted `unknown_ack`), and frames all the same.
+        for _ in 0..<40 {
+            peer.send(
+                #"{"msg_type":"ACK","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(peerID)","msg_data":{"node_id":"\#(peerID)","msg_id":"\#(Node.newID())"}}"#)
+        }
+        peer.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "the proven peer was not throttled")
+        XCTAssertTrue(peer.isActive)
+    }
+
+    func testAnswersAreNotChargedToTheMessageBudget() {
+        let relay = TestRelay {
+            $0.limits.nodeMessagesPerSecond = 1
+            $0.limits.nodeMessagesBurst = 2
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        // ACKs (here for nothing: counted `unknown_ack`) answer what the relay sends, at its pace.
+        for _ in 0..<20 { alice.send(Frames.ack(Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.unknownAck), 20)
+        XCTAssertEqual(relay.counters.count(.throttled), 0, "answers were charged to the message budget")
+        // Messages are.
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1)
+    }
+
+    func testAReloadAppliesTheNodeRateLimitsToAnOpenConnection() {
+        let relay = TestRelay {
+            $0.limits.nodeMessagesPerSecond = 0
+            $0.limits.nodeMessagesBurst = 0
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        for _ in 0..<50 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 0, "unlimited")
+        var limited = relay.configuration
+        limited.limits.nodeMessagesPerSecond = 1
+        limited.limits.nodeMessagesBurst = 2
+        relay.context.apply(limited)
+        relay.shard.apply(limited)
+        for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "the reloaded budget applies to the open connection")
+        XCTAssertEqual(relay.logs.count(.debug, "reading paused"), 1)
+    }
+}
