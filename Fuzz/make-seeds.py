@@ -9,7 +9,8 @@ literals of Tests/ (interpolations replaced by an id), and a table of one valid 
 SPEC.md with the shapes PROFILE.md adds. Each target gets the frames in the layout it reads:
 fuzz-json-tape the bare JSON, fuzz-message-reader a handshake byte (0 and 1) then the JSON,
 fuzz-mesh-routing a cap byte then the JSON (ROUTING frames only, plus every frame once),
-fuzz-frame-decoder a cap byte, a cut count with cuts, then length-prefixed frames with keepalives.
+fuzz-frame-decoder a cap byte, a cut count with cuts (and a cap change), then length-prefixed frames
+with keepalives.
 """
 import hashlib, json, os, re, struct, sys
 
@@ -107,6 +108,7 @@ def main():
         decoder.append(b"\x00\x00" + frame)                                   # whole, no cap
         decoder.append(b"\x40\x03\x01\x02\x05" + frame[:7])                    # truncated, cut small
         decoder.append(b"\xff\x02\x04\x00" + b"\x00\x00\x00\x00" + frame)     # keepalive first
+        decoder.append(b"\x10\x11\x05\x00" + frame)                          # cap 16 raised to none after 5 bytes
         if index + 1 < len(prefixed):
             decoder.append(b"\x00\x04\x03\x09\x11\x20" + frame + prefixed[index + 1])  # two frames cut
     decoder.append(b"\x08\x00" + struct.pack(">I", 9) + b"123456789")       # one byte over the cap
