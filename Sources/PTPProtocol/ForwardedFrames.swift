@@ -59,13 +59,17 @@ public enum ForwardedFrames {
         }
     }
 
-    /// JOIN, LEAVE or CHANNEL passed on: `msg_data.msg_id` is always there (copied from the head
-    /// when only the head had one: the existing client needs it).
+    /// JOIN, LEAVE or CHANNEL passed on: `msg_data.msg_id` is always the flood id (copied from the
+    /// head when only the head had one: the existing client needs it). A `msg_data.msg_id` that is
+    /// the zero GUID is no id (MessageReader took the head's): it is replaced too, else the copy
+    /// went out with the zero id in `msg_data` (found by Fuzz/fuzz-message-reader).
     public static func flood(
         _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, floodID: GUID, ttl: Int, sender: SenderTag
     ) {
         let tape = json.tape
-        let needsID = tape.member("msg_id", in: envelope.data, of: json.bytes).map { tape[$0].kind == .null } ?? true
+        let needsID = tape.member("msg_id", in: envelope.data, of: json.bytes).map { token in
+            tape[token].kind != .string || GUID(canonical: tape.rawString(token, of: json.bytes)) != floodID
+        } ?? true
         FrameWriter.write(&out, verb: envelope.verb, messageID: floodID, ttl: ttl, flood: true, sender: sender) { out in
             if needsID {
                 out.writeASCII("{\"msg_id\":")

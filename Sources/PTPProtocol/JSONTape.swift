@@ -73,18 +73,23 @@ public struct JSONTape: Sendable {
 
     /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
     /// written with escapes never matches (protocol keys are plain lower-case ASCII).
+    ///
+    /// A key given twice: the last one counts, as in `MessageReader`'s one-pass reading of the
+    /// head and `msg_data` and in most JSON readers (the clients'). With the first one here, a
+    /// frame validated on one value was routed on another (found by Fuzz/fuzz-message-reader).
     public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
         guard object >= 0, object < count, self[object].kind == .object else { return nil }
         let end = Int(self[object].next)
         var index = object + 1
+        var found: Int?
         while index < end {
             let keyToken = self[index]
             if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
-                return index + 1
+                found = index + 1
             }
             index = Int(self[index + 1].next)
         }
-        return nil
+        return found
     }
 
     /// Calls `body` with (key token index, value token index) for every member of an object.
@@ -442,20 +447,28 @@ private struct Parser {
         if bytes[position] == UInt8(ascii: "0") {
             position += 1
         } else {
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
             position += 1
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
             position += 1
             if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
                 position += 1
             }
-            guard digits() > 0 else { throw .unexpected(offset: position) }
+            try requireDigits()
         }
         append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
+    }
+
+    /// At least one digit. A number cut off after `.`, `e` or its sign is `truncated`: an
+    /// `unexpected` offset must name a byte of the input (it was one past the end; found by
+    /// Fuzz/fuzz-json-tape).
+    @inline(__always)
+    mutating func requireDigits() throws(JSONTape.ParseError) {
+        guard digits() > 0 else { throw position == bytes.count ? .truncated : .unexpected(offset: position) }
     }
 
     @inline(__always)

@@ -359,7 +359,8 @@ private struct Fields {
 }
 
 /// The `msg_data` members validation and routing look at, found in one pass over the object.
-/// A member whose value is `null` counts as absent.
+/// A member whose value is `null` counts as absent. A key given twice: the last one counts, `null`
+/// included (as `JSONTape.member`).
 struct DataMembers {
     var msgID: Int?
     var nodeID: Int?
@@ -386,9 +387,10 @@ struct DataMembers {
     var attributes: Int?
 
     mutating func collect(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, object: Int) {
-        tape.forEachMember(of: object) { keyIndex, value in
+        tape.forEachMember(of: object) { keyIndex, valueIndex in
             let key = tape[keyIndex]
-            guard !key.escaped, tape[value].kind != .null else { return }
+            guard !key.escaped else { return }
+            let value: Int? = tape[valueIndex].kind == .null ? nil : valueIndex
             let start = Int(key.start)
             let end = Int(key.end)
             @inline(__always) func matches(_ name: StaticString) -> Bool { JSONTape.equals(name, bytes, start, end) }

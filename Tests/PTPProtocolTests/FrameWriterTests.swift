@@ -269,6 +269,32 @@ final class FrameWriterTests: XCTestCase {
         }
     }
 
+    /// Found by Fuzz/fuzz-message-reader: a flood whose `msg_data.msg_id` is the zero GUID (no id:
+    /// the head's counts) went out with the zero id in `msg_data`, where the existing client reads
+    /// it. The copy carries the flood id there, once; a real `msg_data.msg_id` is copied as it is.
+    func testForwardedFloodCarriesItsIDInMsgData() throws {
+        let head = "0fd7b87c-e9bc-4404-9fc9-fe5537f7c8ae"
+        for (dataID, expected) in [(IDs.zero, head), ("null", head), (nil, head), (IDs.message, IDs.message)] as [(String?, String)] {
+            var data = [("node_id", quoted(IDs.a)), ("channel", "\"c\""), ("channel_id", quoted(IDs.channel))]
+            if let dataID { data.insert(("msg_id", dataID == "null" ? "null" : quoted(dataID)), at: 0) }
+            let json = frame("JOIN", head: [("msg_id", quoted(head))], data: data)
+            var reader = MessageReader()
+            var out = ByteBuffer()
+            let bytes = Array(json.utf8)
+            try bytes.withUnsafeBytes { raw in
+                let envelope = try reader.read(raw)
+                let floodID = try XCTUnwrap(envelope.floodID)
+                XCTAssertEqual(floodID, IDs.guid(expected))
+                ForwardedFrames.flood(&out, envelope, from: ReceivedJSON(tape: reader.tape, bytes: raw), floodID: floodID, ttl: 31, sender: relay)
+            }
+            let copy = try XCTUnwrap(frames(out).first)
+            let copied = try XCTUnwrap(copy["msg_data"] as? [String: Any])
+            XCTAssertEqual(copied["msg_id"] as? String, expected, "msg_data.msg_id \(String(describing: dataID))")
+            let text = String(decoding: splitFrames(out)[0], as: UTF8.self)
+            XCTAssertEqual(text.components(separatedBy: "\"msg_id\"").count - 1, 2, "one msg_id in the head, one in msg_data: \(text)")
+        }
+    }
+
     func testRecipientsAndCopy() {
         var out = ByteBuffer()
         FrameWriter.writeRecipients(&out, [IDs.guid(IDs.a), IDs.guid(IDs.b)])

@@ -165,11 +165,14 @@ final class JSONTapeTests: XCTestCase {
         }
     }
 
-    func testDuplicateKeyFindsFirst() throws {
-        let bytes = Array(#"{"a":1,"a":2}"#.utf8)
+    /// The last of a duplicated key counts, as in `MessageReader` (see MessageReaderTests
+    /// `testDuplicateKeysTheLastOneCountsForValidationAndRouting`).
+    func testDuplicateKeyFindsLast() throws {
+        let bytes = Array(#"{"a":1,"b":0,"a":2}"#.utf8)
         let tape = try parse(bytes).get()
         bytes.withUnsafeBytes { raw in
-            XCTAssertEqual(tape.member("a", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 1)
+            XCTAssertEqual(tape.member("a", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 2)
+            XCTAssertEqual(tape.member("b", in: 0, of: raw).flatMap { tape.integer($0, of: raw) }, 0)
         }
     }
 
@@ -203,6 +206,17 @@ final class JSONTapeTests: XCTestCase {
         for text in ["", "   ", "{", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":1,", "[", "[1", "[1,", "\"abc", "tru", "nul", "fals", "-", "\"\\", "\"\\u12"] {
             assertInvalid(text, .truncated)
         }
+    }
+
+    /// Found by Fuzz/fuzz-json-tape: a number cut off after `.`, `e` or the exponent's sign was
+    /// `unexpected` at an offset one past the input.
+    func testNumberCutOffIsTruncatedNotAnOffsetPastTheEnd() {
+        for text in ["1.", "1e", "1E+", "-1.5e-", "\n\n1e", "[0,-4267267,13578901210,1E+", "{\"ttl\":2."] {
+            assertInvalid(text, .truncated)
+        }
+        // A byte that is no digit there is still `unexpected`, at that byte.
+        assertInvalid("1.x", .unexpected(offset: 2))
+        assertInvalid("1e+]", .unexpected(offset: 3))
     }
 
     func testTrailingBytes() {

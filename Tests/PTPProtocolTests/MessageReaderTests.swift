@@ -251,6 +251,38 @@ final class MessageReaderTests: XCTestCase {
         XCTAssertEqual(expectValid(message)?.recipients, [IDs.guid(IDs.b)])
     }
 
+    /// Found by Fuzz/fuzz-message-reader: with a key given twice, `MessageReader` validated the
+    /// last value and `JSONTape.member` (which the relay's routing and `MeshRouting` use) read the
+    /// first, so a ROUTING whose first `msg_data.node_id` was garbage passed validation and was then
+    /// refused by `MeshRouting`, and a CHANNEL was validated on one `channel_id` and flooded on
+    /// another. Now the last one counts everywhere, `null` included.
+    func testDuplicateKeysTheLastOneCountsForValidationAndRouting() throws {
+        let routing = #"{"msg_type":"ROUTING","msg_data":{"node_id":"x","node_id":"\#(IDs.relay)","nodes":[{"node_id":"\#(IDs.a)","ttl":9,"ttl":2}]}}"#
+        var reader = MessageReader()
+        let bytes = Array(routing.utf8)
+        try bytes.withUnsafeBytes { raw in
+            let envelope = try reader.read(raw)
+            XCTAssertEqual(envelope.verb, .routing)
+            let entries = try MeshRouting.entries(tape: reader.tape, bytes: raw, data: envelope.data)
+            XCTAssertEqual(entries.relay, IDs.guid(IDs.relay))
+            XCTAssertEqual(entries.entries.map(\.ttl), [2])
+            let relayNode = try XCTUnwrap(reader.tape.member("node_id", in: envelope.data, of: raw))
+            XCTAssertEqual(reader.tape.string(relayNode, of: raw), IDs.relay)
+        }
+        // A later null makes the member absent: a JOIN whose last channel is null has none.
+        let join = frame("JOIN", head: [("msg_id", quoted(IDs.head))], data: [("channel", "\"c\""), ("channel_id", quoted(IDs.channel)), ("channel", "null")])
+        XCTAssertEqual(expectInvalid(join)?.reason, "msg_data.channel is missing")
+        // A later value replaces an earlier null.
+        let rejoin = frame("JOIN", head: [("msg_id", quoted(IDs.head))], data: [("channel", "null"), ("channel_id", quoted(IDs.channel)), ("channel", "\"c\"")])
+        XCTAssertNotNil(expectValid(rejoin))
+        // The recipient a MESSAGE is routed to is the last node_id of its element.
+        let message = frame(
+            "MESSAGE",
+            data: [("msg_id", quoted(IDs.message)), ("recipient", "[{\"node_id\":\(quoted(IDs.a)),\"node_id\":\(quoted(IDs.b))}]"), ("timestamp", "\"t\""),
+                   ("channel", "\"c\""), ("channel_id", quoted(IDs.channel)), ("message", "\"m\"")])
+        XCTAssertEqual(expectValid(message)?.recipients, [IDs.guid(IDs.b)])
+    }
+
     func testVerbInAnyLetterCase() {
         for name in ["message", "Message", "mEsSaGe", "MESSAGE"] {
             let json = frame(

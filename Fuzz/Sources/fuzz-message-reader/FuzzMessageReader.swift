@@ -1,0 +1,154 @@
+import FuzzSupport
+import NIOCore
+import PTPProtocol
+
+// Readers live as long as a connection does: one for every input.
+nonisolated(unsafe) var reader = MessageReader()
+nonisolated(unsafe) var otherReader = MessageReader()
+nonisolated(unsafe) var rereader = MessageReader()
+
+let fallbackSender = SenderTag(NodeAddress(id: GUID("9d2b7c1e-4f3a-4b5c-8d6e-7f8091a2b3c4")!, name: "relay"))
+
+/// `MessageReader` on arbitrary frames, every verb, before and after the handshake.
+///
+/// Input: byte 0 bit 0 says whether the handshake is done; the rest is the frame. Checks: an
+/// accepted envelope holds what its verb requires (PROFILE.md, SPEC.md); the same frame read
+/// with the other handshake state differs only in a labelled chat; the frame the relay forwards
+/// (`ForwardedFrames`) is ASCII and reads back to the same message; a ROUTING frame's entries can
+/// be read by `MeshRouting`.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzMessageReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    guard size >= 1 else { return 0 }
+    let handshakeDone = input[0] & 1 == 1
+    let frame = UnsafeRawBufferPointer(rebasing: input[1...])
+
+    let envelope: Envelope
+    do throws(InvalidMessage) {
+        envelope = try reader.read(frame, handshakeDone: handshakeDone)
+    } catch {
+        fuzzCheck(!error.reason.isEmpty, "an InvalidMessage without a reason", input)
+        // The other handshake state refuses it too: only a HELLO's reading depends on it, and a
+        // labelled chat is checked as a MESSAGE, which asks for more than a HELLO does... except
+        // for the HELLO checks themselves, so no claim is made here.
+        return 0
+    }
+    checkVerbRequirements(envelope, handshakeDone: handshakeDone, input)
+
+    // The other handshake state.
+    if let other = try? otherReader.read(frame, handshakeDone: !handshakeDone) {
+        if envelope.isLabelledChat || other.isLabelledChat {
+            fuzzCheck(envelope.verb != other.verb, "a labelled chat reads the same before and after the handshake", input)
+        } else {
+            fuzzCheck(envelope.verb == other.verb && envelope.messageID == other.messageID, "the handshake state changed a frame that is no labelled chat", input)
+        }
+    }
+
+    if envelope.verb == .routing {
+        do throws(InvalidMessage) {
+            let routing = try MeshRouting.entries(tape: reader.tape, bytes: frame, data: envelope.data)
+            let nodes = reader.tape.member("nodes", in: envelope.data, of: frame)!
+            fuzzCheck(routing.entries.count + routing.malformed == reader.tape.count(of: nodes), "MeshRouting lost entries", input)
+        } catch {
+            fuzzFailure("MessageReader accepted a ROUTING that MeshRouting refuses: \(error.reason)", input)
+        }
+    }
+
+    checkForwardedFrame(envelope, frame, input)
+    return 0
+}
+
+func checkVerbRequirements(_ envelope: Envelope, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {
+    let tape = reader.tape
+    fuzzCheck(envelope.data > 0 && envelope.data < tape.count && tape[envelope.data].kind == .object, "msg_data token is not an object", input)
+    fuzzCheck(!envelope.isLabelledChat || (handshakeDone && envelope.verb == .message), "labelled chat before the handshake", input)
+    if let id = envelope.messageID { fuzzCheck(!id.isZero, "a zero message id", input) }
+    switch envelope.verb {
+    case .hello:
+        fuzzCheck(envelope.origin != nil, "HELLO without an origin", input)
+    case .message:
+        fuzzCheck(envelope.messageID != nil && !envelope.recipients.isEmpty, "MESSAGE without id or recipients", input)
+    case .certificate, .key:
+        fuzzCheck(envelope.messageID != nil && envelope.recipientID != nil, "\(envelope.verb.name) without id or recipient", input)
+    case .getCertificate, .getKey:
+        fuzzCheck(envelope.messageID != nil, "\(envelope.verb.name) without id", input)
+    case .connect:
+        fuzzCheck(envelope.connectSource != nil && envelope.connectDestination != nil, "CONNECT without both ends", input)
+    case .channel:
+        fuzzCheck(envelope.channelID != nil, "CHANNEL without channel_id", input)
+    case .ack, .nack, .join, .leave, .routing:
+        break
+    }
+}
+
+/// The frame the relay forwards: its own head, the `msg_data` members copied as they are.
+/// The frame the relay writes when it passes the message on (`ForwardedFrames`, as RelayShard
+/// calls it: unicast narrowed to one recipient when there are several, floods, CONNECT) is ASCII
+/// and reads back to the same message with the outgoing ttl. HELLO, ACK, NACK and ROUTING are
+/// answered, never passed on.
+func checkForwardedFrame(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, _ input: UnsafeRawBufferPointer) {
+    let tape = reader.tape
+    let json = ReceivedJSON(tape: tape, bytes: frame)
+    let ttl = Forwarding.outgoingTTL(of: envelope)
+    guard ttl >= 1 else { return }
+    let sender = envelope.origin.map { SenderTag($0) } ?? fallbackSender
+    var out = ByteBuffer()
+    var expectedRecipients = Recipients()
+    var expectedID = envelope.messageID
+    switch envelope.verb {
+    case .message, .certificate, .key, .getCertificate, .getKey:
+        guard let id = envelope.messageID else { fuzzFailure("an accepted \(envelope.verb.name) without id", input) }
+        let hop = envelope.recipients.count > 1 ? Recipients(envelope.recipients[envelope.recipients.startIndex]) : envelope.recipients
+        let narrowed = Forwarding.narrowedRecipients(of: envelope, for: hop)
+        expectedRecipients = narrowed ?? envelope.recipients
+        ForwardedFrames.unicast(&out, envelope, from: json, messageID: id, ttl: ttl, sender: sender, recipients: narrowed)
+    case .join, .leave, .channel:
+        // The relay drops a flood without id (`flood_no_id`).
+        guard let id = envelope.floodID else { return }
+        ForwardedFrames.flood(&out, envelope, from: json, floodID: id, ttl: ttl, sender: sender)
+    case .connect:
+        func text(_ key: StaticString) -> String? {
+            guard let token = tape.member(key, in: envelope.data, of: frame), tape[token].kind == .string else { return nil }
+            return tape.string(token, of: frame)
+        }
+        let id = envelope.messageID ?? GUID(high: 1, low: 1)
+        expectedID = id
+        ForwardedFrames.connect(
+            &out, envelope, from: json, messageID: id, ttl: ttl, sender: sender, source: envelope.connectSource!,
+            destination: envelope.connectDestination!, src: text("src"), dst: text("dst"))
+    case .hello, .ack, .nack, .routing:
+        return
+    }
+    guard let frames = splitWrittenFrames(out), frames.count == 1 else { fuzzFailure("ForwardedFrames wrote no single frame", input) }
+    let copy = frames[0]
+    fuzzCheck(copy.allSatisfy { $0 < 0x80 }, "the forwarded frame is not ASCII", input)
+    copy.withUnsafeBytes { raw in
+        let again: Envelope
+        do throws(InvalidMessage) {
+            again = try rereader.read(raw, handshakeDone: true)
+        } catch {
+            fuzzFailure("the forwarded frame is refused: \(error.reason); frame: \(String(decoding: raw, as: UTF8.self))", input)
+        }
+        fuzzCheck(again.verb == envelope.verb, "forwarded verb \(again.verb.name), was \(envelope.verb.name)", input)
+        fuzzCheck(again.messageID == expectedID, "forwarded message id \(String(describing: again.messageID)), expected \(String(describing: expectedID))", input)
+        fuzzCheck(again.ttl == ttl && again.flood == (envelope.verb == .join || envelope.verb == .leave || envelope.verb == .channel), "forwarded ttl or flood differs", input)
+        fuzzCheck(Array(again.recipients) == Array(expectedRecipients), "forwarded recipients \(Array(again.recipients)), expected \(Array(expectedRecipients))", input)
+        fuzzCheck(again.channelID == envelope.channelID, "forwarded channel id differs", input)
+        if envelope.verb == .connect {
+            fuzzCheck(again.connectSource == envelope.connectSource && again.connectDestination == envelope.connectDestination, "forwarded CONNECT ends differ", input)
+        }
+        // A message that names no sender is written with the relay's tag here (the relay writes
+        // the bound node's): only a named origin must survive.
+        if let origin = envelope.origin {
+            fuzzCheck(again.origin?.id == origin.id, "forwarded origin differs", input)
+        }
+        // PROFILE.md: a forwarded flood always carries its id in msg_data (the existing client
+        // reads it there).
+        if again.verb == .join || again.verb == .leave || again.verb == .channel {
+            let dataID = rereader.tape.member("msg_id", in: again.data, of: raw).flatMap { token -> GUID? in
+                rereader.tape[token].kind == .string ? GUID(canonical: rereader.tape.rawString(token, of: raw)) : nil
+            }
+            fuzzCheck(dataID == expectedID, "forwarded flood's msg_data.msg_id is \(String(describing: dataID)), not its id \(String(describing: expectedID))", input)
+        }
+    }
+}
