@@ -145,7 +145,8 @@ yaml_path, docs_path = sys.argv[1], sys.argv[2]
 documented = {}
 for line in open(docs_path, encoding="utf-8"):
     cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-    if len(cells) >= 3 and re.fullmatch(r"`[a-z_]+\.[a-z_]+`", cells[0]):
+    # The key tables (key, environment variable, default, ...); not the reload table below them.
+    if len(cells) >= 3 and re.fullmatch(r"`[a-z_]+\.[a-z_]+`", cells[0]) and re.fullmatch(r"`[A-Z_]+`", cells[1]):
         default = re.search(r"`([^`]*)`", cells[2])
         documented[cells[0].strip("`")] = norm(default.group(1) if default else cells[2])
 
