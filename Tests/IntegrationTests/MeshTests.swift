@@ -356,7 +356,11 @@ final class MeshTests: RelayTestCase {
             "r2 did not learn the thousand routes: \((try? routes()) ?? -1)")
         let frames = try framesIn() - before
         print("1000 clients connected to r1 in \(String(format: "%.2f", connectTime)) s cost r2 \(frames) ROUTING frames")
-        XCTAssertLessThanOrEqual(frames, 40, "a thousand binds must be batched, not sent one by one")
+        // One batch per interval while the clients arrive (an 8 KiB frame holds about a hundred
+        // entries): a few dozen frames, not a thousand. A loaded machine spreads the binds over
+        // more intervals, so the bound follows the time they took.
+        let intervals = Int((connectTime / Self.defaultInterval).rounded(.up))
+        XCTAssertLessThanOrEqual(frames, 30 + 3 * intervals, "a thousand binds must be batched, not sent one by one")
     }
 
     func testReloadAddsAndRemovesPeersWithoutDroppingClients() throws {
