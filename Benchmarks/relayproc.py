@@ -16,6 +16,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_listening(port, seconds=10.0):
+    """Whether 127.0.0.1:port accepts a connection within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def start_relay(relay_bin, prefix, config_text):
     """Writes `config_text` (its `{work}` replaced by the temporary directory) and starts the
     relay with it; returns the process once the port in the config accepts connections."""

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from relayproc import free_port, running_relay, stats  # noqa: E402
+from relayproc import free_port, running_relay, stats, wait_listening  # noqa: E402
 
 ENV = os.environ
 REPS = int(ENV.get("REPS", "3"))
@@ -82,17 +82,6 @@ tls:
   cert: "{cert}"
   key: "{key}"
 {extra}"""
-
-
-def listening(port, seconds=3.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def proc_status(pid, field):
@@ -157,7 +146,7 @@ class Bench:
     def thr(self):
         port, stats_port, tls_port, ctx = self.relay("secbench-thr-")
         with ctx as relay:
-            has_tls = listening(tls_port)
+            has_tls = wait_listening(tls_port)
             common = ["--conns", THR_CONNS, "--window", THR_WINDOW, "--payload", THR_PAYLOAD,
                       "--duration", DURATION, "--warmup", WARMUP, "--drain", 3]
             runs = {"plain": [], "tls": [], "relay-load": []}
@@ -227,8 +216,8 @@ class Bench:
         port, stats_port, tls_port, ctx = self.relay("secbench-hs-")
         try:
             with ctx:
-                has_tls = listening(tls_port)
-                if not listening(s_port) or not listening(base_port):
+                has_tls = wait_listening(tls_port)
+                if not wait_listening(s_port) or not wait_listening(base_port):
                     raise SystemExit("security_bench: openssl s_server or baseline-relay did not listen")
                 for rep in range(REPS):
                     add("s_server", self.s_time(s_port))
@@ -269,7 +258,7 @@ class Bench:
         port, stats_port, tls_port, ctx = self.relay("secbench-mem-")
         with ctx as relay:
             target = tls_port if tls else port
-            if not listening(target):
+            if not wait_listening(target):
                 return None
             # Warm up: the first connections set up pools and the TLS context; not per-connection memory.
             self.tls_load("--mode", "hs", "--port", target, "--conns", 50, *(["--tls"] if tls else []))
@@ -345,7 +334,7 @@ class Bench:
         flooders = []
         with ctx as relay:
             flood_port = tls_port if FLOOD_TARGET == "tls" else port
-            if FLOOD_TARGET == "tls" and not listening(tls_port):
+            if FLOOD_TARGET == "tls" and not wait_listening(tls_port):
                 raise SystemExit("security_bench: FLOOD_TARGET=tls but the relay has no TLS listener")
             if with_flood:
                 per = max(1, FLOOD_SOURCES // FLOOD_PROCS)

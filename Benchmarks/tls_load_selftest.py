@@ -19,6 +19,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from relayproc import free_port, wait_listening  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 results = {"passed": 0, "failed": 0}
 
@@ -26,23 +29,6 @@ results = {"passed": 0, "failed": 0}
 def check(name, condition, detail=""):
     results["passed" if condition else "failed"] += 1
     print(f"{'ok  ' if condition else 'FAIL'} - {name}" + ("" if condition else f": {detail}"), flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, seconds=10):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def run(tool, *args, timeout=60):
