@@ -135,12 +135,7 @@ final class ConnectionLimitsTests: XCTestCase {
         alice.channel.read()
         XCTAssertEqual(relay.counters.count(.throttled), 1, "a client over its budget is throttled")
 
-        let peer = relay.connect(label: "peer relay")
-        let hello = try XCTUnwrap(peer.receiveOne())
-        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String)
-        let proof = try MeshKey(meshKey).proof(nonce: nonce, prover: Node.guid(peerID))
-        peer.send(
-            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(peerID)","msg_data":{"node_id":"\#(peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(String(repeating: "ab", count: 16))","mesh_proof":"\#(proof)"}}}"#)
+        let peer = try relay.provenPeer(key: meshKey, id: peerID)
         XCTAssertTrue(relay.context.mesh.isConnected(Node.guid(peerID)), "the peer proved itself")
         // ACKs for nothing: harmless from a peer (counted `unknown_ack`), and frames all the same.
         for _ in 0..<40 {

@@ -8,23 +8,16 @@ import XCTest
 /// A proven peer relay that sends garbage (PROFILE.md section 9): each bad ROUTING is counted and
 /// logged, nothing of it is applied, and a peer that keeps doing it is disconnected.
 final class MeshPeerDefenceTests: XCTestCase {
-    static let key = "unit-test-mesh-key-0123456789"
-    static let peerID = "66666666-6666-4666-8666-666666666666"
+    static let key = TestRelay.peerKey
+    static let peerID = TestRelay.peerID
 
     private func provenPeer(_ relay: TestRelay) throws -> Peer {
-        let peer = relay.connect(label: "peer relay")
-        let hello = try XCTUnwrap(peer.receiveOne())
-        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String, "\(hello.text)")
-        let key = try MeshKey(Self.key)
-        let ours = String(repeating: "ab", count: 16)
-        let proof = key.proof(nonce: nonce, prover: Node.guid(Self.peerID))
-        peer.send(
-            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(Self.peerID)","msg_data":{"node_id":"\#(Self.peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(ours)","mesh_proof":"\#(proof)"}}}"#)
+        let peer = try relay.provenPeer(key: Self.key, id: Self.peerID)
         let answer = peer.receive()
         let reply = try XCTUnwrap(answer.first { $0.type == "HELLO" }, "\(answer.map(\.text))")
         XCTAssertEqual(
             (reply.data["attributes"] as? [String: Any])?["mesh_proof"] as? String,
-            key.proof(nonce: ours, prover: Node.guid(Node.relay)), "the relay proves itself back")
+            try MeshKey(Self.key).proof(nonce: TestRelay.peerNonce, prover: Node.guid(Node.relay)), "the relay proves itself back")
         XCTAssertTrue(answer.contains { $0.type == "ROUTING" }, "the whole table follows the proof")
         return peer
     }

@@ -222,12 +222,7 @@ final class OutboundLimitTests: XCTestCase {
     }
 
     private func provenPeer(_ relay: TestRelay) throws -> Peer {
-        let peer = relay.connect(label: "peer relay")
-        let hello = try XCTUnwrap(peer.receiveOne())
-        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String)
-        let proof = try MeshKey(MeshPeerDefenceTests.key).proof(nonce: nonce, prover: Node.guid(MeshPeerDefenceTests.peerID))
-        peer.send(
-            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(MeshPeerDefenceTests.peerID)","msg_data":{"node_id":"\#(MeshPeerDefenceTests.peerID)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(String(repeating: "ab", count: 16))","mesh_proof":"\#(proof)"}}}"#)
+        let peer = try relay.provenPeer(key: MeshPeerDefenceTests.key, id: MeshPeerDefenceTests.peerID)
         XCTAssertTrue(peer.receive().contains { $0.type == "ROUTING" })
         return peer
     }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOEmbedded
 import PTPProtocol
 import RelayConfig
+import RelayMesh
 import Synchronization
 import XCTest
 
@@ -405,4 +406,25 @@ func canonical(_ object: [String: Any], removing keys: Set<String> = []) -> Stri
 
 func jsonObject(_ text: String) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+}
+
+// MARK: A peer relay
+
+extension TestRelay {
+    static let peerKey = "unit-test-mesh-key-0123456789"
+    static let peerID = "66666666-6666-4666-8666-666666666666"
+    /// The nonce the test peer sends in its HELLO, for the relay's proof back.
+    static let peerNonce = String(repeating: "ab", count: 16)
+
+    /// A connection that answers the relay's HELLO with the peering proof of relay `id` under `key`
+    /// (the relay runs with that `mesh.key`). The relay's answer is left for the caller to read.
+    func provenPeer(key: String = TestRelay.peerKey, id: String = TestRelay.peerID) throws -> Peer {
+        let peer = connect(label: "peer relay")
+        let hello = try XCTUnwrap(peer.receiveOne())
+        let nonce = try XCTUnwrap((hello.data["attributes"] as? [String: Any])?["mesh_nonce"] as? String, "\(hello.text)")
+        let proof = try MeshKey(key).proof(nonce: nonce, prover: Node.guid(id))
+        peer.send(
+            #"{"msg_type":"HELLO","ttl":1,"flood":false,"msg_id":"\#(Node.newID())","sender_id":"peer@\#(id)","msg_data":{"node_id":"\#(id)","version":"t","attributes":{"node_type":"server","mesh_nonce":"\#(Self.peerNonce)","mesh_proof":"\#(proof)"}}}"#)
+        return peer
+    }
 }
