@@ -338,6 +338,21 @@ final class TLSTests: RelayTestCase {
         XCTAssertEqual(encoded.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }, "over tls")
     }
 
+    func testPtpchatListensOverTLS() throws {
+        let (relay, port) = try startTLSRelay()
+        let listenerID = Ids.make()
+        let listener = try startPtpchat(
+            ["listen", "--relay", "127.0.0.1:\(port)", "--tls", "--ca", pki.ca, "--node-id", listenerID], name: "listen")
+        XCTAssertEqual(listener.waitForStderrLine(containing: "ready", timeout: 10), "ready \(listenerID)", listener.stderr)
+        // Sent over plaintext, received over TLS: one relay, both listeners.
+        let sender = try startPtpchat(["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10", "to a tls listener"], name: "send")
+        XCTAssertEqual(sender.waitForExit(timeout: 15), 0, "ptpchat send failed: \(sender.stderr)")
+        let line = try XCTUnwrap(listener.waitForStdoutLines(1, timeout: expectWithin).first, "listen over TLS printed nothing: \(listener.stderr)")
+        let frame = try XCTUnwrap(JSON.object(Array(line.utf8)), line)
+        let encoded = frame.data["message"] as? String
+        XCTAssertEqual(encoded.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }, "to a tls listener")
+    }
+
     func testPtpchatWithANodeCertificateProvesItsID() throws {
         let (relay, port) = try startTLSRelay(clientCA: true)
         let alice = try bind(relay, name: "alice")
