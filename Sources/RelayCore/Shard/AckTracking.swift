@@ -69,8 +69,28 @@ struct StoredInFlight {
     }
 
     private var entries: [Int64: Entry] = [:]
+    /// Reads of the store under way on this shard, and the rows deleted (delivered) meanwhile: a
+    /// read may have seen such a row before its delete committed, and must not send it again.
+    private var readsUnderWay = 0
+    private var deletedDuringReads: Set<Int64> = []
 
-    func contains(_ seq: Int64) -> Bool { entries[seq] != nil }
+    /// Whether a row read from the store must not be sent: out for delivery, or delivered since
+    /// a read under way began.
+    func contains(_ seq: Int64) -> Bool { entries[seq] != nil || deletedDuringReads.contains(seq) }
+
+    mutating func readStarted() { readsUnderWay += 1 }
+
+    /// Call after the read's rows went through `contains`.
+    mutating func readFinished() {
+        readsUnderWay = max(readsUnderWay - 1, 0)
+        if readsUnderWay == 0 && !deletedDuringReads.isEmpty { deletedDuringReads = [] }
+    }
+
+    /// The row was delivered and its delete committed.
+    mutating func deleted(_ seq: Int64) {
+        entries[seq] = nil
+        if readsUnderWay > 0 { deletedDuringReads.insert(seq) }
+    }
 
     mutating func sent(_ seq: Int64, to recipient: GUID, attemptsBefore attempts: Int) {
         entries[seq] = Entry(recipient: recipient, attempts: attempts, settling: false)

@@ -140,7 +140,9 @@ extension RelayShard {
         guard connection.storedBacklog.beginRead(recipient) else { return }
         let connectionID = connection.id
         let shard = self
+        storedInFlight.readStarted()
         context.store.due(for: recipient, now: wallClock(), on: eventLoop).assumeIsolated().whenComplete { result in
+            defer { shard.storedInFlight.readFinished() }
             guard let connection = shard.connections[connectionID] else { return }
             switch result {
             case .success(let (messages, more)):
@@ -249,7 +251,7 @@ extension RelayShard {
         context.store.submit(
             .acknowledged(seq: seq, recipient: recipient, messageID: messageID) { deleted in
                 shard.eventLoop.execute {
-                    shard.storedInFlight.settled(seq)
+                    shard.storedInFlight.deleted(seq)
                     if deleted { shard.counters.storedDelivered += 1 }
                 }
             })
