@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Instructions per delivered message (MESSAGE in and out plus ACK in and out), counted by
+# valgrind's callgrind for the relay and the C baseline relay under the same load: the `thr`
+# shape (100 connections in pairs, window 64, payload 256). Instruction counts do not depend on
+# what else the machine is doing, so this is the repeatable figure for comparing builds.
+#
+#   Benchmarks/instructions.sh                  # both targets, ~2 min
+#   PROFILE=1 Benchmarks/instructions.sh        # also the relay's top functions (callgrind_annotate)
+#   KEEP=/tmp/cg Benchmarks/instructions.sh     # keep the callgrind files there (callgrind_annotate --tree=caller)
+#
+# Both run one event loop (`--threads 1`): with two, the count moves by ±4 % from run to run with
+# which shard each connection lands on (a copy for another shard goes through its batch); with
+# one it repeats within 0.5 %.
+#
+# Each target runs twice under callgrind, with N1 and then N2 messages; (Ir(N2) - Ir(N1)) /
+# (N2 - N1) leaves out start-up, handshakes and shutdown. Binaries are copied with their debug
+# information stripped (valgrind 3.19 cannot read Swift's DWARF 5) and run with a small preload
+# that copies the mask sigsuspend is given (valgrind 3.19 writes into it, and libdispatch's is in
+# read-only memory).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
+SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
+N1="${N1:-10000}"
+N2="${N2:-50000}"
+PORT="${RELAY_PORT:-17113}"
+LOAD=(--conns 100 --window 64 --payload 256 --pattern pair --quiet)
+
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
+[[ -x "$BENCH/relay-load" && -x "$BENCH/baseline-relay" ]] || make -C "$BENCH" >&2
+
+swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+WORK="$(mktemp -d -t ptpchat-instr.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+
+cp "$BIN" "$WORK/relay" && strip --strip-debug "$WORK/relay"
+cp "$BENCH/baseline-relay" "$WORK/baseline" && strip --strip-debug "$WORK/baseline"
+cat >"$WORK/sigsuspend.c" <<'EOF'
+#define _GNU_SOURCE
+#include <signal.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return (int)syscall(SYS_rt_sigsuspend, &copy, 8); }
+EOF
+gcc -O2 -shared -fPIC "$WORK/sigsuspend.c" -o "$WORK/sigsuspend.so"
+
+# The load generator's per-IP and per-node limits off, as in compare.sh.
+export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
+
+wait_port() {
+    for _ in $(seq 200); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# run TARGET MESSAGES: prints the callgrind total and checks that nothing was lost.
+run() {
+    local target=$1 messages=$2 out="$WORK/$1.$2.cg" pid
+    rm -rf "$WORK/data" && mkdir "$WORK/data"
+    case $target in
+        relay) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --threads 1 --log-level warning >"$WORK/$target.log" 2>&1 &
+            ;;
+        baseline) valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 1 >"$WORK/$target.log" 2>&1 &
+            ;;
+    esac
+    pid=$!
+    wait_port "$PORT" "$pid" || { echo "instructions.sh: $target did not start:" >&2; tail "$WORK/$target.log" >&2; exit 1; }
+    "$BENCH/relay-load" --port "$PORT" --messages "$messages" "${LOAD[@]}" >"$WORK/load.json"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    python3 - "$WORK/load.json" "$messages" "$target" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = int(sys.argv[2])
+bad = {k: d[k] for k in ("lost", "dup", "errors", "unacked") if d[k]}
+if d["acked"] != want or bad:
+    sys.exit(f"instructions.sh: {sys.argv[3]}: {d['acked']} of {want} acked, {bad}")
+EOF
+    awk '/^totals:/ { print $2 }' "$out"
+}
+
+# inclusive OUT SYMBOL: the instructions spent in SYMBOL and what it calls (callgrind_annotate).
+inclusive() {
+    callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+        awk -v sym="$2" '!found && index($0, sym) { gsub(",", "", $1); value = $1; found = 1 } END { print found ? value : 0 }'
+}
+
+# The relay's frame handling (parse, validate, route, write the copies and the ACK) as one figure
+# that does not depend on how the load happened to batch into reads and writes: the whole-process
+# figure moves by a few percent from run to run with that batching, this one much less.
+FRAME_SYMBOL='RelayShard.handleFrame'
+printf "%-9s %14s %14s %12s %8s %12s\n" target "Ir(N=$N1)" "Ir(N=$N2)" "Ir/msg" x_base "frames/msg"
+declare -A PER
+for target in baseline relay; do
+    a=$(run "$target" "$N1")
+    b=$(run "$target" "$N2")
+    PER[$target]=$(( (b - a) / (N2 - N1) ))
+    ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.2f", x / y }')
+    frames=-
+    if [[ $target == relay ]] && command -v callgrind_annotate >/dev/null; then
+        # The mangled name of RelayShard.handleFrame(_:_:).
+        fa=$(inclusive "$WORK/relay.$N1.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_7NIOCore10ByteBufferVtF ')
+        fb=$(inclusive "$WORK/relay.$N2.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_7NIOCore10ByteBufferVtF ')
+        frames=$(( (fb - fa) / (N2 - N1) ))
+    fi
+    printf "%-9s %14d %14d %12d %8s %12s\n" "$target" "$a" "$b" "${PER[$target]}" "$ratio" "$frames"
+done
+echo "Ir/msg = instructions per delivered message (MESSAGE in and out, ACK in and out), all threads;"
+echo "frames/msg = of those, the relay's $FRAME_SYMBOL (parse, validate, route, write), steadier from run to run."
+
+if [[ -n "${KEEP:-}" ]]; then
+    mkdir -p "$KEEP" && cp "$WORK"/*.cg "$WORK/relay" "$KEEP/"
+fi
+if [[ "${PROFILE:-0}" == 1 ]] && command -v callgrind_annotate >/dev/null; then
+    echo
+    echo "relay, top functions by own instructions (N=$N2 run):"
+    callgrind_annotate --threshold=90 "$WORK/relay.$N2.cg" 2>/dev/null | sed -n '/^Ir/,$p' | head -45 | cut -c1-160
+fi
