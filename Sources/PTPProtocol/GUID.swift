@@ -96,38 +96,62 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
         }
     }
 
-    /// Writes the lower-case canonical form (36 bytes) to `destination`.
+    /// Writes the lower-case canonical form (36 bytes) to `destination`, eight digits a word.
     @inline(__always)
     public func write(to destination: UnsafeMutableRawBufferPointer) {
         precondition(destination.count >= 36)
-        @inline(__always) func hex(_ value: UInt64) -> UInt8 {
-            let nibble = UInt8(truncatingIfNeeded: value & 0xF)
-            return nibble < 10 ? nibble &+ 48 : nibble &+ 87
+        @inline(__always) func store(_ digits: UInt64, at offset: Int) {
+            destination.storeBytes(of: digits.littleEndian, toByteOffset: offset, as: UInt64.self)
         }
-        @inline(__always) func put(_ word: UInt64, nibbles: Int, at offset: Int) {
-            var word = word
-            var position = offset + nibbles - 1
-            for _ in 0..<nibbles {
-                destination[position] = hex(word)
-                word >>= 4
-                position -= 1
-            }
+        @inline(__always) func store(_ digits: UInt32, at offset: Int) {
+            destination.storeBytes(of: digits.littleEndian, toByteOffset: offset, as: UInt32.self)
         }
-        put(high >> 32, nibbles: 8, at: 0)
+        let middle = GUID.hexDigits(UInt32(truncatingIfNeeded: high))  // bbbbcccc
+        let fourth = GUID.hexDigits(UInt32(truncatingIfNeeded: low >> 32))  // ddddeeee
+        store(GUID.hexDigits(UInt32(truncatingIfNeeded: high >> 32)), at: 0)
         destination[8] = UInt8(ascii: "-")
-        put(high >> 16, nibbles: 4, at: 9)
+        store(UInt32(truncatingIfNeeded: middle), at: 9)
         destination[13] = UInt8(ascii: "-")
-        put(high, nibbles: 4, at: 14)
+        store(UInt32(truncatingIfNeeded: middle >> 32), at: 14)
         destination[18] = UInt8(ascii: "-")
-        put(low >> 48, nibbles: 4, at: 19)
+        store(UInt32(truncatingIfNeeded: fourth), at: 19)
         destination[23] = UInt8(ascii: "-")
-        put(low, nibbles: 12, at: 24)
+        store(UInt32(truncatingIfNeeded: fourth >> 32), at: 24)
+        store(GUID.hexDigits(UInt32(truncatingIfNeeded: low)), at: 28)
+    }
+
+    /// The eight lower-case hex digits of `value`, most significant first, as the bytes of a
+    /// little-endian word (the inverse of `hexWord`), in a few word operations.
+    @inline(__always)
+    static func hexDigits(_ value: UInt32) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        // One nibble a byte, lowest nibble in the lowest byte ...
+        var x = UInt64(value)
+        x = (x | x << 16) & 0x0000_FFFF_0000_FFFF
+        x = (x | x << 8) & 0x00FF_00FF_00FF_00FF
+        x = (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F
+        // ... then the most significant first, and each nibble to `0-9` or `a-f`.
+        x = x.byteSwapped
+        let letters = ((x &+ ones &* 6) >> 4) & ones
+        return x &+ ones &* 0x30 &+ letters &* 39
     }
 
     /// One mixing multiply instead of two hasher rounds: ids are random or chosen by peers, and
     /// the table's per-process seed still applies.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(high ^ (low &* 0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// What `Dictionary` and `Set` call for a bucket: murmur3's 64-bit finalizer over the folded id
+    /// and the table's seed, in place of a `Hasher` (SipHash-1-3 costs about 150 instructions a
+    /// lookup, and every relayed message looks ids up several times: Benchmarks/instructions.sh).
+    /// Ids that fold to the same word collide here as they do in `hash(into:)`; others scatter by
+    /// the per-table seed.
+    public func _rawHashValue(seed: Int) -> Int {
+        var x = (high ^ (low &* 0x9E37_79B9_7F4A_7C15)) ^ UInt64(truncatingIfNeeded: seed)
+        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        return Int(truncatingIfNeeded: x ^ (x >> 33))
     }
 
     public var description: String {

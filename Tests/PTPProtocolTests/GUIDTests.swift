@@ -35,6 +35,41 @@ final class GUIDTests: XCTestCase {
         XCTAssertEqual(GUID.zero.description, IDs.zero)
     }
 
+    /// Every digit position of arbitrary values (not only version-4 ids) against `String(radix:)`.
+    func testFormattingMatchesReferenceForArbitraryValues() {
+        var generator = FastRandom()
+        func hex(_ value: UInt64) -> String {
+            let digits = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+        let edges = [GUID.zero, GUID(high: .max, low: .max), GUID(high: 0xA0A0_A0A0_9F9F_9F9F, low: 0x0909_0A0A_F0F0_0F0F)]
+        for guid in edges + (0..<2000).map({ _ in GUID(high: generator.next(), low: generator.next()) }) {
+            let high = hex(guid.high)
+            let low = hex(guid.low)
+            let expected = "\(high.prefix(8))-\(high.dropFirst(8).prefix(4))-\(high.suffix(4))-\(low.prefix(4))-\(low.suffix(12))"
+            XCTAssertEqual(guid.description, expected)
+            XCTAssertEqual(GUID(expected), guid)
+        }
+    }
+
+    /// The bucket hash (`_rawHashValue`) scatters ids that differ in a few bits only, high or low
+    /// word, and depends on the table's seed.
+    func testBucketHashScattersNearbyIDs() {
+        let counts: [UInt64] = Array(0..<4096)
+        let nearbyHigh: [GUID] = counts.map { GUID(high: $0, low: 0) }
+        let nearbyLowTop: [GUID] = counts.map { GUID(high: 0, low: $0 << 40) }
+        let nearbyLow: [GUID] = counts.map { GUID(high: 0x1234 << 48, low: $0) }
+        for ids in [nearbyHigh, nearbyLowTop, nearbyLow] {
+            var buckets = [Int](repeating: 0, count: 1024)
+            for id in ids { buckets[id._rawHashValue(seed: 12345) & 1023] += 1 }
+            // 4 ids a bucket on average; a weak mix puts hundreds in a few.
+            XCTAssertLessThanOrEqual(buckets.max()!, 16)
+            XCTAssertEqual(Set(ids).count, ids.count)
+        }
+        let id = GUID(high: 1, low: 2)
+        XCTAssertNotEqual(id._rawHashValue(seed: 1), id._rawHashValue(seed: 2))
+    }
+
     func testRoundTripAndOrdering() {
         var generator = FastRandom()
         var seen = Set<GUID>()

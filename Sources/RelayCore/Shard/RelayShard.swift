@@ -41,7 +41,7 @@ final class RelayShard: @unchecked Sendable {
 
     // MARK: This loop only
 
-    var connections: [UInt64: Connection] = [:]
+    var connections = ConnectionTable()
     /// Replica of the node registry: where each node's connection is, and how it is announced.
     var directory = NodeDirectory()
     /// Messages sent to several next hops, awaiting all their answers.
