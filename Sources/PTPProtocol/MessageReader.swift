@@ -257,8 +257,8 @@ private struct Fields {
             }
 
         case .ack, .nack:
-            guard let token = m.msgID else { throw FieldError("msg_data.msg_id is missing") }
-            guard tape[token].kind == .string, guid(token) != nil else { throw FieldError("msg_data.msg_id is not a GUID") }
+            // A present `msg_data.msg_id` was parsed above (a non-GUID there is refused before this).
+            guard m.msgID != nil else { throw FieldError("msg_data.msg_id is missing") }
             if envelope.verb == .nack, let reason = try optionalString(m.reason, "reason") {
                 envelope.reason = tape.string(reason, of: bytes)
             }

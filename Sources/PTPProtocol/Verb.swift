@@ -47,17 +47,20 @@ public enum Verb: UInt8, CaseIterable, Sendable {
 
     /// Matches the verb in any letter case.
     public init?(bytes: UnsafeRawBufferPointer) {
-        guard bytes.count >= 3, bytes.count <= 14 else { return nil }
-        var folded: (UInt64, UInt64) = (0, 0)
-        for (index, byte) in bytes.enumerated() {
-            let upper = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) ? byte - 32 : byte
-            if index < 8 {
-                folded.0 |= UInt64(upper) << (8 * UInt64(index))
-            } else {
-                folded.1 |= UInt64(upper) << (8 * UInt64(index - 8))
-            }
+        let count = bytes.count
+        guard count >= 3, count <= 14 else { return nil }
+        // The name in two little-endian words, zero-padded, read with two copies instead of a loop.
+        var low: UInt64 = 0
+        var high: UInt64 = 0
+        withUnsafeMutableBytes(of: &low) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(8))) }
+        if count > 8 {
+            withUnsafeMutableBytes(of: &high) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[8...])) }
         }
-        for entry in Verb.packedNames where entry.length == bytes.count && entry.low == folded.0 && entry.high == folded.1 {
+        // Clearing bit 5 of each byte maps `a-z` onto `A-Z` and no other byte onto a capital
+        // letter: a match means each byte was the name's letter in one case or the other.
+        let fold: UInt64 = ~0x2020_2020_2020_2020
+        let folded = (UInt64(littleEndian: low) & fold, UInt64(littleEndian: high) & fold)
+        for entry in Verb.packedNames where entry.length == count && entry.low == folded.0 && entry.high == folded.1 {
             self = entry.verb
             return
         }
