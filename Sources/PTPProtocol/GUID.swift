@@ -32,30 +32,32 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case), eight digits
-    /// at a time.
+    /// at a time: the four-digit groups are read in pairs, each pair as one word.
     @inline(__always)
     public init?(canonical bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 36,
             bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"),
             bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-"),
-            let a = GUID.hex8(bytes, at: 0), let b = GUID.hex4(bytes, at: 9), let c = GUID.hex4(bytes, at: 14),
-            let d = GUID.hex4(bytes, at: 19), let e = GUID.hex8(bytes, at: 24), let f = GUID.hex4(bytes, at: 32)
+            let first = GUID.hexWord(GUID.word(bytes, at: 0)),
+            let second = GUID.hexWord(GUID.word(bytes, at: 9, and: 14)),
+            let third = GUID.hexWord(GUID.word(bytes, at: 19, and: 24)),
+            let last = GUID.hexWord(GUID.word(bytes, at: 28))
         else { return nil }
-        self.init(high: a << 32 | b << 16 | c, low: d << 48 | e << 16 | f)
+        self.init(high: first << 32 | second, low: third << 32 | last)
     }
 
-    /// The value of the eight hex digits at `offset`, or nil when one is not a hex digit.
+    /// The eight bytes at `offset`, the first in the lowest byte.
     @inline(__always)
-    static func hex8(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64? {
-        hexWord(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+    static func word(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
-    /// The value of the four hex digits at `offset`.
+    /// The four bytes at `offset` then the four at `next`, as one word.
     @inline(__always)
-    static func hex4(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64? {
-        let word = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        // Padded with "0000": the value of "dddd0000".
-        return hexWord(word | 0x3030_3030_0000_0000).map { $0 >> 16 }
+    static func word(_ bytes: UnsafeRawBufferPointer, at offset: Int, and next: Int) -> UInt64 {
+        let low = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        let high = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: next, as: UInt32.self)))
+        return low | high << 32
     }
 
     /// Eight ASCII hex digits (first digit in the lowest byte) to their 32-bit value, in a few

@@ -28,18 +28,23 @@ public struct JSONTape: Sendable {
     /// Token memory, reused from frame to frame and grown when a frame needs more. Copies of a
     /// tape share it: read a copy before the next `parse`.
     private let storage = TokenStorage()
+    /// `storage.base` as of the last parse (the storage moves only when a parse grows it): a
+    /// token read is one load, not two. Shared like the storage it points into (see above).
+    nonisolated(unsafe) private var base: UnsafeMutablePointer<Token>
     /// Tokens of the last parse.
     public private(set) var count = 0
 
     /// The tokens as an array (for tests and diagnostics; the relay reads them in place).
-    public var tokens: [Token] { Array(UnsafeBufferPointer(start: storage.base, count: count)) }
+    public var tokens: [Token] { Array(UnsafeBufferPointer(start: base, count: count)) }
     /// The text has no white space outside strings and no byte above 0x7F: it may be copied to the
     /// wire as it is.
     public private(set) var isCompactASCII = true
 
     public static let maxDepth = 64
 
-    public init() {}
+    public init() {
+        base = storage.base
+    }
 
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case unexpected(offset: Int)
@@ -63,6 +68,7 @@ public struct JSONTape: Sendable {
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) {
         var parser = Parser(bytes: bytes, storage: storage)
         defer {
+            base = storage.base
             count = parser.count
             isCompactASCII = parser.compact
         }
@@ -73,8 +79,8 @@ public struct JSONTape: Sendable {
 
     @inline(__always)
     public subscript(index: Int) -> Token {
-        precondition(index >= 0 && index < count, "token index out of range")
-        return storage.base[index]
+        precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "token index out of range")
+        return base[index]
     }
 
     /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
