@@ -91,7 +91,7 @@ final class Connection {
         }
     }
     private var pendingOutput: ByteBuffer
-    /// What a flush's first write reserves: about what the last flush wrote. A busy connection
+    /// What a flush's first write reserves: twice what the last flush wrote. A busy connection
     /// writes about as much each tick, and a buffer grown by doubling from 4 KiB was copied
     /// several times a tick (realloc's copies were 5 % of the instructions per relayed message:
     /// Benchmarks/instructions.sh). Nothing is held between flushes either way.
@@ -186,7 +186,8 @@ final class Connection {
     func takeOutput(leaving empty: ByteBuffer) -> ByteBuffer {
         let output = pendingOutput
         let range = Self.outputReserveRange
-        outputReserve = min(max(output.readableBytes + output.readableBytes / 8, range.lowerBound), range.upperBound)
+        // Twice the last flush: ticks vary, and one that outgrows its buffer copies all of it.
+        outputReserve = min(max(2 * output.readableBytes, range.lowerBound), range.upperBound)
         pendingOutput = empty
         return output
     }
