@@ -45,16 +45,26 @@ public enum ForwardedFrames {
         _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, messageID: GUID, ttl: Int,
         sender: SenderTag, recipients: Recipients?
     ) {
-        FrameWriter.write(&out, verb: envelope.verb, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
+        unicast(&out, verb: envelope.verb, data: envelope.data, from: json, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
+    }
+
+    /// The same from the two things of the envelope it reads: a closure that captures these
+    /// instead of the whole `Envelope` (over 300 bytes) does not copy it for every forwarded copy.
+    @inline(__always)
+    public static func unicast(
+        _ out: inout ByteBuffer, verb: Verb, data: Int, from json: ReceivedJSON, messageID: GUID, ttl: Int,
+        sender: SenderTag, recipients: Recipients?
+    ) {
+        FrameWriter.write(&out, verb: verb, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
             if let recipients {
                 out.writeASCII("{\"recipient\":")
                 FrameWriter.writeRecipients(&out, recipients)
-                FrameWriter.copyMembers(&out, tape: json.tape, bytes: json.bytes, object: envelope.data, leadingComma: true) {
+                FrameWriter.copyMembers(&out, tape: json.tape, bytes: json.bytes, object: data, leadingComma: true) {
                     $0.count == 9 && JSONTape.equals("recipient", $0, 0, 9)
                 }
                 out.writeInteger(UInt8(ascii: "}"))
             } else {
-                FrameWriter.copyValue(&out, tape: json.tape, bytes: json.bytes, token: envelope.data)
+                FrameWriter.copyValue(&out, tape: json.tape, bytes: json.bytes, token: data)
             }
         }
     }

@@ -113,8 +113,12 @@ extension RelayShard {
         _ envelope: Envelope, _ json: ReceivedJSON, _ delivery: Delivery, ttl: Int, sender: SenderTag, to nextHop: NextHop
     ) {
         let recipients = Forwarding.narrowedRecipients(of: envelope, for: delivery.recipients)
-        send(delivery, verb: envelope.verb, to: nextHop) {
-            ForwardedFrames.unicast(&$0, envelope, from: json, messageID: delivery.messageID, ttl: ttl, sender: sender, recipients: recipients)
+        // The closure captures the two fields it needs, not the envelope (no copy of it per hop).
+        let verb = envelope.verb
+        let data = envelope.data
+        let messageID = delivery.messageID
+        send(delivery, verb: verb, to: nextHop) {
+            ForwardedFrames.unicast(&$0, verb: verb, data: data, from: json, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
         }
     }
 
