@@ -7,6 +7,9 @@ import RelayStore
 /// come on the writer's thread, after the commit), reads run off the event loop.
 public protocol StoreAccess: Sendable {
     func submit(_ write: StoreWriter.Write)
+    /// Whether the store may hold messages for `recipient`, without a read (false: it holds none).
+    /// Asked on the event loop by every HELLO: must be cheap, and never false for a recipient with rows.
+    func mayHoldMessages(for recipient: GUID) -> Bool
     /// The recipient's messages due now, in arrival order, and whether it has any stored at all.
     func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)>
     /// Which of `nodes` the store holds messages for (a route to them appeared), read off the loop.
@@ -19,6 +22,8 @@ public protocol StoreAccess: Sendable {
 
 extension StoreAccess {
     public func totals() throws -> (messages: Int, bytes: Int) { (0, 0) }
+    /// A store that keeps no index of its recipients: always read.
+    public func mayHoldMessages(for recipient: GUID) -> Bool { true }
 }
 
 /// The SQLite store, read on a small thread pool.
@@ -34,6 +39,10 @@ public final class ThreadedStoreAccess: StoreAccess {
 
     public func submit(_ write: StoreWriter.Write) {
         store.writer.submit(write)
+    }
+
+    public func mayHoldMessages(for recipient: GUID) -> Bool {
+        store.storedRecipients.contains(recipient)
     }
 
     public func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)> {
