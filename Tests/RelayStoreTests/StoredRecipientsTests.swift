@@ -21,9 +21,11 @@ final class StoredRecipientsTests: StoreTestCase {
 
     func testAnInsertListsItsRecipientBeforeItsCompletionRuns() throws {
         let store = try openStore()
+        let alice = self.alice
         XCTAssertFalse(store.storedRecipients.contains(alice))
+        let insert = message(to: alice)
         let listedAtCompletion = waitForCompletion { (done: @escaping @Sendable (Bool) -> Void) in
-            store.writer.submit(.insert([message(to: alice)]) { _ in done(store.storedRecipients.contains(alice)) })
+            store.writer.submit(.insert([insert]) { _ in done(store.storedRecipients.contains(alice)) })
         }
         XCTAssertEqual(listedAtCompletion, true, "a caller told `stored` (and announcing it) finds the recipient listed")
         XCTAssertFalse(store.storedRecipients.contains(bob))
@@ -83,25 +85,46 @@ final class StoredRecipientsTests: StoreTestCase {
         XCTAssertEqual(store.storedRecipients.count, 0)
     }
 
+    /// Runs `submit` while the writer thread is held in a completion: what it submits is queued
+    /// meanwhile and committed in the writer's next transaction, together.
+    private func submitTogether(_ store: MessageStore, _ submit: () -> Void) {
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        store.writer.submit(.barrier { held.signal(); release.wait() })
+        XCTAssertEqual(held.wait(timeout: .now() + completionDeadline), .success, "the writer reached the barrier")
+        submit()
+        release.signal()
+    }
+
     /// An ACK that empties a mailbox and an insert for the same recipient in one transaction: the
     /// recipient stays listed, whichever comes first.
     func testDeleteAndInsertInOneTransactionKeepTheRecipient() throws {
-        // A long commit delay and a large batch: writes submitted together share one transaction.
-        let store = try openStore(settings: settings { $0.commitDelay = 0.3; $0.batchSize = 1000 })
+        let store = try openStore()
         XCTAssertEqual(store.insertAndWait(message(to: alice)), .stored)
+        // The transaction count as each completion saw it (they run after their commit).
+        let seen = Locked<[Int]>([])
+        let note: @Sendable () -> Void = { seen.mutate { $0.append(store.writer.commits.transactions) } }
         let old = try XCTUnwrap(store.due(for: alice, now: now).first)
-        let before = store.writer.commits.transactions
-        store.writer.submit(.acknowledged(seq: old.seq, recipient: alice, messageID: old.messageID) { _ in })
-        XCTAssertEqual(store.insertAndWait(message(to: alice)), .stored)
-        XCTAssertEqual(store.writer.commits.transactions - before, 1, "the ACK and the insert shared one transaction")
+        submitTogether(store) {
+            store.writer.submit(.acknowledged(seq: old.seq, recipient: alice, messageID: old.messageID) { _ in note() })
+            store.writer.submit(.insert([message(to: alice)]) { _ in note() })
+        }
+        store.barrierAndWait()
+        XCTAssertEqual(seen.value.count, 2)
+        XCTAssertEqual(Set(seen.value).count, 1, "the ACK and the insert shared one transaction")
+        XCTAssertEqual(try store.messages(for: alice).count, 1)
         XCTAssertTrue(store.storedRecipients.contains(alice), "deleted then inserted: listed")
 
+        seen.value = []
         let second = try XCTUnwrap(store.due(for: alice, now: now).first)
-        let next = message(to: alice)
-        let transactions = store.writer.commits.transactions
-        store.writer.submit(.insert([next]) { _ in })
-        XCTAssertEqual(store.acknowledgeAndWait(second), true)
-        XCTAssertEqual(store.writer.commits.transactions - transactions, 1)
+        submitTogether(store) {
+            store.writer.submit(.insert([message(to: alice)]) { _ in note() })
+            store.writer.submit(.acknowledged(seq: second.seq, recipient: alice, messageID: second.messageID) { _ in note() })
+        }
+        store.barrierAndWait()
+        XCTAssertEqual(seen.value.count, 2)
+        XCTAssertEqual(Set(seen.value).count, 1, "the insert and the ACK shared one transaction")
+        XCTAssertEqual(try store.messages(for: alice).count, 1)
         XCTAssertTrue(store.storedRecipients.contains(alice), "inserted then the other row deleted: listed")
         try assertExact(store)
     }
