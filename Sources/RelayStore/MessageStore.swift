@@ -13,6 +13,8 @@ public final class MessageStore: Sendable {
     public let settings: StoreSettings
     let pool: DatabasePool
     public let writer: StoreWriter
+    /// The recipients it holds messages for, kept in memory by `writer` (no read per HELLO).
+    public let storedRecipients: StoredRecipients
 
     /// Stores up to this size are checked with `PRAGMA quick_check` when opened.
     public static let integrityCheckLimit = 256 * 1024 * 1024
@@ -65,7 +67,12 @@ public final class MessageStore: Sendable {
         } catch {
             throw StoreError(path: path, reason: "\(error)")
         }
-        writer = StoreWriter(pool: pool, settings: settings, path: path, logger: logger)
+        do {
+            storedRecipients = StoredRecipients(try pool.read(Self.recipientsWithMessages))
+        } catch let error as DatabaseError {
+            throw StoreError(path: path, reason: Self.describe(error))
+        }
+        writer = StoreWriter(pool: pool, settings: settings, path: path, logger: logger, recipients: storedRecipients)
     }
 
     static func describe(_ error: DatabaseError) -> String {
@@ -135,9 +142,11 @@ public final class MessageStore: Sendable {
 
     /// The recipients the store holds messages for.
     public func recipientsWithMessages() throws -> Set<GUID> {
-        try pool.read { db in
-            Set(try Row.fetchAll(db, sql: "SELECT recipient FROM mailbox WHERE messages > 0").map { $0.guid("recipient") })
-        }
+        try pool.read(Self.recipientsWithMessages)
+    }
+
+    static func recipientsWithMessages(_ db: Database) throws -> Set<GUID> {
+        Set(try Row.fetchAll(db.cachedStatement(sql: "SELECT recipient FROM mailbox WHERE messages > 0")).map { $0.guid("recipient") })
     }
 
     /// Messages and bytes in the whole store.
@@ -150,9 +159,12 @@ public final class MessageStore: Sendable {
 
     /// Whether the recipient has anything stored (due or not).
     public func hasMessages(for recipient: GUID) throws -> Bool {
-        try pool.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE recipient = ?)", arguments: [recipient.blob]) ?? false
-        }
+        try pool.read { db in try Self.hasMessages(for: recipient, db) }
+    }
+
+    static func hasMessages(for recipient: GUID, _ db: Database) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM mailbox WHERE recipient = ?)"), arguments: [recipient.blob]) ?? false
     }
 
     static func message(_ row: Row) -> StoredMessage {

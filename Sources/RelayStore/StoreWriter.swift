@@ -35,12 +35,15 @@ public final class StoreWriter: Sendable {
     private let queue = ConditionLock(value: 0)
     private let state = NIOLockedValueBox(Queue())
     private let committed = NIOLockedValueBox<(transactions: Int, writes: Int)>((0, 0))
+    /// The recipients with rows, kept here as this thread writes them (shared with the readers).
+    let recipients: StoredRecipients
 
-    init(pool: DatabasePool, settings: StoreSettings, path: String, logger: Logger) {
+    init(pool: DatabasePool, settings: StoreSettings, path: String, logger: Logger, recipients: StoredRecipients) {
         self.pool = pool
         self.settings = settings
         self.path = path
         self.logger = logger
+        self.recipients = recipients
         let thread = Thread { [self] in run() }
         thread.start()
     }
@@ -113,17 +116,52 @@ public final class StoreWriter: Sendable {
         }
     }
 
+    /// What a transaction's deletes did to `recipients`, settled before its commit.
+    private struct RecipientChanges {
+        /// Recipients that lost a row: those left with none go out after the commit.
+        var lostRows: Set<GUID> = []
+        /// Many rows went at once (expiry): the whole set is read again.
+        var reload = false
+        /// Set by `settle`: what the set becomes after the commit.
+        var emptied: Set<GUID> = []
+        var current: Set<GUID>?
+
+        mutating func settle(_ db: Database) throws {
+            if reload {
+                current = try MessageStore.recipientsWithMessages(db)
+                return
+            }
+            for recipient in lostRows where !(try MessageStore.hasMessages(for: recipient, db)) {
+                emptied.insert(recipient)
+            }
+        }
+
+        func apply(to recipients: StoredRecipients) {
+            if let current {
+                recipients.replace(with: current)
+            } else {
+                recipients.remove(emptied)
+            }
+        }
+    }
+
     private func commit(_ batch: [Write]) {
         var completions: [() -> Void] = []
         completions.reserveCapacity(batch.count)
+        var changes = RecipientChanges()
         do {
             try pool.write { db in
                 completions.removeAll(keepingCapacity: true)
+                changes = RecipientChanges()
                 let now = Date().timeIntervalSince1970
                 for write in batch {
-                    completions.append(try apply(write, db, now: now))
+                    completions.append(try apply(write, db, now: now, changes: &changes))
                 }
+                // After every write of the batch: a row inserted after a delete keeps its recipient.
+                try changes.settle(db)
             }
+            // Before the completions: a caller told "deleted" finds the set up to date.
+            changes.apply(to: recipients)
             committed.withLockedValue { $0.transactions += 1; $0.writes += batch.count }
         } catch {
             let reason = (error as? DatabaseError).map(MessageStore.describe) ?? "\(error)"
@@ -135,7 +173,7 @@ public final class StoreWriter: Sendable {
 
     /// Applies one write inside the transaction and returns what to tell its caller after the
     /// commit.
-    private func apply(_ write: Write, _ db: Database, now: Double) throws -> () -> Void {
+    private func apply(_ write: Write, _ db: Database, now: Double, changes: inout RecipientChanges) throws -> () -> Void {
         switch write {
         case .insert(let messages, let completion):
             var outcomes: [InsertOutcome] = []
@@ -148,6 +186,7 @@ public final class StoreWriter: Sendable {
         case .acknowledged(let seq, let recipient, let messageID, let completion):
             try db.cachedStatement(sql: "DELETE FROM message WHERE seq = ?").execute(arguments: [seq])
             let deleted = db.changesCount > 0
+            if deleted { changes.lostRows.insert(recipient) }
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO delivered (recipient, msg_id, at) VALUES (?, ?, ?)")
                 .execute(arguments: [recipient.blob, messageID.blob, now])
             return { completion(deleted) }
@@ -156,9 +195,11 @@ public final class StoreWriter: Sendable {
             try db.cachedStatement(sql: "UPDATE message SET attempts = attempts + 1, next_attempt_at = ? WHERE seq = ?")
                 .execute(arguments: [nextAttemptAt, seq])
             guard db.changesCount > 0 else { return { completion(.gone) } }
-            let attempts = try Int.fetchOne(db.cachedStatement(sql: "SELECT attempts FROM message WHERE seq = ?"), arguments: [seq]) ?? 0
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT attempts, recipient FROM message WHERE seq = ?"), arguments: [seq])
+            let attempts: Int = row?["attempts"] ?? 0
             if settings.maxAttempts > 0 && attempts >= settings.maxAttempts {
                 try db.cachedStatement(sql: "DELETE FROM message WHERE seq = ?").execute(arguments: [seq])
+                if let row { changes.lostRows.insert(row.guid("recipient")) }
                 return { completion(.dropped) }
             }
             return { completion(.retry) }
@@ -168,6 +209,7 @@ public final class StoreWriter: Sendable {
             if settings.maxAge > 0 {
                 try db.cachedStatement(sql: "DELETE FROM message WHERE created_at < ?").execute(arguments: [now - settings.maxAge])
                 removed = db.changesCount
+                if removed > 0 { changes.reload = true }
             }
             try db.cachedStatement(sql: "DELETE FROM delivered WHERE at < ?").execute(arguments: [now - settings.deliveredMemory])
             return { completion(removed) }
@@ -223,6 +265,7 @@ public final class StoreWriter: Sendable {
         ).execute(arguments: [
             recipient, messageID, sender, Data(message.frame), size, message.createdAt, message.attempts, message.nextAttemptAt,
         ])
+        recipients.insert(message.recipient)
         return .stored
     }
 

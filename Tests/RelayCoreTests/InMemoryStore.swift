@@ -41,7 +41,10 @@ final class InMemoryStore: StoreAccess, @unchecked Sendable {
     func submit(_ write: StoreWriter.Write) {
         let completion: () -> Void = lock.withLock { apply(write) }
         if holdCommits {
-            lock.withLock { held.append(completion) }
+            lock.withLock {
+                held.append(completion)
+                if case .insert(let messages, _) = write { unlisted.formUnion(messages.map(\.recipient)) }
+            }
         } else {
             completion()
         }
@@ -50,13 +53,29 @@ final class InMemoryStore: StoreAccess, @unchecked Sendable {
     /// Runs the completions held back by `holdCommits`.
     func commit() {
         let pending = lock.withLock { () -> [() -> Void] in
-            defer { held.removeAll() }
+            defer {
+                held.removeAll()
+                unlisted.removeAll()
+            }
             return held
         }
         pending.forEach { $0() }
     }
 
+    /// Exact, as `StoredRecipients` is for the SQLite store: a recipient with no row is never read.
+    /// With `holdCommits`, rows inserted since the last `commit()` are not listed yet (as if the
+    /// writer had not reached them when the HELLO asked).
+    func mayHoldMessages(for recipient: GUID) -> Bool {
+        lock.withLock { rows.contains { $0.recipient == recipient } && !unlisted.contains(recipient) }
+    }
+
+    private var unlisted: Set<GUID> = []
+
+    /// Reads of a recipient's due messages so far.
+    private(set) var dueReads = 0
+
     func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)> {
+        lock.withLock { dueReads += 1 }
         let (due, more) = lock.withLock { () -> ([StoredMessage], Bool) in
             let mine = rows.filter { $0.recipient == recipient }
             return (mine.filter { $0.nextAttemptAt <= now }, !mine.isEmpty)

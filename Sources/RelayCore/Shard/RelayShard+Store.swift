@@ -162,9 +162,11 @@ extension RelayShard {
         }
     }
 
-    /// Delivers a client's own stored messages (after its HELLO).
+    /// Delivers a client's own stored messages (after its HELLO). Nearly every node has none: the
+    /// store's in-memory index says so without a read. A message stored for it after this check is
+    /// announced to its connection once committed (`announceStored`), as one committed during a read.
     func deliverStored(to connection: Connection) {
-        guard let recipient = connection.nodeID else { return }
+        guard let recipient = connection.nodeID, context.store.mayHoldMessages(for: recipient) else { return }
         deliverStored(for: recipient, via: connection)
     }
 

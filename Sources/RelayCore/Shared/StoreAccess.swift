@@ -7,9 +7,13 @@ import RelayStore
 /// come on the writer's thread, after the commit), reads run off the event loop.
 public protocol StoreAccess: Sendable {
     func submit(_ write: StoreWriter.Write)
+    /// Whether the store may hold messages for `recipient`, without a read (false: it holds none).
+    /// Asked on the event loop by every HELLO: must be cheap, and never false for a recipient with rows.
+    func mayHoldMessages(for recipient: GUID) -> Bool
     /// The recipient's messages due now, in arrival order, and whether it has any stored at all.
     func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)>
-    /// Which of `nodes` the store holds messages for (a route to them appeared), read off the loop.
+    /// Which of `nodes` the store holds messages for (a route to them appeared): never misses one,
+    /// may name one whose rows are gone.
     func recipients(withMessagesAmong nodes: [GUID], on eventLoop: EventLoop) -> EventLoopFuture<[GUID]>
     /// Messages and bytes in the whole store.
     func totals() throws -> (messages: Int, bytes: Int)
@@ -19,6 +23,8 @@ public protocol StoreAccess: Sendable {
 
 extension StoreAccess {
     public func totals() throws -> (messages: Int, bytes: Int) { (0, 0) }
+    /// A store that keeps no index of its recipients: always read.
+    public func mayHoldMessages(for recipient: GUID) -> Bool { true }
 }
 
 /// The SQLite store, read on a small thread pool.
@@ -36,6 +42,10 @@ public final class ThreadedStoreAccess: StoreAccess {
         store.writer.submit(write)
     }
 
+    public func mayHoldMessages(for recipient: GUID) -> Bool {
+        store.storedRecipients.contains(recipient)
+    }
+
     public func due(for recipient: GUID, now: Double, on eventLoop: EventLoop) -> EventLoopFuture<(messages: [StoredMessage], more: Bool)> {
         let store = self.store
         return readers.runIfActive(eventLoop: eventLoop) {
@@ -43,12 +53,11 @@ public final class ThreadedStoreAccess: StoreAccess {
         }
     }
 
+    /// From the in-memory `StoredRecipients`, not a read of the whole mailbox table: a recipient
+    /// listed with no row left (a purge by the `mailbox` command) costs one read that finds nothing.
     public func recipients(withMessagesAmong nodes: [GUID], on eventLoop: EventLoop) -> EventLoopFuture<[GUID]> {
-        let store = self.store
-        return readers.runIfActive(eventLoop: eventLoop) {
-            let holding = try store.recipientsWithMessages()
-            return nodes.filter(holding.contains)
-        }
+        let listed = store.storedRecipients.all
+        return eventLoop.makeSucceededFuture(nodes.filter(listed.contains))
     }
 
     public func totals() throws -> (messages: Int, bytes: Int) {

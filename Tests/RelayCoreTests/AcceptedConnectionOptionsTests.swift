@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PTPProtocol
+import RelayConfig
+import XCTest
+
+@testable import RelayCore
+
+/// The options every accepted connection gets (set in the child initializer, not through NIO's
+/// `childChannelOption`): Nagle off, the normal read budget and the small first receive buffer.
+/// Checked on a real listening socket and a real accepted channel.
+final class AcceptedConnectionOptionsTests: XCTestCase {
+    func testAcceptedConnectionHasNoDelayAndTheNormalReads() async throws {
+        // A port the kernel just gave out and took back (the relay refuses port 0).
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let free = try XCTUnwrap(probe.localAddress?.port)
+        try await probe.close()
+        var configuration = RelayConfiguration()
+        configuration.relay.listen = ["127.0.0.1:\(free)"]
+        configuration.relay.threads = 1
+        configuration.stats.listen = nil
+        let identity = NodeAddress(id: GUID.random(), name: "relay")
+        let server = try RelayServer(
+            configuration: configuration, identity: identity, logger: Logger(label: "options-test"), store: InMemoryStore())
+        try await server.start()
+        let port = try XCTUnwrap(server.boundAddresses.first?.port)
+        let client = try await ClientBootstrap(group: server.group).connect(host: "127.0.0.1", port: port).get()
+
+        let shard = server.shards[0]
+        var options: (noDelay: SocketOptionValue, reads: UInt, allocator: RecvByteBufferAllocator)?
+        let deadline = Date().addingTimeInterval(10)
+        while options == nil && Date() < deadline {
+            options = try await shard.eventLoop.submit { () -> (SocketOptionValue, UInt, RecvByteBufferAllocator)? in
+                guard let channel = shard.connections.values.first?.context.channel, let sync = channel.syncOptions else { return nil }
+                return (
+                    try sync.getOption(.tcpOption(.tcp_nodelay)), try sync.getOption(.maxMessagesPerRead),
+                    try sync.getOption(.recvAllocator)
+                )
+            }.get()
+            if options == nil { try await Task.sleep(nanoseconds: 10_000_000) }
+        }
+        let accepted = try XCTUnwrap(options, "the relay opened the connection")
+        XCTAssertNotEqual(accepted.noDelay, 0, "TCP_NODELAY on the accepted socket")
+        XCTAssertEqual(accepted.reads, NodeRateLimiter.Reads.normalMaxMessagesPerRead)
+        let allocator = try XCTUnwrap(accepted.allocator as? AdaptiveRecvByteBufferAllocator)
+        let normal = NodeRateLimiter.Reads.normalAllocator
+        XCTAssertEqual([allocator.minimum, allocator.initial, allocator.maximum], [normal.minimum, normal.initial, normal.maximum])
+
+        try await client.close()
+        try await server.shutdown()
+    }
+}
