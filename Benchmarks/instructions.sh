@@ -7,6 +7,7 @@
 #   Benchmarks/instructions.sh                  # both targets, ~2 min
 #   PROFILE=1 Benchmarks/instructions.sh        # also the relay's top functions (callgrind_annotate)
 #   KEEP=/tmp/cg Benchmarks/instructions.sh     # keep the callgrind files there (callgrind_annotate --tree=caller)
+#   SHAPE=conn Benchmarks/instructions.sh       # the conn load instead (1000 connections, window 8)
 #
 # Both run one event loop (`--threads 1`): with two, the count moves by ±4 % from run to run with
 # which shard each connection lands on (a copy for another shard goes through its batch); with
@@ -24,7 +25,12 @@ SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
 N1="${N1:-10000}"
 N2="${N2:-50000}"
 PORT="${RELAY_PORT:-17113}"
-LOAD=(--conns 100 --window 64 --payload 256 --pattern pair --quiet)
+# The load: the thr shape by default; SHAPE=conn for run-compare's conn (1000 conns, window 8).
+case "${SHAPE:-thr}" in
+    thr) LOAD=(--conns 100 --window 64 --payload 256 --pattern pair --quiet) ;;
+    conn) LOAD=(--conns 1000 --window 8 --payload 256 --pattern pair --quiet) ;;
+    *) echo "instructions.sh: SHAPE is thr or conn" >&2; exit 2 ;;
+esac
 
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
 [[ -x "$BENCH/relay-load" && -x "$BENCH/baseline-relay" ]] || make -C "$BENCH" >&2
