@@ -52,6 +52,8 @@ public struct JSONTape: Sendable {
         case tooDeep
         case invalidUTF8(offset: Int)
         case trailingBytes(offset: Int)
+        /// Token positions are 32-bit: a text of 2 GiB or more is refused whole.
+        case tooLong(bytes: Int)
 
         public var description: String {
             switch self {
@@ -60,12 +62,17 @@ public struct JSONTape: Sendable {
             case .tooDeep: return "JSON nested deeper than \(JSONTape.maxDepth)"
             case .invalidUTF8(let offset): return "invalid UTF-8 at byte \(offset)"
             case .trailingBytes(let offset): return "bytes after the JSON value at byte \(offset)"
+            case .tooLong(let bytes): return "JSON of \(bytes) bytes is too long to index"
             }
         }
     }
 
     /// Parses one JSON value spanning all of `bytes` (white space around it allowed).
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) {
+        guard bytes.count < Int(Int32.max) else {
+            count = 0
+            throw .tooLong(bytes: bytes.count)
+        }
         var parser = Parser(bytes: bytes, storage: storage)
         defer {
             base = storage.base
@@ -236,7 +243,13 @@ public struct JSONTape: Sendable {
 }
 
 private struct Parser {
-    let bytes: UnsafeRawBufferPointer
+    /// Positions fit in the tokens' 32 bits (`JSONTape.parse` refuses longer texts), so they are
+    /// stored, and advanced, without a range or overflow check each.
+    /// The text, as a pointer that is never nil (an empty text points at a static byte it never
+    /// reads) and its length: every byte read and bound check is then one instruction, where the
+    /// buffer pointer's optional base cost a nil test at each (about a tenth of the parse).
+    let bytes: UnsafePointer<UInt8>
+    let length: Int
     var position = 0
     let storage: TokenStorage
     var base: UnsafeMutablePointer<JSONTape.Token>
@@ -245,7 +258,8 @@ private struct Parser {
     var compact = true
 
     init(bytes: UnsafeRawBufferPointer, storage: TokenStorage) {
-        self.bytes = bytes
+        self.bytes = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? Parser.emptyText
+        self.length = bytes.count
         self.storage = storage
         self.base = storage.base
         self.capacity = storage.capacity
@@ -259,23 +273,26 @@ private struct Parser {
             capacity = storage.capacity
         }
         (base + count).initialize(to: token)
-        count += 1
+        count &+= 1
     }
+
+    /// One byte, allocated once, never read or written: what an empty text points at.
+    nonisolated(unsafe) private static let emptyText = UnsafePointer<UInt8>(UnsafeMutablePointer<UInt8>.allocate(capacity: 1))
 
     mutating func run() throws(JSONTape.ParseError) {
         skipWhitespace()
         try value(depth: 0)
         skipWhitespace()
-        if position != bytes.count { throw .trailingBytes(offset: position) }
+        if position != length { throw .trailingBytes(offset: position) }
     }
 
     @inline(__always)
     mutating func skipWhitespace() {
-        while position < bytes.count {
+        while position < length {
             switch bytes[position] {
             case 0x20, 0x0A, 0x0D, 0x09:
                 compact = false
-                position += 1
+                position &+= 1
             default:
                 return
             }
@@ -283,7 +300,7 @@ private struct Parser {
     }
 
     mutating func value(depth: Int) throws(JSONTape.ParseError) {
-        guard position < bytes.count else { throw .truncated }
+        guard position < length else { throw .truncated }
         switch bytes[position] {
         case UInt8(ascii: "{"): try object(depth: depth + 1)
         case UInt8(ascii: "["): try array(depth: depth + 1)
@@ -299,25 +316,25 @@ private struct Parser {
     mutating func object(depth: Int) throws(JSONTape.ParseError) {
         guard depth <= JSONTape.maxDepth else { throw .tooDeep }
         let index = count
-        append(.init(kind: .object, escaped: false, start: Int32(position), end: 0, next: 0))
-        position += 1
+        append(.init(kind: .object, escaped: false, start: Int32(truncatingIfNeeded: position), end: 0, next: 0))
+        position &+= 1
         skipWhitespace()
-        guard position < bytes.count else { throw .truncated }
+        guard position < length else { throw .truncated }
         if bytes[position] != UInt8(ascii: "}") {
             while true {
-                guard position < bytes.count else { throw .truncated }
+                guard position < length else { throw .truncated }
                 guard bytes[position] == UInt8(ascii: "\"") else { throw .unexpected(offset: position) }
                 try string()
                 skipWhitespace()
-                guard position < bytes.count else { throw .truncated }
+                guard position < length else { throw .truncated }
                 guard bytes[position] == UInt8(ascii: ":") else { throw .unexpected(offset: position) }
-                position += 1
+                position &+= 1
                 skipWhitespace()
                 try value(depth: depth)
                 skipWhitespace()
-                guard position < bytes.count else { throw .truncated }
+                guard position < length else { throw .truncated }
                 if bytes[position] == UInt8(ascii: ",") {
-                    position += 1
+                    position &+= 1
                     skipWhitespace()
                     continue
                 }
@@ -325,25 +342,25 @@ private struct Parser {
                 break
             }
         }
-        position += 1
-        base[index].end = Int32(position)
-        base[index].next = Int32(count)
+        position &+= 1
+        base[index].end = Int32(truncatingIfNeeded: position)
+        base[index].next = Int32(truncatingIfNeeded: count)
     }
 
     mutating func array(depth: Int) throws(JSONTape.ParseError) {
         guard depth <= JSONTape.maxDepth else { throw .tooDeep }
         let index = count
-        append(.init(kind: .array, escaped: false, start: Int32(position), end: 0, next: 0))
-        position += 1
+        append(.init(kind: .array, escaped: false, start: Int32(truncatingIfNeeded: position), end: 0, next: 0))
+        position &+= 1
         skipWhitespace()
-        guard position < bytes.count else { throw .truncated }
+        guard position < length else { throw .truncated }
         if bytes[position] != UInt8(ascii: "]") {
             while true {
                 try value(depth: depth)
                 skipWhitespace()
-                guard position < bytes.count else { throw .truncated }
+                guard position < length else { throw .truncated }
                 if bytes[position] == UInt8(ascii: ",") {
-                    position += 1
+                    position &+= 1
                     skipWhitespace()
                     continue
                 }
@@ -351,43 +368,48 @@ private struct Parser {
                 break
             }
         }
-        position += 1
-        base[index].end = Int32(position)
-        base[index].next = Int32(count)
+        position &+= 1
+        base[index].end = Int32(truncatingIfNeeded: position)
+        base[index].next = Int32(truncatingIfNeeded: count)
     }
 
     mutating func string() throws(JSONTape.ParseError) {
-        position += 1
+        position &+= 1
         let start = position
         var escaped = false
         while true {
-            // Eight bytes at a time up to the first quote, backslash, control or non-ASCII byte.
-            while position + 8 <= bytes.count {
-                let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+            // Eight bytes at a time up to the first quote, backslash, control or non-ASCII byte,
+            // on locals: with `self.position` the loop stored it at every step.
+            let text = UnsafeRawPointer(bytes)
+            let end = length
+            var at = position
+            while at + 8 <= end {
+                let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: at, as: UInt64.self))
                 let attention = Parser.attentionMask(word)
                 if attention == 0 {
-                    position += 8
+                    at &+= 8
                     continue
                 }
-                position += attention.trailingZeroBitCount >> 3
+                at &+= attention.trailingZeroBitCount >> 3
                 break
             }
-            guard position < bytes.count else { throw .truncated }
+            position = at
+            guard position < length else { throw .truncated }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") { break }
             if byte == UInt8(ascii: "\\") {
                 escaped = true
-                guard position + 1 < bytes.count else { throw .truncated }
+                guard position + 1 < length else { throw .truncated }
                 switch bytes[position + 1] {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
                     UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    position += 2
+                    position &+= 2
                 case UInt8(ascii: "u"):
-                    guard position + 6 <= bytes.count else { throw .truncated }
+                    guard position + 6 <= length else { throw .truncated }
                     for offset in 2..<6 where GUID.hexValue(bytes[position + offset]) == nil {
                         throw .unexpected(offset: position + offset)
                     }
-                    position += 6
+                    position &+= 6
                 default:
                     throw .unexpected(offset: position + 1)
                 }
@@ -399,10 +421,10 @@ private struct Parser {
                 try multiByteScalar()
                 continue
             }
-            position += 1
+            position &+= 1
         }
-        append(.init(kind: .string, escaped: escaped, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
-        position += 1
+        append(.init(kind: .string, escaped: escaped, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: count + 1)))
+        position &+= 1
     }
 
     /// The high bit of every byte that is a quote, a backslash, a control or a non-ASCII byte. Only
@@ -422,57 +444,57 @@ private struct Parser {
     /// Checks one UTF-8 sequence of two to four bytes (no overlongs, no surrogates).
     mutating func multiByteScalar() throws(JSONTape.ParseError) {
         let lead = bytes[position]
-        let length: Int
+        let size: Int
         var lowest: UInt8 = 0x80
         var highest: UInt8 = 0xBF
         switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; lowest = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; highest = 0x9F
-        case 0xF0: length = 4; lowest = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; highest = 0x8F
+        case 0xC2...0xDF: size = 2
+        case 0xE0: size = 3; lowest = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: size = 3
+        case 0xED: size = 3; highest = 0x9F
+        case 0xF0: size = 4; lowest = 0x90
+        case 0xF1...0xF3: size = 4
+        case 0xF4: size = 4; highest = 0x8F
         default: throw .invalidUTF8(offset: position)
         }
-        guard position + length <= bytes.count else { throw .invalidUTF8(offset: position) }
+        guard position + size <= length else { throw .invalidUTF8(offset: position) }
         let second = bytes[position + 1]
         guard second >= lowest && second <= highest else { throw .invalidUTF8(offset: position) }
-        for offset in 2..<length where bytes[position + offset] & 0xC0 != 0x80 {
+        for offset in 2..<size where bytes[position + offset] & 0xC0 != 0x80 {
             throw .invalidUTF8(offset: position + offset)
         }
-        position += length
+        position &+= size
     }
 
     mutating func literal(_ text: StaticString, _ kind: JSONTape.Kind) throws(JSONTape.ParseError) {
-        let length = text.utf8CodeUnitCount
-        guard position + length <= bytes.count else { throw .truncated }
-        guard JSONTape.equals(text, bytes, position, position + length) else { throw .unexpected(offset: position) }
-        append(.init(kind: kind, escaped: false, start: Int32(position), end: Int32(position + length), next: Int32(count + 1)))
-        position += length
+        let size = text.utf8CodeUnitCount
+        guard position + size <= length else { throw .truncated }
+        guard JSONTape.equals(text, UnsafeRawBufferPointer(start: bytes, count: length), position, position + size) else { throw .unexpected(offset: position) }
+        append(.init(kind: kind, escaped: false, start: Int32(truncatingIfNeeded: position), end: Int32(truncatingIfNeeded: position + size), next: Int32(truncatingIfNeeded: count + 1)))
+        position &+= size
     }
 
     mutating func number() throws(JSONTape.ParseError) {
         let start = position
-        if bytes[position] == UInt8(ascii: "-") { position += 1 }
-        guard position < bytes.count else { throw .truncated }
+        if bytes[position] == UInt8(ascii: "-") { position &+= 1 }
+        guard position < length else { throw .truncated }
         if bytes[position] == UInt8(ascii: "0") {
-            position += 1
+            position &+= 1
         } else {
             try requireDigits()
         }
-        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
-            position += 1
+        if position < length && bytes[position] == UInt8(ascii: ".") {
+            position &+= 1
             try requireDigits()
         }
-        if position < bytes.count && (bytes[position] | 0x20) == UInt8(ascii: "e") {
-            position += 1
-            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
-                position += 1
+        if position < length && (bytes[position] | 0x20) == UInt8(ascii: "e") {
+            position &+= 1
+            if position < length && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) {
+                position &+= 1
             }
             try requireDigits()
         }
-        append(.init(kind: .number, escaped: false, start: Int32(start), end: Int32(position), next: Int32(count + 1)))
+        append(.init(kind: .number, escaped: false, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: count + 1)))
     }
 
     /// At least one digit. A number cut off after `.`, `e` or its sign is `truncated`: an
@@ -480,14 +502,14 @@ private struct Parser {
     /// Fuzz/fuzz-json-tape).
     @inline(__always)
     mutating func requireDigits() throws(JSONTape.ParseError) {
-        guard digits() > 0 else { throw position == bytes.count ? .truncated : .unexpected(offset: position) }
+        guard digits() > 0 else { throw position == length ? .truncated : .unexpected(offset: position) }
     }
 
     @inline(__always)
     mutating func digits() -> Int {
         let start = position
-        while position < bytes.count, bytes[position] >= UInt8(ascii: "0"), bytes[position] <= UInt8(ascii: "9") {
-            position += 1
+        while position < length, bytes[position] >= UInt8(ascii: "0"), bytes[position] <= UInt8(ascii: "9") {
+            position &+= 1
         }
         return position - start
     }

@@ -189,6 +189,22 @@ final class JSONTapeTests: XCTestCase {
         XCTAssertEqual(Int(tape[0].next), 2)
     }
 
+    /// Token positions are 32-bit: a text of 2 GiB or more is refused before a byte of it is read
+    /// (the buffer here only claims that length).
+    func testTextTooLongToIndexIsRefusedWhole() {
+        var tape = JSONTape()
+        let byte = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+        defer { byte.deallocate() }
+        byte.storeBytes(of: UInt8(ascii: "1"), as: UInt8.self)
+        let huge = UnsafeRawBufferPointer(start: byte, count: Int(Int32.max))
+        XCTAssertThrowsError(try tape.parse(huge)) { error in
+            XCTAssertEqual(error as? JSONTape.ParseError, .tooLong(bytes: Int(Int32.max)))
+        }
+        XCTAssertEqual(tape.count, 0)
+        XCTAssertNoThrow(try tape.parse(UnsafeRawBufferPointer(start: byte, count: 1)))
+        XCTAssertEqual(tape.count, 1)
+    }
+
     func testDepthLimit() {
         let limit = JSONTape.maxDepth
         XCTAssertEqual(limit, 64)
