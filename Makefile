@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps run test bench bench-security release clean
+.PHONY: deps run test bench bench-security bench-all release clean
 
 deps:
 	./scripts/install-deps.sh
@@ -31,6 +31,9 @@ bench: deps
 
 bench-security: deps
 	./Benchmarks/security.sh
+
+bench-all: deps
+	./Benchmarks/all.sh
 
 clean:
 	rm -rf .build .build-release
