@@ -15,32 +15,32 @@ import PTPProtocol
 /// write to its slot can miss: the table remembers roughly the last `capacity` ACKed deliveries,
 /// in a fixed amount of memory, and errs only towards "not seen".
 final class RecentDeliveries: @unchecked Sendable {
-    private let high: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
-    private let low: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+    /// Slot `i` is the words `2 i` (the mixed high half) and `2 i + 1` (the low half): one cache
+    /// line per lookup. (Two arrays cost two misses, and with ids spread over the table every
+    /// lookup and insert misses.)
+    private let words: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     private let mask: Int
     private let seed: UInt64
 
     init(capacity: Int) {
         var size = 1
         while size < capacity { size <<= 1 }
-        high = Self.zeroedSlots(size)
-        low = Self.zeroedSlots(size)
+        words = Self.zeroedWords(2 * size)
         mask = size - 1
         var random = SystemRandomNumberGenerator()
         seed = random.next() | 1
     }
 
     deinit {
-        free(high)
-        free(low)
+        free(words)
     }
 
-    /// `count` empty slots from `calloc`: a table this large comes as fresh zero pages of the
+    /// `count` zero words from `calloc`: a table this large comes as fresh zero pages of the
     /// kernel's, which take memory only as slots are written (writing zeroes, as `initialize`
     /// does, made the whole 16 MiB resident at start, in an idle relay too).
-    private static func zeroedSlots(_ count: Int) -> UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage> {
+    private static func zeroedWords(_ count: Int) -> UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage> {
         let stride = MemoryLayout<UnsafeAtomic<UInt64>.Storage>.stride
-        guard let raw = calloc(count, stride) else { fatalError("RecentDeliveries: no memory for \(count) slots") }
+        guard let raw = calloc(count, stride) else { fatalError("RecentDeliveries: no memory for \(count) words") }
         // An all-zero word is a valid storage of the atomic 0.
         return raw.bindMemory(to: UnsafeAtomic<UInt64>.Storage.self, capacity: count)
     }
@@ -71,14 +71,14 @@ final class RecentDeliveries: @unchecked Sendable {
     @inline(__always)
     func contains(recipient: UInt64, _ id: GUID) -> Bool {
         let (index, wantHigh, wantLow) = slot(recipient, id)
-        return UnsafeAtomic<UInt64>(at: high + index).load(ordering: .relaxed) == wantHigh
-            && UnsafeAtomic<UInt64>(at: low + index).load(ordering: .relaxed) == wantLow
+        return UnsafeAtomic<UInt64>(at: words + 2 * index).load(ordering: .relaxed) == wantHigh
+            && UnsafeAtomic<UInt64>(at: words + 2 * index + 1).load(ordering: .relaxed) == wantLow
     }
 
     @inline(__always)
     func insert(recipient: UInt64, _ id: GUID) {
         let (index, newHigh, newLow) = slot(recipient, id)
-        UnsafeAtomic<UInt64>(at: high + index).store(newHigh, ordering: .relaxed)
-        UnsafeAtomic<UInt64>(at: low + index).store(newLow, ordering: .relaxed)
+        UnsafeAtomic<UInt64>(at: words + 2 * index).store(newHigh, ordering: .relaxed)
+        UnsafeAtomic<UInt64>(at: words + 2 * index + 1).store(newLow, ordering: .relaxed)
     }
 }
