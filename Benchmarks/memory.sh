@@ -4,7 +4,7 @@
 # (its hold mode keeps idle connections open), then runs Benchmarks/memory_bench.py, which prints
 # two tables. RSS does not depend on how busy the shared machine is; msg/s does.
 #
-#   Benchmarks/memory.sh                 # both parts (~3 min)
+#   Benchmarks/memory.sh                 # all three parts (~5 min per build measured)
 #   Benchmarks/memory.sh load            # only RSS under load: load | burst | idle
 #   COMPARE_BIN=/path/to/main/ptpchat-relay Benchmarks/memory.sh   # before/after in one run
 #
