@@ -51,6 +51,7 @@ final class AwaitingAcksTests: XCTestCase {
         XCTAssertTrue(awaiting.removeExpired(now: start + .seconds(9)).isEmpty)
         XCTAssertFalse(awaiting.hasExpired(now: start + .seconds(9)))
         XCTAssertTrue(awaiting.hasExpired(now: start + .seconds(10)))
+        XCTAssertEqual(awaiting.count, 19, "asking removes nothing")
 
         let expired = awaiting.removeExpired(now: start + .seconds(10))
         XCTAssertEqual(expired.map(\.id), Array(ids[0..<3] + ids[4..<15]))
@@ -58,6 +59,21 @@ final class AwaitingAcksTests: XCTestCase {
         XCTAssertEqual(awaiting.nextDeadline, start + .seconds(20))
         XCTAssertEqual(awaiting.removeExpired(now: start + .seconds(25)).map(\.id), Array(ids[15...]))
         XCTAssertNil(awaiting.nextDeadline)
+    }
+
+    /// For the existing client the entries leave when their write completes: a deadline that
+    /// passed with nothing left due moves on to the earliest entry left.
+    func testAPassedDeadlineWithNothingDueMovesOn() {
+        var awaiting = AwaitingAcks()
+        let early = GUID(high: 1, low: 1)
+        let late = GUID(high: 2, low: 2)
+        deliver(early, deadline: start + .seconds(10), to: &awaiting)
+        deliver(late, deadline: start + .seconds(12), to: &awaiting)
+        awaiting.removeValue(forKey: early)
+        XCTAssertEqual(awaiting.nextDeadline, start + .seconds(10), "a lower bound: a removal does not move it")
+        XCTAssertFalse(awaiting.hasExpired(now: start + .seconds(11)))
+        XCTAssertEqual(awaiting.nextDeadline, start + .seconds(12))
+        XCTAssertTrue(awaiting.hasExpired(now: start + .seconds(12)))
     }
 
     func testARepeatClaimsTheEntryAlreadyThere() {

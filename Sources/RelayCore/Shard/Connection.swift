@@ -126,10 +126,17 @@ struct AwaitingAcks: Sequence {
 
     func makeIterator() -> Dictionary<GUID, AwaitingAck>.Iterator { entries.makeIterator() }
 
-    /// Whether an entry's deadline has passed (the entries stay).
-    func hasExpired(now: NIODeadline) -> Bool {
-        guard let nextDeadline, nextDeadline <= now else { return false }
-        return entries.values.contains { $0.deadline <= now }
+    /// Whether an entry's deadline has passed (the entries stay). When none has, `nextDeadline`
+    /// moves to the earliest one left, so the next sweeps do not look again before it.
+    mutating func hasExpired(now: NIODeadline) -> Bool {
+        guard let due = nextDeadline, due <= now else { return false }
+        var earliestLeft: NIODeadline?
+        for entry in entries.values {
+            if entry.deadline <= now { return true }
+            if earliestLeft.map({ entry.deadline < $0 }) ?? true { earliestLeft = entry.deadline }
+        }
+        nextDeadline = earliestLeft
+        return false
     }
 
     /// Removes the entries whose deadline has passed and returns them in the order they were
