@@ -57,6 +57,10 @@ final class RecentDeliveries: @unchecked Sendable {
         // Every bit of the id moves every bit of the index: ids that differ in their last bits
         // only (a client counting its messages) must not share slots. (One multiply and a fold
         // left the last 8 bits of `id.low` out of the index: 256 such ids shared one slot.)
+        // The price is the table's: a delivery's lookup and its ACK's insert each touch a line of
+        // 16 MiB that is rarely in cache, as with random ids before. relay-load counts its ids, so
+        // with the old index it never missed: 0.3 µs more relay CPU per message in its thr shape
+        // (2.19 to 2.49 µs user, 1,000,000 messages, same instruction count).
         var mixed = (mixedHigh &* seed) ^ id.low
         mixed ^= mixed >> 32
         mixed &*= 0xD6E8_FEB8_6659_FD93
