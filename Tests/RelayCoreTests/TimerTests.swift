@@ -70,6 +70,30 @@ final class TimerTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 1)
     }
 
+    /// Deliveries on one connection whose ACK is late are stored, and their senders told, in the
+    /// order they were delivered; one ACKed in time is not among them, and nothing is left to expire.
+    func testLateAcksExpireInDeliveryOrder() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let ids = (0..<12).map { _ in Node.newID() }
+        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
+        bob.send(Frames.ack(ids[5]))
+        relay.shard.flushAll()
+        XCTAssertEqual(alice.receive().map(\.type), ["ACK"])
+        relay.shard.expireAcks(now: .now() + .seconds(11))
+        relay.shard.flushAll()
+        let late = ids.enumerated().filter { $0.offset != 5 }.map(\.element)
+        XCTAssertEqual(relay.offline.messages.map(\.messageID), late.map(Node.guid))
+        XCTAssertEqual(alice.receive().compactMap(\.dataMsgID), late)
+        XCTAssertEqual(relay.counters.count(DropReason.ackTimeout), 11)
+        let bobs = relay.shard.connections.values.first { $0.nodeID == Node.guid(Node.b) }
+        XCTAssertEqual(bobs?.awaiting.isEmpty, true)
+        XCTAssertNil(bobs?.awaiting.nextDeadline)
+    }
+
     func testRoutingDeltasOnTheRoutingTimer() {
         let relay = TestRelay { $0.routing.interval = 0.25 }
         defer { relay.shutdown() }

@@ -38,26 +38,6 @@ struct SplitForwards {
     var count: Int { entries.count }
 }
 
-/// Deliveries in the order their ACK is due (every delivery waits the same `timeouts.ack`).
-struct AckDeadlineQueue {
-    struct Entry {
-        var deadline: NIODeadline
-        var connection: UInt64
-        var messageID: GUID
-    }
-
-    private var entries = CircularBuffer<Entry>(initialCapacity: 1024)
-
-    mutating func append(_ entry: Entry) { entries.append(entry) }
-
-    mutating func popExpired(now: NIODeadline) -> Entry? {
-        guard let first = entries.first, first.deadline <= now else { return nil }
-        return entries.removeFirst()
-    }
-
-    var count: Int { entries.count }
-}
-
 /// Messages from the store out for delivery on this shard, by `seq`: the recipient, the attempts
 /// made before this one, and whether the outcome is being written (the row is not read again
 /// until it is). Owned by the shard's event loop.

@@ -4,17 +4,25 @@ import PTPProtocol
 /// `nodeBound`/`nodeUnbound` commands, and the ROUTING changes clients have not heard yet.
 /// Owned by the shard's event loop.
 struct NodeDirectory {
-    private var locations: [GUID: NodeLocation] = [:]
-    private var tags: [GUID: SenderTag] = [:]
+    struct Node {
+        var location: NodeLocation
+        var tag: SenderTag
+    }
+
+    /// The nodes connected to this relay, on any shard: one table for both what a lookup needs
+    /// (where) and what ROUTING needs (how it is announced). Every shard holds one of these per
+    /// node, so its cost counts once per shard in what an idle connection costs; two tables kept
+    /// the id twice.
+    private var nodes: [GUID: Node] = [:]
     /// Nodes reached through peer relays (PROFILE.md section 9), as the mesh router announced them.
     private var remote: [GUID: MeshRouter.RemoteNode] = [:]
     /// ROUTING changes not yet sent to clients.
     private var delta: [GUID: (tag: SenderTag, ttl: Int)] = [:]
 
-    subscript(id: GUID) -> NodeLocation? { locations[id] }
+    subscript(id: GUID) -> NodeLocation? { nodes[id]?.location }
 
     /// How a node connected here or reached through the mesh is announced.
-    func tag(of id: GUID) -> SenderTag? { tags[id] ?? remote[id]?.tag }
+    func tag(of id: GUID) -> SenderTag? { nodes[id]?.tag ?? remote[id]?.tag }
 
     /// A node reached through a peer.
     func remote(_ id: GUID) -> MeshRouter.RemoteNode? { remote[id] }
@@ -28,32 +36,30 @@ struct NodeDirectory {
     mutating func remoteChanged(_ id: GUID, _ node: MeshRouter.RemoteNode?) -> Bool {
         if let node {
             let isNew = remote.updateValue(node, forKey: id) == nil
-            if locations[id] == nil { delta[id] = (node.tag, node.ttl) }
+            if nodes[id] == nil { delta[id] = (node.tag, node.ttl) }
             return isNew
         }
-        if let gone = remote.removeValue(forKey: id), locations[id] == nil {
+        if let gone = remote.removeValue(forKey: id), nodes[id] == nil {
             delta[id] = (gone.tag, Forwarding.maxTTL)
         }
         return false
     }
 
-    var count: Int { tags.count }
+    var count: Int { nodes.count }
 
     /// Every node as it is announced.
-    var allTags: Dictionary<GUID, SenderTag>.Values { tags.values }
+    var allTags: LazyMapSequence<Dictionary<GUID, Node>.Values, SenderTag> { nodes.values.lazy.map(\.tag) }
 
     mutating func bound(_ id: GUID, at location: NodeLocation, tag: SenderTag) {
-        locations[id] = location
-        tags[id] = tag
+        nodes[id] = Node(location: location, tag: tag)
         delta[id] = (tag, 1)
     }
 
     /// Forgets the node if it is still at `location` (a newer binding elsewhere stays); a node
     /// a peer reaches stays listed at its distance through the mesh.
     mutating func unbound(_ id: GUID, from location: NodeLocation, tag: SenderTag) {
-        guard locations[id] == location else { return }
-        locations[id] = nil
-        tags[id] = nil
+        guard nodes[id]?.location == location else { return }
+        nodes[id] = nil
         delta[id] = remote[id].map { ($0.tag, $0.ttl) } ?? (tag, Forwarding.maxTTL)
     }
 

@@ -79,6 +79,10 @@ extension RelayShard {
         let idle = TimeAmount.fromSeconds(configuration.timeouts.idle)
         let keepalive = TimeAmount.fromSeconds(configuration.timeouts.keepalive)
         for connection in connections.values where connection.phase != .closing {
+            if !connection.readSinceSweep && !connection.wroteSinceSweep {
+                // Quiet for a whole sweep interval: what it sized for a busy spell goes back.
+                connection.releaseIdleStorage()
+            }
             if connection.readSinceSweep {
                 connection.readSinceSweep = false
                 connection.lastReadAt = now

@@ -218,8 +218,6 @@ extension RelayShard {
             return 0
         }
         if clientView == .channels { noteContact(connection, delivery.sender) }
-        // For the existing client the deadline is the write's: it never ACKs.
-        ackDeadlines.append(.init(deadline: deadline, connection: connection.id, messageID: messageID))
         if connection.isLegacy { connection.unconfirmedWrites.append(messageID) }
         counters.framesOut += 1
         counters.bytesOut += length
@@ -331,13 +329,14 @@ extension RelayShard {
         }
     }
 
-    /// Deliveries whose ACK did not come within `timeouts.ack` count as not reached.
+    /// Deliveries whose ACK did not come within `timeouts.ack` count as not reached (for the
+    /// existing client, which never ACKs, the deadline is the write's). Each connection's in the
+    /// order they were delivered.
     func expireAcks(now: NIODeadline = .now()) {
-        while let expired = ackDeadlines.popExpired(now: now) {
-            guard let connection = connections[expired.connection],
-                let entry = connection.awaiting[expired.messageID], entry.deadline == expired.deadline
-            else { continue }
+        for connection in connections.values {
+            guard let due = connection.awaiting.nextDeadline, due <= now else { continue }
             if connection.isLegacy {
+                guard connection.awaiting.hasExpired(now: now) else { continue }
                 // Its socket took nothing for `timeouts.ack`. Closing discards what was not written,
                 // so what it awaited is stored (when the channel goes) and never delivered twice.
                 counters.drop(.slowConsumer)
@@ -345,11 +344,12 @@ extension RelayShard {
                 close(connection, reason: "no write completed within \(configuration.timeouts.ack) s")
                 continue
             }
-            connection.awaiting[expired.messageID] = nil
-            counters.drop(.ackTimeout)
-            logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(expired.messageID)"])
-            failHop(entry, messageID: expired.messageID, reason: .unreachable, on: connection, storable: true)
-            releaseHeld(entry, on: connection)
+            for (messageID, entry) in connection.awaiting.removeExpired(now: now) {
+                counters.drop(.ackTimeout)
+                logger.debug("no ACK in time", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
+                failHop(entry, messageID: messageID, reason: .unreachable, on: connection, storable: true)
+                releaseHeld(entry, on: connection)
+            }
         }
     }
 

@@ -46,8 +46,6 @@ final class RelayShard: @unchecked Sendable {
     var directory = NodeDirectory()
     /// Messages sent to several next hops, awaiting all their answers.
     var pending = SplitForwards()
-    /// Deliveries on this shard's connections in the order their ACK is due.
-    var ackDeadlines = AckDeadlineQueue()
     /// Messages from the store out for delivery.
     var storedInFlight = StoredInFlight()
     /// Channel memberships seen in relayed floods (`routing.to_clients: channels`).

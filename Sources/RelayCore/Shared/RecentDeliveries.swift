@@ -1,6 +1,12 @@
 import Atomics
 import PTPProtocol
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Messages recently delivered to and ACKed by their recipient, for de-duplication of re-sent
 /// messages, shared by every event loop without a lock: a direct-mapped table of
 /// (recipient, message id) in relaxed atomic words, so a lookup is one multiply and two loads.
@@ -9,26 +15,34 @@ import PTPProtocol
 /// write to its slot can miss: the table remembers roughly the last `capacity` ACKed deliveries,
 /// in a fixed amount of memory, and errs only towards "not seen".
 final class RecentDeliveries: @unchecked Sendable {
-    private let high: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
-    private let low: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+    /// Slot `i` is the words `2 i` (the mixed high half) and `2 i + 1` (the low half): one cache
+    /// line per lookup. (Two arrays cost two misses, and with ids spread over the table every
+    /// lookup and insert misses.)
+    private let words: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     private let mask: Int
     private let seed: UInt64
 
     init(capacity: Int) {
         var size = 1
         while size < capacity { size <<= 1 }
-        high = UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>.allocate(capacity: size)
-        low = UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>.allocate(capacity: size)
-        high.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: size)
-        low.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: size)
+        words = Self.zeroedWords(2 * size)
         mask = size - 1
         var random = SystemRandomNumberGenerator()
         seed = random.next() | 1
     }
 
     deinit {
-        high.deallocate()
-        low.deallocate()
+        free(words)
+    }
+
+    /// `count` zero words from `calloc`: a table this large comes as fresh zero pages of the
+    /// kernel's, which take memory only as slots are written (writing zeroes, as `initialize`
+    /// does, made the whole 16 MiB resident at start, in an idle relay too).
+    private static func zeroedWords(_ count: Int) -> UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage> {
+        let stride = MemoryLayout<UnsafeAtomic<UInt64>.Storage>.stride
+        guard let raw = calloc(count, stride) else { fatalError("RecentDeliveries: no memory for \(count) words") }
+        // An all-zero word is a valid storage of the atomic 0.
+        return raw.bindMemory(to: UnsafeAtomic<UInt64>.Storage.self, capacity: count)
     }
 
     /// The node id folded to one word.
@@ -40,8 +54,19 @@ final class RecentDeliveries: @unchecked Sendable {
     @inline(__always)
     private func slot(_ recipient: UInt64, _ id: GUID) -> (index: Int, high: UInt64, low: UInt64) {
         let mixedHigh = id.high ^ (recipient &* 0x9E37_79B9_7F4A_7C15)
-        var mixed = (mixedHigh ^ id.low.byteSwapped) &* seed
-        mixed ^= mixed >> 29
+        // Every bit of the id moves every bit of the index: ids that differ in their last bits
+        // only (a client counting its messages) must not share slots. (One multiply and a fold
+        // left the last 8 bits of `id.low` out of the index: 256 such ids shared one slot.)
+        // The price is the table's: a delivery's lookup and its ACK's insert each touch a line of
+        // 16 MiB that is rarely in cache, as with random ids before. relay-load counts its ids, so
+        // with the old index it never missed: 0.3 µs more relay CPU per message in its thr shape
+        // (2.19 to 2.49 µs user, 1,000,000 messages, same instruction count).
+        var mixed = (mixedHigh &* seed) ^ id.low
+        mixed ^= mixed >> 32
+        mixed &*= 0xD6E8_FEB8_6659_FD93
+        mixed ^= mixed >> 32
+        mixed &*= 0xD6E8_FEB8_6659_FD93
+        mixed ^= mixed >> 32
         // Never (0, 0), which is an empty slot; the folded bit makes a false match need the same
         // low 64 bits of the id.
         return (Int(truncatingIfNeeded: mixed) & mask, mixedHigh | 1, id.low)
@@ -50,14 +75,14 @@ final class RecentDeliveries: @unchecked Sendable {
     @inline(__always)
     func contains(recipient: UInt64, _ id: GUID) -> Bool {
         let (index, wantHigh, wantLow) = slot(recipient, id)
-        return UnsafeAtomic<UInt64>(at: high + index).load(ordering: .relaxed) == wantHigh
-            && UnsafeAtomic<UInt64>(at: low + index).load(ordering: .relaxed) == wantLow
+        return UnsafeAtomic<UInt64>(at: words + 2 * index).load(ordering: .relaxed) == wantHigh
+            && UnsafeAtomic<UInt64>(at: words + 2 * index + 1).load(ordering: .relaxed) == wantLow
     }
 
     @inline(__always)
     func insert(recipient: UInt64, _ id: GUID) {
         let (index, newHigh, newLow) = slot(recipient, id)
-        UnsafeAtomic<UInt64>(at: high + index).store(newHigh, ordering: .relaxed)
-        UnsafeAtomic<UInt64>(at: low + index).store(newLow, ordering: .relaxed)
+        UnsafeAtomic<UInt64>(at: words + 2 * index).store(newHigh, ordering: .relaxed)
+        UnsafeAtomic<UInt64>(at: words + 2 * index + 1).store(newLow, ordering: .relaxed)
     }
 }

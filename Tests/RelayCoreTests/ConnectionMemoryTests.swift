@@ -1,0 +1,56 @@
+import NIOCore
+import PTPProtocol
+import XCTest
+
+@testable import RelayCore
+
+/// What a connection keeps once its traffic is done: no output buffer after a flush, no tables
+/// sized for a busy spell after it went quiet.
+final class ConnectionMemoryTests: XCTestCase {
+    private func connection(of node: String, in relay: TestRelay) -> Connection? {
+        relay.shard.connections.values.first { $0.nodeID == Node.guid(node) }
+    }
+
+    func testOutputGoesBackToTheSharedEmptyBufferAfterAFlush() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        // Far more than the 4 KiB a flush's first write reserves: the output grows past it.
+        let text = String(repeating: "QUFB", count: 500)
+        let ids = (0..<40).map { _ in Node.newID() }
+        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id, text: text)) }
+        XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
+        guard let bobs = connection(of: Node.b, in: relay) else { return XCTFail("no connection for bob") }
+        XCTAssertEqual(bobs.out.readableBytes, 0)
+        XCTAssertEqual(bobs.takeOutput(leaving: relay.shard.emptyOutput).capacity, 0, "the flushed output is not kept")
+        XCTAssertNil(bobs.outChunk)
+        XCTAssertEqual(bobs.awaiting.count, ids.count, "the deliveries still await their ACK")
+    }
+
+    func testAQuietConnectionGivesBackItsAwaitingTable() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let ids = (0..<64).map { _ in Node.newID() }
+        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        XCTAssertEqual(bob.receive().count, ids.count)
+        for id in ids { bob.send(Frames.ack(id)) }
+        relay.shard.flushAll()
+        XCTAssertEqual(alice.receive().count, ids.count)
+        guard let bobs = connection(of: Node.b, in: relay) else { return XCTFail("no connection for bob") }
+        XCTAssertTrue(bobs.awaiting.isEmpty)
+        XCTAssertGreaterThanOrEqual(bobs.awaiting.capacity, ids.count, "emptied, the table keeps its storage")
+        // The first sweep sees the traffic since the last one; the next finds the connection quiet.
+        relay.shard.sweepIdle(now: .now())
+        XCTAssertGreaterThan(bobs.awaiting.capacity, 0, "not while it was busy in the last interval")
+        relay.shard.sweepIdle(now: .now())
+        XCTAssertEqual(bobs.awaiting.capacity, 0)
+        // It works as before afterwards.
+        let next = Node.newID()
+        alice.send(Frames.message(from: Node.a, to: [Node.b], id: next))
+        XCTAssertEqual(bob.receiveOne()?.dataMsgID, next)
+        XCTAssertEqual(bobs.awaiting.count, 1)
+    }
+}
