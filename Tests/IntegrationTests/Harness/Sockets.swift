@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// Thin POSIX socket helpers for the harness: loopback only, blocking, close-on-exec (so child
 /// processes never inherit a test's connection).
@@ -34,8 +35,23 @@ enum Sockets {
         return fd
     }
 
-    /// A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close.
+    /// Every port `freePort` has handed out in this process.
+    private static let handedOut = Mutex<Set<UInt16>>([])
+
+    /// A port that was free a moment ago and that this process was never given before: the kernel
+    /// can give the same free port to two `bind(0)` calls in a row, and a test that asked for a
+    /// stats port and then a listen port once got one port for both (the relay then failed with
+    /// "address already in use" on its second listener).
     static func freePort() throws -> UInt16 {
+        for _ in 0..<64 {
+            let port = try anyFreePort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw Failure(description: "no new free port in 64 tries")
+    }
+
+    /// A port that was free a moment ago: bind port 0 on 127.0.0.1, read it, close.
+    private static func anyFreePort() throws -> UInt16 {
         let fd = try makeTCPSocket()
         defer { closeSocket(fd) }
         var address = loopback(port: 0)
