@@ -64,4 +64,6 @@ row "mesh msg/s, two relays / one (thr)" "$(value compare '$1 == "mesh" { print 
 row "thr over TLS / plaintext" "$(value tls '$1 == "tls-load" && $2 == "tls" { print $4 }')" ">= 0.7"
 row "instructions per message, relay / C" "$(value instructions '$1 == "relay" { print $5 }')" "toward 2"
 row "instructions per handshake, relay / C" "$(value instructions-hs '$1 == "relay" { print $NF }')" ""
-echo "memory: see the memory.sh tables above (idle KiB per connection at each count, load RSS over idle)."
+row "RSS per idle plaintext connection, KiB" "$(value memory '$1 == "this" && $2 == 19000 { print $6 }')" "<= 4"
+row "RSS peak under load / idle (round 1)" "$(value memory '$1 == "this" && $3 == 1 && NF >= 8 { print $6 }')" "<= 2"
+row "RSS after the quiet spell / idle" "$(value memory '$1 ~ /^[0-9]+$/ && NF == 10 { print $9 }')" "<= 2"
