@@ -23,28 +23,9 @@ C2="${C2:-1000}"
 PORT="${RELAY_PORT:-17123}"
 LOAD=(--messages 2 --window 1 --payload 64 --duration 5 --drain 2 --hs-timeout 120 --quiet)
 
-command -v valgrind >/dev/null || { echo "instructions-hs.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
-[[ -x "$BENCH/relay-load" && -x "$BENCH/baseline-relay" ]] || make -C "$BENCH" >&2
-
-if [[ -z "${RELAY_BIN:-}" ]]; then
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    RELAY_BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-fi
-WORK="$(mktemp -d -t ptpchat-instr-hs.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-
-cp "$RELAY_BIN" "$WORK/relay" && strip --strip-debug "$WORK/relay"
-cp "$BENCH/baseline-relay" "$WORK/baseline" && strip --strip-debug "$WORK/baseline"
-cat >"$WORK/sigsuspend.c" <<'EOF'
-#define _GNU_SOURCE
-#include <signal.h>
-#include <unistd.h>
-#include <sys/syscall.h>
-int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return (int)syscall(SYS_rt_sigsuspend, &copy, 8); }
-EOF
-gcc -O2 -shared -fPIC "$WORK/sigsuspend.c" -o "$WORK/sigsuspend.so"
-
-export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
+NAME=instructions-hs.sh
+# shellcheck source=Benchmarks/callgrind-setup.sh
+source "$ROOT/Benchmarks/callgrind-setup.sh"
 
 wait_port() {
     for _ in $(seq 300); do

@@ -32,27 +32,9 @@ case "${SHAPE:-thr}" in
     *) echo "instructions.sh: SHAPE is thr or conn" >&2; exit 2 ;;
 esac
 
-command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
-[[ -x "$BENCH/relay-load" && -x "$BENCH/baseline-relay" ]] || make -C "$BENCH" >&2
-
-swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-WORK="$(mktemp -d -t ptpchat-instr.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-
-cp "$BIN" "$WORK/relay" && strip --strip-debug "$WORK/relay"
-cp "$BENCH/baseline-relay" "$WORK/baseline" && strip --strip-debug "$WORK/baseline"
-cat >"$WORK/sigsuspend.c" <<'EOF'
-#define _GNU_SOURCE
-#include <signal.h>
-#include <unistd.h>
-#include <sys/syscall.h>
-int sigsuspend(const sigset_t *mask) { sigset_t copy = *mask; return (int)syscall(SYS_rt_sigsuspend, &copy, 8); }
-EOF
-gcc -O2 -shared -fPIC "$WORK/sigsuspend.c" -o "$WORK/sigsuspend.so"
-
-# The load generator's per-IP and per-node limits off, as in compare.sh.
-export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
+NAME=instructions.sh
+# shellcheck source=Benchmarks/callgrind-setup.sh
+source "$ROOT/Benchmarks/callgrind-setup.sh"
 
 wait_port() {
     for _ in $(seq 200); do
