@@ -28,26 +28,9 @@ command -v gcc >/dev/null 2>&1 && [[ -f /usr/include/openssl/ssl.h ]] || {
     echo "memory.sh: needs gcc and libssl-dev (apt-get install -y gcc libssl-dev)" >&2
     exit 2
 }
-[[ -f "$BENCH/relay-load.c" ]] || { echo "memory.sh: no harness at $BENCH" >&2; exit 2; }
-if [[ ! -x "$BENCH/relay-load" ]]; then
-    if [[ ! -w "$BENCH" ]]; then # a read-only copy (CI): build in the cache, as run-compare.sh does
-        CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ptpchat-bench"
-        mkdir -p "$CACHE" && cp "$BENCH"/Makefile "$BENCH"/*.c "$BENCH"/*.h "$CACHE"/
-        BENCH="$CACHE"
-    fi
-    make -C "$BENCH" >&2
-fi
-
-WORK="$(mktemp -d -t ptpchat-memory.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-gcc -O2 -Wall -Wextra -o "$WORK/tls-load" "$ROOT/Benchmarks/tls-load.c" -lssl -lcrypto
-
-if [[ -n "${RELAY_BIN:-}" ]]; then
-    BIN="$RELAY_BIN"
-else
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-fi
+NAME=memory.sh
+# shellcheck source=Benchmarks/load-tools-setup.sh
+source "$ROOT/Benchmarks/load-tools-setup.sh"
 RELAYS=(--relay "this=$BIN")
 [[ -n "${COMPARE_BIN:-}" ]] && RELAYS=(--relay "compare=$COMPARE_BIN" "${RELAYS[@]}")
 

@@ -65,26 +65,9 @@ if ((${#need_packages[@]})); then
     fi
 fi
 
-[[ -f "$BENCH/relay-load.c" ]] || { echo "security.sh: no harness at $BENCH" >&2; exit 2; }
-if [[ ! -x "$BENCH/relay-load" || ! -x "$BENCH/baseline-relay" ]]; then
-    if [[ ! -w "$BENCH" ]]; then # a read-only copy (CI): build in the cache, as run-compare.sh does
-        CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ptpchat-bench"
-        mkdir -p "$CACHE" && cp "$BENCH"/Makefile "$BENCH"/*.c "$BENCH"/*.h "$CACHE"/
-        BENCH="$CACHE"
-    fi
-    make -C "$BENCH" >&2
-fi
-
-WORK="$(mktemp -d -t ptpchat-security.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-gcc -O2 -Wall -Wextra -o "$WORK/tls-load" "$ROOT/Benchmarks/tls-load.c" -lssl -lcrypto
-
-if [[ -n "${RELAY_BIN:-}" ]]; then
-    BIN="$RELAY_BIN"
-else
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-fi
+NAME=security.sh
+# shellcheck source=Benchmarks/load-tools-setup.sh
+source "$ROOT/Benchmarks/load-tools-setup.sh"
 
 case "${TLS_KEY_TYPE:-ec}" in
     ec) KEY_ARGS=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
