@@ -31,7 +31,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from relayproc import free_port, running_relay, stats, wait_listening  # noqa: E402
+from relayproc import free_port, log, proc_status, run_json, running_relay, stats, wait_listening  # noqa: E402
 
 ENV = os.environ
 ROUNDS = int(ENV.get("ROUNDS", "2"))
@@ -53,10 +53,6 @@ UNLIMITED = """limits:
 """
 
 
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
-
 def config(port, stats_port, extra=""):
     return f"""relay:
   listen: ["127.0.0.1:{port}"]
@@ -69,27 +65,6 @@ log:
 timeouts:
   idle: 3600
 {UNLIMITED}{extra}"""
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def run_json(cmd, timeout):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log(f"timed out: {' '.join(cmd)}")
-        return {}
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    log(f"no result from {' '.join(cmd)}: {out.stderr.strip()[-400:]}")
-    return {}
 
 
 class Holders:
@@ -158,7 +133,7 @@ def load(a, name, binary):
             holders.wait_ready()
             wait_clients(stats_port, LOAD_CONNS)
             time.sleep(1)
-            idle = status_kib(relay.pid, "VmRSS")
+            idle = proc_status(relay.pid, "VmRSS")
             for n in range(ROUNDS):
                 cmd = [a.relay_load, "--port", str(port), "--conns", str(LOAD_CONNS), "--window", "16", "--payload", "256",
                        "--duration", f"{LOAD_SECONDS:g}", "--pattern", "pair", "--src-ips", "127.0.2.1", "--quiet"]
@@ -166,9 +141,9 @@ def load(a, name, binary):
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
                 peak = 0
                 while proc.poll() is None:
-                    peak = max(peak, status_kib(relay.pid, "VmRSS"))
+                    peak = max(peak, proc_status(relay.pid, "VmRSS"))
                     time.sleep(0.1)
-                after = status_kib(relay.pid, "VmRSS")
+                after = proc_status(relay.pid, "VmRSS")
                 out.seek(0)
                 result = next((json.loads(line) for line in reversed(out.read().splitlines()) if line.startswith("{")), {})
                 rows.append({"peak": max(peak, after), "after": after, "rate": result.get("delivered_per_s", 0),
@@ -176,8 +151,8 @@ def load(a, name, binary):
                              "complete": result.get("complete", False)})
                 log(f"load {name} round {n + 1}: peak {peak / 1024:.1f} MiB, {result.get('delivered_per_s', 0):.0f} msg/s")
             time.sleep(QUIET_SECONDS)
-            quiet = status_kib(relay.pid, "VmRSS")
-            hwm = status_kib(relay.pid, "VmHWM")
+            quiet = proc_status(relay.pid, "VmRSS")
+            hwm = proc_status(relay.pid, "VmHWM")
         finally:
             holders.stop()
     return {"idle": idle, "rounds": rows, "quiet": quiet, "hwm": hwm}
@@ -189,13 +164,13 @@ def idle_one(a, binary, count):
         if not wait_listening(port):
             return None
         warm_up(a, port, stats_port)
-        before = status_kib(relay.pid, "VmRSS")
+        before = proc_status(relay.pid, "VmRSS")
         holders = Holders(a.tls_load, port, count)
         try:
             opened = holders.wait_ready()
             clients = wait_clients(stats_port, opened)
             time.sleep(1)
-            after = status_kib(relay.pid, "VmRSS")
+            after = proc_status(relay.pid, "VmRSS")
         finally:
             holders.stop()
     return {"count": count, "clients": clients, "before": before, "after": after,
@@ -224,7 +199,7 @@ def burst(a, binary):
                 conns.append(s)
             wait_clients(stats_port, BURST_CONNS)
             time.sleep(1)
-            before = status_kib(relay.pid, "VmRSS")
+            before = proc_status(relay.pid, "VmRSS")
             bytes_before = stats(stats_port)["bytes"]["in"]
             blob = bytes(int(BURST_MIB * 1048576))  # keepalives: 4 zero bytes each
             for s in conns:
@@ -233,7 +208,7 @@ def burst(a, binary):
             while stats(stats_port)["bytes"]["in"] < bytes_before + len(blob) * len(conns) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(2)
-            after = status_kib(relay.pid, "VmRSS")
+            after = proc_status(relay.pid, "VmRSS")
             clients = stats(stats_port)["connections"]["clients"]
         finally:
             for s in conns:

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -65,3 +66,30 @@ def stats(port):
     """The relay's /stats as a dictionary."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
         return json.load(response)
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def proc_status(pid, field):
+    """A /proc/PID/status field in KiB (VmRSS, VmHWM, ...); 0 when absent."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_json(cmd, timeout):
+    """Runs a tool that prints one JSON line; {} (and the reason on stderr) when it does not."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"timed out: {' '.join(cmd)}")
+        return {}
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    log(f"no result from {' '.join(cmd)}: {out.stderr.strip()[-400:]}")
+    return {}

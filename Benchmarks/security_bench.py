@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from relayproc import free_port, running_relay, stats, wait_listening  # noqa: E402
+from relayproc import free_port, log, proc_status, run_json, running_relay, stats, wait_listening  # noqa: E402
 
 ENV = os.environ
 REPS = int(ENV.get("REPS", "3"))
@@ -62,10 +62,6 @@ NODE_LIMITS_OFF = """limits:
 """
 
 
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
-
 def relay_config(port, stats_port, tls_port, cert, key, extra=""):
     return f"""relay:
   listen: ["127.0.0.1:{port}"]
@@ -84,33 +80,10 @@ tls:
 {extra}"""
 
 
-def proc_status(pid, field):
-    """VmRSS / VmHWM of a process in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
-
-
-def run_json(cmd, timeout):
-    """Runs a tool that prints one JSON line; {} (and the reason on stderr) when it does not."""
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log(f"timed out: {' '.join(cmd)}")
-        return {}
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    log(f"no result from {' '.join(cmd)}: {out.stderr.strip()[-400:]}")
-    return {}
 
 
 def median(rows, key):
