@@ -17,7 +17,7 @@
 # (N2 - N1) leaves out start-up, handshakes and shutdown. Binaries are copied with their debug
 # information stripped (valgrind 3.19 cannot read Swift's DWARF 5) and run with a small preload
 # that copies the mask sigsuspend is given (valgrind 3.19 writes into it, and libdispatch's is in
-# read-only memory).
+# read-only memory): Benchmarks/callgrind-setup.sh. SCRATCH_PATH or RELAY_BIN measure another build.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
