@@ -18,8 +18,7 @@ final class ConnectionMemoryTests: XCTestCase {
         let bob = relay.client(Node.b, name: "bob")
         // Far more than the 4 KiB a flush's first write reserves: the output grows past it.
         let text = String(repeating: "QUFB", count: 500)
-        let ids = (0..<40).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id, text: text)) }
+        let ids = alice.sendMessages(40, from: Node.a, to: Node.b, text: text)
         XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
         guard let bobs = connection(of: Node.b, in: relay) else { return XCTFail("no connection for bob") }
         XCTAssertEqual(bobs.out.readableBytes, 0)
@@ -28,13 +27,33 @@ final class ConnectionMemoryTests: XCTestCase {
         XCTAssertEqual(bobs.awaiting.count, ids.count, "the deliveries still await their ACK")
     }
 
+    /// A busy tick's first write reserves room for about what the last flush wrote (twice it), so
+    /// a batch of the same size is not grown and copied from 4 KiB again; the reserve is taken only
+    /// once something is written, and given back at the flush.
+    func testTheFirstWriteAfterABigFlushReservesItsSize() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let text = String(repeating: "QUFB", count: 500)
+        let ids = alice.sendMessages(40, from: Node.a, to: Node.b, text: text)  // about 90 KB to bob in one tick
+        XCTAssertEqual(bob.receive().count, ids.count)
+        guard let bobs = connection(of: Node.b, in: relay) else { return XCTFail("no connection for bob") }
+        XCTAssertEqual(bobs.out.capacity, 0, "nothing is reserved before a write")
+        alice.sendMessages(1, from: Node.a, to: Node.b, text: text)
+        XCTAssertGreaterThan(bobs.out.readableBytes, 0, "the delivery waits for this tick's flush")
+        XCTAssertGreaterThanOrEqual(bobs.out.capacity, 128 * 1024)
+        XCTAssertLessThanOrEqual(bobs.out.capacity, 512 * 1024)
+        XCTAssertEqual(bob.receive().count, 1)
+        XCTAssertEqual(bobs.out.capacity, 0)
+    }
+
     func testAQuietConnectionGivesBackItsAwaitingTable() {
         let relay = TestRelay()
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")
-        let ids = (0..<64).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        let ids = alice.sendMessages(64, from: Node.a, to: Node.b)
         XCTAssertEqual(bob.receive().count, ids.count)
         for id in ids { bob.send(Frames.ack(id)) }
         relay.shard.flushAll()

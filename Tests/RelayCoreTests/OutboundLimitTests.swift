@@ -31,8 +31,7 @@ final class OutboundLimitTests: XCTestCase {
         let bob = relay.client(Node.b, name: "bob")
         setWritable(bob, false)
 
-        let ids = (0..<3).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        let ids = alice.sendMessages(3, from: Node.a, to: Node.b)
         bob.expectNothing()
         let nacks = alice.receive()
         XCTAssertEqual(nacks.map(\.type), ["NACK", "NACK", "NACK"], "\(nacks.map(\.text))")
@@ -98,8 +97,7 @@ final class OutboundLimitTests: XCTestCase {
         let relay = TestRelay { $0.limits.outboundBufferBytes = 1000 }
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
-        let ids = (0..<12).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        let ids = alice.sendMessages(12, from: Node.a, to: Node.b)
         XCTAssertEqual(relay.offline.messages.count, 12)
         _ = alice.receive()
 

@@ -125,6 +125,18 @@ final class Peer {
         XCTAssertNoThrow(try channel.writeInbound(ByteBuffer(bytes: bytes)), file: file, line: line)
     }
 
+    /// Sends `count` MESSAGEs from `sender` to `recipient`, each with a new id; returns the ids in
+    /// the order sent.
+    @discardableResult
+    func sendMessages(
+        _ count: Int, from sender: String, to recipient: String, text: String = "aGk=",
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> [String] {
+        let ids = (0..<count).map { _ in Node.newID() }
+        for id in ids { send(Frames.message(from: sender, to: [recipient], id: id, text: text), file: file, line: line) }
+        return ids
+    }
+
     /// Every frame the relay wrote to this peer since the last call, each checked against the head
     /// rules of PROFILE.md section 2 (ASCII, compact, exact head).
     func receive(file: StaticString = #filePath, line: UInt = #line) -> [Frame] {

@@ -169,8 +169,7 @@ final class StoreForwardTests: XCTestCase {
         let relay = TestRelay()
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
-        let ids = (0..<3).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.x], id: id)) }
+        let ids = alice.sendMessages(3, from: Node.a, to: Node.x)
         XCTAssertEqual(alice.receive().count, 3)
 
         let (xena, welcome) = bind(relay, Node.x, name: "xena")
@@ -549,8 +548,7 @@ final class StoreForwardTests: XCTestCase {
         let relay = TestRelay { $0.store.perRecipientMessages = 2 }
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
-        let ids = (0..<3).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.x], id: id)) }
+        let ids = alice.sendMessages(3, from: Node.a, to: Node.x)
         let nacks = alice.receive()
         XCTAssertEqual(nacks.map(\.dataMsgID), ids)
         guard nacks.count == 3 else { return }

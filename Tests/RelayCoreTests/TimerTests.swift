@@ -77,8 +77,7 @@ final class TimerTests: XCTestCase {
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")
-        let ids = (0..<12).map { _ in Node.newID() }
-        for id in ids { alice.send(Frames.message(from: Node.a, to: [Node.b], id: id)) }
+        let ids = alice.sendMessages(12, from: Node.a, to: Node.b)
         XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
         bob.send(Frames.ack(ids[5]))
         relay.shard.flushAll()
