@@ -40,16 +40,10 @@ public struct ReceivedJSON {
 public enum ForwardedFrames {
     /// A unicast verb for one next hop: `msg_data` copied, `recipient` replaced by `recipients`
     /// when given (see `Forwarding.narrowedRecipients`).
-    @inline(__always)
-    public static func unicast(
-        _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, messageID: GUID, ttl: Int,
-        sender: SenderTag, recipients: Recipients?
-    ) {
-        unicast(&out, verb: envelope.verb, data: envelope.data, from: json, messageID: messageID, ttl: ttl, sender: sender, recipients: recipients)
-    }
-
-    /// The same from the two things of the envelope it reads: a closure that captures these
-    /// instead of the whole `Envelope` (over 300 bytes) does not copy it for every forwarded copy.
+    ///
+    /// It takes the two things of the envelope it reads, the verb and the `msg_data` token: a
+    /// closure that captures these instead of the whole `Envelope` (over 300 bytes) does not copy
+    /// it for every forwarded copy.
     @inline(__always)
     public static func unicast(
         _ out: inout ByteBuffer, verb: Verb, data: Int, from json: ReceivedJSON, messageID: GUID, ttl: Int,

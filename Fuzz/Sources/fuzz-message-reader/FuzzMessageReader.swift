@@ -101,7 +101,7 @@ func checkForwardedFrame(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, 
         let hop = envelope.recipients.count > 1 ? Recipients(envelope.recipients[envelope.recipients.startIndex]) : envelope.recipients
         let narrowed = Forwarding.narrowedRecipients(of: envelope, for: hop)
         expectedRecipients = narrowed ?? envelope.recipients
-        ForwardedFrames.unicast(&out, envelope, from: json, messageID: id, ttl: ttl, sender: sender, recipients: narrowed)
+        ForwardedFrames.unicast(&out, verb: envelope.verb, data: envelope.data, from: json, messageID: id, ttl: ttl, sender: sender, recipients: narrowed)
     case .join, .leave, .channel:
         // The relay drops a flood without id (`flood_no_id`).
         guard let id = envelope.floodID else { return }

@@ -66,7 +66,7 @@ extension RelayShard {
         }
         var frame = ByteBufferAllocator().buffer(capacity: json.bytes.count + 256)
         ForwardedFrames.unicast(
-            &frame, envelope, from: json, messageID: messageID, ttl: ttl, sender: sender,
+            &frame, verb: envelope.verb, data: envelope.data, from: json, messageID: messageID, ttl: ttl, sender: sender,
             recipients: Forwarding.narrowedRecipients(of: envelope, for: delivery.recipients))
         let message = NewMessage(
             recipient: recipient, messageID: messageID, sender: sender.address.id, frame: Array(frame.readableBytesView),
