@@ -9,8 +9,8 @@
 #   4. instructions.sh     callgrind instructions per delivered message, relay vs C baseline
 #   5. instructions-hs.sh  callgrind instructions per handshake, relay vs C baseline
 #
-#   Benchmarks/all.sh                  # everything (~25 min on an idle machine)
-#   QUICK=1 Benchmarks/all.sh          # one rep, short runs, smaller idle counts (~8 min)
+#   Benchmarks/all.sh                  # everything (about 13 min on an idle machine, measured)
+#   QUICK=1 Benchmarks/all.sh          # one rep, short runs, smaller idle counts
 #
 # Ratios are only comparable within one run of this script (the machine is shared).
 set -uo pipefail
