@@ -1,16 +1,22 @@
 import ArgumentParser
 import NIOCore
 import PTPProtocol
+import PTPPunch
 
 /// `ptpchat listen`: prints every MESSAGE that arrives as one JSON line on stdout and ACKs it.
 /// The line is the frame with two members added: `text`, the message decoded (base64 as SPEC.md
 /// says, or plain as the existing client sends it), and `text_encoding`, which of the two it was.
+/// With `--accept-punch` it also answers punches (docs/nat-traversal.md) and each line says which
+/// `path` the message took, `direct` or `relay`.
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Receive messages: print each MESSAGE as one JSON line on stdout and ACK it.",
         discussion: """
-            Prints `ready <node-id>` on stderr once the relay has bound the connection. Runs until \
-            the connection ends, then exits non-zero with the reason.
+            Prints `ready <node-id>` on stderr once the relay has bound the connection (with \
+            --accept-punch: once this node's public address is known). Runs until the connection \
+            ends, then exits non-zero with the reason. With --accept-punch it answers CONNECT step 2 \
+            with step 3, dials the initiator from its punching port, and takes messages over direct \
+            links as well as from the relay; one line per punch (JSON with --json) says what happened.
             """
     )
 
@@ -26,32 +32,60 @@ struct Listen: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The channel name sent with --join.", valueName: "name"))
     var channelName: String = LegacyClientChannel.name
 
+    @Flag(name: .customLong("accept-punch"), help: "Answer hole punches (`ptpchat punch`) and take messages over the direct links.")
+    var acceptPunch = false
+
+    @Flag(help: "With --accept-punch: print one JSON object per punch on stdout (else a human line on stderr).")
+    var json = false
+
+    @Option(
+        name: .customLong("punch-deadline"),
+        help: ArgumentHelp("With --accept-punch: seconds each punch may take before it stays on the relay.", valueName: "seconds"))
+    var punchDeadline: Double = 5
+
+    @Flag(name: .customLong("no-rtt-hint"), help: "With --accept-punch: dial at once instead of waiting the relay's RTT hint.")
+    var noRTTHint = false
+
+    @Flag(
+        name: .customLong("punch-no-direct"),
+        help: ArgumentHelp("With --accept-punch: answer punches but neither listen nor dial (as behind a port that is blocked).", visibility: .hidden))
+    var punchNoDirect = false
+
+    /// How long to wait for the relay's answer to address discovery at start.
+    static let discoveryTimeout: Duration = .seconds(5)
+
+    func validate() throws {
+        if !acceptPunch, json || noRTTHint || punchNoDirect {
+            throw ValidationError("--json, --no-rtt-hint and --punch-no-direct need --accept-punch")
+        }
+        if !(punchDeadline > 0 && punchDeadline <= 600) {
+            throw ValidationError("--punch-deadline must be more than 0 and at most 600 seconds")
+        }
+    }
+
     func run() async throws {
         let identity = connection.makeIdentity()
+        let channels = channels
+        let channelName = channelName
+        let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity) : nil
         do {
             try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
+                localPort: acceptPunch ? 0 : nil
             ) { session in
                 try await session.handshake()
                 for channel in channels {
                     try await session.send(ClientFrames.join(channelID: channel, channel: channelName, from: identity))
                 }
+                if let responder {
+                    // Prints `ready` itself once the public address is known; runs until the connection ends.
+                    try await responder.run(&session)
+                    throw ClientError.connectionLost("closed by the relay")
+                }
                 Console.diagnostic("ready \(identity.address.id)")
                 while true {
                     let frame = try await session.next()
-                    switch frame.verb {
-                    case .message:
-                        Console.output(Self.line(frame))
-                        if let id = frame.messageID {
-                            try await session.send(ClientFrames.ack(id, from: identity))
-                        }
-                    case .nack:
-                        Console.diagnostic(
-                            "ptpchat: NACK for \(frame.messageID.map(String.init(describing:)) ?? "?"): "
-                                + "\(frame.reason ?? "no reason")")
-                    default:
-                        continue
-                    }
+                    try await Self.handle(frame, on: session.writer, identity: identity, path: nil)
                 }
             }
         } catch let error as ClientError {
@@ -59,11 +93,29 @@ struct Listen: AsyncParsableCommand {
             throw ExitCode(error.exitCode)
         }
     }
+
+    /// A frame from the relay: a MESSAGE is printed and ACKed, a NACK reported.
+    static func handle(_ frame: InboundFrame, on writer: RelayWriter, identity: SenderTag, path: PunchReport.Path?) async throws {
+        switch frame.verb {
+        case .message:
+            Console.output(line(frame, path: path))
+            if let id = frame.messageID {
+                try await writer.send(ClientFrames.ack(id, from: identity))
+            }
+        case .nack:
+            Console.diagnostic(
+                "ptpchat: NACK for \(frame.messageID.map(String.init(describing:)) ?? "?"): "
+                    + "\(frame.reason ?? "no reason")")
+        default:
+            break
+        }
+    }
 }
 
 extension Listen {
-    /// The frame's JSON with `"text"` and `"text_encoding"` added before its closing brace.
-    static func line(_ frame: InboundFrame) -> [UInt8] {
+    /// The frame's JSON with `"text"` and `"text_encoding"` (and `"path"` when given) added before
+    /// its closing brace.
+    static func line(_ frame: InboundFrame, path: PunchReport.Path? = nil) -> [UInt8] {
         guard let message = frame.message, frame.line.last == UInt8(ascii: "}") else { return frame.line }
         let (text, encoding) = MessageText.decode(message)
         var out = ByteBuffer()
@@ -72,7 +124,174 @@ extension Listen {
         out.writeJSONString(text)
         out.writeASCII(",\"text_encoding\":")
         out.writeJSONString(encoding.rawValue)
+        if let path {
+            out.writeASCII(",\"path\":")
+            out.writeJSONString(path.rawValue)
+        }
         out.writeInteger(UInt8(ascii: "}"))
         return Array(out.readableBytesView)
+    }
+}
+
+/// `listen --accept-punch`: the responder. Learns this node's public address of its punching port
+/// (the relay connection's own local port) by address discovery, listens on that port, and
+/// answers each step 2 with step 3 and a dialer; relay frames and punches are handled at once.
+/// Never returns but by an error of the relay connection.
+struct PunchAnswering: Sendable {
+    let identity: SenderTag
+    let json: Bool
+    let deadline: Duration
+    let honoursRTTHint: Bool
+    let noDirect: Bool
+
+    init(listen: Listen, identity: SenderTag) {
+        self.identity = identity
+        json = listen.json
+        deadline = .milliseconds(Int64(listen.punchDeadline * 1000))
+        honoursRTTHint = !listen.noRTTHint
+        noDirect = listen.punchNoDirect
+    }
+
+    private enum Event: Sendable {
+        case relay(InboundFrame)
+        case relayLost(String)
+        case discoveryTimedOut
+    }
+
+    func run(_ session: inout RelaySession) async throws {
+        let node = identity.address.id
+        let identity = identity
+        guard let relayID = session.relayID else { throw ClientError.connectionLost("the relay sent no id in its ROUTING") }
+        guard let localSocket = session.localAddress, let localPort = localSocket.port else {
+            throw ClientError.connectionLost("the relay connection has no local port")
+        }
+        let punchAddress = try PunchSockets.wildcard(like: localSocket, port: localPort)
+        let local = PunchSockets.connectAddress(localSocket)
+        let writer = session.writer
+        let links = DirectLinks(
+            identity: identity,
+            onMessage: { frame, _ in Console.output(Listen.line(frame, path: .direct)) },
+            onRefused: { Console.diagnostic("ptpchat: \($0)") })
+        if !noDirect { try await links.listen(on: punchAddress) }
+
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        let frames = session.frames
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            group.addTask {
+                do {
+                    for try await frame in frames { sink.yield(.relay(frame)) }
+                    sink.yield(.relayLost("closed by the relay"))
+                } catch {
+                    sink.yield(.relayLost(String(describing: error)))
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: Listen.discoveryTimeout)
+                sink.yield(.discoveryTimedOut)
+            }
+            let discoveryID = GUID.random()
+            try await writer.send(
+                ClientFrames.connect(
+                    id: discoveryID, from: identity, source: node, destination: relayID, src: ConnectAddress(host: nil, port: localPort),
+                    dst: nil))
+            var observed: ConnectAddress?
+            var discovering = true
+            for await event in events {
+                switch event {
+                case .relayLost(let why):
+                    throw ClientError.connectionLost(why)
+                case .discoveryTimedOut where discovering:
+                    discovering = false
+                    Console.diagnostic("ptpchat: no address discovery answer from the relay in time: punches will not be answered")
+                    Console.diagnostic("ready \(node)")
+                case .discoveryTimedOut:
+                    continue
+                case .relay(let frame):
+                    if discovering, frame.verb == .nack, frame.messageID == discoveryID {
+                        discovering = false
+                        Console.diagnostic(
+                            "ptpchat: the relay refused address discovery (NACK \(frame.reason ?? "")): punches will not be answered")
+                        Console.diagnostic("ready \(node)")
+                        continue
+                    }
+                    guard frame.verb == .connect, let fields = frame.connect else {
+                        try await Listen.handle(frame, on: writer, identity: identity, path: .relay)
+                        continue
+                    }
+                    if discovering, fields.sourceNode == node, fields.destinationNode == relayID {
+                        discovering = false
+                        if let text = fields.src, let address = ConnectAddress(parsing: text), address.host != nil {
+                            observed = address
+                        } else {
+                            Console.diagnostic("ptpchat: the relay's address discovery answer has no usable address: punches will not be answered")
+                        }
+                        Console.diagnostic("ready \(node)")
+                        continue
+                    }
+                    guard PunchResponder.isStepTwo(fields, for: node) else { continue }
+                    guard let observed else {
+                        Console.diagnostic("ptpchat: a punch from \(fields.sourceNode) is not answered: this node's public address is unknown")
+                        continue
+                    }
+                    let answer: PunchResponder.Answer
+                    switch PunchResponder.answer(fields, observed: observed, honoursRTTHint: honoursRTTHint) {
+                    case .failure(let refusal):
+                        Console.diagnostic("ptpchat: a punch is not answered: \(refusal.reason)")
+                        continue
+                    case .success(let success):
+                        answer = success
+                    }
+                    links.admit(fields.sourceNode)
+                    try await writer.send(
+                        ClientFrames.connect(from: identity, source: fields.sourceNode, destination: node, src: answer.peer, dst: answer.dst))
+                    let sentAt = ContinuousClock.now
+                    var report = PunchReport(role: .responder, node: node, peerNode: fields.sourceNode)
+                    report.observed = observed
+                    report.localPort = localPort
+                    report.peer = answer.peer
+                    report.rttHintMilliseconds = answer.rttHintMilliseconds
+                    report.dialDelayMilliseconds = answer.dialDelayMilliseconds
+                    report.setNAT(NATType.classify(local: local, relay: observed, probe: nil))
+                    let opened = report
+                    group.addTask {
+                        await respond(answer: answer, report: opened, sentAt: sentAt, punchAddress: punchAddress, links: links)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dials the initiator after the RTT hint until a link is proven or the deadline, and prints
+    /// what happened.
+    private func respond(
+        answer: PunchResponder.Answer, report: PunchReport, sentAt: ContinuousClock.Instant, punchAddress: SocketAddress, links: DirectLinks
+    ) async {
+        var report = report
+        let giveUpAt = sentAt + deadline
+        if noDirect {
+            try? await Task.sleep(until: giveUpAt, clock: .continuous)
+            report.reason = "this responder neither listens nor dials (--punch-no-direct)"
+        } else {
+            do {
+                var dialer = SimultaneousOpen(local: punchAddress, peerAddress: try PunchSockets.socketAddress(answer.peer), peer: report.peerNode)
+                dialer.firstDialDelay = .milliseconds(answer.dialDelayMilliseconds)
+                let outcome = await dialer.run(links: links, until: giveUpAt)
+                report.attempts = outcome.attempts
+                if let link = outcome.link {
+                    report.result = .direct
+                    report.via = link.via
+                    report.timeToDirectMilliseconds = (ContinuousClock.now - sentAt).wholeMilliseconds
+                } else {
+                    var why = "no direct connection before the deadline (\(outcome.attempts) dial\(outcome.attempts == 1 ? "" : "s")"
+                    if let lastError = outcome.lastError { why += ", last: \(lastError)" }
+                    report.reason = why + ")"
+                }
+            } catch {
+                report.reason = "cannot dial \(answer.peer): \(error)"
+            }
+        }
+        if json { Console.output(Array(report.json.utf8)) }
+        Console.diagnostic("ptpchat: " + report.humanLine)
     }
 }

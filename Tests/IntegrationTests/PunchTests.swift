@@ -1,0 +1,115 @@
+import Foundation
+import XCTest
+
+/// `ptpchat punch` and `ptpchat listen --accept-punch` as real processes against the real relay
+/// on 127.0.0.1: the CONNECT exchange, address discovery, the direct link and its message, the
+/// fallback to the relay, and the probe on a second relay port. (Across real NATs: the NAT lab.)
+final class PunchTests: RelayTestCase {
+    /// Starts a responder and waits until it knows its public address (`ready`).
+    func startResponder(_ relay: RelayProcess, id: String, extra: [String] = []) throws -> ChildProcess {
+        let responder = try startPtpchat(
+            ["listen", "--relay", relay.endpoint, "--node-id", id, "--accept-punch", "--json"] + extra, name: "responder")
+        XCTAssertNotNil(
+            responder.waitForStderrLine(containing: "ready \(id)", timeout: 20), "the responder never got ready:\n\(responder.outputTail())")
+        return responder
+    }
+
+    /// Runs `ptpchat punch` to its end and returns its JSON object.
+    func punch(_ relay: RelayProcess, to peer: String, from id: String, extra: [String] = [], text: String) throws -> [String: Any] {
+        let child = try startPtpchat(
+            ["punch", "--relay", relay.endpoint, "--to", peer, "--node-id", id, "--json"] + extra + [text], name: "punch-\(id.prefix(8))")
+        let status = child.waitForExit(timeout: 30)
+        XCTAssertEqual(status, 0, "ptpchat punch did not exit 0:\n\(child.outputTail())")
+        let lines = child.stdoutLines
+        XCTAssertEqual(lines.count, 1, "one JSON object on stdout:\n\(child.outputTail())")
+        return try XCTUnwrap(JSON.object(Array((lines.first ?? "").utf8)), "not JSON:\n\(child.outputTail())")
+    }
+
+    /// The responder's stdout objects: its punch reports (`role`) and the messages it printed.
+    func responderOutput(_ responder: ChildProcess, reports: Int, messages: Int) -> (reports: [[String: Any]], messages: [[String: Any]]) {
+        var result: (reports: [[String: Any]], messages: [[String: Any]]) = ([], [])
+        _ = Deadline.poll(timeout: 15) {
+            let objects = responder.stdoutLines.compactMap { JSON.object(Array($0.utf8)) }
+            result = (objects.filter { $0["role"] != nil }, objects.filter { $0["msg_type"] as? String == "MESSAGE" })
+            return result.reports.count >= reports && result.messages.count >= messages
+        }
+        return result
+    }
+
+    func testLoopbackPunchGoesDirectAndTheMessageTakesTheDirectLink() throws {
+        let relay = try startRelay()
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startResponder(relay, id: b)
+
+        let report = try punch(relay, to: b, from: a, text: "over the hole")
+        XCTAssertEqual(report["result"] as? String, "direct", "\(report)")
+        XCTAssertTrue(report["reason"] is NSNull, "\(report)")
+        XCTAssertEqual(report["nat"] as? String, "endpoint-independent", "no NAT on loopback: the relay sees the local address")
+        let localPort = try XCTUnwrap(report["local_port"] as? Int)
+        XCTAssertEqual(report["observed"] as? String, "127.0.0.1:\(localPort)", "discovery over the connection from the punching port")
+        XCTAssertTrue((report["peer"] as? String)?.hasPrefix("127.0.0.1:") == true, "\(report)")
+        XCTAssertNotNil(report["time_to_direct_ms"] as? Int, "\(report)")
+        XCTAssertNotNil(report["attempts"] as? Int)
+        XCTAssertTrue(report["rtt_hint_ms"] != nil, "the key is there (null until the relay sends the hint)")
+        XCTAssertEqual(report["path"] as? String, "direct", "\(report)")
+
+        let seen = responderOutput(responder, reports: 1, messages: 1)
+        let answered = try XCTUnwrap(seen.reports.first, "no punch report from the responder:\n\(responder.outputTail())")
+        XCTAssertEqual(answered["role"] as? String, "responder")
+        XCTAssertEqual(answered["result"] as? String, "direct", "\(answered)")
+        XCTAssertEqual(answered["peer_node_id"] as? String, a)
+        XCTAssertEqual(answered["peer"] as? String, report["observed"] as? String, "the responder dialed the initiator's observed address")
+        XCTAssertEqual(report["peer"] as? String, answered["observed"] as? String, "the initiator dialed the responder's observed address")
+        let message = try XCTUnwrap(seen.messages.first, "the responder printed no message:\n\(responder.outputTail())")
+        XCTAssertEqual(message["text"] as? String, "over the hole")
+        XCTAssertEqual(message["path"] as? String, "direct")
+        XCTAssertFalse(relay.log.contains("over the hole"), "the direct message never crossed the relay")
+    }
+
+    func testABlockedResponderPortStaysOnTheRelayAndTheMessageGoesThroughIt() throws {
+        let relay = try startRelay()
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startResponder(relay, id: b, extra: ["--punch-no-direct", "--punch-deadline", "1.5"])
+
+        let started = Date()
+        let report = try punch(relay, to: b, from: a, extra: ["--deadline", "1.5"], text: "through the relay")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "the deadline holds")
+        XCTAssertEqual(report["result"] as? String, "relay", "\(report)")
+        XCTAssertTrue((report["reason"] as? String)?.contains("no direct connection before the deadline") == true, "\(report)")
+        XCTAssertGreaterThanOrEqual(report["attempts"] as? Int ?? 0, 2, "refused dials are tried again: \(report)")
+        XCTAssertTrue(report["time_to_direct_ms"] is NSNull)
+        XCTAssertEqual(report["path"] as? String, "relay")
+        XCTAssertEqual(report["stored"] as? Bool, false, "delivered, not stored")
+
+        let seen = responderOutput(responder, reports: 1, messages: 1)
+        XCTAssertEqual(seen.reports.first?["result"] as? String, "relay", "\(seen.reports)")
+        let message = try XCTUnwrap(seen.messages.first, "the responder printed no message:\n\(responder.outputTail())")
+        XCTAssertEqual(message["text"] as? String, "through the relay")
+        XCTAssertEqual(message["path"] as? String, "relay")
+    }
+
+    func testAProbeOnASecondRelayPortSeesTheSameMapping() throws {
+        let secondPort = try Sockets.freePort()
+        let relay = try startRelay(arguments: ["--listen", "127.0.0.1:\(secondPort)"])
+        let a = Ids.make()
+        let b = Ids.make()
+        _ = try startResponder(relay, id: b)
+
+        let report = try punch(relay, to: b, from: a, extra: ["--probe", "127.0.0.1:\(secondPort)"], text: "probed")
+        XCTAssertEqual(report["probe_observed"] as? String, report["observed"] as? String, "\(report)")
+        XCTAssertEqual(report["nat"] as? String, "endpoint-independent")
+        XCTAssertEqual(report["result"] as? String, "direct", "\(report)")
+    }
+
+    func testAPeerThatIsNotOnlineStaysOnTheRelayAndTheMessageIsStored() throws {
+        let relay = try startRelay()
+        let report = try punch(relay, to: Ids.make(), from: Ids.make(), text: "for later")
+        XCTAssertEqual(report["result"] as? String, "relay")
+        XCTAssertEqual(report["reason"] as? String, "the peer is not reachable through the relay (NACK unreachable)")
+        XCTAssertEqual(report["attempts"] as? Int, 0)
+        XCTAssertEqual(report["path"] as? String, "relay")
+        XCTAssertEqual(report["stored"] as? Bool, true)
+    }
+}
