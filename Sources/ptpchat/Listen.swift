@@ -172,7 +172,13 @@ struct PunchAnswering: Sendable {
             identity: identity,
             onMessage: { frame, _ in Console.output(Listen.line(frame, path: .direct)) },
             onRefused: { Console.diagnostic("ptpchat: \($0)") })
-        if !noDirect { try await links.listen(on: punchAddress) }
+        if !noDirect {
+            do {
+                try await links.listen(on: punchAddress)
+            } catch {
+                Console.diagnostic("ptpchat: cannot listen on the punching port \(localPort) (\(error)): punches will only dial")
+            }
+        }
 
         let (events, sink) = AsyncStream<Event>.makeStream()
         let frames = session.frames

@@ -115,7 +115,11 @@ struct PunchExchange: Sendable {
         links.admit(peer)
         defer { links.close() }
         // Listening before step 1 goes out: the peer's SYN may come before this side dials.
-        try await links.listen(on: punchAddress)
+        do {
+            try await links.listen(on: punchAddress)
+        } catch {
+            Console.diagnostic("ptpchat: cannot listen on the punching port \(localPort) (\(error)): dialing only")
+        }
 
         let (events, sink) = AsyncStream<Event>.makeStream()
         let frames = session.frames
