@@ -158,6 +158,8 @@ final class PunchInitiatorTests: XCTestCase {
         _ = punching.start()
         _ = punching.handle(discoveryAnswer("198.51.100.7:51000"))
         _ = punching.handle(step4(dst: "203.0.113.9:62000"))
+        XCTAssertEqual(punching.handle(.deadlinePassed), [], "while punching, the dialer reports the deadline with its attempts")
+        XCTAssertEqual(punching.phase, .punching)
         XCTAssertEqual(punching.handle(.punchGaveUp(attempts: 7, lastError: "connection refused")), [.finish])
         XCTAssertEqual(punching.report.result, .relay)
         XCTAssertEqual(punching.report.attempts, 7)
