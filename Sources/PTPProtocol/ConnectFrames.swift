@@ -12,11 +12,15 @@ public enum ConnectFrames {
         public var reason: String?
         /// Step 1: `false` asks the responder to dial at once and ignore the relay's RTT hint.
         public var rttHint: Bool?
+        /// Step 3: `"symmetric"` when the responder found its own NAT symmetric (the initiator
+        /// then stays on the relay at once instead of dialing until its deadline).
+        public var nat: String?
 
-        public init(result: String? = nil, reason: String? = nil, rttHint: Bool? = nil) {
+        public init(result: String? = nil, reason: String? = nil, rttHint: Bool? = nil, nat: String? = nil) {
             self.result = result
             self.reason = reason
             self.rttHint = rttHint
+            self.nat = nat
         }
     }
 
@@ -44,6 +48,10 @@ public enum ConnectFrames {
             }
             if let rttHint = extras.rttHint {
                 out.writeASCII(rttHint ? ",\"rtt_hint\":true" : ",\"rtt_hint\":false")
+            }
+            if let nat = extras.nat {
+                out.writeASCII(",\"nat\":")
+                out.writeJSONString(nat)
             }
             out.writeInteger(UInt8(ascii: "}"))
         }

@@ -34,10 +34,13 @@ public struct InboundFrame: Sendable {
         /// `rtt_hint: false` (the initiator asks not to wait for the hint).
         public var rttHintRefused = false
         public var result: String?
+        /// Step 3 and 4: the responder's `nat` when it found its NAT symmetric.
+        public var nat: String?
 
         public init(
             sourceNode: GUID, destinationNode: GUID, src: String?, dst: String?, sourceRTTMilliseconds: Int? = nil,
-            destinationRTTMilliseconds: Int? = nil, rttHintRefused: Bool = false, result: String? = nil
+            destinationRTTMilliseconds: Int? = nil, rttHintRefused: Bool = false, result: String? = nil,
+            nat: String? = nil
         ) {
             self.sourceNode = sourceNode
             self.destinationNode = destinationNode
@@ -47,6 +50,7 @@ public struct InboundFrame: Sendable {
             self.destinationRTTMilliseconds = destinationRTTMilliseconds
             self.rttHintRefused = rttHintRefused
             self.result = result
+            self.nat = nat
         }
     }
 
@@ -93,7 +97,7 @@ public struct InboundFrame: Sendable {
                     connect = ConnectFields(
                         sourceNode: source, destinationNode: destination, src: string("src"), dst: string("dst"),
                         sourceRTTMilliseconds: integer("src_rtt_ms"), destinationRTTMilliseconds: integer("dst_rtt_ms"),
-                        rttHintRefused: refused, result: string("result"))
+                        rttHintRefused: refused, result: string("result"), nat: string("nat"))
                 }
                 var line: [UInt8]
                 if tape.isCompactASCII {

@@ -122,10 +122,14 @@ public struct PunchInitiator: Sendable {
                 return finish(reason: "the peer's answer (step 4) has no usable address: \(text)")
             }
             report.peer = peer
+            if let nat = fields.nat { report.peerNAT = NATType(rawValue: nat) }
             if let source = fields.sourceRTTMilliseconds, let destination = fields.destinationRTTMilliseconds,
                 source >= 0, destination >= 0
             {
                 report.rttHintMilliseconds = (source + destination) / 2
+            }
+            if report.peerNAT == .symmetric {
+                return finish(reason: "the peer's NAT is symmetric: punching cannot work, not tried")
             }
             phase = .punching
             return [.punch(peer: peer)]
@@ -199,6 +203,11 @@ public enum PunchResponder {
         /// reach the initiator, `(src_rtt_ms + dst_rtt_ms) / 2`, when the relay sent both keys.
         public var dialDelayMilliseconds: Int
         public var rttHintMilliseconds: Int?
+    }
+
+    /// Step 3's optional members: `nat: "symmetric"` when this node's NAT is (it will not dial).
+    public static func step3Extras(nat: NATType) -> ConnectFrames.Extras {
+        ConnectFrames.Extras(nat: nat == .symmetric ? NATType.symmetric.rawValue : nil)
     }
 
     /// Whether `fields` is a step 2 for `node`: addressed to it, `src` filled, `dst` still empty.

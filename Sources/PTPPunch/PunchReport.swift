@@ -27,6 +27,8 @@ public struct PunchReport: Sendable, Equatable {
     /// Why the result is not direct; nil when it is.
     public var reason: String?
     public var nat: NATType = .unknown
+    /// The peer's NAT when it said it is symmetric (step 3's `nat`); nil otherwise.
+    public var peerNAT: NATType?
     /// What `nat` rests on.
     public var natReason: String?
     /// This side's public address of the punching port, as the relay saw it.
@@ -84,6 +86,8 @@ public struct PunchReport: Sendable, Equatable {
         out.writeJSONString(nat.rawValue)
         out.writeASCII(",\"nat_reason\":")
         Self.write(&out, natReason)
+        out.writeASCII(",\"peer_nat\":")
+        Self.write(&out, peerNAT?.rawValue)
         out.writeASCII(",\"observed\":")
         Self.write(&out, observed?.description)
         out.writeASCII(",\"probe_observed\":")

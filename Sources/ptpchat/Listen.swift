@@ -2,6 +2,7 @@ import ArgumentParser
 import NIOCore
 import PTPProtocol
 import PTPPunch
+import RelayTLS
 
 /// `ptpchat listen`: prints every MESSAGE that arrives as one JSON line on stdout and ACKs it.
 /// The line is the frame with two members added: `text`, the message decoded (base64 as SPEC.md
@@ -46,6 +47,12 @@ struct Listen: AsyncParsableCommand {
     @Flag(name: .customLong("no-rtt-hint"), help: "With --accept-punch: dial at once instead of waiting the relay's RTT hint.")
     var noRTTHint = false
 
+    @Option(
+        help: ArgumentHelp(
+            "With --accept-punch: a second address of the relay to detect a symmetric NAT at start (punches are then answered but not dialed).",
+            valueName: "host:port"))
+    var probe: Endpoint?
+
     @Flag(
         name: .customLong("punch-no-direct"),
         help: ArgumentHelp("With --accept-punch: answer punches but neither listen nor dial (as behind a port that is blocked).", visibility: .hidden))
@@ -55,8 +62,8 @@ struct Listen: AsyncParsableCommand {
     static let discoveryTimeout: Duration = .seconds(5)
 
     func validate() throws {
-        if !acceptPunch, json || noRTTHint || punchNoDirect {
-            throw ValidationError("--json, --no-rtt-hint and --punch-no-direct need --accept-punch")
+        if !acceptPunch, json || noRTTHint || punchNoDirect || probe != nil {
+            throw ValidationError("--json, --no-rtt-hint, --probe and --punch-no-direct need --accept-punch")
         }
         if !(punchDeadline > 0 && punchDeadline <= 600) {
             throw ValidationError("--punch-deadline must be more than 0 and at most 600 seconds")
@@ -67,7 +74,7 @@ struct Listen: AsyncParsableCommand {
         let identity = connection.makeIdentity()
         let channels = channels
         let channelName = channelName
-        let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity) : nil
+        let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity, tls: try connection.makeTLS()) : nil
         do {
             try await RelayLink.run(
                 endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
@@ -143,9 +150,15 @@ struct PunchAnswering: Sendable {
     let deadline: Duration
     let honoursRTTHint: Bool
     let noDirect: Bool
+    let probe: Endpoint?
+    let tls: ClientTLS?
+    let keepalive: Duration
 
-    init(listen: Listen, identity: SenderTag) {
+    init(listen: Listen, identity: SenderTag, tls: ClientTLS?) {
         self.identity = identity
+        self.tls = tls
+        probe = listen.probe
+        keepalive = listen.connection.keepaliveInterval
         json = listen.json
         deadline = .milliseconds(Int64(listen.punchDeadline * 1000))
         honoursRTTHint = !listen.noRTTHint
@@ -156,6 +169,7 @@ struct PunchAnswering: Sendable {
         case relay(InboundFrame)
         case relayLost(String)
         case discoveryTimedOut
+        case probed(Result<ConnectAddress, ProbeFailure>)
     }
 
     func run(_ session: inout RelaySession) async throws {
@@ -203,6 +217,9 @@ struct PunchAnswering: Sendable {
                     dst: nil))
             var observed: ConnectAddress?
             var discovering = true
+            // This node's NAT: from the discovery answer, and the probe's when --probe is given.
+            var nat: (nat: NATType, why: String) = (.unknown, "not observed")
+            var probed: ConnectAddress?
             for await event in events {
                 switch event {
                 case .relayLost(let why):
@@ -213,6 +230,17 @@ struct PunchAnswering: Sendable {
                     Console.diagnostic("ready \(node)")
                 case .discoveryTimedOut:
                     continue
+                case .probed(let result):
+                    guard let seen = observed else { continue }
+                    switch result {
+                    case .success(let address):
+                        probed = address
+                        nat = NATType.classify(local: local, relay: seen, probe: address)
+                    case .failure(let failure):
+                        nat.why += "; the probe failed: \(failure.reason)"
+                    }
+                    Console.diagnostic("ptpchat: this node's NAT: \(nat.nat.rawValue) (\(nat.why))")
+                    Console.diagnostic("ready \(node)")
                 case .relay(let frame):
                     if discovering, frame.verb == .nack, frame.messageID == discoveryID {
                         discovering = false
@@ -229,6 +257,18 @@ struct PunchAnswering: Sendable {
                         discovering = false
                         if let text = fields.src, let address = ConnectAddress(parsing: text), address.host != nil {
                             observed = address
+                            nat = NATType.classify(local: local, relay: address, probe: nil)
+                            if let probe {
+                                // `ready` once the probe answered: a test or a lab waits for it.
+                                let (tls, keepalive) = (tls, keepalive)
+                                group.addTask {
+                                    let result = await NATProbe.observe(
+                                        from: localPort, probe: probe, tls: tls, keepalive: keepalive,
+                                        until: .now + Listen.discoveryTimeout)
+                                    sink.yield(.probed(result))
+                                }
+                                continue
+                            }
                         } else {
                             Console.diagnostic("ptpchat: the relay's address discovery answer has no usable address: punches will not be answered")
                         }
@@ -250,7 +290,9 @@ struct PunchAnswering: Sendable {
                     }
                     links.admit(fields.sourceNode)
                     try await writer.send(
-                        ClientFrames.connect(from: identity, source: fields.sourceNode, destination: node, src: answer.peer, dst: answer.dst))
+                        ClientFrames.connect(
+                            from: identity, source: fields.sourceNode, destination: node, src: answer.peer, dst: answer.dst,
+                            extras: PunchResponder.step3Extras(nat: nat.nat)))
                     let sentAt = ContinuousClock.now
                     var report = PunchReport(role: .responder, node: node, peerNode: fields.sourceNode)
                     report.observed = observed
@@ -258,7 +300,8 @@ struct PunchAnswering: Sendable {
                     report.peer = answer.peer
                     report.rttHintMilliseconds = answer.rttHintMilliseconds
                     report.dialDelayMilliseconds = answer.dialDelayMilliseconds
-                    report.setNAT(NATType.classify(local: local, relay: observed, probe: nil))
+                    report.setNAT(nat)
+                    report.probeObserved = probed
                     let opened = report
                     group.addTask {
                         await respond(answer: answer, report: opened, sentAt: sentAt, punchAddress: punchAddress, links: links)
@@ -275,7 +318,9 @@ struct PunchAnswering: Sendable {
     ) async {
         var report = report
         let giveUpAt = sentAt + deadline
-        if noDirect {
+        if report.nat == .symmetric {
+            report.reason = "this node's NAT is symmetric: punching cannot work, not dialed (step 3 said so)"
+        } else if noDirect {
             try? await Task.sleep(until: giveUpAt, clock: .continuous)
             report.reason = "this responder neither listens nor dials (--punch-no-direct)"
         } else {

@@ -150,7 +150,8 @@ struct PunchExchange: Sendable {
                     case .runProbe:
                         guard let probe else { continue }
                         group.addTask {
-                            let result = await observe(from: localPort, probe: probe, until: giveUpAt)
+                            let result = await NATProbe.observe(
+                                from: localPort, probe: probe, tls: tls, keepalive: keepalive, until: giveUpAt)
                             switch result {
                             case .success(let seen): sink.yield(.machine(.probed(seen)))
                             case .failure(let why): sink.yield(.machine(.probeFailed(why.reason)))
@@ -242,7 +243,7 @@ struct PunchExchange: Sendable {
             }
 
             // The outcome report (docs/nat-traversal.md), once a punch was tried or ruled out.
-            if punched || report.nat == .symmetric {
+            if punched || report.nat == .symmetric || report.peerNAT == .symmetric {
                 let reportID = GUID.random()
                 let extras = ConnectFrames.Extras(
                     result: report.result == .direct ? "direct" : "failed", reason: report.result == .direct ? nil : Self.shortReason(report))
@@ -273,48 +274,8 @@ struct PunchExchange: Sendable {
     /// The outcome report's `reason`: a short word for the relay's counters and logs.
     static func shortReason(_ report: PunchReport) -> String {
         if report.nat == .symmetric { return "symmetric_nat" }
+        if report.peerNAT == .symmetric { return "peer_symmetric_nat" }
         if report.attempts > 0 { return "no_direct_connection" }
         return "not_dialed"
     }
-
-    /// The probe's observation of `localPort`: a connection from that port to the probe address
-    /// with a throwaway node id (the real one is bound on the relay connection: a second HELLO
-    /// with it would be refused `id_in_use`), and address discovery over it.
-    func observe(from localPort: Int, probe: Endpoint, until deadline: ContinuousClock.Instant) async -> Result<ConnectAddress, ProbeFailure> {
-        let throwaway = SenderTag(NodeAddress(id: .random(), name: "probe"))
-        let remaining = deadline - ContinuousClock.now
-        guard remaining > .zero else { return .failure(ProbeFailure(reason: "no time left")) }
-        do {
-            let seen = try await RelayLink.run(
-                endpoint: probe, tls: tls, identity: throwaway, keepalive: keepalive, localPort: localPort,
-                timeout: (remaining, "waiting for the probe's address discovery answer")
-            ) { session in
-                try await session.handshake()
-                guard let relayID = session.relayID else { throw ClientError.connectionLost("the probe sent no id in its ROUTING") }
-                try await session.send(
-                    ClientFrames.connect(
-                        from: throwaway, source: throwaway.address.id, destination: relayID,
-                        src: ConnectAddress(host: nil, port: localPort), dst: nil))
-                while true {
-                    let frame = try await session.next()
-                    if frame.verb == .nack { throw ClientError.refused(verb: "CONNECT", reason: frame.reason, stored: frame.stored) }
-                    guard frame.verb == .connect, let fields = frame.connect, fields.sourceNode == throwaway.address.id,
-                        let text = fields.src
-                    else { continue }
-                    guard let seen = ConnectAddress(parsing: text), seen.host != nil else {
-                        throw ClientError.connectionLost("the probe's answer has no usable address: \(text)")
-                    }
-                    return seen
-                }
-            }
-            return .success(seen)
-        } catch {
-            return .failure(ProbeFailure(reason: "\(probe): \(error)"))
-        }
-    }
-}
-
-/// Why the probe gave no observation.
-struct ProbeFailure: Error {
-    var reason: String
 }

@@ -133,6 +133,19 @@ final class PunchInitiatorTests: XCTestCase {
         XCTAssertEqual(exchange.report.reason, "the peer is not reachable through the relay (NACK unreachable)")
     }
 
+    func testAPeerBehindASymmetricNATIsNotDialed() {
+        var exchange = machine()
+        _ = exchange.start()
+        _ = exchange.handle(discoveryAnswer("198.51.100.7:51000"))
+        var answer = InboundFrame.ConnectFields(sourceNode: a, destinationNode: b, src: "198.51.100.7:51000", dst: "203.0.113.9:62000")
+        answer.nat = "symmetric"
+        XCTAssertEqual(exchange.handle(.connect(answer)), [.finish])
+        XCTAssertEqual(exchange.report.result, .relay)
+        XCTAssertEqual(exchange.report.peerNAT, .symmetric)
+        XCTAssertEqual(exchange.report.reason, "the peer's NAT is symmetric: punching cannot work, not tried")
+        XCTAssertEqual(exchange.report.attempts, 0)
+    }
+
     func testAStep4WithoutAHostIsNotDialed() {
         var exchange = machine()
         _ = exchange.start()
@@ -209,6 +222,12 @@ final class PunchResponderTests: XCTestCase {
     func testAnAbsurdHintIsCapped() throws {
         let answer = try PunchResponder.answer(step2(srcRTT: 60_000, dstRTT: 60_000), observed: observed, honoursRTTHint: true).get()
         XCTAssertEqual(answer.dialDelayMilliseconds, PunchResponder.maxDialDelayMilliseconds)
+    }
+
+    func testStep3SaysSoOnlyWhenThisNATIsSymmetric() {
+        XCTAssertEqual(PunchResponder.step3Extras(nat: .symmetric), .init(nat: "symmetric"))
+        XCTAssertEqual(PunchResponder.step3Extras(nat: .unknown), .init())
+        XCTAssertEqual(PunchResponder.step3Extras(nat: .endpointIndependent), .init())
     }
 
     func testAStep2WithoutAHostIsRefused() {

@@ -81,14 +81,14 @@ final class PunchReportTests: XCTestCase {
         let step4 = """
             {"msg_type":"CONNECT","msg_id":"ddaf46ce-8b60-49fe-8e3e-6df4c0b709a2","ttl":31,"flood":false,"sender_id":"bob@\(b)",\
             "target_id":null,"msg_data":{"src_node_id":"\(a)","dst_node_id":"\(b)","src":"198.51.100.7:51000",\
-            "dst":"203.0.113.9:62000","src_rtt_ms":41,"dst_rtt_ms":80,"rtt_hint":false}}
+            "dst":"203.0.113.9:62000","src_rtt_ms":41,"dst_rtt_ms":80,"rtt_hint":false,"nat":"symmetric"}}
             """
         let read = try InboundFrame.read(ByteBuffer(string: step4), with: &reader)
         XCTAssertEqual(
             read.connect,
             InboundFrame.ConnectFields(
                 sourceNode: a, destinationNode: b, src: "198.51.100.7:51000", dst: "203.0.113.9:62000", sourceRTTMilliseconds: 41,
-                destinationRTTMilliseconds: 80, rttHintRefused: true))
+                destinationRTTMilliseconds: 80, rttHintRefused: true, nat: "symmetric"))
         XCTAssertEqual(read.sender, b)
 
         // Step 1 as this client writes it: dst null, src a port alone, node ids bare.
