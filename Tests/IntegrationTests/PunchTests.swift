@@ -95,12 +95,41 @@ final class PunchTests: RelayTestCase {
         let relay = try startRelay(arguments: ["--listen", "127.0.0.1:\(secondPort)"])
         let a = Ids.make()
         let b = Ids.make()
-        _ = try startResponder(relay, id: b)
+        let responder = try startResponder(relay, id: b, extra: ["--probe", "127.0.0.1:\(secondPort)"])
 
         let report = try punch(relay, to: b, from: a, extra: ["--probe", "127.0.0.1:\(secondPort)"], text: "probed")
         XCTAssertEqual(report["probe_observed"] as? String, report["observed"] as? String, "\(report)")
         XCTAssertEqual(report["nat"] as? String, "endpoint-independent")
         XCTAssertEqual(report["result"] as? String, "direct", "\(report)")
+        XCTAssertTrue(report["peer_nat"] is NSNull, "the responder is not behind a symmetric NAT")
+
+        let answered = try XCTUnwrap(responderOutput(responder, reports: 1, messages: 1).reports.first, responder.outputTail())
+        XCTAssertEqual(answered["probe_observed"] as? String, answered["observed"] as? String, "the responder probed from its punching port")
+        XCTAssertEqual(answered["nat"] as? String, "endpoint-independent")
+        XCTAssertEqual(answered["result"] as? String, "direct", "\(answered)")
+    }
+
+    func testPunchOverTLSToTheRelay() throws {
+        let pki = try TestCertificates(in: try directory.appendingPathComponent("pki"))
+        let pair = try pki.relay()
+        let tlsPort = try Sockets.freePort()
+        let relay = try startRelay(config: "tls:\n  listen: [\"127.0.0.1:\(tlsPort)\"]\n  cert: \"\(pair.cert)\"\n  key: \"\(pair.key)\"\n")
+        XCTAssertTrue(Deadline.poll(timeout: expectWithin) { relay.log.contains("tls=true") }, "the TLS listener is not up:\n\(relay.logTail())")
+        let tls = ["--tls", "--ca", pki.ca]
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startPtpchat(
+            ["listen", "--relay", "127.0.0.1:\(tlsPort)", "--node-id", b, "--accept-punch", "--json"] + tls, name: "responder")
+        XCTAssertNotNil(responder.waitForStderrLine(containing: "ready \(b)", timeout: 20), responder.outputTail())
+        let child = try startPtpchat(
+            ["punch", "--relay", "127.0.0.1:\(tlsPort)", "--to", b, "--node-id", a, "--json"] + tls + ["over tls, then direct"], name: "punch")
+        XCTAssertEqual(child.waitForExit(timeout: 30), 0, child.outputTail())
+        let report = try XCTUnwrap(child.stdoutLines.first.flatMap { JSON.object(Array($0.utf8)) }, child.outputTail())
+        XCTAssertEqual(report["result"] as? String, "direct", "\(report)")
+        XCTAssertEqual(report["observed"] as? String, "127.0.0.1:\(report["local_port"] as? Int ?? 0)", "discovery over the TLS connection")
+        let message = try XCTUnwrap(responderOutput(responder, reports: 1, messages: 1).messages.first, responder.outputTail())
+        XCTAssertEqual(message["text"] as? String, "over tls, then direct")
+        XCTAssertEqual(message["path"] as? String, "direct")
     }
 
     func testAPeerThatIsNotOnlineStaysOnTheRelayAndTheMessageIsStored() throws {
