@@ -220,6 +220,8 @@ struct PunchAnswering: Sendable {
             // This node's NAT: from the discovery answer, and the probe's when --probe is given.
             var nat: (nat: NATType, why: String) = (.unknown, "not observed")
             var probed: ConnectAddress?
+            // Step 3s sent, by message id, with the initiator: a NACK of one is said plainly.
+            var step3s: [GUID: GUID] = [:]
             for await event in events {
                 switch event {
                 case .relayLost(let why):
@@ -247,6 +249,12 @@ struct PunchAnswering: Sendable {
                         Console.diagnostic(
                             "ptpchat: the relay refused address discovery (NACK \(frame.reason ?? "")): punches will not be answered")
                         Console.diagnostic("ready \(node)")
+                        continue
+                    }
+                    if frame.verb == .nack, let id = frame.messageID, let initiator = step3s.removeValue(forKey: id) {
+                        Console.diagnostic(
+                            "ptpchat: the relay refused step 3 of the punch from \(initiator) (NACK \(frame.reason ?? "without a reason")): "
+                                + "it stays on the relay")
                         continue
                     }
                     guard frame.verb == .connect, let fields = frame.connect else {
@@ -289,9 +297,12 @@ struct PunchAnswering: Sendable {
                         answer = success
                     }
                     links.admit(fields.sourceNode)
+                    let step3ID = GUID.random()
+                    step3s[step3ID] = fields.sourceNode
+                    if step3s.count > 256 { step3s.removeAll() }  // NACKs come at once; old entries are dead
                     try await writer.send(
                         ClientFrames.connect(
-                            from: identity, source: fields.sourceNode, destination: node, src: answer.peer, dst: answer.dst,
+                            id: step3ID, from: identity, source: fields.sourceNode, destination: node, src: answer.peer, dst: answer.dst,
                             extras: PunchResponder.step3Extras(nat: nat.nat)))
                     let sentAt = ContinuousClock.now
                     var report = PunchReport(role: .responder, node: node, peerNode: fields.sourceNode)

@@ -92,11 +92,17 @@ struct PunchExchange: Sendable {
     let usesRTTHint: Bool
     let text: String
 
+    private enum Wait: Sendable {
+        case message
+        case outcome
+    }
+
     private enum Event: Sendable {
         case relay(InboundFrame)
         case relayLost(String)
         case machine(PunchInitiator.Event)
-        case timeout
+        /// A wait of the message or of the outcome report ran out (each names its own).
+        case timeout(Wait)
     }
 
     func run(_ session: inout RelaySession) async throws -> PunchReport {
@@ -208,7 +214,11 @@ struct PunchExchange: Sendable {
             if report.result == .direct, let link = await links.link(to: peer, until: .now) {
                 do {
                     try await link.send(message)
-                    if await links.waitForAck(of: messageID, until: .now + Punch.messageTimeout) { report.path = .direct }
+                    if await links.waitForAck(of: messageID, until: .now + Punch.messageTimeout) {
+                        report.path = .direct
+                    } else {
+                        Console.diagnostic("ptpchat: no ACK over the direct link within \(Punch.messageTimeout): sending the message through the relay")
+                    }
                 } catch {
                     Console.diagnostic("ptpchat: the direct link failed while sending the message: \(error); sending it through the relay")
                 }
@@ -218,7 +228,7 @@ struct PunchExchange: Sendable {
                 report.path = .relay
                 group.addTask {
                     try await Task.sleep(for: Punch.messageTimeout)
-                    sink.yield(.timeout)
+                    sink.yield(.timeout(.message))
                 }
                 var answers = DeliveryAnswers(recipients: [peer])
                 answering: while true {
@@ -235,7 +245,7 @@ struct PunchExchange: Sendable {
                             break answering
                         }
                     case .relayLost(let why): throw ClientError.connectionLost(why)
-                    case .timeout:
+                    case .timeout(.message):
                         throw ClientError.timedOut("after \(Punch.messageTimeout) waiting for the relay to answer for the message")
                     default: continue
                     }
@@ -251,7 +261,7 @@ struct PunchExchange: Sendable {
                     ClientFrames.connect(id: reportID, from: identity, source: node, destination: relayID, src: nil, dst: nil, extras: extras))
                 group.addTask {
                     try await Task.sleep(for: Punch.outcomeTimeout)
-                    sink.yield(.timeout)
+                    sink.yield(.timeout(.outcome))
                 }
                 report.outcomeReported = false
                 reporting: while true {
@@ -262,7 +272,7 @@ struct PunchExchange: Sendable {
                         break reporting
                     case .relay(let frame) where frame.verb == .nack && frame.messageID == reportID:
                         break reporting
-                    case .relayLost, .timeout: break reporting
+                    case .relayLost, .timeout(.outcome): break reporting
                     default: continue
                     }
                 }
