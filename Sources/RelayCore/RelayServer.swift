@@ -67,9 +67,9 @@ public final class RelayServer: Sendable {
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
         let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
-        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
+        let rateLimiter = NodeRateLimiter(policy: shard)
         try channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            FrameReader(cap: frameCap),
             rateLimiter,
             ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap, rateLimiter: rateLimiter),
         ])

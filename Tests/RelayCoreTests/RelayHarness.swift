@@ -305,9 +305,9 @@ final class TestRelay {
         // With `maxFrameBytes` the decoder has a fixed cap of its own; without it the shard sets
         // the cap (the HELLO cap first) as in the server.
         let frameCap = FrameSizeCap(bytes: maxFrameBytes ?? 0)
-        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
+        let rateLimiter = NodeRateLimiter(policy: shard)
         let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            FrameReader(cap: frameCap),
             rateLimiter,
             ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameCap : nil, rateLimiter: rateLimiter),
         ]

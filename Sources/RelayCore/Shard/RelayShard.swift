@@ -79,6 +79,7 @@ final class RelayShard: @unchecked Sendable {
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
         self.nodeRates = NodeRates(configuration.limits)
+        self.directory.recordsChanges = configuration.routing.clientView != .none
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
@@ -94,6 +95,7 @@ final class RelayShard: @unchecked Sendable {
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         nodeRates = NodeRates(new.limits)
+        directory.recordsChanges = new.routing.clientView != .none
         if limitsChanged { applyLimitsToOpenConnections() }
         stopTimers()
         startTimers()
