@@ -41,7 +41,7 @@ public struct PunchReport: Sendable, Equatable {
     public var peer: ConnectAddress?
     /// Dials started.
     public var attempts = 0
-    /// From the peer's address being known (step 4 at the initiator, step 2 at the responder) to a
+    /// From the peer's address being known (step 4 at the initiator, step 3 sent at the responder) to a
     /// proven link; nil when not direct.
     public var timeToDirectMilliseconds: Int?
     /// The relay's RTT hint, `(src_rtt_ms + dst_rtt_ms) / 2`, when it sent both keys.
