@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
 import XCTest
 
@@ -141,4 +146,90 @@ final class PunchTests: RelayTestCase {
         XCTAssertEqual(report["path"] as? String, "relay")
         XCTAssertEqual(report["stored"] as? Bool, true)
     }
+
+    func testASymmetricNATSeenByTheProbeStaysOnTheRelayWithinTheDeadline() throws {
+        let relay = try startRelay()
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startResponder(relay, id: b)
+        let probe = try SymmetricProbe()
+
+        let started = Date()
+        let report = try punch(relay, to: b, from: a, extra: ["--probe", "127.0.0.1:\(probe.port)"], text: "symmetric here")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "detected and on the relay within 5 s")
+        XCTAssertEqual(report["nat"] as? String, "symmetric", "\(report)")
+        XCTAssertNotEqual(report["probe_observed"] as? String, report["observed"] as? String)
+        XCTAssertEqual(report["result"] as? String, "relay")
+        XCTAssertTrue((report["reason"] as? String)?.hasPrefix("symmetric NAT") == true, "\(report)")
+        XCTAssertEqual(report["attempts"] as? Int, 0, "not punched")
+        XCTAssertEqual(report["path"] as? String, "relay")
+
+        let seen = responderOutput(responder, reports: 0, messages: 1)
+        XCTAssertEqual(seen.messages.first?["path"] as? String, "relay", responder.outputTail())
+        XCTAssertTrue(seen.reports.isEmpty, "no CONNECT reached the responder: \(seen.reports)")
+    }
+
+    func testAResponderBehindASymmetricNATSaysSoAndTheInitiatorDoesNotDial() throws {
+        let relay = try startRelay()
+        let a = Ids.make()
+        let b = Ids.make()
+        let probe = try SymmetricProbe()
+        let responder = try startResponder(relay, id: b, extra: ["--probe", "127.0.0.1:\(probe.port)"])
+
+        let started = Date()
+        let report = try punch(relay, to: b, from: a, text: "to a symmetric peer")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "on the relay at once, not at the deadline")
+        XCTAssertEqual(report["peer_nat"] as? String, "symmetric", "\(report)")
+        XCTAssertEqual(report["result"] as? String, "relay")
+        XCTAssertEqual(report["attempts"] as? Int, 0)
+        XCTAssertEqual(report["path"] as? String, "relay")
+
+        let seen = responderOutput(responder, reports: 1, messages: 1)
+        let answered = try XCTUnwrap(seen.reports.first, responder.outputTail())
+        XCTAssertEqual(answered["nat"] as? String, "symmetric")
+        XCTAssertEqual(answered["result"] as? String, "relay")
+        XCTAssertEqual(answered["attempts"] as? Int, 0, "a symmetric responder does not dial")
+        XCTAssertEqual(seen.messages.first?["path"] as? String, "relay")
+    }
+}
+
+/// A stand-in for a relay's second address behind a symmetric NAT: it accepts one connection,
+/// answers its HELLO with a ROUTING, and answers address discovery with the connection's address
+/// but another port, as a NAT that maps per destination would make the relay see it.
+final class SymmetricProbe {
+    let port: UInt16
+    private let listener: Int32
+    private let id = Ids.make()
+
+    init() throws {
+        port = try Sockets.freePort()
+        listener = try Sockets.listening(port: port)
+        let listener = listener
+        let id = id
+        Thread.detachNewThread {
+            var pollDescriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&pollDescriptor, 1, 10_000) == 1 else { return }
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+            }
+            guard fd >= 0 else { return }
+            let client = TestClient(descriptor: fd, label: "symmetric probe")
+            defer { client.close() }
+            guard client.receive(verb: "HELLO", timeout: 5) != nil else { return }
+            client.send(
+                json: Frames.head(
+                    "ROUTING", ttl: 1, flood: false, sender: "probe@\(id)", data: ["nodes": [["node_id": "probe@\(id)", "ttl": 1]]]))
+            guard let connect = client.receive(verb: "CONNECT", timeout: 5), let source = connect.data["src_node_id"] as? String else { return }
+            let otherPort = UInt16(bigEndian: address.sin_port) == 65535 ? 1 : Int(UInt16(bigEndian: address.sin_port)) + 1
+            client.send(
+                json: Frames.head(
+                    "CONNECT", ttl: 1, flood: false, sender: "probe@\(id)",
+                    data: ["src_node_id": source, "dst_node_id": id, "src": "127.0.0.1:\(otherPort)", "dst": NSNull()]))
+            _ = client.drain(timeout: 2)
+        }
+    }
+
+    deinit { Sockets.closeSocket(listener) }
 }
