@@ -27,6 +27,11 @@ final class RelayShard: @unchecked Sendable {
     var bufferedBytes: (Connection) -> Int = { connection in
         (try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
+    /// The smoothed round-trip time of a connection's TCP socket in whole milliseconds, from the
+    /// kernel's TCP_INFO (the CONNECT round-trip hints), nil where the channel has no TCP socket.
+    /// Read on the connection's loop, where the future is complete when returned. A seam for unit
+    /// tests, whose `EmbeddedChannel` has no socket. Set once, before serving.
+    var roundTripMillis: (Connection) -> EventLoopFuture<Int?> = RelayShard.kernelRoundTripMillis
 
     // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
 
@@ -321,6 +326,8 @@ final class RelayShard: @unchecked Sendable {
             remoteRoutesChanged(changes)
         case .membership(let changes):
             membershipChanged(changes)
+        case .deliverConnect(let connectionID, let inFlight):
+            deliverConnect(inFlight, to: connectionID)
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)
