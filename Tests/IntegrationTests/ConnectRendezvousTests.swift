@@ -97,6 +97,31 @@ final class ConnectRendezvousTests: RelayTestCase {
         waitForConnectCounter(statsPort, "brokered", 2)
     }
 
+    /// Two relays of a mesh, Alice on one and Bob on the other: each relay writes the hint of its
+    /// own client and the other's passes through, so steps 2 and 4 still carry both.
+    func testRoundTripHintsAcrossTwoRelays() throws {
+        let key = "integration-mesh-key-0123456789"
+        let first: RelayProcess = try startRelay(config: "mesh:\n  key: \"\(key)\"\nrouting:\n  interval: 0.05\n  to_clients: true\n")
+        let second: RelayProcess = try startRelay(config: "mesh:\n  key: \"\(key)\"\n  peers: [\"\(first.endpoint)\"]\nrouting:\n  interval: 0.05\n  to_clients: true\n")
+        let (alice, _) = try bindNode(port: first.port, name: "alice")
+        let (bob, _) = try bindNode(port: second.port, name: "bob")
+        XCTAssertNotNil(
+            alice.client.receive(timeout: 10) { $0.verb == "ROUTING" && $0.routingEntries.contains { $0.id == bob.id } },
+            "no route to Bob through the mesh")
+
+        connect(from: alice, ["src": ":40000", "dst": NSNull(), "src_node_id": alice.id, "dst_node_id": bob.id])
+        let step2 = try XCTUnwrap(bob.client.receiveFrame(verb: "CONNECT", timeout: expectWithin))
+        XCTAssertEqual(step2.json.data["src"] as? String, "127.0.0.1:40000")
+        XCTAssertNotNil(rtt(step2, "src_rtt_ms"), "Alice's hint from her relay: \(step2.json.data)")
+        XCTAssertNotNil(rtt(step2, "dst_rtt_ms"), "Bob's hint from his relay: \(step2.json.data)")
+
+        connect(from: bob, ["src": "127.0.0.1:40000", "dst": ":40001", "src_node_id": alice.id, "dst_node_id": bob.id])
+        let step4 = try XCTUnwrap(alice.client.receiveFrame(verb: "CONNECT", timeout: expectWithin))
+        XCTAssertEqual(step4.json.data["dst"] as? String, "127.0.0.1:40001")
+        XCTAssertNotNil(rtt(step4, "src_rtt_ms"), "Alice's hint from her relay: \(step4.json.data)")
+        XCTAssertNotNil(rtt(step4, "dst_rtt_ms"), "Bob's hint from his relay: \(step4.json.data)")
+    }
+
     // MARK: Address discovery
 
     /// `src` empty, null or missing: the answer is the observed IP and the TCP source port of the
