@@ -307,7 +307,7 @@ final class TestRelay {
         let frameCap = FrameSizeCap(bytes: maxFrameBytes ?? 0)
         let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
         let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            FrameReader(cap: frameCap),
             rateLimiter,
             ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameCap : nil, rateLimiter: rateLimiter),
         ]
