@@ -258,6 +258,30 @@ final class ConnectTests: XCTestCase {
         XCTAssertEqual(relay.counters.connectsBrokered, 4)
     }
 
+    func testAReloadChangesThePairLimitAtOnce() {
+        let relay = TestRelay {
+            $0.limits.connectPerMinute = 0
+            $0.limits.connectPairPerMinute = 1
+        }
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        alice.send(Frames.connect(src: ":40000", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: Node.newID()))
+        XCTAssertEqual(bob.receiveOne()?.type, "CONNECT")
+        alice.send(Frames.connect(src: ":40000", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: Node.newID()))
+        XCTAssertEqual(alice.receiveOne()?.reason, "rate_limited")
+        var unlimited = relay.configuration
+        unlimited.limits.connectPerMinute = 0
+        unlimited.limits.connectPairPerMinute = 0
+        relay.context.apply(unlimited)
+        relay.shard.apply(unlimited)
+        for port in 0..<5 {
+            alice.send(Frames.connect(src: ":\(41000 + port)", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: Node.newID()))
+        }
+        XCTAssertEqual(bob.receive().count, 5)
+        XCTAssertEqual(relay.counters.count(DropReason.connectPairRate), 1)
+    }
+
     func testDiscoveryAndReportsDoNotSpendThePairBudget() {
         let relay = TestRelay {
             $0.limits.connectPerMinute = 0
