@@ -244,14 +244,24 @@ final class Connection {
         set { if newValue != nil || extras != nil { withExtras.provenNodeID = newValue } }
     }
     /// Recipients behind this connection the store may hold messages for.
-    var storedBacklog = StoredBacklog()
+    var storedBacklog: StoredBacklog {
+        get { extras?.storedBacklog ?? StoredBacklog() }
+        _modify { yield &withExtras.storedBacklog }
+    }
     /// The cap its frame decoder reads (set by the shard: the HELLO raises it, a reload changes
     /// it); nil where the pipeline has a fixed cap of its own.
     let frameCap: FrameSizeCap?
-    /// `limits.connect_per_minute` for this node (set at open).
-    var connectBudget: TokenBucket
+    /// `limits.connect_per_minute` for this node: unlimited until its first CONNECT, where the
+    /// shard sets the rate in force (a full bucket, as at open).
+    var connectBudget: TokenBucket {
+        get { extras?.connectBudget ?? Extras.unlimitedBudget }
+        _modify { yield &withExtras.connectBudget }
+    }
     /// Stored messages read for it and not written yet: they go as its outbound buffer allows.
-    var storedQueue = StoredQueue()
+    var storedQueue: StoredQueue {
+        get { extras?.storedQueue ?? StoredQueue() }
+        _modify { yield &withExtras.storedQueue }
+    }
     /// Set while its channel holds more than `limits.outbound_buffer_bytes` unwritten, until it
     /// drains below half of that (NIO's water marks): unicast for it is stored, floods to it are
     /// dropped (PROFILE.md section 10). On the shard's loop.
@@ -310,9 +320,15 @@ final class Connection {
     }
 
     /// What only some connections use (peer relays, the existing client, TLS client
-    /// certificates): made on the first write, so every other connection keeps one pointer
-    /// instead of about 130 bytes (552 to 424 per connection). On the shard's loop.
+    /// certificates, CONNECT, the store's backlog): made on the first write, so every other
+    /// connection keeps one pointer instead of about 210 bytes (552 to 344 per connection). On
+    /// the shard's loop.
     private final class Extras {
+        static let unlimitedBudget = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
+
+        var storedBacklog = StoredBacklog()
+        var storedQueue = StoredQueue()
+        var connectBudget = Extras.unlimitedBudget
         var provenNodeID: GUID?
         var dialedPeer: String?
         var meshHandshake: MeshHandshake?
@@ -329,13 +345,11 @@ final class Connection {
     }
 
     init(
-        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil,
-        connectBudget: TokenBucket
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil
     ) {
         self.id = id
         self.context = context
         self.frameCap = frameCap
-        self.connectBudget = connectBudget
         self.lastReadAt = now
         self.lastWriteAt = now
         let remote = context.channel.remoteAddress

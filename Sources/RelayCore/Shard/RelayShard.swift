@@ -110,10 +110,9 @@ final class RelayShard: @unchecked Sendable {
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
-        let connectPerMinute = configuration.limits.connectPerMinute
         let connection = Connection(
             id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
-            frameCap: frameCap, connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+            frameCap: frameCap)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)
