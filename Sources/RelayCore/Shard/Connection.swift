@@ -200,9 +200,10 @@ final class Connection {
 
     let id: UInt64
     let context: ChannelHandlerContext
-    /// The peer's IP as the relay observed it (CONNECT rendezvous), and its port.
-    let observedIP: String?
-    let observedPort: Int?
+    /// The peer's IP as the relay observed it (CONNECT rendezvous), and its port: read from the
+    /// channel (NIO keeps the address it accepted), not copied into every connection.
+    var observedIP: String? { context.channel.remoteAddress?.ipAddress }
+    var observedPort: Int? { context.channel.remoteAddress?.port }
     var phase: Phase = .awaitingHello
     var tag: SenderTag?
     var location: NodeLocation?
@@ -352,9 +353,6 @@ final class Connection {
         self.frameCap = frameCap
         self.lastReadAt = now
         self.lastWriteAt = now
-        let remote = context.channel.remoteAddress
-        self.observedIP = remote?.ipAddress
-        self.observedPort = remote?.port
         self.pendingOutput = emptyOutput
     }
 

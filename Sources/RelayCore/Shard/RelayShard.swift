@@ -111,7 +111,7 @@ final class RelayShard: @unchecked Sendable {
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
         let connection = Connection(
-            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
+            id: UInt64(index) << NodeLocation.shardShift | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
             frameCap: frameCap)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
