@@ -234,7 +234,10 @@ final class Connection {
     }
     var isDirty = false
     var awaiting = AwaitingAcks()
-    var spoofStrikes = 0
+    var spoofStrikes: Int {
+        get { extras?.spoofStrikes ?? 0 }
+        set { if newValue != 0 || extras != nil { withExtras.spoofStrikes = newValue } }
+    }
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
@@ -278,11 +281,20 @@ final class Connection {
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
-    var contacts: Set<GUID> = []
+    var contacts: Set<GUID> {
+        get { extras?.contacts ?? [] }
+        _modify { yield &withExtras.contacts }
+    }
     /// The contact noted last (most messages repeat it).
-    var lastContact = GUID.zero
+    var lastContact: GUID {
+        get { extras?.lastContact ?? .zero }
+        set { if newValue != .zero || extras != nil { withExtras.lastContact = newValue } }
+    }
     /// Routes to send it with the next delta.
-    var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
+    var routingPending: [GUID: (tag: SenderTag, ttl: Int)] {
+        get { extras?.routingPending ?? [:] }
+        _modify { yield &withExtras.routingPending }
+    }
 
     // The mesh (PROFILE.md section 9); all on the shard's loop.
     /// Set at open for a connection this relay dialed to a peer relay: the `mesh.peers` entry.
@@ -321,15 +333,19 @@ final class Connection {
     }
 
     /// What only some connections use (peer relays, the existing client, TLS client
-    /// certificates, CONNECT, the store's backlog): made on the first write, so every other
-    /// connection keeps one pointer instead of about 210 bytes (552 to 344 per connection). On
-    /// the shard's loop.
+    /// certificates, CONNECT, the store's backlog, the `channels` ROUTING view of a client that
+    /// sent messages): made on the first write, so every other connection keeps one pointer instead
+    /// of about 280 bytes (552 to 272 per connection). On the shard's loop.
     private final class Extras {
         static let unlimitedBudget = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
 
         var storedBacklog = StoredBacklog()
         var storedQueue = StoredQueue()
         var connectBudget = Extras.unlimitedBudget
+        var spoofStrikes = 0
+        var contacts: Set<GUID> = []
+        var lastContact = GUID.zero
+        var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
         var provenNodeID: GUID?
         var dialedPeer: String?
         var meshHandshake: MeshHandshake?
@@ -372,8 +388,9 @@ final class Connection {
     /// spell that filled them); called by the idle sweep for a connection that went quiet.
     func releaseIdleStorage() {
         awaiting.releaseStorageIfEmpty()
-        if routingPending.isEmpty && routingPending.capacity > 0 { routingPending = [:] }
-        if let extras, extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }
+        guard let extras else { return }
+        if extras.routingPending.isEmpty && extras.routingPending.capacity > 0 { extras.routingPending = [:] }
+        if extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }
     }
 
 
