@@ -66,12 +66,12 @@ public final class RelayServer: Sendable {
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
-        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
+        let frameReader = FrameReader(maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
+        let rateLimiter = NodeRateLimiter(policy: shard)
         try channel.pipeline.syncOperations.addHandlers([
-            FrameReader(cap: frameCap),
+            frameReader,
             rateLimiter,
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap, rateLimiter: rateLimiter),
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameReader, rateLimiter: rateLimiter),
         ])
     }
 

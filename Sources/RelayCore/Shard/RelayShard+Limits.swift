@@ -58,3 +58,7 @@ extension RelayShard {
             metadata: ["peer": "\(channel.remoteAddress?.ipAddress ?? "?")", "reason": "\(DropReason.throttled.rawValue)"])
     }
 }
+
+/// The shard gives its connections' read budgets their rates (`nodeRates`, which a reload
+/// replaces) and counts their throttling episodes.
+extension RelayShard: NodeRatePolicy {}

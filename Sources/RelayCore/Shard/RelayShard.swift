@@ -84,6 +84,7 @@ final class RelayShard: @unchecked Sendable {
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
         self.nodeRates = NodeRates(configuration.limits)
+        self.directory.recordsChanges = configuration.routing.clientView != .none
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
@@ -99,6 +100,7 @@ final class RelayShard: @unchecked Sendable {
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         nodeRates = NodeRates(new.limits)
+        directory.recordsChanges = new.routing.clientView != .none
         if limitsChanged { applyLimitsToOpenConnections() }
         stopTimers()
         startTimers()
@@ -113,10 +115,9 @@ final class RelayShard: @unchecked Sendable {
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
-        let connectPerMinute = configuration.limits.connectPerMinute
         let connection = Connection(
-            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
-            frameCap: frameCap, connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+            id: UInt64(index) << NodeLocation.shardShift | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
+            frameCap: frameCap)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)
