@@ -64,8 +64,9 @@ public enum Framing {
 
 /// The largest frame a connection may send now, in bytes (0: no cap). One per connection, shared by
 /// its decoder and the code that changes the cap; confined to the connection's event loop (not
-/// Sendable, no lock: the decoder pays one load per frame).
-public final class FrameSizeCap {
+/// Sendable, no lock: the decoder pays one load per frame). `FrameReader` is one itself (one
+/// object per connection fewer).
+public class FrameSizeCap {
     public var bytes: Int
 
     public init(bytes: Int) {

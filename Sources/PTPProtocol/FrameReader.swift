@@ -10,14 +10,12 @@ import NIOCore
 /// (docs/performance.md has the measurements). The client keeps `FrameDecoder`.
 ///
 /// Frames are handed on synchronously; nothing above this handler feeds bytes back into it.
-public final class FrameReader: ChannelInboundHandler {
+///
+/// It is the connection's `FrameSizeCap` too: `bytes` is read for every frame; the shard raises it
+/// at the HELLO and a reload lowers it.
+public final class FrameReader: FrameSizeCap, ChannelInboundHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
-
-    // Set once.
-    /// The cap in force, read for every frame: the shard raises it at the HELLO and a reload
-    /// lowers it (`FrameSizeCap` is shared with the shard's `Connection`).
-    private let cap: FrameSizeCap
 
     // Owned by the connection's event loop.
     /// The start of a frame cut across reads; nil between whole frames.
@@ -26,8 +24,8 @@ public final class FrameReader: ChannelInboundHandler {
     /// peer sends is dropped unread.
     private var failed = false
 
-    public init(cap: FrameSizeCap) {
-        self.cap = cap
+    public init(maxFrameBytes: Int) {
+        super.init(bytes: maxFrameBytes)
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -36,16 +34,16 @@ public final class FrameReader: ChannelInboundHandler {
         do {
             if var head = partial {
                 // Only the frame cut across reads is copied; the rest is read in place.
-                guard Self.complete(&head, from: &input, cap: cap.bytes) else {
+                guard Self.complete(&head, from: &input, cap: bytes) else {
                     partial = head
                     return
                 }
                 partial = nil
-                if let frame = try Framing.nextFrame(in: &head, cap: cap.bytes) {
+                if let frame = try Framing.nextFrame(in: &head, cap: bytes) {
                     context.fireChannelRead(wrapInboundOut(frame))
                 }
             }
-            while let frame = try Framing.nextFrame(in: &input, cap: cap.bytes) {
+            while let frame = try Framing.nextFrame(in: &input, cap: bytes) {
                 context.fireChannelRead(wrapInboundOut(frame))
             }
         } catch {

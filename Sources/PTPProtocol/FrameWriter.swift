@@ -9,7 +9,7 @@ import NIOCore
 public struct SenderTag: Sendable {
     @usableFromInline
     final class Storage: Sendable {
-        let address: NodeAddress
+        @usableFromInline let address: NodeAddress
         @usableFromInline let rendered: [UInt8]
 
         init(_ address: NodeAddress) {
@@ -20,7 +20,9 @@ public struct SenderTag: Sendable {
 
     @usableFromInline let storage: Storage
 
-    public var address: NodeAddress { storage.address }
+    /// Inlinable: the hot path reads `address.id` of the sender's tag for every frame, and a call
+    /// that returns the whole address retains its name (about 160 instructions a message).
+    @inlinable public var address: NodeAddress { storage.address }
     @inlinable var rendered: [UInt8] { storage.rendered }
 
     public init(_ address: NodeAddress) {

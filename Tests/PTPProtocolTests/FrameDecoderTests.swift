@@ -14,15 +14,21 @@ final class FrameDecoderTests: XCTestCase {
     /// The framer the running case is on (`eachFramer` sets it).
     private var framer = Framer.decoder
 
-    private func makeChannel(cap: FrameSizeCap) -> EmbeddedChannel {
+    /// A channel with the framer of the running case, and the cap its owner changes (the reader is
+    /// its own cap).
+    private func makeChannelAndCap(maxFrameBytes: Int) -> (EmbeddedChannel, FrameSizeCap) {
         switch framer {
-        case .decoder: return EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(cap: cap)))
-        case .reader: return EmbeddedChannel(handler: FrameReader(cap: cap))
+        case .decoder:
+            let cap = FrameSizeCap(bytes: maxFrameBytes)
+            return (EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(cap: cap))), cap)
+        case .reader:
+            let reader = FrameReader(maxFrameBytes: maxFrameBytes)
+            return (EmbeddedChannel(handler: reader), reader)
         }
     }
 
     private func makeChannel(maxFrameBytes: Int) -> EmbeddedChannel {
-        makeChannel(cap: FrameSizeCap(bytes: maxFrameBytes))
+        makeChannelAndCap(maxFrameBytes: maxFrameBytes).0
     }
 
     private func eachFramer(_ body: () throws -> Void) rethrows {
@@ -92,23 +98,22 @@ final class FrameDecoderTests: XCTestCase {
 
     /// The cap is read when each frame's length comes in: its owner changes it between frames
     /// (the HELLO raises it, a reload lowers it) without touching the pipeline.
-    func testASharedCapChangedBetweenFramesAppliesToTheNextFrame() throws {
+    func testACapChangedBetweenFramesAppliesToTheNextFrame() throws {
         try eachFramer {
-            let cap = FrameSizeCap(bytes: 16)
-            let channel = makeChannel(cap: cap)
             let long = "{\"text\":\"0123456789\"}"
-            XCTAssertThrowsError(try channel.writeInbound(buffer(frameBytes(long)))) { error in
+            let (first, _) = makeChannelAndCap(maxFrameBytes: 16)
+            XCTAssertThrowsError(try first.writeInbound(buffer(frameBytes(long)))) { error in
                 XCTAssertEqual(error as? FramingError, .frameTooLarge(length: long.utf8.count, limit: 16))
             }
-            let reopened = makeChannel(cap: cap)
-            try reopened.writeInbound(buffer(frameBytes("{}")))
+            let (channel, cap) = makeChannelAndCap(maxFrameBytes: 16)
+            try channel.writeInbound(buffer(frameBytes("{}")))
             cap.bytes = 1024
-            try reopened.writeInbound(buffer(frameBytes(long)))
-            XCTAssertEqual(try readFrames(reopened), ["{}", long])
+            try channel.writeInbound(buffer(frameBytes(long)))
+            XCTAssertEqual(try readFrames(channel), ["{}", long])
             cap.bytes = 8
-            XCTAssertThrowsError(try reopened.writeInbound(buffer(frameBytes(long))))
-            cap.bytes = 0
-            let unlimited = makeChannel(cap: cap)
+            XCTAssertThrowsError(try channel.writeInbound(buffer(frameBytes(long))))
+            let (unlimited, unlimitedCap) = makeChannelAndCap(maxFrameBytes: 16)
+            unlimitedCap.bytes = 0
             try unlimited.writeInbound(buffer(frameBytes(String(repeating: "x", count: 100_000))))
             XCTAssertEqual(try readFrames(unlimited).first?.count, 100_000, "0 is no cap")
         }

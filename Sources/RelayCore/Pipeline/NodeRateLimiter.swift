@@ -61,7 +61,7 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         /// 2 MiB of keepalives once and went quiet kept 256 KiB each, now 17 KiB (Benchmarks/
         /// memory.sh burst). Callgrind (thr shape) counts no more instructions per message at
         /// 32 KiB; at 16 KiB (4 KiB kept) 5 % more: more read cycles for a window of 64 frames.
-        static let normalAllocator = AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 512, maximum: 32_768)
+        static let normalAllocator = CompactReceiveAllocator(initial: 512)
         static let throttledAllocator = FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024)
     }
 
