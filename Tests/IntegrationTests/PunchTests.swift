@@ -41,8 +41,22 @@ final class PunchTests: RelayTestCase {
         return result
     }
 
+    /// The relay's counter `name` (a key anywhere in `/stats`).
+    func relayCounter(_ name: String, statsPort: UInt16) throws -> Int? {
+        func find(_ value: Any) -> Int? {
+            if let object = value as? [String: Any] {
+                if let count = object[name] as? Int { return count }
+                return object.values.lazy.compactMap(find).first
+            }
+            return nil
+        }
+        let response = try HTTPProbe.request(port: statsPort, path: "/stats")
+        return try find(XCTUnwrap(response.json, "\(response)"))
+    }
+
     func testLoopbackPunchGoesDirectAndTheMessageTakesTheDirectLink() throws {
-        let relay = try startRelay()
+        let statsPort = try Sockets.freePort()
+        let relay = try startRelay(arguments: ["--stats", "127.0.0.1:\(statsPort)"])
         let a = Ids.make()
         let b = Ids.make()
         let responder = try startResponder(relay, id: b)
@@ -56,20 +70,24 @@ final class PunchTests: RelayTestCase {
         XCTAssertTrue((report["peer"] as? String)?.hasPrefix("127.0.0.1:") == true, "\(report)")
         XCTAssertNotNil(report["time_to_direct_ms"] as? Int, "\(report)")
         XCTAssertNotNil(report["attempts"] as? Int)
-        XCTAssertTrue(report["rtt_hint_ms"] != nil, "the key is there (null until the relay sends the hint)")
+        XCTAssertNotNil(report["rtt_hint_ms"] as? Int, "the relay's RTT hint in step 4: \(report)")
         XCTAssertEqual(report["path"] as? String, "direct", "\(report)")
+        XCTAssertEqual(report["outcome_reported"] as? Bool, true, "the relay ACKs the outcome report")
 
         let seen = responderOutput(responder, reports: 1, messages: 1)
         let answered = try XCTUnwrap(seen.reports.first, "no punch report from the responder:\n\(responder.outputTail())")
         XCTAssertEqual(answered["role"] as? String, "responder")
         XCTAssertEqual(answered["result"] as? String, "direct", "\(answered)")
         XCTAssertEqual(answered["peer_node_id"] as? String, a)
+        XCTAssertEqual(answered["dial_delay_ms"] as? Int, answered["rtt_hint_ms"] as? Int, "the responder waited the hint: \(answered)")
         XCTAssertEqual(answered["peer"] as? String, report["observed"] as? String, "the responder dialed the initiator's observed address")
         XCTAssertEqual(report["peer"] as? String, answered["observed"] as? String, "the initiator dialed the responder's observed address")
         let message = try XCTUnwrap(seen.messages.first, "the responder printed no message:\n\(responder.outputTail())")
         XCTAssertEqual(message["text"] as? String, "over the hole")
         XCTAssertEqual(message["path"] as? String, "direct")
         XCTAssertFalse(relay.log.contains("over the hole"), "the direct message never crossed the relay")
+        XCTAssertEqual(try relayCounter("punch_succeeded", statsPort: statsPort), 1, "the outcome report was counted")
+        XCTAssertEqual(try relayCounter("punch_failed", statsPort: statsPort), 0)
     }
 
     func testABlockedResponderPortStaysOnTheRelayAndTheMessageGoesThroughIt() throws {
@@ -87,6 +105,7 @@ final class PunchTests: RelayTestCase {
         XCTAssertTrue(report["time_to_direct_ms"] is NSNull)
         XCTAssertEqual(report["path"] as? String, "relay")
         XCTAssertEqual(report["stored"] as? Bool, false, "delivered, not stored")
+        XCTAssertEqual(report["outcome_reported"] as? Bool, true, "a failed punch is reported too")
 
         let seen = responderOutput(responder, reports: 1, messages: 1)
         XCTAssertEqual(seen.reports.first?["result"] as? String, "relay", "\(seen.reports)")
