@@ -133,6 +133,24 @@ final class PunchTests: RelayTestCase {
         XCTAssertEqual(answered["result"] as? String, "direct", "\(answered)")
     }
 
+    func testPunchOverIPv6Loopback() throws {
+        let port = try Sockets.freePort()
+        _ = try startRelay(arguments: ["--listen", "[::1]:\(port)"])
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startPtpchat(
+            ["listen", "--relay", "[::1]:\(port)", "--node-id", b, "--accept-punch", "--json"], name: "responder")
+        XCTAssertNotNil(responder.waitForStderrLine(containing: "ready \(b)", timeout: 20), responder.outputTail())
+        let child = try startPtpchat(["punch", "--relay", "[::1]:\(port)", "--to", b, "--node-id", a, "--json", "over v6"], name: "punch")
+        XCTAssertEqual(child.waitForExit(timeout: 30), 0, child.outputTail())
+        let report = try XCTUnwrap(child.stdoutLines.first.flatMap { JSON.object(Array($0.utf8)) }, child.outputTail())
+        XCTAssertEqual(report["result"] as? String, "direct", "\(report)")
+        XCTAssertEqual(report["observed"] as? String, "[::1]:\(report["local_port"] as? Int ?? 0)", "IPv6 written in brackets")
+        XCTAssertTrue((report["peer"] as? String)?.hasPrefix("[::1]:") == true, "\(report)")
+        let message = try XCTUnwrap(responderOutput(responder, reports: 1, messages: 1).messages.first, responder.outputTail())
+        XCTAssertEqual(message["path"] as? String, "direct")
+    }
+
     func testPunchOverTLSToTheRelay() throws {
         let pki = try TestCertificates(in: try directory.appendingPathComponent("pki"))
         let pair = try pki.relay()
