@@ -13,7 +13,7 @@ import NIOCore
 ///
 /// It is the connection's `FrameSizeCap` too: `bytes` is read for every frame; the shard raises it
 /// at the HELLO and a reload lowers it.
-public final class FrameReader: FrameSizeCap, ChannelInboundHandler {
+public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
 
@@ -54,12 +54,17 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler {
         }
         if input.readableBytes > 0 {
             // A copy of its own: holding a slice would keep the whole receive buffer (up to
-            // 32 KiB) and make NIO allocate a new one for the next read.
-            var head = context.channel.allocator.buffer(capacity: Self.frameSize(startingWith: input) ?? 4)
+            // 32 KiB) and make NIO allocate a new one for the next read. Sized for the bytes that
+            // came, never for the length announced: four bytes must not make the relay reserve a
+            // frame of up to the cap (found by Fuzz/fuzz-frame-decoder).
+            var head = context.channel.allocator.buffer(capacity: input.readableBytes)
             head.writeBuffer(&input)
             partial = head
         }
     }
+
+    /// The capacity held for a frame cut across reads (for tests).
+    var heldCapacity: Int { partial?.capacity ?? 0 }
 
     /// The length prefix plus the body of the frame at the front of `bytes`, once its length is in.
     private static func frameSize(startingWith bytes: ByteBuffer) -> Int? {
@@ -79,7 +84,7 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler {
         }
         let size = frameSize(startingWith: head)!
         if cap > 0 && size - 4 > cap { return true }
-        head.reserveCapacity(size)
+        // Grows with what arrives (see `channelRead`).
         move(size - head.readableBytes)
         return head.readableBytes == size
     }

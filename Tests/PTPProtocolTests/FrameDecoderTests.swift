@@ -7,12 +7,12 @@ import XCTest
 /// Every case runs through both framers: NIO's `ByteToMessageHandler(FrameDecoder)` (the client's)
 /// and `FrameReader` (the relay's). They share `Framing.nextFrame`, and must behave alike.
 final class FrameDecoderTests: XCTestCase {
-    private enum Framer: CaseIterable {
+    fileprivate enum Framer: CaseIterable {
         case decoder, reader
     }
 
     /// The framer the running case is on (`eachFramer` sets it).
-    private var framer = Framer.decoder
+    fileprivate var framer = Framer.decoder
 
     /// A channel with the framer of the running case, and the cap its owner changes (the reader is
     /// its own cap).
@@ -247,6 +247,29 @@ final class FrameDecoderTests: XCTestCase {
                 XCTAssertTrue(try channel.finish().isClean)
             }
         }
+    }
+}
+
+extension FrameDecoderTests {
+    /// A peer that announces a large frame and sends a few bytes of it gets a buffer for those
+    /// bytes, not for the length it announced: a 1 MiB reservation for every 4-byte prefix would let
+    /// a few thousand connections take gigabytes (and a length of 4 GiB without a cap crashed it:
+    /// Fuzz/fuzz-frame-decoder).
+    func testAnAnnouncedLengthReservesNothingBeforeItsBytesCome() throws {
+        framer = .reader
+        let reader = FrameReader(maxFrameBytes: 1 << 20)
+        let channel = EmbeddedChannel(handler: reader)
+        try channel.writeInbound(ByteBuffer(bytes: [0x00, 0x10, 0x00, 0x00] + Array(repeating: UInt8(ascii: "x"), count: 10)))
+        XCTAssertLessThan(reader.heldCapacity, 1024)
+        try channel.writeInbound(ByteBuffer(bytes: Array(repeating: UInt8(ascii: "x"), count: 100)))
+        XCTAssertLessThan(reader.heldCapacity, 1024)
+
+        let uncapped = FrameReader(maxFrameBytes: 0)
+        let other = EmbeddedChannel(handler: uncapped)
+        try other.writeInbound(ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0x7B, 0x7D]))
+        try other.writeInbound(ByteBuffer(bytes: [0x20]))
+        XCTAssertLessThan(uncapped.heldCapacity, 1024)
+        XCTAssertNil(try other.readInbound(as: ByteBuffer.self))
     }
 }
 
