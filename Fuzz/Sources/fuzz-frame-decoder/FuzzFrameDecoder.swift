@@ -3,8 +3,9 @@ import NIOCore
 import NIOEmbedded
 import PTPProtocol
 
-/// `FrameDecoder` on an arbitrary byte stream cut into chunks at points the fuzzer chooses, its
-/// cap changed mid-stream as the relay changes it (the HELLO raises it, a reload lowers it).
+/// Both framers, `FrameDecoder` (NIO's `ByteToMessageHandler`, the client's) and `FrameReader` (the
+/// relay's), on an arbitrary byte stream cut into chunks at points the fuzzer chooses, the cap
+/// changed mid-stream as the relay changes it (the HELLO raises it, a reload lowers it).
 ///
 /// Input: byte 0 picks the frame cap (0 = none, else 1...255 bytes, so that both "over the cap"
 /// and "waiting for a large frame" are reached); byte 1: its low 4 bits are the number of cuts
@@ -46,43 +47,53 @@ public func fuzzFrameDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
         ? wholeStreamReference(stream, cap: firstCap)
         : chunkwiseReference(stream, chunks: chunks, cap: capBefore(chunk:))
 
-    let cap = FrameSizeCap(bytes: firstCap)
-    let decoder = ByteToMessageHandler(FrameDecoder(cap: cap))
-    do {
-        try channel.pipeline.syncOperations.addHandler(decoder)
-    } catch {
-        fuzzFailure("the decoder could not be added: \(error)", input)
-    }
-    var received: [[UInt8]] = []
-    var failed = false
-    func drain() {
-        while let frame = try? channel.readInbound(as: ByteBuffer.self) { received.append(frame.fuzzBytes) }
-    }
-    for (index, range) in chunks.enumerated() where !failed {
-        cap.bytes = capBefore(chunk: index)
-        var chunk = channel.allocator.buffer(capacity: range.count)
-        chunk.writeBytes(UnsafeRawBufferPointer(rebasing: stream[range]))
+    for useReader in [false, true] {
+        let name = useReader ? "FrameReader" : "FrameDecoder"
+        let cap: FrameSizeCap
+        let handler: any RemovableChannelHandler
+        if useReader {
+            let reader = FrameReader(maxFrameBytes: firstCap)
+            (cap, handler) = (reader, reader)
+        } else {
+            let decoderCap = FrameSizeCap(bytes: firstCap)
+            (cap, handler) = (decoderCap, ByteToMessageHandler(FrameDecoder(cap: decoderCap)))
+        }
         do {
-            try channel.writeInbound(chunk)
-        } catch let error as FramingError {
-            guard case .frameTooLarge(let length, let limit) = error else { fuzzFailure("unknown framing error", input) }
-            fuzzCheck(limit == cap.bytes && length > limit, "frameTooLarge(\(length), \(limit)) with cap \(cap.bytes)", input)
-            failed = true
+            try channel.pipeline.syncOperations.addHandler(handler)
         } catch {
-            fuzzFailure("unexpected error \(error)", input)
+            fuzzFailure("\(name) could not be added: \(error)", input)
+        }
+        var received: [[UInt8]] = []
+        var failed = false
+        func drain() {
+            while let frame = try? channel.readInbound(as: ByteBuffer.self) { received.append(frame.fuzzBytes) }
+        }
+        for (index, range) in chunks.enumerated() where !failed {
+            cap.bytes = capBefore(chunk: index)
+            var chunk = channel.allocator.buffer(capacity: range.count)
+            chunk.writeBytes(UnsafeRawBufferPointer(rebasing: stream[range]))
+            do {
+                try channel.writeInbound(chunk)
+            } catch let error as FramingError {
+                guard case .frameTooLarge(let length, let limit) = error else { fuzzFailure("unknown framing error", input) }
+                fuzzCheck(limit == cap.bytes && length > limit, "\(name): frameTooLarge(\(length), \(limit)) with cap \(cap.bytes)", input)
+                failed = true
+            } catch {
+                fuzzFailure("\(name): unexpected error \(error)", input)
+            }
+            drain()
         }
         drain()
-    }
-    drain()
-    // The decoder leaves as a pipeline change removes it; the bytes it still held are passed on
-    // then and are no frames: dropped, and the channel is empty for the next input.
-    channel.pipeline.syncOperations.removeHandler(decoder, promise: nil)
-    channel.embeddedEventLoop.run()
-    while (try? channel.readInbound(as: ByteBuffer.self)) != nil {}
-    try? channel.throwIfErrorCaught()
+        // The framer leaves as a pipeline change removes it; bytes NIO's decoder still held are
+        // passed on then and are no frames: dropped, and the channel is empty for the next input.
+        channel.pipeline.syncOperations.removeHandler(handler, promise: nil)
+        channel.embeddedEventLoop.run()
+        while (try? channel.readInbound(as: ByteBuffer.self)) != nil {}
+        try? channel.throwIfErrorCaught()
 
-    fuzzCheck(received == expected.frames, "decoder passed on \(received.count) frames, the reference \(expected.frames.count)", input)
-    fuzzCheck(failed == expected.tooLarge, "decoder failed: \(failed), reference: \(expected.tooLarge)", input)
+        fuzzCheck(received == expected.frames, "\(name) passed on \(received.count) frames, the reference \(expected.frames.count)", input)
+        fuzzCheck(failed == expected.tooLarge, "\(name) failed: \(failed), reference: \(expected.tooLarge)", input)
+    }
     return 0
 }
 

@@ -113,9 +113,12 @@ func checkForwardedFrame(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, 
         }
         let id = envelope.messageID ?? GUID(high: 1, low: 1)
         expectedID = id
+        // As the relay forwards it: the round-trip hints it carried passed on, the other members copied.
+        let carried = ForwardedFrames.connectRoundTrips(data: envelope.data, from: json)
         ForwardedFrames.connect(
-            &out, envelope, from: json, messageID: id, ttl: ttl, sender: sender, source: envelope.connectSource!,
-            destination: envelope.connectDestination!, src: text("src"), dst: text("dst"))
+            &out, messageID: id, ttl: ttl, sender: sender, source: envelope.connectSource!,
+            destination: envelope.connectDestination!, src: text("src"), dst: text("dst"), srcRTT: carried.src,
+            dstRTT: carried.dst, otherMembers: ForwardedFrames.connectOtherMembers(data: envelope.data, from: json))
     case .hello, .ack, .nack, .routing:
         return
     }
