@@ -159,8 +159,8 @@ def router_ruleset(kind, behaviour):
             "    iifname \"wan\" ct state new,invalid drop",
             "  }",
             "  chain forward { type filter hook forward priority filter; policy accept;",
-            "    iifname \"wan\" ct state new ct status != dnat drop",
-            "    iifname \"wan\" ct state invalid drop",
+            "    iifname \"wan\" ct status dnat accept",
+            "    iifname \"wan\" ct state new,invalid drop",
             "  }",
         ]
     rules.append("}")

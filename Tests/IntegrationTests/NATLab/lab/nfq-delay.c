@@ -9,6 +9,7 @@
 //
 // A queue overflow drops packets (as a real link does) and is counted on stderr at exit; the
 // rule has no --queue-bypass, so a dead reader stops traffic instead of silently removing the delay.
+#define _GNU_SOURCE  // ppoll
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
@@ -88,13 +89,16 @@ int main(int argc, char **argv) {
 
     char packet[4096] __attribute__((aligned));
     while (!stopping) {
-        int timeout_ms = -1;
+        // Sleep until the next packet is due (to the nanosecond: ppoll, not poll's milliseconds).
+        struct timespec wait, *timeout = NULL;
         if (head != tail) {
-            uint64_t due = held[head % CAPACITY].due_ns, now = now_ns();
-            timeout_ms = due > now ? (int)((due - now + 999999) / 1000000) : 0;
+            uint64_t due = held[head % CAPACITY].due_ns, now = now_ns(), left = due > now ? due - now : 0;
+            wait.tv_sec = (time_t)(left / 1000000000u);
+            wait.tv_nsec = (long)(left % 1000000000u);
+            timeout = &wait;
         }
         struct pollfd readable = {.fd = fd, .events = POLLIN};
-        int ready = poll(&readable, 1, timeout_ms);
+        int ready = ppoll(&readable, 1, timeout, NULL);
         if (ready < 0 && errno != EINTR) { perror("nfq-delay: poll"); break; }
         if (ready > 0) {
             // Drain what is there without blocking, then release what is due.

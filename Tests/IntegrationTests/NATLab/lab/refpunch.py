@@ -8,6 +8,8 @@ simultaneous open, in plain Python sockets. It exists to prove the lab right ind
     refpunch.py respond --relay IP:PORT --node-id GUID [--count N] [--no-rtt-hint]
     refpunch.py connect-raw --relay IP:PORT --node-id GUID --to GUID --src TEXT [--dst TEXT] [--step 1|3] [--src-node GUID]
     refpunch.py await-connect --relay IP:PORT --node-id GUID [--reply-dst TEXT]
+    refpunch.py tcp-probe --to IP:PORT [--timeout S]               {"outcome": connected|refused|timeout, "ms"}
+    refpunch.py tcp-listen --port P                                accepts until killed
 
 Each prints one JSON object per outcome on stdout (`respond` one per punch) and exits 0 when the
 exchange finished, direct or not; non-zero only on an error (relay unreachable, bad answer).
@@ -246,7 +248,10 @@ def connect_raw(args):
     source_node = args.src_node or args.node_id
     relay.send(envelope("CONNECT", args.node_id, {"src_node_id": source_node, "dst_node_id": args.to,
                                                    "src": args.src, "dst": args.dst}))
-    answer = relay.receive(args.wait)
+    try:
+        answer = relay.receive_until(lambda f: f.get("msg_type") in ("CONNECT", "NACK"), args.wait)
+    except TimeoutError:
+        answer = None
     print(json.dumps({"answer": answer, "relay_id": relay.relay_id,
                       "local": "%s:%d" % relay.sock.getsockname()}), flush=True)
     return 0
@@ -263,15 +268,50 @@ def await_connect(args):
         data = got["msg_data"]
         relay.send(envelope("CONNECT", args.node_id, {"src_node_id": data["src_node_id"], "dst_node_id": args.node_id,
                                                        "src": data["src"], "dst": args.reply_dst}))
-        print(json.dumps({"answer": relay.receive(1.0)}), flush=True)
+        try:
+            answer = relay.receive_until(lambda f: f.get("msg_type") in ("CONNECT", "NACK"), 1.0)
+        except TimeoutError:
+            answer = None  # the relay forwarded step 3 and had nothing to say to this node
+        print(json.dumps({"answer": answer}), flush=True)
     return 0
 
 
 def discover(args):
+    """The address the relay sees; with --also, what a second relay address sees of the same
+    local port, the first connection kept open (as a client probing for a symmetric NAT does)."""
     relay = Link.to_relay(args.relay, args.node_id, args.local_port)
-    print(json.dumps({"observed": relay.discover(), "local": "%s:%d" % relay.sock.getsockname(),
-                      "relay_id": relay.relay_id}), flush=True)
+    local_port = relay.sock.getsockname()[1]
+    found = {"observed": relay.discover(), "local_port": local_port, "relay_id": relay.relay_id}
+    if args.also:
+        found["observed_also"] = Link.to_relay(args.also, str(uuid.uuid4()), local_port).discover()
+    print(json.dumps(found), flush=True)
     return 0
+
+
+def tcp_probe(args):
+    """One TCP connect to --to: "connected", "refused" (an RST came back) or "timeout" (nothing),
+    and how long it took: what a router does with an unsolicited SYN, and the lab's delay."""
+    started = time.monotonic()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(args.timeout)
+    try:
+        sock.connect(split_address(args.to))
+        outcome = "connected"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except (socket.timeout, TimeoutError):
+        outcome = "timeout"
+    print(json.dumps({"outcome": outcome, "ms": round((time.monotonic() - started) * 1000, 1)}), flush=True)
+    return 0
+
+
+def tcp_listen(args):
+    """Accepts connections on --port until killed (a target for tcp-probe)."""
+    server = reusable_socket(args.port)  # SO_REUSEPORT: a client may use the same port (discover)
+    server.listen(64)
+    print(json.dumps({"ready": True}), flush=True)
+    while True:
+        server.accept()[0].close()
 
 
 def free_local_port():
@@ -285,12 +325,19 @@ def free_local_port():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    probe = commands.add_parser("tcp-probe")
+    probe.add_argument("--to", required=True)
+    probe.add_argument("--timeout", type=float, default=1.0)
+    listener = commands.add_parser("tcp-listen")
+    listener.add_argument("--port", type=int, required=True)
     for name in ("discover", "punch", "respond", "connect-raw", "await-connect"):
         command = commands.add_parser(name)
         command.add_argument("--relay", required=True)
         command.add_argument("--node-id", default=str(uuid.uuid4()))
         if name in ("discover", "punch"):
             command.add_argument("--local-port", type=int, default=0)
+        if name == "discover":
+            command.add_argument("--also", help="a second relay address to discover from the same local port")
         if name in ("punch", "connect-raw"):
             command.add_argument("--to", required=True)
         if name in ("punch", "respond"):
@@ -309,8 +356,8 @@ def main():
             command.add_argument("--reply-dst")
             command.add_argument("--wait", type=float, default=10.0)
     args = parser.parse_args()
-    handler = {"discover": discover, "punch": punch, "respond": respond,
-               "connect-raw": connect_raw, "await-connect": await_connect}[args.command]
+    handler = {"discover": discover, "punch": punch, "respond": respond, "connect-raw": connect_raw,
+               "await-connect": await_connect, "tcp-probe": tcp_probe, "tcp-listen": tcp_listen}[args.command]
     try:
         return handler(args)
     except (OSError, TimeoutError, ConnectionError, RuntimeError) as error:
