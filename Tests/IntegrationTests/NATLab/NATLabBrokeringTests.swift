@@ -86,6 +86,31 @@ final class NATLabBrokeringTests: NATLabTestCase {
         try assertBrokering(step1Source: "203.0.113.9:40000", step3Destination: "10.2.0.2:50000")
     }
 
+    /// A step 1 whose port is out of range is refused (NACK, never forwarded) and the relay
+    /// keeps brokering: the next good CONNECT from the same node goes through.
+    func testCONNECTWithABadPortIsRefusedAndTheNextOneGoesThrough() throws {
+        let lab = try makeLab([("a", .portRestricted, .rst), ("b", .portRestricted, .drop)])
+        let relay = try startRelay(in: lab)
+        let a = try lab.site("a"), b = try lab.site("b")
+        let nodeB = Ids.make()
+        let responder = try startReference(
+            "await-connect", ["--relay", lab.relayAddress, "--node-id", nodeB, "--wait", "10"], in: b.hostNamespace, lab, name: "b")
+        XCTAssertNotNil(waitForJSON(responder, timeout: 10) { $0["ready"] as? Bool == true })
+        for badSource in [":70000", ":0", "not-an-address"] {
+            let refused = try runReference(
+                "connect-raw", ["--relay", lab.relayAddress, "--to", nodeB, "--src", badSource, "--wait", "3"], in: a.hostNamespace, lab,
+                name: "bad\(badSource.filter { $0.isNumber })"
+            ).first?["answer"] as? [String: Any]
+            XCTAssertEqual(refused?["msg_type"] as? String, "NACK", "src \(badSource): \(String(describing: refused))")
+        }
+        XCTAssertTrue(relay.isRunning)
+        let good = try runReference(
+            "connect-raw", ["--relay", lab.relayAddress, "--to", nodeB, "--src", ":40000", "--wait", "1"], in: a.hostNamespace, lab, name: "good")
+        XCTAssertNotNil(good.first)
+        let step2 = waitForJSON(responder, timeout: 5) { $0["received"] != nil }?["received"] as? [String: Any]
+        XCTAssertEqual((step2?["msg_data"] as? [String: Any])?["src"] as? String, "\(a.publicIP):40000", "only the good CONNECT arrives")
+    }
+
     private func assertBrokering(step1Source: String, step3Destination: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let lab = try makeLab([("a", .portRestricted, .rst), ("b", .portRestricted, .drop)])
         try startRelay(in: lab)
