@@ -23,6 +23,7 @@ first attempt.
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -166,6 +167,13 @@ def summary_line(behaviour, rtt_hint, pair, results):
             f"{pct(len(first), len(direct)):>8} {p50 if p50 is not None else '-':>7} {p95 if p95 is not None else '-':>7} "
             f"{(pct(detected, n) if pair.startswith('symmetric') else 'n/a') if symmetric_pair else '-':>7} "
             f"{pct(on_relay_fast, n) if symmetric_pair else '-':>8} {errors:>6} {hung:>4}")
+    reasons = {}
+    for r in results:
+        if r.get("result") != "direct" and r.get("reason"):
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    if reasons and not symmetric_pair:
+        common = max(reasons, key=reasons.get)
+        line += f"\n       not direct, most often ({reasons[common]}x): {common[:150]}"
     errors_seen = [r["_error"] for r in results if r.get("_error")]
     if errors_seen:
         line += f"\n       e.g. {errors_seen[0][:200]}"
@@ -191,6 +199,8 @@ def main():
         print(f"nat-lab: {reason}", file=sys.stderr)
         return 2
     natlab.sweep()
+    # SIGTERM unwinds like Ctrl-C, so the lab of the run is removed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     clients = Clients(args.client, args.ptpchat)
     work = tempfile.mkdtemp(prefix="ptpchat-nat-lab.")
     print(f"NAT lab: {args.attempts} attempts per row, {args.delay_ms:g} ms each way on the internet router, client {args.client}")

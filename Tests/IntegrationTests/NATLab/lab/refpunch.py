@@ -27,6 +27,8 @@ import sys
 import time
 import uuid
 
+KEEPALIVE_S = 20  # a waiting responder's keepalive interval, below the relay's idle timeout (90 s)
+
 
 def frame(obj):
     body = json.dumps(obj, separators=(",", ":")).encode()
@@ -217,9 +219,14 @@ def respond(args):
     public_port = split_address(observed)[1]
     served = 0
     while args.count == 0 or served < args.count:
-        step2 = relay.receive_until(lambda f: f.get("msg_type") == "CONNECT"
-                                    and f["msg_data"].get("dst_node_id") == args.node_id and not f["msg_data"].get("dst"),
-                                    3600)
+        step2 = None
+        while step2 is None:
+            frame_in = relay.receive(KEEPALIVE_S)
+            if frame_in is None:
+                relay.sock.sendall(b"\0\0\0\0")  # the relay closes connections silent for timeouts.idle
+            elif (frame_in.get("msg_type") == "CONNECT" and frame_in["msg_data"].get("dst_node_id") == args.node_id
+                  and not frame_in["msg_data"].get("dst")):
+                step2 = frame_in
         data = step2["msg_data"]
         relay.send(envelope("CONNECT", args.node_id, {"src_node_id": data["src_node_id"], "dst_node_id": args.node_id,
                                                        "src": data["src"], "dst": f":{public_port}"}))
