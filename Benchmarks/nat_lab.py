@@ -63,17 +63,18 @@ class Clients:
     def __init__(self, kind, ptpchat):
         self.kind, self.ptpchat = kind, ptpchat
 
-    def responder(self, relay, node, rtt_hint):
+    def responder(self, relay, probe, node, rtt_hint):
         if self.kind == "reference":
             command = ["python3", os.path.join(LAB, "refpunch.py"), "respond", "--relay", relay, "--node-id", node]
             return command + ([] if rtt_hint else ["--no-rtt-hint"])
-        command = [self.ptpchat, "listen", "--relay", relay, "--node-id", node, "--accept-punch", "--json"]
+        command = [self.ptpchat, "listen", "--relay", relay, "--probe", probe, "--node-id", node, "--accept-punch", "--json"]
         return command + ([] if rtt_hint else ["--no-rtt-hint"])
 
-    def initiator(self, relay, probe, to, node):
+    def initiator(self, relay, probe, to, node, rtt_hint):
         if self.kind == "reference":
             return ["python3", os.path.join(LAB, "refpunch.py"), "punch", "--relay", relay, "--probe", probe, "--to", to, "--node-id", node]
-        return [self.ptpchat, "punch", "--relay", relay, "--probe", probe, "--to", to, "--node-id", node, "--json"]
+        command = [self.ptpchat, "punch", "--relay", relay, "--probe", probe, "--to", to, "--node-id", node, "--json"]
+        return command + ([] if rtt_hint else ["--no-rtt-hint"]) + ["nat-lab"]
 
 
 def last_json(text):
@@ -94,7 +95,8 @@ def measure_behaviour(args, clients, behaviour, rtt_hint, work):
     processes = []
     rows = {}
     try:
-        env = dict(os.environ, LIMITS_CONNECT_PER_MINUTE="1000000", LIMITS_PER_IP_CONNECTIONS="0", LIMITS_PER_IP_NEW_PER_SECOND="0")
+        env = dict(os.environ, LIMITS_CONNECT_PER_MINUTE="1000000", LIMITS_CONNECT_PAIR_PER_MINUTE="0",
+                   LIMITS_PER_IP_CONNECTIONS="0", LIMITS_PER_IP_NEW_PER_SECOND="0")
         relay_log = open(os.path.join(work, f"relay-{behaviour}.log"), "w")
         relay = subprocess.Popen(["ip", "netns", "exec", lab["relay"]["ns"], args.relay, "--listen", relay_address,
                                   "--listen", probe_address, "--data-dir", os.path.join(work, f"data-{behaviour}-{rtt_hint}"),
@@ -109,7 +111,7 @@ def measure_behaviour(args, clients, behaviour, rtt_hint, work):
             node = str(uuid.uuid4())
             log = open(os.path.join(work, f"responder-{behaviour}-{target}.log"), "w")
             child = subprocess.Popen(["ip", "netns", "exec", lab["sites"][target]["host_ns"]]
-                                     + clients.responder(relay_address, node, rtt_hint), stdout=log, stderr=subprocess.STDOUT)
+                                     + clients.responder(relay_address, probe_address, node, rtt_hint), stdout=log, stderr=subprocess.STDOUT)
             processes.append(child)
             responders[target] = node
         time.sleep(1.0)
@@ -118,7 +120,7 @@ def measure_behaviour(args, clients, behaviour, rtt_hint, work):
             results = []
             for _ in range(args.attempts):
                 command = ["ip", "netns", "exec", lab["sites"][source]["host_ns"]] + clients.initiator(
-                    relay_address, probe_address, responders[target], str(uuid.uuid4()))
+                    relay_address, probe_address, responders[target], str(uuid.uuid4()), rtt_hint)
                 started = time.monotonic()
                 try:
                     done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_S)
@@ -154,7 +156,8 @@ def summary_line(behaviour, rtt_hint, pair, results):
     first = [r for r in direct if r.get("attempts") == 1]
     times = [r["time_to_direct_ms"] for r in direct if isinstance(r.get("time_to_direct_ms"), (int, float))]
     symmetric_pair = "symmetric" in pair
-    detected = sum(1 for r in results if r.get("nat") == "symmetric")
+    # Behind the initiator: its own nat; behind the responder: what the responder said in step 3.
+    detected = sum(1 for r in results if r.get("nat") == "symmetric" or r.get("peer_nat") == "symmetric")
     on_relay_fast = sum(1 for r in results if r.get("result") == "relay" and r["_wall_s"] < 5)
     errors = sum(1 for r in results if r.get("_status", 0) != 0)
     hung = sum(1 for r in results if r.get("_hung"))
@@ -165,7 +168,7 @@ def summary_line(behaviour, rtt_hint, pair, results):
     p50, p95 = percentile(times, 0.5), percentile(times, 0.95)
     line = (f"{behaviour:<6} {'on' if rtt_hint else 'off':<4} {pair:<26} {n:>4} {pct(len(direct), n):>7} {pct(len(first), n):>8} "
             f"{pct(len(first), len(direct)):>8} {p50 if p50 is not None else '-':>7} {p95 if p95 is not None else '-':>7} "
-            f"{(pct(detected, n) if pair.startswith('symmetric') else 'n/a') if symmetric_pair else '-':>7} "
+            f"{pct(detected, n) if symmetric_pair else '-':>7} "
             f"{pct(on_relay_fast, n) if symmetric_pair else '-':>8} {errors:>6} {hung:>4}")
     reasons = {}
     for r in results:
@@ -213,8 +216,8 @@ def main():
             measure_behaviour(args, clients, behaviour, rtt_hint == "on", work)
     print(f"\nlogs: {work}")
     print("direct: result \"direct\"; 1st try: direct on attempt 1, of all attempts; 1st/succ: of the successes (as libp2p counts);")
-    print("p50/p95: the client's time_to_direct_ms; sym det: the initiator reported nat \"symmetric\" (n/a when only the")
-    print("responder is behind it); relay<5s: result \"relay\" and the process ended within 5 s; hung: killed after "
+    print("p50/p95: the client's time_to_direct_ms; sym det: the initiator reported nat \"symmetric\", or peer_nat \"symmetric\"")
+    print("(the responder's own probe, said in step 3); relay<5s: result \"relay\" and the process ended within 5 s; hung: killed after "
           f"{HANG_S} s.")
     return 0
 

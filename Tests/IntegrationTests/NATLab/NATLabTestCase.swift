@@ -75,7 +75,8 @@ class NATLabTestCase: XCTestCase {
         let data = try directory.appendingPathComponent("relay-data")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
         let environment = [
-            "LIMITS_CONNECT_PER_MINUTE": "100000", "LIMITS_PER_IP_CONNECTIONS": "0", "LIMITS_PER_IP_NEW_PER_SECOND": "0",
+            "LIMITS_CONNECT_PER_MINUTE": "100000", "LIMITS_CONNECT_PAIR_PER_MINUTE": "0", "LIMITS_PER_IP_CONNECTIONS": "0",
+            "LIMITS_PER_IP_NEW_PER_SECOND": "0",
         ].merging(extraEnvironment) { $1 }
         let relay = try start(
             in: lab.relayNamespace, lab, executable: try Binaries.path("ptpchat-relay").path,
