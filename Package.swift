@@ -128,10 +128,22 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The client's NAT traversal (docs/nat-traversal.md): the CONNECT exchange as a pure state
+        // machine, NAT classification, the simultaneous-open dialer on a shared port, direct links,
+        // and the frames a client speaks to the relay and over a direct link.
+        .target(
+            name: "PTPPunch",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "ptpchat",
             dependencies: [
                 "PTPProtocol",
+                "PTPPunch",
                 "RelayTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -149,6 +161,10 @@ let package = Package(
         .testTarget(
             name: "RelayOpsTests",
             dependencies: ["RelayOps", "RelayCore", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PTPPunchTests",
+            dependencies: ["PTPPunch", "PTPProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayMeshTests",

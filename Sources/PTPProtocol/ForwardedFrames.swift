@@ -89,10 +89,12 @@ public enum ForwardedFrames {
     }
 
     /// CONNECT (PROFILE.md section 8) with `src` and `dst` as given (the relay fills in only the
-    /// address it observed), node ids as bare GUIDs, every other member copied.
+    /// address it observed), node ids as bare GUIDs, the round-trip hints `src_rtt_ms` /
+    /// `dst_rtt_ms` when given (the relay's smoothed TCP round-trip time to that node, in whole
+    /// milliseconds), then `otherMembers` (from `connectOtherMembers`) as they came.
     public static func connect(
-        _ out: inout ByteBuffer, _ envelope: Envelope, from json: ReceivedJSON, messageID: GUID, ttl: Int,
-        sender: SenderTag, source: GUID, destination: GUID, src: String?, dst: String?
+        _ out: inout ByteBuffer, messageID: GUID, ttl: Int, sender: SenderTag, source: GUID, destination: GUID,
+        src: String?, dst: String?, srcRTT: Int? = nil, dstRTT: Int? = nil, otherMembers: ByteBuffer
     ) {
         FrameWriter.write(&out, verb: .connect, messageID: messageID, ttl: ttl, flood: false, sender: sender) { out in
             out.writeASCII("{\"src_node_id\":")
@@ -103,14 +105,48 @@ public enum ForwardedFrames {
             if let src { out.writeJSONString(src) } else { out.writeASCII("null") }
             out.writeASCII(",\"dst\":")
             if let dst { out.writeJSONString(dst) } else { out.writeASCII("null") }
-            FrameWriter.copyMembers(&out, tape: json.tape, bytes: json.bytes, object: envelope.data, leadingComma: true) { key in
-                for name: StaticString in ["src_node_id", "dst_node_id", "src", "dst"]
-                where JSONTape.equals(name, key, 0, key.count) {
-                    return true
-                }
-                return false
+            if let srcRTT {
+                out.writeASCII(",\"src_rtt_ms\":")
+                out.writeDecimal(srcRTT)
             }
+            if let dstRTT {
+                out.writeASCII(",\"dst_rtt_ms\":")
+                out.writeDecimal(dstRTT)
+            }
+            var members = otherMembers
+            out.writeBuffer(&members)
             out.writeInteger(UInt8(ascii: "}"))
         }
     }
+
+    /// The members of a received CONNECT's `msg_data` that are copied as they came: all but the
+    /// node ids, the addresses and the round-trip hints, which `connect` writes. Each is preceded
+    /// by a comma. An owned copy: a CONNECT may be written after its read buffer is gone (the
+    /// relay reads the round-trip times first).
+    public static func connectOtherMembers(data: Int, from json: ReceivedJSON) -> ByteBuffer {
+        var members = ByteBuffer()
+        FrameWriter.copyMembers(&members, tape: json.tape, bytes: json.bytes, object: data, leadingComma: true) { key in
+            for name: StaticString in ["src_node_id", "dst_node_id", "src", "dst", "src_rtt_ms", "dst_rtt_ms"]
+            where JSONTape.equals(name, key, 0, key.count) {
+                return true
+            }
+            return false
+        }
+        return members
+    }
+
+    /// The round-trip hints a received CONNECT carries (set by the relays before this one): each
+    /// a whole number of milliseconds from 0 to `maxRoundTripMillis`; anything else is no hint.
+    public static func connectRoundTrips(data: Int, from json: ReceivedJSON) -> (src: Int?, dst: Int?) {
+        func hint(_ key: StaticString) -> Int? {
+            guard let token = json.tape.member(key, in: data, of: json.bytes),
+                let value = json.tape.integer(token, of: json.bytes), (0...maxRoundTripMillis).contains(value)
+            else { return nil }
+            return value
+        }
+        return (hint("src_rtt_ms"), hint("dst_rtt_ms"))
+    }
+
+    /// The largest round-trip hint passed on: a minute (a larger one is no measurement).
+    public static let maxRoundTripMillis = 60_000
 }

@@ -26,18 +26,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
     /// Passes on every complete frame in `buffer` in one call (cheaper than one call per frame).
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        while let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
-            if length == 0 {
-                buffer.moveReaderIndex(forwardBy: 4)
-                continue
-            }
-            let limit = cap.bytes
-            if limit > 0 && Int(length) > limit {
-                throw FramingError.frameTooLarge(length: Int(length), limit: limit)
-            }
-            guard buffer.readableBytes >= 4 + Int(length) else { break }
-            buffer.moveReaderIndex(forwardBy: 4)
-            let frame = buffer.readSlice(length: Int(length))!
+        while let frame = try Framing.nextFrame(in: &buffer, cap: cap.bytes) {
             context.fireChannelRead(Self.wrapInboundOut(frame))
         }
         return .needMoreData
@@ -49,10 +38,35 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
+/// The splitting itself, shared by `FrameDecoder` (NIO's `ByteToMessageHandler`, for the client and
+/// the fuzz target) and the relay's own `FrameReader` handler.
+public enum Framing {
+    /// Takes the next complete frame off the front of `buffer`, skipping keepalives; nil when the
+    /// buffer ends before a whole frame. A length over `cap` (0: no cap) throws as soon as its 4
+    /// bytes are in, before anything of that size is allocated.
+    @inlinable
+    public static func nextFrame(in buffer: inout ByteBuffer, cap: Int) throws(FramingError) -> ByteBuffer? {
+        while let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
+            if length == 0 {
+                buffer.moveReaderIndex(forwardBy: 4)
+                continue
+            }
+            if cap > 0 && Int(length) > cap {
+                throw .frameTooLarge(length: Int(length), limit: cap)
+            }
+            guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+            buffer.moveReaderIndex(forwardBy: 4)
+            return buffer.readSlice(length: Int(length))
+        }
+        return nil
+    }
+}
+
 /// The largest frame a connection may send now, in bytes (0: no cap). One per connection, shared by
 /// its decoder and the code that changes the cap; confined to the connection's event loop (not
-/// Sendable, no lock: the decoder pays one load per frame).
-public final class FrameSizeCap {
+/// Sendable, no lock: the decoder pays one load per frame). `FrameReader` is one itself (one
+/// object per connection fewer).
+public class FrameSizeCap {
     public var bytes: Int
 
     public init(bytes: Int) {

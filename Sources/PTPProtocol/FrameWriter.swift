@@ -2,13 +2,31 @@ import NIOCore
 
 /// The `sender_id` a frame is written with: `name@GUID` (`node@GUID` without a valid name),
 /// rendered once per node and reused for every frame.
+///
+/// One pointer: the relay keeps a tag per node in several tables (the registry, each shard's
+/// directory, the connection), where the address and the rendering in line cost 40 bytes a copy,
+/// in buckets that outnumber the nodes.
 public struct SenderTag: Sendable {
-    public let address: NodeAddress
-    @usableFromInline let rendered: [UInt8]
+    @usableFromInline
+    final class Storage: Sendable {
+        @usableFromInline let address: NodeAddress
+        @usableFromInline let rendered: [UInt8]
+
+        init(_ address: NodeAddress) {
+            self.address = address
+            self.rendered = Array(address.description.utf8)
+        }
+    }
+
+    @usableFromInline let storage: Storage
+
+    /// Inlinable: the hot path reads `address.id` of the sender's tag for every frame, and a call
+    /// that returns the whole address retains its name (about 160 instructions a message).
+    @inlinable public var address: NodeAddress { storage.address }
+    @inlinable var rendered: [UInt8] { storage.rendered }
 
     public init(_ address: NodeAddress) {
-        self.address = address
-        self.rendered = Array(address.description.utf8)
+        storage = Storage(address)
     }
 }
 

@@ -157,6 +157,7 @@ extension ConfigurationKey {
             number("limits.flood_per_second", \.limits.floodPerSecond, allowZero: true),
             integer("limits.flood_burst", \.limits.floodBurst),
             number("limits.connect_per_minute", \.limits.connectPerMinute, allowZero: true),
+            number("limits.connect_pair_per_minute", \.limits.connectPairPerMinute, allowZero: true),
             integer("limits.outbound_buffer_bytes", \.limits.outboundBufferBytes),
             integer("limits.outbound_buffer_max_bytes", \.limits.outboundBufferMaxBytes),
 

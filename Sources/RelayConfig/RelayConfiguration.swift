@@ -44,6 +44,8 @@ public struct RelayConfiguration: Sendable, Equatable {
         public var floodPerSecond: Double = 5
         public var floodBurst: Int = 20
         public var connectPerMinute: Double = 10
+        /// CONNECTs per minute between one pair of nodes, both steps and both directions counted.
+        public var connectPairPerMinute: Double = 10
         public var outboundBufferBytes: Int = 1_048_576
         public var outboundBufferMaxBytes: Int = 4_194_304
         public init() {}

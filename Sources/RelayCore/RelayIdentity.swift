@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import PTPProtocol
 
 /// The relay's own node id: from the configuration, else kept in `<data dir>/node-id`, generated on
@@ -33,11 +34,26 @@ public enum RelayIdentity {
             return NodeAddress(id: id, name: name)
         }
         let id = GUID.random()
-        do {
-            try (id.description + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw Failure(description: "cannot write \(path): \(error.localizedDescription)")
-        }
+        try writeDurably(id.description + "\n", to: path)
         return NodeAddress(id: id, name: name)
+    }
+
+    /// Writes `text` to a temporary file next to `path`, syncs it and renames it over `path`. A
+    /// crash or power loss right after the first start then leaves either no file (a new id is made)
+    /// or the whole id, never an empty `node-id` that the next start refuses as "not a GUID".
+    private static func writeDurably(_ text: String, to path: String) throws {
+        let temporary = path + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Failure(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = written == bytes.count && fsync(fd) == 0
+        let failure = errno
+        close(fd)
+        guard synced, rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(synced ? errno : failure))
+            unlink(temporary)
+            throw Failure(description: "cannot write \(path): \(reason)")
+        }
     }
 }

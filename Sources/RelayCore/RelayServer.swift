@@ -66,12 +66,12 @@ public final class RelayServer: Sendable {
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let frameCap = FrameSizeCap(bytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
-        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
+        let frameReader = FrameReader(maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
+        let rateLimiter = NodeRateLimiter(policy: shard)
         try channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            frameReader,
             rateLimiter,
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameCap, rateLimiter: rateLimiter),
+            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameReader, rateLimiter: rateLimiter),
         ])
     }
 
@@ -111,19 +111,19 @@ public final class RelayServer: Sendable {
     private func bindListeners(_ address: String, tls: ServerTLS?) async throws {
         let (host, port) = try ConfigurationLoader.parseHostPort(address)
         do {
+            var socketAddress = try ListenAddress.socketAddress(host: host, port: port)
             // One listening socket per event loop (SO_REUSEPORT): every loop accepts, and the
             // kernel spreads connections over them, so about half of all conversations stay
             // on one loop instead of all crossing between loops (round-robin).
             // SO_REUSEPORT would let a second relay share the port silently: a plain bind
             // first tells "address already in use" as it should.
             if port != 0 {
-                try Self.checkPortIsFree(host: host, port: port)
+                try Self.checkPortIsFree(socketAddress)
             }
-            var boundPort = port
             for shard in shards {
-                let channel = try await makeBootstrap(on: shard, tls: tls).bind(host: host, port: boundPort).get()
+                let channel = try await makeBootstrap(on: shard, tls: tls).bind(to: socketAddress).get()
                 listeners.withLockedValue { $0.append(channel) }
-                boundPort = channel.localAddress?.port ?? boundPort
+                socketAddress.port = channel.localAddress?.port ?? socketAddress.port
                 if shard.index == 0 {
                     context.logger.info(
                         "listening",
@@ -140,14 +140,19 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// Binds (without listening, so nothing can connect to it) a plain socket to the address.
-    static func checkPortIsFree(host: String, port: Int) throws {
-        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+    /// Binds (without listening, so nothing can connect to it) a plain socket to the address, as
+    /// the listener will be bound: an IPv6 one dual-stack (IPV6_V6ONLY off, as NIO makes it), so
+    /// a port taken by an IPv4 socket is found taken for `[::]` too.
+    static func checkPortIsFree(_ address: SocketAddress) throws {
         let descriptor = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         defer { close(descriptor) }
         var one: Int32 = 1
         _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if address.protocol == .inet6 {
+            var zero: Int32 = 0
+            _ = setsockopt(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
+        }
         let result = address.withSockAddr { pointer, size in bind(descriptor, pointer, socklen_t(size)) }
         guard result == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
     }

@@ -41,14 +41,10 @@ struct AdvertisedState: Equatable {
     var name: String?
 }
 
-/// Everything the table knows about one node other than the relay itself.
-struct NodeRecord: Sendable {
-    /// The node as its origin last named it.
-    var node: NodeAddress
-    var legacy: Bool
-    /// Non-nil while the node is a client of this relay: its sequence number (always even), which
-    /// only this relay, its origin, makes.
-    var localSeq: UInt32?
+/// What a record keeps about routes through peers. Out of line (`NodeRecord.peerRouting`): most
+/// records are clients of this relay that no peer offers, and in line these fields made every
+/// bucket of the table (up to twice as many as records) about 130 bytes larger.
+struct PeerRouting: Sendable {
     /// The latest reachable entry of each peer that offers a route (withdrawals remove them).
     var offers: [RouteOffer] = []
     /// The offer the relay routes by; nil when the node is local or unreachable.
@@ -58,6 +54,60 @@ struct NodeRecord: Sendable {
     var newestHeard: UInt32?
     /// `RouteTable.expireWithdrawals` generation in which the node last became unreachable.
     var unreachableSince = 0
+
+    var isEmpty: Bool {
+        offers.isEmpty && selected == nil && feasibility == nil && newestHeard == nil && unreachableSince == 0
+    }
+}
+
+/// A value behind one pointer, with value semantics: a change stores a new box.
+enum OutOfLine<Value: Sendable>: Sendable {
+    indirect case value(Value)
+
+    var value: Value {
+        switch self {
+        case .value(let value): return value
+        }
+    }
+}
+
+/// Everything the table knows about one node other than the relay itself.
+struct NodeRecord: Sendable {
+    // In this order the record is 48 bytes (56 with `legacy` second).
+    /// The node as its origin last named it.
+    var node: NodeAddress
+    /// Nil while nothing is known through peers.
+    private var peerRouting: OutOfLine<PeerRouting>?
+    /// Non-nil while the node is a client of this relay: its sequence number (always even), which
+    /// only this relay, its origin, makes.
+    var localSeq: UInt32?
+    var legacy: Bool
+
+    private var peer: PeerRouting {
+        get { peerRouting?.value ?? PeerRouting() }
+        set { peerRouting = newValue.isEmpty ? nil : .value(newValue) }
+    }
+
+    var offers: [RouteOffer] {
+        get { peer.offers }
+        set { peer.offers = newValue }
+    }
+    var selected: RouteOffer? {
+        get { peer.selected }
+        set { peer.selected = newValue }
+    }
+    var feasibility: Feasibility? {
+        get { peer.feasibility }
+        set { peer.feasibility = newValue }
+    }
+    var newestHeard: UInt32? {
+        get { peer.newestHeard }
+        set { peer.newestHeard = newValue }
+    }
+    var unreachableSince: Int {
+        get { peer.unreachableSince }
+        set { peer.unreachableSince = newValue }
+    }
 
     init(node: NodeAddress, legacy: Bool) {
         self.node = node

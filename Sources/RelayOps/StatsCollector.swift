@@ -109,6 +109,8 @@ public final class StatsCollector: Sendable {
                                "delivered_on_write": counters.legacyDelivered],
             "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "stored": counters.stored,
                       "sent": counters.storedSent, "delivered": counters.storedDelivered],
+            "connect": ["brokered": counters.connectsBrokered, "discoveries": counters.connectDiscoveries,
+                        "punch_succeeded": counters.punchSucceeded, "punch_failed": counters.punchFailed],
             "rates_10s": rates(for: snapshot),
             "mesh": meshJSON(snapshot.mesh),
             "routing_to_clients": ["frames": counters.routingFramesToClients, "bytes": counters.routingBytesToClients],
@@ -190,6 +192,10 @@ final class RelayMetrics: Sendable {
     private let routes: Metrics.Gauge
     private let routingFramesIn: Metrics.Counter
     private let routingFramesOut: Metrics.Counter
+    private let connectsBrokered: Metrics.Counter
+    private let connectDiscoveries: Metrics.Counter
+    private let punchSucceeded: Metrics.Counter
+    private let punchFailed: Metrics.Counter
 
     init(factory: PrometheusMetricsFactory) {
         self.factory = factory
@@ -219,6 +225,10 @@ final class RelayMetrics: Sendable {
         routes = Metrics.Gauge(label: "ptpchat_routes", factory: factory)
         routingFramesIn = Metrics.Counter(label: "ptpchat_routing_frames_total", dimensions: [("direction", "in")], factory: factory)
         routingFramesOut = Metrics.Counter(label: "ptpchat_routing_frames_total", dimensions: [("direction", "out")], factory: factory)
+        connectsBrokered = Metrics.Counter(label: "ptpchat_connect_brokered_total", factory: factory)
+        connectDiscoveries = Metrics.Counter(label: "ptpchat_connect_discoveries_total", factory: factory)
+        punchSucceeded = Metrics.Counter(label: "ptpchat_punch_succeeded_total", factory: factory)
+        punchFailed = Metrics.Counter(label: "ptpchat_punch_failed_total", factory: factory)
     }
 
     /// Counters go up by what is new since `previous` (never down); gauges take the current
@@ -255,6 +265,10 @@ final class RelayMetrics: Sendable {
         routes.record(snapshot.mesh.routes)
         add(routingFramesIn, now.routingFramesIn - before.routingFramesIn)
         add(routingFramesOut, now.routingFramesOut - before.routingFramesOut)
+        add(connectsBrokered, now.connectsBrokered - before.connectsBrokered)
+        add(connectDiscoveries, now.connectDiscoveries - before.connectDiscoveries)
+        add(punchSucceeded, now.punchSucceeded - before.punchSucceeded)
+        add(punchFailed, now.punchFailed - before.punchFailed)
         return now
     }
 }

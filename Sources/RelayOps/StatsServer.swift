@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RelayCore
 
 /// The stats endpoint: HTTP/1.1 on its own event loop, so that it answers while the relay's
 /// loops are saturated. `GET /stats` (JSON), `/metrics` (Prometheus), `/healthz`, `/readyz`;
@@ -34,10 +35,11 @@ public final class StatsServer: Sendable {
             }
     }
 
-    /// Listens on `host:port`; returns the bound address.
+    /// Listens on `host:port` (an IP literal bound without a resolver lookup: `ListenAddress`);
+    /// returns the bound address.
     @discardableResult
     public func start(host: String, port: Int) async throws -> SocketAddress? {
-        let bound = try await bootstrap.bind(host: host, port: port).get()
+        let bound = try await bootstrap.bind(to: ListenAddress.socketAddress(host: host, port: port)).get()
         channel.withLockedValue { $0 = bound }
         logger.info("stats endpoint listening", metadata: ["address": "\(bound.localAddress.map { "\($0)" } ?? "?")"])
         return bound.localAddress

@@ -1,16 +1,22 @@
 import ArgumentParser
 import NIOCore
 import PTPProtocol
+import PTPPunch
 
 /// `ptpchat listen`: prints every MESSAGE that arrives as one JSON line on stdout and ACKs it.
 /// The line is the frame with two members added: `text`, the message decoded (base64 as SPEC.md
 /// says, or plain as the existing client sends it), and `text_encoding`, which of the two it was.
+/// With `--accept-punch` it also answers punches (docs/nat-traversal.md) and each line says which
+/// `path` the message took, `direct` or `relay`.
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Receive messages: print each MESSAGE as one JSON line on stdout and ACK it.",
         discussion: """
-            Prints `ready <node-id>` on stderr once the relay has bound the connection. Runs until \
-            the connection ends, then exits non-zero with the reason.
+            Prints `ready <node-id>` on stderr once the relay has bound the connection (with \
+            --accept-punch: once this node's public address is known). Runs until the connection \
+            ends, then exits non-zero with the reason. With --accept-punch it answers CONNECT step 2 \
+            with step 3, dials the initiator from its punching port, and takes messages over direct \
+            links as well as from the relay; one line per punch (JSON with --json) says what happened.
             """
     )
 
@@ -26,32 +32,66 @@ struct Listen: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The channel name sent with --join.", valueName: "name"))
     var channelName: String = LegacyClientChannel.name
 
+    @Flag(name: .customLong("accept-punch"), help: "Answer hole punches (`ptpchat punch`) and take messages over the direct links.")
+    var acceptPunch = false
+
+    @Flag(help: "With --accept-punch: print one JSON object per punch on stdout (else a human line on stderr).")
+    var json = false
+
+    @Option(
+        name: .customLong("punch-deadline"),
+        help: ArgumentHelp("With --accept-punch: seconds each punch may take before it stays on the relay.", valueName: "seconds"))
+    var punchDeadline: Double = 5
+
+    @Flag(name: .customLong("no-rtt-hint"), help: "With --accept-punch: dial at once instead of waiting the relay's RTT hint.")
+    var noRTTHint = false
+
+    @Option(
+        help: ArgumentHelp(
+            "With --accept-punch: a second address of the relay to detect a symmetric NAT at start (punches are then answered but not dialed).",
+            valueName: "host:port"))
+    var probe: Endpoint?
+
+    @Flag(
+        name: .customLong("punch-no-direct"),
+        help: ArgumentHelp("With --accept-punch: answer punches but neither listen nor dial (as behind a port that is blocked).", visibility: .hidden))
+    var punchNoDirect = false
+
+    /// How long to wait for the relay's answer to address discovery at start.
+    static let discoveryTimeout: Duration = .seconds(5)
+
+    func validate() throws {
+        if !acceptPunch, json || noRTTHint || punchNoDirect || probe != nil {
+            throw ValidationError("--json, --no-rtt-hint, --probe and --punch-no-direct need --accept-punch")
+        }
+        if !(punchDeadline > 0 && punchDeadline <= 600) {
+            throw ValidationError("--punch-deadline must be more than 0 and at most 600 seconds")
+        }
+    }
+
     func run() async throws {
         let identity = connection.makeIdentity()
+        let channels = channels
+        let channelName = channelName
+        let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity, tls: try connection.makeTLS()) : nil
         do {
             try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
+                localPort: acceptPunch ? 0 : nil
             ) { session in
                 try await session.handshake()
                 for channel in channels {
                     try await session.send(ClientFrames.join(channelID: channel, channel: channelName, from: identity))
                 }
+                if let responder {
+                    // Prints `ready` itself once the public address is known; runs until the connection ends.
+                    try await responder.run(&session)
+                    throw ClientError.connectionLost("closed by the relay")
+                }
                 Console.diagnostic("ready \(identity.address.id)")
                 while true {
                     let frame = try await session.next()
-                    switch frame.verb {
-                    case .message:
-                        Console.output(Self.line(frame))
-                        if let id = frame.messageID {
-                            try await session.send(ClientFrames.ack(id, from: identity))
-                        }
-                    case .nack:
-                        Console.diagnostic(
-                            "ptpchat: NACK for \(frame.messageID.map(String.init(describing:)) ?? "?"): "
-                                + "\(frame.reason ?? "no reason")")
-                    default:
-                        continue
-                    }
+                    try await Self.handle(frame, on: session.writer, identity: identity, path: nil)
                 }
             }
         } catch let error as ClientError {
@@ -59,11 +99,29 @@ struct Listen: AsyncParsableCommand {
             throw ExitCode(error.exitCode)
         }
     }
+
+    /// A frame from the relay: a MESSAGE is printed and ACKed, a NACK reported.
+    static func handle(_ frame: InboundFrame, on writer: RelayWriter, identity: SenderTag, path: PunchReport.Path?) async throws {
+        switch frame.verb {
+        case .message:
+            Console.output(line(frame, path: path))
+            if let id = frame.messageID {
+                try await writer.send(ClientFrames.ack(id, from: identity))
+            }
+        case .nack:
+            Console.diagnostic(
+                "ptpchat: NACK for \(frame.messageID.map(String.init(describing:)) ?? "?"): "
+                    + "\(frame.reason ?? "no reason")")
+        default:
+            break
+        }
+    }
 }
 
 extension Listen {
-    /// The frame's JSON with `"text"` and `"text_encoding"` added before its closing brace.
-    static func line(_ frame: InboundFrame) -> [UInt8] {
+    /// The frame's JSON with `"text"` and `"text_encoding"` (and `"path"` when given) added before
+    /// its closing brace.
+    static func line(_ frame: InboundFrame, path: PunchReport.Path? = nil) -> [UInt8] {
         guard let message = frame.message, frame.line.last == UInt8(ascii: "}") else { return frame.line }
         let (text, encoding) = MessageText.decode(message)
         var out = ByteBuffer()
@@ -72,6 +130,10 @@ extension Listen {
         out.writeJSONString(text)
         out.writeASCII(",\"text_encoding\":")
         out.writeJSONString(encoding.rawValue)
+        if let path {
+            out.writeASCII(",\"path\":")
+            out.writeJSONString(path.rawValue)
+        }
         out.writeInteger(UInt8(ascii: "}"))
         return Array(out.readableBytesView)
     }

@@ -11,6 +11,6 @@ struct PTPChat: AsyncParsableCommand {
             \(ClientError.connectionExitCode) connection failed or lost, \(ClientError.timeoutExitCode) timed out, \
             64 bad usage.
             """,
-        subcommands: [Listen.self, Send.self]
+        subcommands: [Listen.self, Send.self, Punch.self]
     )
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import PTPProtocol
+import PTPPunch
 import RelayTLS
 
 /// Opens the TCP connection (TLS over it with `tls`) to the relay and runs a conversation over it, with a keepalive every
@@ -11,17 +12,40 @@ enum RelayLink {
 
     /// Connects to `endpoint` and runs `conversation` on the session until it returns or throws.
     /// With `timeout`, gives up with `ClientError.timedOut(what)` when it has not returned by then.
+    /// With `localPort`, the connection is made from that local port (0: one the kernel picks) with
+    /// SO_REUSEADDR and SO_REUSEPORT, so that a punch can use the same port (docs/nat-traversal.md).
     static func run<Result: Sendable>(
         endpoint: Endpoint,
         tls: ClientTLS? = nil,
         identity: SenderTag,
         keepalive: Duration,
+        localPort: Int? = nil,
         timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
     ) async throws -> Result {
-        let channel = try await connect(to: endpoint, tls: tls)
+        let channel = try await connect(to: endpoint, tls: tls, localPort: localPort)
+        let localAddress = channel.channel.localAddress
         return try await channel.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: Outcome<Result>.self) { group in
+            // Frames are read by their own task, so that a conversation can wait for a frame and
+            // for other things at once (`RelaySession.frames`).
+            let (frames, sink) = AsyncThrowingStream<InboundFrame, any Error>.makeStream()
+            return try await withThrowingTaskGroup(of: Outcome<Result>.self) { group in
+                group.addTask {
+                    var reader = MessageReader()
+                    do {
+                        for try await buffer in inbound {
+                            do {
+                                sink.yield(try InboundFrame.read(buffer, with: &reader))
+                            } catch {
+                                Console.diagnostic("ptpchat: ignoring a frame from the relay that is not a valid message: \(error)")
+                            }
+                        }
+                        sink.finish(throwing: ClientError.connectionLost("closed by the relay"))
+                    } catch {
+                        sink.finish(throwing: ClientError.connectionLost(String(describing: error)))
+                    }
+                    return .readerEnded
+                }
                 group.addTask {
                     while true {
                         try await Task.sleep(for: keepalive)
@@ -29,7 +53,7 @@ enum RelayLink {
                     }
                 }
                 group.addTask {
-                    var session = RelaySession(identity: identity, inbound: inbound, outbound: outbound)
+                    var session = RelaySession(identity: identity, frames: frames, outbound: outbound, localAddress: localAddress)
                     return .finished(try await conversation(&session))
                 }
                 if let timeout {
@@ -38,13 +62,17 @@ enum RelayLink {
                         return .timedOut
                     }
                 }
-                // The first task to end decides; the others are cancelled.
+                // The first task to end decides (the reader's end reaches the conversation as an
+                // error from `frames`); the others are cancelled.
                 defer { group.cancelAll() }
-                switch try await group.next() {
-                case .finished(let result)?: return result
-                case .timedOut?: throw ClientError.timedOut(timeout?.what ?? "")
-                case nil: throw ClientError.connectionLost("no task left")
+                while let outcome = try await group.next() {
+                    switch outcome {
+                    case .finished(let result): return result
+                    case .timedOut: throw ClientError.timedOut(timeout?.what ?? "")
+                    case .readerEnded: continue
+                    }
                 }
+                throw ClientError.connectionLost("no task left")
             }
         }
     }
@@ -52,23 +80,33 @@ enum RelayLink {
     private enum Outcome<Result: Sendable>: Sendable {
         case finished(Result)
         case timedOut
+        case readerEnded
     }
 
-    private static func connect(to endpoint: Endpoint, tls: ClientTLS?) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    private static func connect(to endpoint: Endpoint, tls: ClientTLS?, localPort: Int?) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         do {
-            return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.seconds(10))
-                .connect(host: endpoint.host, port: endpoint.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try tls?.addHandlers(
-                            to: channel, host: endpoint.host,
-                            observer: TLSHandshakeObserver(failed: { Console.diagnostic("TLS handshake failed: \($0)") }))
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
+            var bootstrap = PunchSockets.clientBootstrap(local: nil, connectTimeout: .seconds(10))
+            var remote: SocketAddress?
+            if let localPort {
+                // A bound socket needs an address of its own family: resolve first.
+                let address = try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+                bootstrap = PunchSockets.clientBootstrap(
+                    local: try PunchSockets.wildcard(like: address, port: localPort), connectTimeout: .seconds(10))
+                remote = address
+            }
+            let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try tls?.addHandlers(
+                        to: channel, host: endpoint.host,
+                        observer: TLSHandshakeObserver(failed: { Console.diagnostic("TLS handshake failed: \($0)") }))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
+            }
+            if let remote {
+                return try await bootstrap.connect(to: remote, channelInitializer: initializer)
+            }
+            return try await bootstrap.connect(host: endpoint.host, port: endpoint.port, channelInitializer: initializer)
         } catch {
             throw ClientError.connectFailed(String(describing: error), endpoint: endpoint)
         }

@@ -1,43 +1,46 @@
 import NIOCore
 import PTPProtocol
+import PTPPunch
 
 /// One connection to the relay as the client sees it: frames in, frames out, the handshake.
 struct RelaySession {
     let identity: SenderTag
-    private var frames: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    private var reader = MessageReader()
+    /// Every valid frame from the relay, in order; ends with `ClientError.connectionLost`. Read
+    /// either through `next()` or, by one task at a time, directly.
+    let frames: AsyncThrowingStream<InboundFrame, any Error>
+    private var iterator: AsyncThrowingStream<InboundFrame, any Error>.AsyncIterator
+    /// Writes frames to the relay from any task.
+    let writer: RelayWriter
+    /// This end of the connection (the punching port when the link was made from one).
+    let localAddress: SocketAddress?
+    /// The relay's own id: `sender_id` of its first ROUTING, known once `handshake()` returned.
+    private(set) var relayID: GUID?
 
-    init(identity: SenderTag, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+    init(
+        identity: SenderTag, frames: AsyncThrowingStream<InboundFrame, any Error>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        localAddress: SocketAddress?
+    ) {
         self.identity = identity
-        self.frames = inbound.makeAsyncIterator()
-        self.outbound = outbound
+        self.frames = frames
+        self.iterator = frames.makeAsyncIterator()
+        self.writer = RelayWriter(outbound: outbound)
+        self.localAddress = localAddress
     }
 
     func send(_ frame: ByteBuffer) async throws {
-        do {
-            try await outbound.write(frame)
-        } catch {
-            throw ClientError.connectionLost("cannot write: \(error)")
-        }
+        try await writer.send(frame)
     }
 
     /// The next valid frame from the relay (keepalives are consumed by the decoder; frames that
     /// are not valid messages are reported on stderr and skipped).
     mutating func next() async throws -> InboundFrame {
-        while true {
-            let frame: ByteBuffer?
-            do {
-                frame = try await frames.next()
-            } catch {
-                throw ClientError.connectionLost(String(describing: error))
-            }
-            guard let frame else { throw ClientError.connectionLost("closed by the relay") }
-            do {
-                return try InboundFrame.read(frame, with: &reader)
-            } catch {
-                Console.diagnostic("ptpchat: ignoring a frame from the relay that is not a valid message: \(error)")
-            }
+        do {
+            guard let frame = try await iterator.next() else { throw ClientError.connectionLost("closed by the relay") }
+            return frame
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError.connectionLost(String(describing: error))
         }
     }
 
@@ -48,10 +51,25 @@ struct RelaySession {
         while true {
             let frame = try await next()
             switch frame.verb {
-            case .routing: return
+            case .routing:
+                relayID = frame.sender
+                return
             case .nack: throw ClientError.refused(verb: "HELLO", reason: frame.reason, stored: frame.stored)
             default: continue
             }
+        }
+    }
+}
+
+/// The writing half of the relay connection; it can be used from any task.
+struct RelayWriter: Sendable {
+    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+
+    func send(_ frame: ByteBuffer) async throws {
+        do {
+            try await outbound.write(frame)
+        } catch {
+            throw ClientError.connectionLost("cannot write: \(error)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PTPProtocol
+import PTPPunch
 
 /// `ptpchat send`: delivers one MESSAGE and waits until the relay has answered for every recipient.
 struct Send: AsyncParsableCommand {

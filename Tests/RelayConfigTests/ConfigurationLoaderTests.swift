@@ -90,6 +90,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.floodPerSecond, 5)
         XCTAssertEqual(c.limits.floodBurst, 20)
         XCTAssertEqual(c.limits.connectPerMinute, 10)
+        XCTAssertEqual(c.limits.connectPairPerMinute, 10)
         XCTAssertEqual(c.limits.outboundBufferBytes, 1_048_576)
         XCTAssertEqual(c.limits.outboundBufferMaxBytes, 4_194_304)
         XCTAssertEqual(c.flood.window, 600)
@@ -115,8 +116,8 @@ final class ConfigurationLoaderTests: XCTestCase {
     }
 
     func testKnownKeysAreThoseOfTheProfile() {
-        XCTAssertEqual(ConfigurationLoader.keys.count, 47)
-        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 47)
+        XCTAssertEqual(ConfigurationLoader.keys.count, 48)
+        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 48)
         XCTAssertTrue(ConfigurationLoader.keys.contains("compat.legacy_clients"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("limits.max_frame_bytes"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("tls.client_ca"))
@@ -169,6 +170,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         "limits.flood_per_second": "1.5",
         "limits.flood_burst": "3",
         "limits.connect_per_minute": "0",
+        "limits.connect_pair_per_minute": "4",
         "limits.outbound_buffer_bytes": "65536",
         "limits.outbound_buffer_max_bytes": "262144",
         "flood.window": "300",
@@ -234,6 +236,7 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.floodPerSecond, 1.5)
         XCTAssertEqual(c.limits.floodBurst, 3)
         XCTAssertEqual(c.limits.connectPerMinute, 0)
+        XCTAssertEqual(c.limits.connectPairPerMinute, 4)
         XCTAssertEqual(c.limits.outboundBufferBytes, 65536)
         XCTAssertEqual(c.limits.outboundBufferMaxBytes, 262_144)
         XCTAssertEqual(c.flood.window, 300)

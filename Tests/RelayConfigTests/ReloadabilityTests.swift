@@ -42,6 +42,7 @@ final class ReloadabilityTests: XCTestCase {
         "limits.flood_per_second": { $0.limits.floodPerSecond = 3 },
         "limits.flood_burst": { $0.limits.floodBurst = 3 },
         "limits.connect_per_minute": { $0.limits.connectPerMinute = 3 },
+        "limits.connect_pair_per_minute": { $0.limits.connectPairPerMinute = 3 },
         "limits.outbound_buffer_bytes": { $0.limits.outboundBufferBytes = 3 },
         "limits.outbound_buffer_max_bytes": { $0.limits.outboundBufferMaxBytes = 3 },
         "flood.window": { $0.flood.window = 3 },

@@ -44,9 +44,8 @@ final class AcceptedConnectionOptionsTests: XCTestCase {
         let accepted = try XCTUnwrap(options, "the relay opened the connection")
         XCTAssertNotEqual(accepted.noDelay, 0, "TCP_NODELAY on the accepted socket")
         XCTAssertEqual(accepted.reads, NodeRateLimiter.Reads.normalMaxMessagesPerRead)
-        let allocator = try XCTUnwrap(accepted.allocator as? AdaptiveRecvByteBufferAllocator)
-        let normal = NodeRateLimiter.Reads.normalAllocator
-        XCTAssertEqual([allocator.minimum, allocator.initial, allocator.maximum], [normal.minimum, normal.initial, normal.maximum])
+        let allocator = try XCTUnwrap(accepted.allocator as? CompactReceiveAllocator)
+        XCTAssertEqual(allocator, NodeRateLimiter.Reads.normalAllocator)
 
         try await client.close()
         try await server.shutdown()

@@ -103,7 +103,11 @@ final class ConnectionLimitsTests: XCTestCase {
     }
 
     func testAReloadChangesTheConnectBudgetOfAnOpenConnection() {
-        let relay = TestRelay { $0.limits.connectPerMinute = 1 }
+        // The per-node budget alone: the pair's own limit (limits.connect_pair_per_minute) off.
+        let relay = TestRelay {
+            $0.limits.connectPerMinute = 1
+            $0.limits.connectPairPerMinute = 0
+        }
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")

@@ -4,11 +4,27 @@ import XCTest
 
 @testable import RelayCore
 
+/// glibc's `malloc_usable_size` (malloc.h, which the Glibc module does not import).
+@_silgen_name("malloc_usable_size")
+private func mallocUsableSize(_ pointer: UnsafeRawPointer) -> Int
+
 /// What a connection keeps once its traffic is done: no output buffer after a flush, no tables
 /// sized for a busy spell after it went quiet.
 final class ConnectionMemoryTests: XCTestCase {
     private func connection(of node: String, in relay: TestRelay) -> Connection? {
         relay.shard.connections.values.first { $0.nodeID == Node.guid(node) }
+    }
+
+    /// An idle client's `Connection` holds what every connection needs; the rest (CONNECT budget,
+    /// store backlog, `channels` view, mesh and legacy state) is made on first use. Counted in
+    /// the memory per idle connection (Benchmarks/memory.sh idle; 552 bytes before the extras).
+    func testAnIdleClientsConnectionIsSmall() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        _ = relay.client(Node.a, name: "alice")
+        guard let alices = connection(of: Node.a, in: relay) else { return XCTFail("no connection for alice") }
+        let bytes = mallocUsableSize(Unmanaged.passUnretained(alices).toOpaque())
+        XCTAssertLessThanOrEqual(bytes, 256)
     }
 
     func testOutputGoesBackToTheSharedEmptyBufferAfterAFlush() {

@@ -324,7 +324,7 @@ final class MeshRelaySimulation {
         guard let dialer = relays[edge.a].relay, let acceptor = relays[edge.b].relay, links[edge] == nil else { return }
         func channel(on relay: TestRelay, dialedPeer: String?, remote: Int) -> EmbeddedChannel {
             let handlers: [ChannelHandler] = [
-                ByteToMessageHandler(FrameDecoder(maxFrameBytes: relay.configuration.limits.maxFrameBytes)),
+                FrameReader(maxFrameBytes: relay.configuration.limits.maxFrameBytes),
                 ConnectionHandler(shard: relay.shard, dialedPeer: dialedPeer),
             ]
             let channel = EmbeddedChannel(handlers: handlers, loop: relay.loop)

@@ -25,15 +25,27 @@ extension FrameSink {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { frames += 1 }
 }
 
+/// The rates the test sets, and the throttling episodes it counts.
+private final class TestPolicy: NodeRatePolicy {
+    var nodeRates = NodeRates(messagesPerSecond: 100, messagesBurst: 10, bytesPerSecond: 0, bytesBurst: 0)
+    var throttles = 0
+
+    func noteThrottled(_ channel: Channel) { throttles += 1 }
+}
+
 final class NodeRateLimiterTests: XCTestCase {
-    private var rates = NodeRates(messagesPerSecond: 100, messagesBurst: 10, bytesPerSecond: 0, bytesBurst: 0)
-    private var throttles = 0
+    private let policy = TestPolicy()
+    private var rates: NodeRates {
+        get { policy.nodeRates }
+        set { policy.nodeRates = newValue }
+    }
+    private var throttles: Int { policy.throttles }
     private var counter = ReadCounter()
     private var sink = FrameSink()
 
     private func makeChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        let limiter = NodeRateLimiter(rates: { [unowned self] in self.rates }, onThrottle: { [unowned self] _ in self.throttles += 1 })
+        let limiter = NodeRateLimiter(policy: policy)
         try channel.pipeline.syncOperations.addHandlers([counter, limiter, sink])
         return channel
     }

@@ -304,12 +304,12 @@ final class TestRelay {
         // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
         // With `maxFrameBytes` the decoder has a fixed cap of its own; without it the shard sets
         // the cap (the HELLO cap first) as in the server.
-        let frameCap = FrameSizeCap(bytes: maxFrameBytes ?? 0)
-        let rateLimiter = NodeRateLimiter(rates: { shard.nodeRates }, onThrottle: { shard.noteThrottled($0) })
+        let frameReader = FrameReader(maxFrameBytes: maxFrameBytes ?? 0)
+        let rateLimiter = NodeRateLimiter(policy: shard)
         let handlers: [ChannelHandler] = [
-            ByteToMessageHandler(FrameDecoder(cap: frameCap)),
+            frameReader,
             rateLimiter,
-            ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameCap : nil, rateLimiter: rateLimiter),
+            ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameReader : nil, rateLimiter: rateLimiter),
         ]
         let channel = EmbeddedChannel(handlers: handlers, loop: loop)
         nextPort += 1

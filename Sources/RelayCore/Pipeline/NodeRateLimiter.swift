@@ -5,6 +5,15 @@ import NIOCore
 /// `NodeRateLimiter` takes it and passes it no further.
 struct PeerRelayProven: Sendable {}
 
+/// Where a connection's read budget comes from and where throttling is reported: the shard.
+/// One reference per limiter (two closures cost two boxes on every connection).
+protocol NodeRatePolicy: AnyObject {
+    /// The budget in force, asked at each `read()` (a reload changes it for open connections).
+    var nodeRates: NodeRates { get }
+    /// Called once per throttling episode (a counter and a debug line), with the channel.
+    func noteThrottled(_ channel: Channel)
+}
+
 /// Messages and bytes per second per node (PROFILE.md section 10), enforced by not reading: frames
 /// are counted as they pass; when a budget is spent, the next `read()` is held back (as
 /// SwiftNIO's `HTTPServerPipelineHandler` does) until a timer says the budget allows more. The
@@ -22,12 +31,10 @@ final class NodeRateLimiter: ChannelDuplexHandler {
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = NIOAny
 
-    /// The budget in force, asked at each `read()` (a reload changes it for open connections).
-    private let currentRates: () -> NodeRates
-    /// Called once per throttling episode (a counter and a debug line), with the channel.
-    private let onThrottle: (Channel) -> Void
+    // Set once.
+    private let policy: any NodeRatePolicy
 
-    private var rates: NodeRates?
+    // Owned by the connection's event loop.
     private var messages = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
     private var bytes = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
     /// Frames and bytes passed on since the buckets were last charged.
@@ -54,13 +61,12 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         /// 2 MiB of keepalives once and went quiet kept 256 KiB each, now 17 KiB (Benchmarks/
         /// memory.sh burst). Callgrind (thr shape) counts no more instructions per message at
         /// 32 KiB; at 16 KiB (4 KiB kept) 5 % more: more read cycles for a window of 64 frames.
-        static let normalAllocator = AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 512, maximum: 32_768)
+        static let normalAllocator = CompactReceiveAllocator(initial: 512)
         static let throttledAllocator = FixedSizeRecvByteBufferAllocator(capacity: 16 * 1024)
     }
 
-    init(rates: @escaping () -> NodeRates, onThrottle: @escaping (Channel) -> Void) {
-        self.currentRates = rates
-        self.onThrottle = onThrottle
+    init(policy: any NodeRatePolicy) {
+        self.policy = policy
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -125,12 +131,9 @@ final class NodeRateLimiter: ChannelDuplexHandler {
     /// each burst back: a sender that keeps sending over budget is one episode.
     private func passReadIfAllowed(context: ChannelHandlerContext, onTimer: Bool) {
         let now = context.eventLoop.now
-        let rates = currentRates()
-        if rates != self.rates {
-            self.rates = rates
-            messages.reconfigure(rate: rates.messagesPerSecond, burst: rates.messagesBurst, now: now)
-            bytes.reconfigure(rate: rates.bytesPerSecond, burst: rates.bytesBurst, now: now)
-        }
+        let rates = policy.nodeRates
+        messages.reconfigure(rate: rates.messagesPerSecond, burst: rates.messagesBurst, now: now)
+        bytes.reconfigure(rate: rates.bytesPerSecond, burst: rates.bytesBurst, now: now)
         messages.charge(Double(uncountedFrames), now: now)
         bytes.charge(Double(uncountedBytes), now: now)
         uncountedFrames = 0
@@ -145,7 +148,7 @@ final class NodeRateLimiter: ChannelDuplexHandler {
         }
         if !isThrottled {
             isThrottled = true
-            onThrottle(context.channel)
+            policy.noteThrottled(context.channel)
             setReads(maxMessagesPerRead: 1, allocator: Reads.throttledAllocator, on: context.channel)
         }
         // Read again once 50 ms worth of budget is back (not one token at a time: fewer wake-ups).

@@ -200,9 +200,10 @@ final class Connection {
 
     let id: UInt64
     let context: ChannelHandlerContext
-    /// The peer's IP as the relay observed it (CONNECT rendezvous), and its port.
-    let observedIP: String?
-    let observedPort: Int?
+    /// The peer's IP as the relay observed it (CONNECT rendezvous), and its port: read from the
+    /// channel (NIO keeps the address it accepted), not copied into every connection.
+    var observedIP: String? { context.channel.remoteAddress?.ipAddress }
+    var observedPort: Int? { context.channel.remoteAddress?.port }
     var phase: Phase = .awaitingHello
     var tag: SenderTag?
     var location: NodeLocation?
@@ -233,7 +234,10 @@ final class Connection {
     }
     var isDirty = false
     var awaiting = AwaitingAcks()
-    var spoofStrikes = 0
+    var spoofStrikes: Int {
+        get { extras?.spoofStrikes ?? 0 }
+        set { if newValue != 0 || extras != nil { withExtras.spoofStrikes = newValue } }
+    }
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
     var handshakeTimeout: Scheduled<Void>?
@@ -244,14 +248,24 @@ final class Connection {
         set { if newValue != nil || extras != nil { withExtras.provenNodeID = newValue } }
     }
     /// Recipients behind this connection the store may hold messages for.
-    var storedBacklog = StoredBacklog()
+    var storedBacklog: StoredBacklog {
+        get { extras?.storedBacklog ?? StoredBacklog() }
+        _modify { yield &withExtras.storedBacklog }
+    }
     /// The cap its frame decoder reads (set by the shard: the HELLO raises it, a reload changes
     /// it); nil where the pipeline has a fixed cap of its own.
     let frameCap: FrameSizeCap?
-    /// `limits.connect_per_minute` for this node (set at open).
-    var connectBudget: TokenBucket
+    /// `limits.connect_per_minute` for this node: unlimited until its first CONNECT, where the
+    /// shard sets the rate in force (a full bucket, as at open).
+    var connectBudget: TokenBucket {
+        get { extras?.connectBudget ?? Extras.unlimitedBudget }
+        _modify { yield &withExtras.connectBudget }
+    }
     /// Stored messages read for it and not written yet: they go as its outbound buffer allows.
-    var storedQueue = StoredQueue()
+    var storedQueue: StoredQueue {
+        get { extras?.storedQueue ?? StoredQueue() }
+        _modify { yield &withExtras.storedQueue }
+    }
     /// Set while its channel holds more than `limits.outbound_buffer_bytes` unwritten, until it
     /// drains below half of that (NIO's water marks): unicast for it is stored, floods to it are
     /// dropped (PROFILE.md section 10). On the shard's loop.
@@ -267,11 +281,20 @@ final class Connection {
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
-    var contacts: Set<GUID> = []
+    var contacts: Set<GUID> {
+        get { extras?.contacts ?? [] }
+        _modify { yield &withExtras.contacts }
+    }
     /// The contact noted last (most messages repeat it).
-    var lastContact = GUID.zero
+    var lastContact: GUID {
+        get { extras?.lastContact ?? .zero }
+        set { if newValue != .zero || extras != nil { withExtras.lastContact = newValue } }
+    }
     /// Routes to send it with the next delta.
-    var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
+    var routingPending: [GUID: (tag: SenderTag, ttl: Int)] {
+        get { extras?.routingPending ?? [:] }
+        _modify { yield &withExtras.routingPending }
+    }
 
     // The mesh (PROFILE.md section 9); all on the shard's loop.
     /// Set at open for a connection this relay dialed to a peer relay: the `mesh.peers` entry.
@@ -310,9 +333,19 @@ final class Connection {
     }
 
     /// What only some connections use (peer relays, the existing client, TLS client
-    /// certificates): made on the first write, so every other connection keeps one pointer
-    /// instead of about 130 bytes (552 to 424 per connection). On the shard's loop.
+    /// certificates, CONNECT, the store's backlog, the `channels` ROUTING view of a client that
+    /// sent messages): made on the first write, so every other connection keeps one pointer instead
+    /// of about 280 bytes (552 to 272 per connection). On the shard's loop.
     private final class Extras {
+        static let unlimitedBudget = TokenBucket(rate: 0, burst: 0, now: .uptimeNanoseconds(0))
+
+        var storedBacklog = StoredBacklog()
+        var storedQueue = StoredQueue()
+        var connectBudget = Extras.unlimitedBudget
+        var spoofStrikes = 0
+        var contacts: Set<GUID> = []
+        var lastContact = GUID.zero
+        var routingPending: [GUID: (tag: SenderTag, ttl: Int)] = [:]
         var provenNodeID: GUID?
         var dialedPeer: String?
         var meshHandshake: MeshHandshake?
@@ -329,18 +362,13 @@ final class Connection {
     }
 
     init(
-        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil,
-        connectBudget: TokenBucket
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil
     ) {
         self.id = id
         self.context = context
         self.frameCap = frameCap
-        self.connectBudget = connectBudget
         self.lastReadAt = now
         self.lastWriteAt = now
-        let remote = context.channel.remoteAddress
-        self.observedIP = remote?.ipAddress
-        self.observedPort = remote?.port
         self.pendingOutput = emptyOutput
     }
 
@@ -360,8 +388,9 @@ final class Connection {
     /// spell that filled them); called by the idle sweep for a connection that went quiet.
     func releaseIdleStorage() {
         awaiting.releaseStorageIfEmpty()
-        if routingPending.isEmpty && routingPending.capacity > 0 { routingPending = [:] }
-        if let extras, extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }
+        guard let extras else { return }
+        if extras.routingPending.isEmpty && extras.routingPending.capacity > 0 { extras.routingPending = [:] }
+        if extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }
     }
 
 

@@ -18,6 +18,10 @@ struct NodeDirectory {
     private var remote: [GUID: MeshRouter.RemoteNode] = [:]
     /// ROUTING changes not yet sent to clients.
     private var delta: [GUID: (tag: SenderTag, ttl: Int)] = [:]
+    /// False while clients hear no ROUTING changes (`routing.to_clients: false`): nothing is
+    /// recorded, where a connection storm otherwise grew `delta` by an entry per node until the
+    /// next interval threw it away (set by the shard from its configuration).
+    var recordsChanges = true
 
     subscript(id: GUID) -> NodeLocation? { nodes[id]?.location }
 
@@ -36,11 +40,11 @@ struct NodeDirectory {
     mutating func remoteChanged(_ id: GUID, _ node: MeshRouter.RemoteNode?) -> Bool {
         if let node {
             let isNew = remote.updateValue(node, forKey: id) == nil
-            if nodes[id] == nil { delta[id] = (node.tag, node.ttl) }
+            if nodes[id] == nil { record(id, node.tag, node.ttl) }
             return isNew
         }
         if let gone = remote.removeValue(forKey: id), nodes[id] == nil {
-            delta[id] = (gone.tag, Forwarding.maxTTL)
+            record(id, gone.tag, Forwarding.maxTTL)
         }
         return false
     }
@@ -52,7 +56,7 @@ struct NodeDirectory {
 
     mutating func bound(_ id: GUID, at location: NodeLocation, tag: SenderTag) {
         nodes[id] = Node(location: location, tag: tag)
-        delta[id] = (tag, 1)
+        record(id, tag, 1)
     }
 
     /// Forgets the node if it is still at `location` (a newer binding elsewhere stays); a node
@@ -60,7 +64,15 @@ struct NodeDirectory {
     mutating func unbound(_ id: GUID, from location: NodeLocation, tag: SenderTag) {
         guard nodes[id]?.location == location else { return }
         nodes[id] = nil
-        delta[id] = remote[id].map { ($0.tag, $0.ttl) } ?? (tag, Forwarding.maxTTL)
+        if let remote = remote[id] {
+            record(id, remote.tag, remote.ttl)
+        } else {
+            record(id, tag, Forwarding.maxTTL)
+        }
+    }
+
+    private mutating func record(_ id: GUID, _ tag: SenderTag, _ ttl: Int) {
+        if recordsChanges { delta[id] = (tag, ttl) }
     }
 
     /// The ROUTING changes since the last call.

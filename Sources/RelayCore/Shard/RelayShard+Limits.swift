@@ -3,7 +3,8 @@ import PTPProtocol
 import RelayConfig
 
 /// The per-connection limits of PROFILE.md section 10 the shard applies: the frame cap before and
-/// after the HELLO, the per-node read budget's exemption for peers, and CONNECT per node.
+/// after the HELLO, the per-node read budget's exemption for peers, and CONNECT per node and per
+/// pair of nodes.
 extension RelayShard {
     /// The frame cap for `connection` now: `FrameCaps.beforeHello` until its HELLO binds it, then
     /// `limits.max_frame_bytes`.
@@ -40,6 +41,15 @@ extension RelayShard {
         return connection.connectBudget.take(now: now)
     }
 
+    /// One CONNECT between `source` and `destination` against `limits.connect_pair_per_minute`,
+    /// charged by the relay that holds the sending node (peer relays exempt: the first relay
+    /// counted it).
+    func admitConnectPair(from connection: Connection, _ source: GUID, _ destination: GUID) -> Bool {
+        if connection.isPeer { return true }
+        return context.connectPairs.admit(
+            source, destination, perMinute: configuration.limits.connectPairPerMinute, now: clock.now)
+    }
+
     /// Counts a throttling episode of a connection's `NodeRateLimiter`.
     func noteThrottled(_ channel: Channel) {
         counters.drop(.throttled)
@@ -48,3 +58,7 @@ extension RelayShard {
             metadata: ["peer": "\(channel.remoteAddress?.ipAddress ?? "?")", "reason": "\(DropReason.throttled.rawValue)"])
     }
 }
+
+/// The shard gives its connections' read budgets their rates (`nodeRates`, which a reload
+/// replaces) and counts their throttling episodes.
+extension RelayShard: NodeRatePolicy {}

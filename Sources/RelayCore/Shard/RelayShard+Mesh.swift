@@ -76,7 +76,7 @@ extension RelayShard {
         connection.handshakeTimeout?.cancel()
         connection.handshakeTimeout = nil
         let location = NodeLocation(shard: index, connection: connection.id)
-        let remote = connection.observedIP.map { Self.address(ip: $0, port: connection.observedPort ?? 0) }
+        let remote = connection.observedEndpoint
         switch context.mesh.peerProven(peer, at: location, dialedAddress: connection.dialedPeer, remoteAddress: remote) {
         case .duplicate:
             counters.drop(.meshDuplicatePeer)

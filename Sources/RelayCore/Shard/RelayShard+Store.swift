@@ -223,6 +223,7 @@ extension RelayShard {
 
     /// The connection is gone: its queued stored messages stay in the store, no attempt counted.
     func releaseQueuedStored(of connection: Connection) {
+        guard !connection.storedQueue.isEmpty else { return }
         for message in connection.storedQueue.removeAll() {
             storedInFlight.settled(message.seq)
         }

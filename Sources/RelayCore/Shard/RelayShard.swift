@@ -27,6 +27,11 @@ final class RelayShard: @unchecked Sendable {
     var bufferedBytes: (Connection) -> Int = { connection in
         (try? connection.context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
+    /// The smoothed round-trip time of a connection's TCP socket in whole milliseconds, from the
+    /// kernel's TCP_INFO (the CONNECT round-trip hints), nil where the channel has no TCP socket.
+    /// Read on the connection's loop, where the future is complete when returned. A seam for unit
+    /// tests, whose `EmbeddedChannel` has no socket. Set once, before serving.
+    var roundTripMillis: (Connection) -> EventLoopFuture<Int?> = RelayShard.kernelRoundTripMillis
 
     // MARK: Settings in force (replaced by `apply` on a reload; this loop only)
 
@@ -79,6 +84,7 @@ final class RelayShard: @unchecked Sendable {
         self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
         self.nodeRates = NodeRates(configuration.limits)
+        self.directory.recordsChanges = configuration.routing.clientView != .none
         var logger = context.logger
         logger[metadataKey: "loop"] = "\(index)"
         self.logger = logger
@@ -94,6 +100,7 @@ final class RelayShard: @unchecked Sendable {
         handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         nodeRates = NodeRates(new.limits)
+        directory.recordsChanges = new.routing.clientView != .none
         if limitsChanged { applyLimitsToOpenConnections() }
         stopTimers()
         startTimers()
@@ -108,10 +115,9 @@ final class RelayShard: @unchecked Sendable {
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
     func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
         nextConnectionID += 1
-        let connectPerMinute = configuration.limits.connectPerMinute
         let connection = Connection(
-            id: UInt64(index) << 56 | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
-            frameCap: frameCap, connectBudget: TokenBucket(rate: connectPerMinute / 60, burst: connectPerMinute, now: clock.now))
+            id: UInt64(index) << NodeLocation.shardShift | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
+            frameCap: frameCap)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)
@@ -321,6 +327,8 @@ final class RelayShard: @unchecked Sendable {
             remoteRoutesChanged(changes)
         case .membership(let changes):
             membershipChanged(changes)
+        case .deliverConnect(let connectionID, let inFlight):
+            deliverConnect(inFlight, to: connectionID)
         case .close(let connectionID, let reason):
             if let connection = connections[connectionID] {
                 close(connection, reason: reason)

@@ -23,6 +23,10 @@ enum ShardCommand: Sendable {
     case remoteRoutes([GUID: MeshRouter.RemoteNode?])
     /// Channel memberships seen in a relayed JOIN, LEAVE or CHANNEL.
     case membership([MembershipChange])
+    /// Write a CONNECT to a client of the shard, with that client's round-trip hint. Boxed
+    /// (`indirect`): a CONNECT is rare, and unboxed it would make every command of every
+    /// cross-shard delivery larger (161 bytes instead of 113).
+    indirect case deliverConnect(connection: UInt64, ConnectInFlight)
     /// Close a connection (an id taken over by a newer one).
     case close(connection: UInt64, reason: String)
 }

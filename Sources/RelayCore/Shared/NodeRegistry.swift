@@ -2,9 +2,21 @@ import NIOConcurrencyHelpers
 import PTPProtocol
 
 /// Where a bound node's connection lives: which shard (event loop) and which connection on it.
+///
+/// One word: a connection id's top byte is the index of its shard (`RelayShard.open` numbers them
+/// so). The registry, every shard's directory and the mesh keep a location per node.
 public struct NodeLocation: Sendable, Hashable {
-    public var shard: Int
-    public var connection: UInt64
+    /// The connection's id, its shard in the top byte.
+    public let connection: UInt64
+    public var shard: Int { Int(truncatingIfNeeded: connection >> Self.shardShift) }
+
+    static let shardShift: UInt64 = 56
+
+    /// `connection` is the shard's id for it: its top byte is `shard` already, or zero.
+    public init(shard: Int, connection: UInt64) {
+        precondition(connection >> Self.shardShift == 0 || Int(connection >> Self.shardShift) == shard, "connection of another shard")
+        self.connection = UInt64(shard) << Self.shardShift | connection
+    }
 }
 
 /// The authoritative map of node id to connection. Only handshakes and disconnects take its lock;

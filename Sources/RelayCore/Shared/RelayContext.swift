@@ -25,6 +25,8 @@ final class RelayContext: Sendable {
     let mesh: MeshRouter
     /// Connections in all and per address, for the accept limits of every listener.
     let acceptLimiter: AcceptLimiter
+    /// `limits.connect_pair_per_minute`: the CONNECT budget of each pair of nodes, for every shard.
+    let connectPairs = ConnectPairLimiter()
 
     init(configuration: RelayConfiguration, identity: NodeAddress, logger: Logger, store: StoreAccess) {
         self.store = store

@@ -59,6 +59,9 @@ public enum DropReason: String, CaseIterable, Sendable {
     case goneAtAccept = "gone_at_accept"
     /// A CONNECT over `limits.connect_per_minute`: NACK `rate_limited`, never forwarded.
     case connectRate = "connect_rate"
+    /// A CONNECT over `limits.connect_pair_per_minute` (its pair of nodes): NACK `rate_limited`,
+    /// never forwarded.
+    case connectPairRate = "connect_pair_rate"
 }
 
 /// Counters of one shard. Plain integers: each shard owns its own and a snapshot adds them up.
@@ -89,6 +92,14 @@ public struct RelayCounters: Sendable {
     /// HELLOs under another node's id sent to it (PROFILE.md section 4a).
     public var legacyDelivered = 0
     public var introductions = 0
+    /// CONNECT rendezvous (PROFILE.md section 8) brokered by this relay: steps 1 and 3 whose
+    /// address it filled in (the sender is its client) and forwarded, and address discoveries
+    /// answered.
+    public var connectsBrokered = 0
+    public var connectDiscoveries = 0
+    /// Outcome reports (a CONNECT to the relay with `msg_data.result`): `"direct"` and `"failed"`.
+    public var punchSucceeded = 0
+    public var punchFailed = 0
     public var storeExpired: Int {
         get { drops[DropReason.storeExpired.index] }
         set { drops[DropReason.storeExpired.index] = newValue }
@@ -143,6 +154,10 @@ public struct RelayCounters: Sendable {
         result.storedDelivered = max(storedDelivered, other.storedDelivered)
         result.legacyDelivered = max(legacyDelivered, other.legacyDelivered)
         result.introductions = max(introductions, other.introductions)
+        result.connectsBrokered = max(connectsBrokered, other.connectsBrokered)
+        result.connectDiscoveries = max(connectDiscoveries, other.connectDiscoveries)
+        result.punchSucceeded = max(punchSucceeded, other.punchSucceeded)
+        result.punchFailed = max(punchFailed, other.punchFailed)
         for index in result.relayedByVerb.indices {
             result.relayedByVerb[index] = max(relayedByVerb[index], other.relayedByVerb[index])
             result.relayedBytesByVerb[index] = max(relayedBytesByVerb[index], other.relayedBytesByVerb[index])
@@ -172,6 +187,10 @@ public struct RelayCounters: Sendable {
         sum.storedDelivered += rhs.storedDelivered
         sum.legacyDelivered += rhs.legacyDelivered
         sum.introductions += rhs.introductions
+        sum.connectsBrokered += rhs.connectsBrokered
+        sum.connectDiscoveries += rhs.connectDiscoveries
+        sum.punchSucceeded += rhs.punchSucceeded
+        sum.punchFailed += rhs.punchFailed
         for index in sum.relayedByVerb.indices {
             sum.relayedByVerb[index] += rhs.relayedByVerb[index]
             sum.relayedBytesByVerb[index] += rhs.relayedBytesByVerb[index]

@@ -4,11 +4,11 @@ import PTPProtocol
 
 /// The frames this client sends, written with PTPProtocol's `FrameWriter`: exact head, compact
 /// ASCII-only JSON, 4-byte big-endian length.
-enum ClientFrames {
-    static let version = "ptpchat-cli 0.1"
+public enum ClientFrames {
+    public static let version = "ptpchat-cli 0.1"
 
     /// `HELLO {node_id, version, attributes: {node_type: client}}`, `ttl` 1, `flood` false.
-    static func hello(from identity: SenderTag) -> ByteBuffer {
+    public static func hello(from identity: SenderTag) -> ByteBuffer {
         var out = ByteBuffer()
         FrameWriter.write(&out, verb: .hello, messageID: .random(), ttl: 1, flood: false, sender: identity) { out in
             out.writeASCII("{\"node_id\":")
@@ -21,7 +21,7 @@ enum ClientFrames {
     }
 
     /// `ACK {node_id, msg_id}`, hop by hop (`ttl` 1).
-    static func ack(_ acknowledged: GUID, from identity: SenderTag) -> ByteBuffer {
+    public static func ack(_ acknowledged: GUID, from identity: SenderTag) -> ByteBuffer {
         var out = ByteBuffer()
         FrameWriter.write(&out, verb: .ack, messageID: .random(), ttl: 1, flood: false, sender: identity) { out in
             out.writeASCII("{\"node_id\":")
@@ -36,7 +36,7 @@ enum ClientFrames {
     /// A chat `MESSAGE` of `text` (base64 in `message`) on channel `cli`; head `msg_id` is `messageID`.
     /// `plain`: the text as it is, on the existing client's built-in channel, as that client sends
     /// and shows chat (CLIENT-FRAMES.md).
-    static func message(
+    public static func message(
         _ text: String, id messageID: GUID, to recipients: [GUID], channelID: GUID, from identity: SenderTag,
         plain: Bool = false, at date: Date = Date()
     ) -> ByteBuffer {
@@ -68,14 +68,26 @@ enum ClientFrames {
 
     /// `JOIN {msg_id, node_id, channel, channel_id}`, flooded: announces this node as a member (the
     /// existing client sends chat only to the members of its channel).
-    static func join(channelID: String, channel: String, from identity: SenderTag) -> ByteBuffer {
+    public static func join(channelID: String, channel: String, from identity: SenderTag) -> ByteBuffer {
         var out = ByteBuffer()
         RelayFrames.join(&out, messageID: .random(), node: identity, channel: channel, channelID: channelID, ttl: 32, flood: true)
         return out
     }
 
+    /// A CONNECT (PROFILE.md section 8) from this node; see `ConnectFrames`.
+    public static func connect(
+        id messageID: GUID = .random(), from identity: SenderTag, source: GUID, destination: GUID,
+        src: ConnectAddress?, dst: ConnectAddress?, extras: ConnectFrames.Extras = .init()
+    ) -> ByteBuffer {
+        var out = ByteBuffer()
+        ConnectFrames.connect(
+            &out, messageID: messageID, sender: identity, source: source, destination: destination, src: src, dst: dst,
+            extras: extras)
+        return out
+    }
+
     /// A keepalive: a frame of length 0.
-    static var keepalive: ByteBuffer {
+    public static var keepalive: ByteBuffer {
         var out = ByteBuffer()
         out.writeKeepalive()
         return out
