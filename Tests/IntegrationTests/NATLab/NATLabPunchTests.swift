@@ -90,6 +90,10 @@ final class NATLabPunchTests: NATLabTestCase {
                 XCTAssertTrue(dialed.hasPrefix(target.publicIP + ":"), "\(pair): dialed \(dialed), not the peer NAT's address", file: file, line: line)
                 XCTAssertGreaterThanOrEqual(report?["attempts"] as? Int ?? 0, 1, pair, file: file, line: line)
                 XCTAssertNotNil(report?["time_to_direct_ms"] as? Int, pair, file: file, line: line)
+                // The relay's hint is its kernel's smoothed RTT to each node: 40 ms through the
+                // 20 ms each-way router, plus a little (the kernel's srtt never goes below it).
+                let hint = report?["rtt_hint_ms"] as? Int ?? 0
+                XCTAssertTrue((40...100).contains(hint), "\(pair): RTT hint \(hint) ms, not the lab's 40 ms round trip", file: file, line: line)
                 let message = delivered(text, at: responder.child, file: file, line: line)
                 XCTAssertEqual(message?["path"] as? String, "direct", "\(pair): the message went \(String(describing: message))", file: file, line: line)
             }
