@@ -39,8 +39,7 @@ final class NATLabBrokeringTests: NATLabTestCase {
             "tcp-probe", ["--to", "\(cone.publicIP):5555", "--timeout", "0.5"], in: lab.relayNamespace, lab, name: "cone-before"
         ).first
         XCTAssertEqual(beforeUse?["outcome"] as? String, "timeout", "no mapping yet: dropped")
-        let relayProcess = try startRelay(in: lab)
-        _ = relayProcess
+        try startRelay(in: lab)
         let used = try runReference("discover", ["--relay", lab.relayAddress, "--local-port", "5555"], in: cone.hostNamespace, lab, name: "use")
         XCTAssertEqual(used.first?["observed"] as? String, "\(cone.publicIP):5555")
         let afterUse = try runReference("tcp-probe", ["--to", "\(cone.publicIP):5555"], in: lab.relayNamespace, lab, name: "cone-after").first

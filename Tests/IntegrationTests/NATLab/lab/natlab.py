@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = 77  # "cannot run here", for callers that skip
 
 
-def run(*command, check=True, quiet=False):
+def run(*command, check=True):
     result = subprocess.run(command, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: exit {result.returncode}: {result.stderr.strip()}")
