@@ -194,7 +194,9 @@ let package = Package(
                 "PTPProtocol", "RelayTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // The NAT lab's scripts and C reader, run by the NATLab tests and Benchmarks/nat-lab.sh.
+            exclude: ["NATLab/lab"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -2,7 +2,10 @@
 # Installs the Debian packages the build, the tests and the benchmarks need, when missing.
 # Needs root (or sudo) on a fresh machine; a no-op when everything is there.
 set -euo pipefail
-PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl)
+# iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
+# Benchmarks/nat-lab.sh) builds namespaces and NAT routers and compiles its packet-delaying reader.
+PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl
+    iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev)
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
