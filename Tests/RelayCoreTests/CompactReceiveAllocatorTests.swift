@@ -5,27 +5,28 @@ import XCTest
 
 final class CompactReceiveAllocatorTests: XCTestCase {
     /// The same sizes and the same "may grow" answers as NIO's adaptive allocator with the
-    /// relay's bounds, over random reads (seeded: a failure repeats).
+    /// relay's bounds, from every state the allocator can reach, for reads of every kind that
+    /// matters to it (none, up to half, just over half, short of full, full, more).
     func testSizesAsNIOsAdaptiveAllocator() {
-        var random = SystemRandomNumberGenerator()
-        let seed = UInt64.random(in: 0...UInt64.max, using: &random)
-        var generator = SplitMix(seed: seed)
-        for round in 0..<200 {
-            var nio = AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 512, maximum: 32_768)
-            var compact = CompactReceiveAllocator(initial: 512)
-            for step in 0..<200 {
-                let size = nio.nextBufferSize() ?? 0
-                XCTAssertEqual(compact.nextBufferSize(), size, "seed \(seed) round \(round) step \(step)")
-                // Reads that fill the buffer, use half of it or less, or something between.
-                let read: Int
-                switch generator.next() % 3 {
-                case 0: read = size
-                case 1: read = Int(generator.next() % UInt64(size / 2 + 1))
-                default: read = size / 2 + 1 + Int(generator.next() % UInt64(size / 2))
-                }
-                XCTAssertEqual(compact.record(actualReadBytes: read), nio.record(actualReadBytes: read), "seed \(seed) round \(round) step \(step)")
+        typealias Pair = (nio: AdaptiveRecvByteBufferAllocator, compact: CompactReceiveAllocator)
+        var queue: [Pair] = [(AdaptiveRecvByteBufferAllocator(minimum: 256, initial: 512, maximum: 32_768), CompactReceiveAllocator(initial: 512))]
+        var seen: Set<CompactReceiveAllocator> = [queue[0].compact]
+        var steps = 0
+        while let (nio, compact) = queue.popLast() {
+            let size = nio.nextBufferSize() ?? 0
+            XCTAssertEqual(compact.nextBufferSize(), size)
+            for read in [0, 1, size / 2 - 1, size / 2, size / 2 + 1, size - 1, size, 2 * size] {
+                var nextNIO = nio
+                var nextCompact = compact
+                XCTAssertEqual(nextCompact.record(actualReadBytes: read), nextNIO.record(actualReadBytes: read), "read \(read) of \(size)")
+                XCTAssertEqual(nextCompact.nextBufferSize(), nextNIO.nextBufferSize(), "after a read of \(read) of \(size)")
+                steps += 1
+                if seen.insert(nextCompact).inserted { queue.append((nextNIO, nextCompact)) }
             }
         }
+        // 256 B to 32 KiB, each with or without a pending decrease (256 B never has one).
+        XCTAssertEqual(seen.count, 15)
+        XCTAssertGreaterThan(steps, 100)
     }
 
     func testItsBufferHasTheNextSize() {
@@ -39,22 +40,5 @@ final class CompactReceiveAllocatorTests: XCTestCase {
     func testItFitsInAnExistentialWithoutABox() {
         XCTAssertLessThanOrEqual(MemoryLayout<CompactReceiveAllocator>.size, 3 * MemoryLayout<Int>.size)
         XCTAssertGreaterThan(MemoryLayout<AdaptiveRecvByteBufferAllocator>.size, 3 * MemoryLayout<Int>.size)
-    }
-}
-
-/// SplitMix64, for repeatable random tests.
-private struct SplitMix {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
