@@ -62,12 +62,7 @@ struct PunchAnswering: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             defer { group.cancelAll() }
             group.addTask {
-                do {
-                    for try await frame in frames { sink.yield(.relay(frame)) }
-                    sink.yield(.relayLost("closed by the relay"))
-                } catch {
-                    sink.yield(.relayLost(String(describing: error)))
-                }
+                await frames.forward(frame: { sink.yield(.relay($0)) }, lost: { sink.yield(.relayLost($0)) })
             }
             group.addTask {
                 try await Task.sleep(for: Listen.discoveryTimeout)

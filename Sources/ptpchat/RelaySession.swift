@@ -73,3 +73,16 @@ struct RelayWriter: Sendable {
         }
     }
 }
+
+extension AsyncThrowingStream where Element == InboundFrame {
+    /// Hands every frame from the relay to `frame`, then why the connection ended to `lost`: the
+    /// relay-reading task of the punching commands.
+    func forward(frame: (InboundFrame) -> Void, lost: (String) -> Void) async {
+        do {
+            for try await item in self { frame(item) }
+            lost("closed by the relay")
+        } catch {
+            lost(String(describing: error))
+        }
+    }
+}
