@@ -222,11 +222,16 @@ final class ConnectTests: XCTestCase {
 
     // MARK: Per-pair limit
 
-    func testPairOverItsBudgetIsNackedRateLimitedInEitherDirection() {
-        let relay = TestRelay {
+    /// A relay whose only CONNECT limit is `perPair` a minute for each pair of nodes.
+    private func pairLimitedRelay(_ perPair: Double) -> TestRelay {
+        TestRelay {
             $0.limits.connectPerMinute = 0
-            $0.limits.connectPairPerMinute = 3
+            $0.limits.connectPairPerMinute = perPair
         }
+    }
+
+    func testPairOverItsBudgetIsNackedRateLimitedInEitherDirection() {
+        let relay = pairLimitedRelay(3)
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")
@@ -259,10 +264,7 @@ final class ConnectTests: XCTestCase {
     }
 
     func testAReloadChangesThePairLimitAtOnce() {
-        let relay = TestRelay {
-            $0.limits.connectPerMinute = 0
-            $0.limits.connectPairPerMinute = 1
-        }
+        let relay = pairLimitedRelay(1)
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")
@@ -283,10 +285,7 @@ final class ConnectTests: XCTestCase {
     }
 
     func testDiscoveryAndReportsDoNotSpendThePairBudget() {
-        let relay = TestRelay {
-            $0.limits.connectPerMinute = 0
-            $0.limits.connectPairPerMinute = 1
-        }
+        let relay = pairLimitedRelay(1)
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
         let bob = relay.client(Node.b, name: "bob")
