@@ -301,6 +301,28 @@ final class ConnectTests: XCTestCase {
 
     /// Round-trip times by the client's IP, in place of the kernel's (an `EmbeddedChannel` has no
     /// TCP socket).
+    /// A target that leaves while the sender's round-trip time is read: the sender still gets
+    /// NACK `unreachable`, as for a target that was never there.
+    func testATargetThatLeavesDuringTheRoundTripReadIsNackedUnreachable() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let pending = relay.loop.makePromise(of: Int?.self)
+        relay.shard.roundTripMillis = { _ in pending.futureResult }
+        let id = Node.newID()
+        alice.send(Frames.connect(src: ":40000", dst: nil, srcNode: Node.a, dstNode: Node.b, msgID: id))
+        bob.close()
+        relay.runLoops()
+        _ = alice.receive()  // bob's ROUTING withdrawal, if any
+        pending.succeed(12)
+        relay.runLoops()
+        let nack = alice.receive().first { $0.type == "NACK" }
+        XCTAssertEqual(nack?.reason, "unreachable")
+        XCTAssertEqual(nack?.dataMsgID, id)
+        XCTAssertEqual(relay.counters.count(DropReason.unreachable), 1)
+    }
+
     private func fakeRoundTrips(_ relay: TestRelay, _ millis: [String: Int]) {
         for shard in relay.shards {
             shard.roundTripMillis = { connection in

@@ -120,9 +120,13 @@ extension RelayShard {
         }
         // The sender is held here: its round-trip time replaces whatever the message carried.
         let senderNode = isStepOne ? source : destination
+        let refusedID = envelope.messageID
         roundTripMillis(connection).assumeIsolated().whenComplete { [self] result in
             inFlight.setRoundTrip(try? result.get(), of: senderNode)
-            routeConnect(inFlight)
+            // The target can leave while the time is read: the sender hears it as before.
+            if !routeConnect(inFlight), let refusedID, connection.phase == .bound {
+                sendNack(to: connection, refusing: refusedID, reason: .unreachable)
+            }
         }
     }
 
@@ -133,14 +137,15 @@ extension RelayShard {
     }
 
     /// Passes a CONNECT to its next hop: a client of this relay gets it from its own shard, which
-    /// adds that client's round-trip hint; a peer relay gets it as it is.
-    func routeConnect(_ inFlight: ConnectInFlight) {
+    /// adds that client's round-trip hint; a peer relay gets it as it is. False (counted) when the
+    /// target is no longer reachable: it left while the round-trip time was read.
+    @discardableResult
+    func routeConnect(_ inFlight: ConnectInFlight) -> Bool {
         defer { scheduleFlush() }
         guard let nextHop = nextHop(for: inFlight.target) else {
-            // Gone while the round-trip time was read.
             counters.drop(.unreachable)
             logger.debug("CONNECT target unreachable", metadata: ["target": "\(inFlight.target)"])
-            return
+            return false
         }
         if inFlight.filledHere { counters.connectsBrokered += 1 }
         switch nextHop {
@@ -149,6 +154,7 @@ extension RelayShard {
         case .peer:
             send(verb: .connect, to: nextHop) { inFlight.write(&$0) }
         }
+        return true
     }
 
     /// Writes a CONNECT to the node it is for, a client of this shard, with that node's
