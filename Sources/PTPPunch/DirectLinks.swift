@@ -23,9 +23,7 @@ public final class DirectLinks: Sendable {
         public let id: Int
         public let peer: GUID
         public let via: Via
-        public let remote: ConnectAddress?
         let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-        let channel: Channel
 
         /// Writes `frame` to the peer.
         public func send(_ frame: ByteBuffer) async throws {
@@ -137,7 +135,7 @@ public final class DirectLinks: Sendable {
                             return
                         }
                         helloTimer.cancel()
-                        let link = Link(id: linkID, peer: peer, via: via, remote: remote, outbound: outbound, channel: raw)
+                        let link = Link(id: linkID, peer: peer, via: via, outbound: outbound)
                         provenLink = link
                         proven.publish(link, for: peer)
                         continue

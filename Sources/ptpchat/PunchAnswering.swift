@@ -49,6 +49,7 @@ struct PunchAnswering: Sendable {
             identity: identity,
             onMessage: { frame, _ in Console.output(Listen.line(frame, path: .direct)) },
             onRefused: { Console.diagnostic("ptpchat: \($0)") })
+        defer { links.close() }
         if !noDirect {
             do {
                 try await links.listen(on: punchAddress)
@@ -59,13 +60,16 @@ struct PunchAnswering: Sendable {
 
         let (events, sink) = AsyncStream<Event>.makeStream()
         let frames = session.frames
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Discarding: the listener runs for as long as it is asked to and starts a task per punch;
+        // a plain group would keep every finished one until the end.
+        try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
             group.addTask {
                 await frames.forward(frame: { sink.yield(.relay($0)) }, lost: { sink.yield(.relayLost($0)) })
             }
             group.addTask {
-                try await Task.sleep(for: Listen.discoveryTimeout)
+                // Cancelled at the end: no error out of a discarding group for that.
+                guard (try? await Task.sleep(for: Listen.discoveryTimeout)) != nil else { return }
                 sink.yield(.discoveryTimedOut)
             }
             let discoveryID = GUID.random()
