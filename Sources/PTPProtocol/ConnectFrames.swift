@@ -24,36 +24,37 @@ public enum ConnectFrames {
         }
     }
 
-    /// `CONNECT {src_node_id, dst_node_id, src, dst, ...extras}`, `ttl` 32, not flooded.
+    /// `CONNECT {src_node_id, dst_node_id, src, dst, ...extras}`, `ttl` 32, not flooded: the
+    /// relay's CONNECT writer (`ForwardedFrames.connect`) with the extras as the other members.
     public static func connect(
         _ out: inout ByteBuffer, messageID: GUID, sender: SenderTag, source: GUID, destination: GUID,
         src: ConnectAddress?, dst: ConnectAddress?, extras: Extras = Extras()
     ) {
-        FrameWriter.write(&out, verb: .connect, messageID: messageID, ttl: 32, flood: false, sender: sender) { out in
-            out.writeASCII("{\"src_node_id\":")
-            out.writeQuotedGUID(source)
-            out.writeASCII(",\"dst_node_id\":")
-            out.writeQuotedGUID(destination)
-            out.writeASCII(",\"src\":")
-            if let src { out.writeJSONString(src.description) } else { out.writeASCII("null") }
-            out.writeASCII(",\"dst\":")
-            if let dst { out.writeJSONString(dst.description) } else { out.writeASCII("null") }
-            if let result = extras.result {
-                out.writeASCII(",\"result\":")
-                out.writeJSONString(result)
-            }
-            if let reason = extras.reason {
-                out.writeASCII(",\"reason\":")
-                out.writeJSONString(reason)
-            }
-            if let rttHint = extras.rttHint {
-                out.writeASCII(rttHint ? ",\"rtt_hint\":true" : ",\"rtt_hint\":false")
-            }
-            if let nat = extras.nat {
-                out.writeASCII(",\"nat\":")
-                out.writeJSONString(nat)
-            }
-            out.writeInteger(UInt8(ascii: "}"))
+        ForwardedFrames.connect(
+            &out, messageID: messageID, ttl: 32, sender: sender, source: source, destination: destination,
+            src: src?.description, dst: dst?.description, otherMembers: extras.members)
+    }
+}
+
+extension ConnectFrames.Extras {
+    /// Each member written with a leading comma, as `ForwardedFrames.connect` takes them.
+    var members: ByteBuffer {
+        var out = ByteBuffer()
+        if let result {
+            out.writeASCII(",\"result\":")
+            out.writeJSONString(result)
         }
+        if let reason {
+            out.writeASCII(",\"reason\":")
+            out.writeJSONString(reason)
+        }
+        if let rttHint {
+            out.writeASCII(rttHint ? ",\"rtt_hint\":true" : ",\"rtt_hint\":false")
+        }
+        if let nat {
+            out.writeASCII(",\"nat\":")
+            out.writeJSONString(nat)
+        }
+        return out
     }
 }
