@@ -58,17 +58,17 @@ public struct SimultaneousOpen: Sendable {
                 do {
                     let timeout = min(attemptTimeout, remaining)
                     let channel = try await PunchSockets.clientBootstrap(
-                        local: local, connectTimeout: .nanoseconds(timeout.wholeNanoseconds)
+                        local: local, connectTimeout: TimeAmount(timeout)
                     ).connect(to: peerAddress) { channel in
                         channel.eventLoop.makeCompletedFuture { try PunchSockets.framed(channel) }
                     }
                     // The link outlives this dialer: it carries the messages that follow.
                     Task { await links.serve(channel, via: .dialed) }
-                    let helloBy = min(deadline, ContinuousClock.now + .nanoseconds(DirectLinks.helloTimeout.nanoseconds))
+                    let helloBy = min(deadline, ContinuousClock.now + Duration(DirectLinks.helloTimeout))
                     if await links.link(to: peer, until: helloBy) != nil { return }
                 } catch {
                     tally.state.withLock { $0.lastError = String(describing: error) }
-                    let pause = Duration.nanoseconds(Int64.random(in: (retryInterval.wholeNanoseconds / 10)...max(1, retryInterval.wholeNanoseconds)))
+                    let pause = retryInterval * Double.random(in: 0.1...1)
                     try? await Task.sleep(for: min(pause, max(.zero, deadline - ContinuousClock.now)))
                 }
             }
@@ -86,14 +86,9 @@ private final class DialTally: Sendable {
 }
 
 extension Duration {
-    /// The whole nanoseconds of this duration (saturating).
-    var wholeNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return product + attoseconds / 1_000_000_000
-    }
-
     /// Whole milliseconds, rounded down.
-    public var wholeMilliseconds: Int { Int(wholeNanoseconds / 1_000_000) }
+    public var wholeMilliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
 }
