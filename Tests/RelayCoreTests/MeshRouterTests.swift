@@ -94,15 +94,17 @@ final class MeshRouterTests: XCTestCase {
         XCTAssertEqual(result.invalid, 0)
         XCTAssertEqual(router.nextHop(for: remote.id)?.location, location)
         XCTAssertTrue(router.routesElsewhere(remote.id), "a HELLO for it here is an id collision")
-        let changes = router.takeRemoteChanges()
-        XCTAssertEqual(changes[remote.id]??.ttl, 2)
-        XCTAssertEqual(changes[remote.id]??.location, location)
+        let changed = router.takeRemoteChanges()
+        XCTAssertTrue(changed.contains(remote.id))
+        let route = router.remoteNodes([remote.id]).first?.node
+        XCTAssertEqual(route?.ttl, 2)
+        XCTAssertEqual(route?.location, location)
 
         router.peerLost(small.id, at: location)
         XCTAssertNil(router.nextHop(for: remote.id), "routes through a lost peer go at once")
-        let gone = router.takeRemoteChanges()
-        XCTAssertTrue(gone.keys.contains(remote.id), "the shards hear of it")
-        XCTAssertTrue(gone[remote.id].map { $0 == nil } ?? false, "as no longer reached through a peer")
+        XCTAssertTrue(router.takeRemoteChanges().contains(remote.id), "the shards hear of it")
+        XCTAssertEqual(router.remoteNodes([remote.id]).map(\.id), [remote.id])
+        XCTAssertNil(router.remoteNodes([remote.id]).first?.node, "as no longer reached through a peer")
         XCTAssertEqual(router.snapshot().peers.count, 0)
     }
 }

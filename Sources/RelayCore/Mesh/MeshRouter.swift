@@ -227,24 +227,30 @@ final class MeshRouter: Sendable {
         }
     }
 
-    /// The nodes whose route changed since the last call, for the shards: reached through a peer
-    /// now, or nil when no peer reaches them any more (a local client may be one of those: the
-    /// node registry announces those).
-    func takeRemoteChanges() -> [GUID: RemoteNode?] {
+    /// The nodes whose route changed since the last call, for the shards. Only ids: each shard
+    /// reads their routes with `remoteNodes(_:)` when it applies them. Shards on different event
+    /// loops take changes one after the other, and their broadcasts can reach a third shard in
+    /// the other order; routes carried in the command would then leave that shard with the older
+    /// one (a triangle's client kept seeing the long way round), routes read on arrival cannot.
+    func takeRemoteChanges() -> [GUID] {
         state.withLockedValue { state in
-            guard !state.shardPending.isEmpty else { return [:] }
-            var changes: [GUID: RemoteNode?] = [:]
-            for id in state.shardPending {
-                if let route = state.table.route(to: id), case .peer(let peer) = route.nextHop, let link = state.peers[peer] {
-                    changes[id] = RemoteNode(
-                        tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy, relay: peer, location: link.location)
-                } else {
-                    changes[id] = .some(nil)
-                }
-            }
+            guard !state.shardPending.isEmpty else { return [] }
+            let ids = state.shardPending
             state.shardPending.removeAll(keepingCapacity: true)
             state.shardPendingSet.removeAll(keepingCapacity: true)
-            return changes
+            return ids
+        }
+    }
+
+    /// How each of `ids` is reached through a peer now: nil when no peer reaches it (a local
+    /// client may be one of those: the node registry announces those).
+    func remoteNodes(_ ids: [GUID]) -> [(id: GUID, node: RemoteNode?)] {
+        state.withLockedValue { state in
+            ids.map { id in
+                guard let route = state.table.route(to: id), case .peer(let peer) = route.nextHop, let link = state.peers[peer]
+                else { return (id, nil) }
+                return (id, RemoteNode(tag: SenderTag(route.node), ttl: route.ttl, legacy: route.legacy, relay: peer, location: link.location))
+            }
         }
     }
 

@@ -159,10 +159,10 @@ extension RelayShard {
         let interval = TimeAmount.fromSeconds(configuration.routing.interval)
         // The loop's clock: virtual on a test's embedded loop, so a simulation drives the batching.
         for batch in context.mesh.dueDeltas(now: eventLoop.now, interval: interval) { writeRouting(batch) }
-        let changes = context.mesh.takeRemoteChanges()
-        guard !changes.isEmpty else { return }
-        broadcastToShards(.remoteRoutes(changes))
-        let appeared = changes.compactMap { $0.value == nil ? nil : $0.key }
+        let changed = context.mesh.takeRemoteChanges()
+        guard !changed.isEmpty else { return }
+        broadcastToShards(.remoteRoutes(changed))
+        let appeared = context.mesh.remoteNodes(changed).compactMap { $0.node == nil ? nil : $0.id }
         if !appeared.isEmpty { sendStoredForNewRoutes(appeared) }
     }
 
@@ -190,9 +190,10 @@ extension RelayShard {
     // MARK: Route changes
 
     /// Nodes reached through peers changed: clients hear it with the next ROUTING delta, existing
-    /// clients meet the existing clients of other relays (PROFILE.md section 4a).
-    func remoteRoutesChanged(_ changes: [GUID: MeshRouter.RemoteNode?]) {
-        for (id, node) in changes {
+    /// clients meet the existing clients of other relays (PROFILE.md section 4a). The routes are
+    /// read now, not carried in the command (see `MeshRouter.takeRemoteChanges`).
+    func remoteRoutesChanged(_ ids: [GUID]) {
+        for (id, node) in context.mesh.remoteNodes(ids) {
             let appeared = directory.remoteChanged(id, node)
             guard appeared, let node, node.legacy else { continue }
             membershipChanged([MembershipChange(channelID: LegacyClientChannel.id, node: id, joined: true)])

@@ -323,8 +323,8 @@ final class RelayShard: @unchecked Sendable {
             directory.unbound(id, from: location, tag: tag)
         case .storedBacklog(let connectionID, let recipient):
             connections[connectionID]?.storedBacklog.mark(recipient)
-        case .remoteRoutes(let changes):
-            remoteRoutesChanged(changes)
+        case .remoteRoutes(let ids):
+            remoteRoutesChanged(ids)
         case .membership(let changes):
             membershipChanged(changes)
         case .deliverConnect(let connectionID, let inFlight):

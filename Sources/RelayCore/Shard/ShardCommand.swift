@@ -19,8 +19,8 @@ enum ShardCommand: Sendable {
     case nodeUnbound(GUID, NodeLocation, SenderTag)
     /// The store holds new messages for `recipient`, reached through this connection.
     case storedBacklog(connection: UInt64, recipient: GUID)
-    /// Nodes reached through peer relays changed (nil: not reachable through a peer any more).
-    case remoteRoutes([GUID: MeshRouter.RemoteNode?])
+    /// The routes of these nodes through peer relays changed: the shard reads them from the router.
+    case remoteRoutes([GUID])
     /// Channel memberships seen in a relayed JOIN, LEAVE or CHANNEL.
     case membership([MembershipChange])
     /// Write a CONNECT to a client of the shard, with that client's round-trip hint. Boxed
