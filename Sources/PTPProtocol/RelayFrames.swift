@@ -2,7 +2,7 @@ import NIOCore
 
 /// The `msg_data` bodies of the frames the relay writes on its own behalf.
 public enum RelayFrames {
-    public static let version = "ptpchat-relay 0.1"
+    public static let version = "ptpchat-relay \(ProjectVersion.number)"
 
     /// `HELLO` with `node_type: server`.
     public static func hello(_ out: inout ByteBuffer, messageID: GUID, relay: SenderTag) {

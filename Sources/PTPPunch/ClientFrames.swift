@@ -5,7 +5,7 @@ import PTPProtocol
 /// The frames this client sends, written with PTPProtocol's `FrameWriter`: exact head, compact
 /// ASCII-only JSON, 4-byte big-endian length.
 public enum ClientFrames {
-    public static let version = "ptpchat-cli 0.1"
+    public static let version = "ptpchat-cli \(ProjectVersion.number)"
 
     /// `HELLO {node_id, version, attributes: {node_type: client}}`, `ttl` 1, `flood` false.
     public static func hello(from identity: SenderTag) -> ByteBuffer {

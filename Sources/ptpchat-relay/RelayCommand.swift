@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import PTPProtocol
 
 @main
 struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ptpchat-relay",
         abstract: "The ptpchat relay: entry point, relay and mesh member of the ptpchat network.",
+        version: ProjectVersion.number,
         subcommands: [ServeCommand.self, MailboxCommand.self],
         defaultSubcommand: ServeCommand.self
     )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PTPProtocol
 
 /// `ptpchat`: a small command-line client of a ptpchat relay, for tests and operators.
 @main
@@ -11,6 +12,7 @@ struct PTPChat: AsyncParsableCommand {
             \(ClientError.connectionExitCode) connection failed or lost, \(ClientError.timeoutExitCode) timed out, \
             64 bad usage.
             """,
+        version: ProjectVersion.number,
         subcommands: [Listen.self, Send.self, Punch.self]
     )
 }
