@@ -188,6 +188,11 @@ let package = Package(
             name: "RelayConfigTests",
             dependencies: ["RelayConfig"]
         ),
+        // The client's output as pure values (readable lines, NACK sentences, send outcomes, routes).
+        .testTarget(
+            name: "PTPChatTests",
+            dependencies: ["ptpchat", "PTPProtocol"]
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

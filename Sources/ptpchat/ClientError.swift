@@ -26,9 +26,9 @@ enum ClientError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .refused(let verb, let reason, let stored):
-            var text = "the relay refused the \(verb): NACK reason \(reason ?? "(none given)")"
-            if let stored { text += ", stored \(stored)" }
-            return text
+            let what = verb == "HELLO" ? "the connection (HELLO)" : "the \(verb)"
+            return "the relay refused \(what): \(NackReasonText.sentence(reason, stored: stored == true))"
+                + " (NACK \(reason ?? "without a reason"))"
         case .connectFailed(let why, let endpoint):
             return "cannot connect to \(endpoint): \(why)"
         case .connectionLost(let why):

@@ -1,22 +1,31 @@
 import ArgumentParser
+import Foundation
 import NIOCore
 import PTPProtocol
 import PTPPunch
 
-/// `ptpchat listen`: prints every MESSAGE that arrives as one JSON line on stdout and ACKs it.
-/// The line is the frame with two members added: `text`, the message decoded (base64 as SPEC.md
-/// says, or plain as the existing client sends it), and `text_encoding`, which of the two it was.
+/// `ptpchat listen`: prints every MESSAGE that arrives as one line on stdout and ACKs it: a readable
+/// line (`ReadableLine`) by default, with `--json` the frame with two members added: `text`, the
+/// message decoded (base64 as SPEC.md says, or plain as the existing client sends it), and
+/// `text_encoding`, which of the two it was. With `--all` the floods (JOIN, LEAVE, CHANNEL) too.
 /// With `--accept-punch` it also answers punches (docs/nat-traversal.md) and each line says which
 /// `path` the message took, `direct` or `relay`.
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Receive messages: print each MESSAGE as one JSON line on stdout and ACK it.",
+        abstract: "Receive messages: print one line per MESSAGE on stdout and ACK it.",
         discussion: """
+            Each message is one line: the local time it arrived, the sender's name and id, its \
+            channel (#name) when it has one, and its text decoded; characters a terminal would act \
+            on (escape sequences, line breaks) are shown escaped, as \\n or \\u{1b}. --json prints \
+            the frame as one JSON line instead, with "text" (decoded) and "text_encoding" \
+            ("base64" or "plain") added. --all also shows JOIN, LEAVE and CHANNEL floods.
+
             Prints `ready <node-id>` on stderr once the relay has bound the connection (with \
-            --accept-punch: once this node's public address is known). Runs until the connection \
+            --accept-punch: once its public address is known). Runs until the connection \
             ends, then exits non-zero with the reason. With --accept-punch it answers CONNECT step 2 \
             with step 3, dials the initiator from its punching port, and takes messages over direct \
-            links as well as from the relay; one line per punch (JSON with --json) says what happened.
+            links as well as from the relay; one line per punch on stderr says what happened (with \
+            --json also one JSON object on stdout).
             """
     )
 
@@ -35,8 +44,11 @@ struct Listen: AsyncParsableCommand {
     @Flag(name: .customLong("accept-punch"), help: "Answer hole punches (`ptpchat punch`) and take messages over the direct links.")
     var acceptPunch = false
 
-    @Flag(help: "With --accept-punch: print one JSON object per punch on stdout (else a human line on stderr).")
+    @Flag(help: "Print each message as its JSON frame with \"text\" and \"text_encoding\" added (and punch reports as JSON objects).")
     var json = false
+
+    @Flag(help: "Also show the floods: JOIN, LEAVE and CHANNEL.")
+    var all = false
 
     @Option(
         name: .customLong("punch-deadline"),
@@ -61,8 +73,8 @@ struct Listen: AsyncParsableCommand {
     static let discoveryTimeout: Duration = .seconds(5)
 
     func validate() throws {
-        if !acceptPunch, json || noRTTHint || punchNoDirect || probe != nil {
-            throw ValidationError("--json, --no-rtt-hint, --probe and --punch-no-direct need --accept-punch")
+        if !acceptPunch, noRTTHint || punchNoDirect || probe != nil {
+            throw ValidationError("--no-rtt-hint, --probe and --punch-no-direct need --accept-punch")
         }
         if !(punchDeadline > 0 && punchDeadline <= 600) {
             throw ValidationError("--punch-deadline must be more than 0 and at most 600 seconds")
@@ -73,6 +85,7 @@ struct Listen: AsyncParsableCommand {
         let identity = connection.makeIdentity()
         let channels = channels
         let channelName = channelName
+        let output = output
         let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity, tls: try connection.makeTLS()) : nil
         do {
             try await RelayLink.run(
@@ -91,7 +104,7 @@ struct Listen: AsyncParsableCommand {
                 Console.diagnostic("ready \(identity.address.id)")
                 while true {
                     let frame = try await session.next()
-                    try await Self.handle(frame, on: session.writer, identity: identity, path: nil)
+                    try await Self.handle(frame, on: session.writer, identity: identity, output: output, path: nil)
                 }
             }
         } catch let error as ClientError {
@@ -100,20 +113,40 @@ struct Listen: AsyncParsableCommand {
         }
     }
 
-    /// A frame from the relay: a MESSAGE is printed and ACKed, a NACK reported.
-    static func handle(_ frame: InboundFrame, on writer: RelayWriter, identity: SenderTag, path: PunchReport.Path?) async throws {
+    var output: ListenOutput { ListenOutput(json: json, floods: all) }
+
+    /// A frame from the relay: a MESSAGE is printed and ACKed, a flood printed when asked, a NACK reported.
+    static func handle(
+        _ frame: InboundFrame, on writer: RelayWriter, identity: SenderTag, output: ListenOutput, path: PunchReport.Path?
+    ) async throws {
         switch frame.verb {
         case .message:
-            Console.output(line(frame, path: path))
+            output.show(frame, path: path)
             if let id = frame.messageID {
                 try await writer.send(ClientFrames.ack(id, from: identity))
             }
+        case .join, .leave, .channel:
+            if output.floods { output.show(frame, path: nil) }
         case .nack:
             Console.diagnostic(
                 "ptpchat: NACK for \(frame.messageID.map(String.init(describing:)) ?? "?"): "
                     + "\(frame.reason ?? "no reason")")
         default:
             break
+        }
+    }
+}
+
+/// How `listen` prints what it receives (`--json`, `--all`); set once from the options.
+struct ListenOutput: Sendable {
+    var json: Bool
+    var floods: Bool
+
+    func show(_ frame: InboundFrame, path: PunchReport.Path?) {
+        if json {
+            Console.output(frame.verb == .message ? Listen.line(frame, path: path) : frame.line)
+        } else if let line = ReadableLine.format(frame.line, at: Date(), path: path?.rawValue) {
+            Console.output(Array(line.utf8))
         }
     }
 }

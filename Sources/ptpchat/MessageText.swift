@@ -19,4 +19,18 @@ enum MessageText {
         else { return (value, .plain) }
         return (text, .base64)
     }
+
+    /// The text to show a person: as `decode`, but base64 whose decoding is UTF-8 with more printable
+    /// characters than control characters is decoded too (its escape sequences are then made safe
+    /// by `ReadableLine.safe`): `ptpchat send` base64-encodes whatever it is given. "AAAA" (three
+    /// NULs) stays as written.
+    static func display(_ value: String) -> String {
+        let (text, encoding) = decode(value)
+        guard encoding == .plain, !value.isEmpty, value.utf8.count % 4 == 0,
+            let data = Data(base64Encoded: value), data.base64EncodedString() == value,
+            let decoded = String(data: data, encoding: .utf8)
+        else { return text }
+        let controls = decoded.unicodeScalars.filter { $0.properties.generalCategory == .control }.count
+        return decoded.unicodeScalars.count - controls > controls ? decoded : text
+    }
 }

@@ -6,13 +6,13 @@ import PTPProtocol
 struct PTPChat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ptpchat",
-        abstract: "A minimal ptpchat client: receive or send chat messages through a relay.",
+        abstract: "A small ptpchat client: send and receive chat messages through a relay, and show its routes.",
         discussion: """
             Exit status: 0 success, \(ClientError.refusedExitCode) refused by the relay (NACK), \
             \(ClientError.connectionExitCode) connection failed or lost, \(ClientError.timeoutExitCode) timed out, \
             64 bad usage.
             """,
         version: ProjectVersion.number,
-        subcommands: [Listen.self, Send.self, Punch.self]
+        subcommands: [Listen.self, Send.self, Routes.self, Punch.self]
     )
 }

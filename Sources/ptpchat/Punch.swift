@@ -225,7 +225,7 @@ struct PunchExchange: Sendable {
                     try await Task.sleep(for: Punch.messageTimeout)
                     sink.yield(.timeout(.message))
                 }
-                var answers = DeliveryAnswers(recipients: [peer])
+                var answers = DeliveryAnswers(messageID: messageID, recipients: [peer])
                 answering: while true {
                     guard let event = await iterator.next() else { throw ClientError.connectionLost("no events") }
                     switch event {
@@ -235,8 +235,11 @@ struct PunchExchange: Sendable {
                         case .nack: answers.refused(frame.nackRecipients, reason: frame.reason, stored: frame.stored == true)
                         default: continue
                         }
-                        if let outcome = try answers.outcome() {
-                            report.messageStored = outcome != .delivered
+                        if let outcome = answers.report() {
+                            if let refusal = outcome.refused.first {
+                                throw ClientError.refused(verb: "MESSAGE", reason: refusal.reason, stored: false)
+                            }
+                            report.messageStored = outcome.outcome == .stored
                             break answering
                         }
                     case .relayLost(let why): throw ClientError.connectionLost(why)

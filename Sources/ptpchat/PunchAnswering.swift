@@ -10,6 +10,7 @@ import RelayTLS
 struct PunchAnswering: Sendable {
     let identity: SenderTag
     let json: Bool
+    let output: ListenOutput
     let deadline: Duration
     let honoursRTTHint: Bool
     let noDirect: Bool
@@ -23,6 +24,7 @@ struct PunchAnswering: Sendable {
         probe = listen.probe
         keepalive = listen.connection.keepaliveInterval
         json = listen.json
+        output = listen.output
         deadline = .milliseconds(Int64(listen.punchDeadline * 1000))
         honoursRTTHint = !listen.noRTTHint
         noDirect = listen.punchNoDirect
@@ -45,9 +47,10 @@ struct PunchAnswering: Sendable {
         let punchAddress = try PunchSockets.wildcard(like: localSocket, port: localPort)
         let local = PunchSockets.connectAddress(localSocket)
         let writer = session.writer
+        let output = output
         let links = DirectLinks(
             identity: identity,
-            onMessage: { frame, _ in Console.output(Listen.line(frame, path: .direct)) },
+            onMessage: { frame, _ in output.show(frame, path: .direct) },
             onRefused: { Console.diagnostic("ptpchat: \($0)") })
         defer { links.close() }
         if !noDirect {
@@ -120,7 +123,7 @@ struct PunchAnswering: Sendable {
                         continue
                     }
                     guard frame.verb == .connect, let fields = frame.connect else {
-                        try await Listen.handle(frame, on: writer, identity: identity, path: .relay)
+                        try await Listen.handle(frame, on: writer, identity: identity, output: output, path: .relay)
                         continue
                     }
                     if discovering, fields.sourceNode == node, fields.destinationNode == relayID {

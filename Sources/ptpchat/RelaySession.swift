@@ -44,16 +44,17 @@ struct RelaySession {
         }
     }
 
-    /// Sends HELLO and returns once the relay's first ROUTING arrived: the connection is bound to
+    /// Sends HELLO and returns the relay's first ROUTING once it arrived: the connection is bound to
     /// this node's id. A NACK before that is the relay refusing the HELLO.
-    mutating func handshake() async throws {
+    @discardableResult
+    mutating func handshake() async throws -> InboundFrame {
         try await send(ClientFrames.hello(from: identity))
         while true {
             let frame = try await next()
             switch frame.verb {
             case .routing:
                 relayID = frame.sender
-                return
+                return frame
             case .nack: throw ClientError.refused(verb: "HELLO", reason: frame.reason, stored: frame.stored)
             default: continue
             }

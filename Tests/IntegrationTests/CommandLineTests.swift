@@ -1,4 +1,5 @@
 import Foundation
+import PTPProtocol
 import XCTest
 
 /// The `ptpchat` client end to end through the relay, and the relay's own start-up failures.
@@ -6,7 +7,8 @@ final class CommandLineTests: RelayTestCase {
     func testPtpchatSendAndListenDeliverAMessageEndToEnd() throws {
         let relay = try startRelay()
         let listenerID = Ids.make()
-        let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID, "--name", "listener"], name: "listen")
+        let listener = try startPtpchat(
+            ["listen", "--relay", relay.endpoint, "--node-id", listenerID, "--name", "listener", "--json"], name: "listen")
         let ready = listener.waitForStderrLine(containing: "ready", timeout: 10)
         XCTAssertEqual(ready, "ready \(listenerID)", "listen did not report ready: \(listener.stderr)")
 
@@ -14,6 +16,7 @@ final class CommandLineTests: RelayTestCase {
         let sender = try startPtpchat(["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10", text], name: "send")
         let status = sender.waitForExit(timeout: 15)
         XCTAssertEqual(status, 0, "ptpchat send did not exit 0: \(sender.stderr)")
+        XCTAssertEqual(sender.stdoutLines, ["delivered to \(listenerID)"])
 
         let lines = listener.waitForStdoutLines(1, timeout: 5)
         XCTAssertEqual(lines.count, 1, "listen must print exactly one line per message: \(lines)")
@@ -28,33 +31,186 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertTrue(listener.isRunning, "listen stopped after one message: \(listener.stderr)")
     }
 
-    func testPtpchatSendToAnOfflineNodeSaysStoredAndARefusalExitsNonZeroWithTheReason() throws {
-        let relay = try startRelay(config: "store:\n  per_recipient_messages: 1\n")
+    func testPtpchatSendToAnOfflineNodeSaysStoredAndARefusalExitsNonZeroWithTheReasonInWords() throws {
+        let relay = try startRelay(config: "store:\n  per_recipient_messages: 2\n")
         let offline = Ids.make()
         let stored = try startPtpchat(["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "anyone?"], name: "send-stored")
         XCTAssertEqual(stored.waitForExit(timeout: 15), 0, "a message the relay stored is not a failure: \(stored.stderr)")
-        XCTAssertTrue(stored.stderr.contains("stored by the relay"), "the outcome is not on stderr: \(stored.stderr)")
-        XCTAssertTrue(stored.stdout.isEmpty, "send printed on stdout: \(stored.stdout)")
+        XCTAssertEqual(stored.stdoutLines, ["stored by the relay: delivered when \(offline) connects"], stored.stderr)
 
-        // The recipient's queue is full: refused, not stored.
+        let storedJSON = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "--json", "still there?"], name: "send-stored-json")
+        XCTAssertEqual(storedJSON.waitForExit(timeout: 15), 0, storedJSON.stderr)
+        let storedOutcome = try XCTUnwrap(JSON.object(Array(storedJSON.stdout.utf8)), "not one JSON object: \(storedJSON.stdout)")
+        XCTAssertEqual(storedOutcome["outcome"] as? String, "stored")
+        XCTAssertEqual(storedOutcome["delivered"] as? [String], [])
+        let storedFor = try XCTUnwrap(storedOutcome["stored"] as? [[String: Any]])
+        XCTAssertEqual(storedFor.map { $0["node_id"] as? String }, [offline])
+        XCTAssertEqual(storedFor.first?["reason"] as? String, "unreachable")
+        XCTAssertNotNil((storedOutcome["msg_id"] as? String).flatMap(UUID.init(uuidString:)))
+
+        // The recipient's queue is full: refused, not stored; the reason in words and as the code.
         let refused = try startPtpchat(["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "again?"], name: "send-refused")
-        let status = try XCTUnwrap(refused.waitForExit(timeout: 15), "ptpchat send did not end")
-        XCTAssertNotEqual(status, 0)
-        XCTAssertTrue(refused.stderr.contains("queue_full"), "the NACK reason is not on stderr: \(refused.stderr)")
-        XCTAssertTrue(refused.stdout.isEmpty, "send printed on stdout: \(refused.stdout)")
+        XCTAssertEqual(refused.waitForExit(timeout: 15), 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("the relay refused the message for \(offline): the relay's store for the recipient is full"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("(NACK queue_full)"), "the NACK reason is not on stderr: \(refused.stderr)")
+        XCTAssertTrue(refused.stdout.isEmpty, "a refused send printed on stdout: \(refused.stdout)")
+
+        let refusedJSON = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--to", offline, "--timeout", "10", "--json", "and again?"], name: "send-refused-json")
+        XCTAssertEqual(refusedJSON.waitForExit(timeout: 15), 1, refusedJSON.stderr)
+        let refusedOutcome = try XCTUnwrap(JSON.object(Array(refusedJSON.stdout.utf8)), "not one JSON object: \(refusedJSON.stdout)")
+        XCTAssertEqual(refusedOutcome["outcome"] as? String, "refused")
+        let refusedFor = try XCTUnwrap(refusedOutcome["refused"] as? [[String: Any]])
+        XCTAssertEqual(refusedFor.map { $0["node_id"] as? String }, [offline])
+        XCTAssertEqual(refusedFor.first?["reason"] as? String, "queue_full")
     }
 
     func testPtpchatSendToAnOnlineAndAnOfflineRecipientSaysDeliveredToOneAndStoredForTheOther() throws {
         let relay = try startRelay()
         let listenerID = Ids.make()
+        let offline = Ids.make()
         let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID], name: "listen")
         XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "listen did not report ready: \(listener.stderr)")
         let sender = try startPtpchat(
-            ["send", "--relay", relay.endpoint, "--to", listenerID, "--to", Ids.make(), "--timeout", "10", "two of us"], name: "send")
+            ["send", "--relay", relay.endpoint, "--to", listenerID, "--to", offline, "--timeout", "10", "two of us"], name: "send")
         XCTAssertEqual(sender.waitForExit(timeout: 15), 0, "\(sender.stderr)")
-        XCTAssertTrue(
-            sender.stderr.contains("delivered to 1 of 2 recipients and stored by the relay for the other 1"), "\(sender.stderr)")
+        XCTAssertEqual(
+            sender.stdoutLines, ["delivered to 1 of 2 recipients; stored by the relay: delivered when \(offline) connects"], sender.stderr)
         XCTAssertEqual(listener.waitForStdoutLines(1, timeout: expectWithin).count, 1)
+    }
+
+    func testPtpchatSendReadsTheTextFromStdinAndRefusesAnEmptyStdin() throws {
+        let relay = try startRelay()
+        let listenerID = Ids.make()
+        let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID, "--json"], name: "listen")
+        XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "listen did not report ready: \(listener.stderr)")
+
+        let empty = try startPtpchat(["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10"], input: "", name: "send-empty")
+        XCTAssertEqual(empty.waitForExit(timeout: 15), 64, empty.stderr)
+        XCTAssertTrue(empty.stderr.contains("nothing to send: stdin is empty"), empty.stderr)
+
+        let piped = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10"], input: "first line\nsecond line\n", name: "send-stdin")
+        XCTAssertEqual(piped.waitForExit(timeout: 15), 0, piped.stderr)
+        XCTAssertEqual(piped.stdoutLines, ["delivered to \(listenerID)"])
+        let line = try XCTUnwrap(listener.waitForStdoutLines(1, timeout: expectWithin).first.flatMap { JSON.object(Array($0.utf8)) })
+        XCTAssertEqual(line["text"] as? String, "first line\nsecond line", "one trailing newline dropped, the rest kept")
+        // The empty stdin sent nothing: the piped message is the only one.
+        XCTAssertEqual(listener.stdoutLines.count, 1, listener.stdout)
+    }
+
+    func testPtpchatListenPrintsOneReadableLinePerMessageSafeForATerminal() throws {
+        let relay = try startRelay()
+        let listenerID = Ids.make()
+        let senderID = Ids.make()
+        let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID], name: "listen")
+        XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "listen did not report ready: \(listener.stderr)")
+
+        let text = "hi \u{1b}[31mred\u{7}\nnext \u{202e}gnp.exe \u{e9}\u{1F44B}"
+        let sender = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--node-id", senderID, "--name", "alice", "--to", listenerID, "--timeout", "10", text],
+            name: "send")
+        XCTAssertEqual(sender.waitForExit(timeout: 15), 0, sender.stderr)
+        // The stock client's channel: shown as #name (ptpchat's own direct-message channel `cli` is not).
+        let plain = try startPtpchat(
+            ["send", "--relay", relay.endpoint, "--node-id", senderID, "--name", "alice", "--plain", "--to", listenerID, "--timeout", "10",
+             "on a channel"], name: "send-plain")
+        XCTAssertEqual(plain.waitForExit(timeout: 15), 0, plain.stderr)
+
+        let lines = listener.waitForStdoutLines(2, timeout: expectWithin)
+        XCTAssertEqual(lines.count, 2, listener.stdout)
+        let clock = try NSRegularExpression(pattern: "^[0-9]{2}:[0-9]{2}:[0-9]{2} ")
+        for line in lines {
+            XCTAssertNotNil(clock.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)), "no local time first: \(line)")
+            XCTAssertFalse(line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || $0.value == 0x202e }, "unsafe: \(line)")
+        }
+        XCTAssertEqual(
+            lines.first.map { String($0.dropFirst(9)) },
+            "alice (\(senderID)): hi \\u{1b}[31mred\\u{7}\\nnext \\u{202e}gnp.exe \u{e9}\u{1F44B}")
+        XCTAssertEqual(lines.last.map { String($0.dropFirst(9)) }, "alice (\(senderID)) #Test Channel: on a channel")
+    }
+
+    func testPtpchatListenShowsFloodsOnlyWithAll() throws {
+        let relay = try startRelay()
+        let everything = try startPtpchat(["listen", "--relay", relay.endpoint, "--all"], name: "listen-all")
+        let everythingJSON = try startPtpchat(["listen", "--relay", relay.endpoint, "--all", "--json"], name: "listen-all-json")
+        let messagesOnly = try startPtpchat(["listen", "--relay", relay.endpoint], name: "listen-messages")
+        for listener in [everything, everythingJSON, messagesOnly] {
+            XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "\(listener.name): not ready: \(listener.stderr)")
+        }
+        let joinerID = Ids.make()
+        let channelID = Ids.make()
+        let joiner = try startPtpchat(
+            ["listen", "--relay", relay.endpoint, "--node-id", joinerID, "--name", "bob", "--join", channelID, "--channel-name", "lobby"],
+            name: "joiner")
+        XCTAssertNotNil(joiner.waitForStderrLine(containing: "ready", timeout: 10), joiner.stderr)
+
+        let line = try XCTUnwrap(everything.waitForStdoutLines(1, timeout: expectWithin).first, "no JOIN line: \(everything.stderr)")
+        XCTAssertTrue(line.hasSuffix(" bob (\(joinerID)) joined #lobby"), line)
+        let json = try XCTUnwrap(everythingJSON.waitForStdoutLines(1, timeout: expectWithin).first.flatMap { JSON.object(Array($0.utf8)) })
+        XCTAssertEqual(json.verb, "JOIN")
+        XCTAssertEqual(json.data["channel_id"] as? String, channelID)
+
+        // A message after the JOIN: once it is printed, the JOIN (sent before it) would have been too.
+        let listenerID = Ids.make()
+        let control = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", listenerID], name: "control")
+        XCTAssertNotNil(control.waitForStderrLine(containing: "ready", timeout: 10), control.stderr)
+        let sender = try startPtpchat(["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10", "after the join"], name: "send")
+        XCTAssertEqual(sender.waitForExit(timeout: 15), 0, sender.stderr)
+        XCTAssertEqual(control.waitForStdoutLines(1, timeout: expectWithin).count, 1)
+        XCTAssertTrue(messagesOnly.stdout.isEmpty, "listen without --all printed a flood: \(messagesOnly.stdout)")
+    }
+
+    func testPtpchatRoutesPrintsTheRelaysViewAsATableAndSaysWhyItIsEmpty() throws {
+        let relay = try startRelay(config: "routing:\n  to_clients: true\n")
+        let zed = Ids.make()
+        let amy = Ids.make()
+        for (id, name) in [(zed, "zed"), (amy, "amy")] {
+            let listener = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", id, "--name", name], name: "listen-\(name)")
+            XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), listener.stderr)
+        }
+        // Each shard learns a client bound on another shard a moment later: ask until both are seen.
+        var attempt = 0
+        var routes = try startPtpchat(["routes", "--relay", relay.endpoint], name: "routes-0")
+        _ = Deadline.poll(timeout: expectWithin, interval: 0.1) {
+            guard routes.waitForExit(timeout: 5) == 0, routes.stdoutLines.count < 4 else { return true }
+            attempt += 1
+            routes = (try? startPtpchat(["routes", "--relay", relay.endpoint], name: "routes-\(attempt)")) ?? routes
+            return false
+        }
+        XCTAssertEqual(routes.waitForExit(timeout: 5), 0, routes.stderr)
+        let lines = routes.stdoutLines
+        XCTAssertEqual(lines.count, 4, routes.stdout)
+        XCTAssertTrue(lines.first?.hasSuffix("at \(relay.endpoint): 2 nodes") == true, routes.stdout)
+        XCTAssertEqual(lines.dropFirst().map { $0.split(separator: " ").map(String.init) }, [["NODE", "ID", "NAME", "HOPS"], [amy, "amy", "1"], [zed, "zed", "1"]])
+        XCTAssertEqual(Set(lines.dropFirst().map { $0.count }).count, 1, "the columns are not aligned: \(routes.stdout)")
+
+        let routesJSON = try startPtpchat(["routes", "--relay", relay.endpoint, "--json"], name: "routes-json")
+        XCTAssertEqual(routesJSON.waitForExit(timeout: 15), 0, routesJSON.stderr)
+        let object = try XCTUnwrap(JSON.object(Array(routesJSON.stdout.utf8)), routesJSON.stdout)
+        let nodes = try XCTUnwrap(object["nodes"] as? [[String: Any]])
+        XCTAssertEqual(nodes.map { $0["node_id"] as? String }, [amy, zed])
+        XCTAssertEqual(nodes.map { $0["hops"] as? Int }, [1, 1])
+        XCTAssertEqual(object["endpoint"] as? String, relay.endpoint)
+
+        // The default view (`channels`): a fresh client shares nothing, and is told why it sees nothing.
+        let scoped = try startRelay()
+        let scopedListener = try startPtpchat(["listen", "--relay", scoped.endpoint, "--name", "amy"], name: "listen-scoped")
+        XCTAssertNotNil(scopedListener.waitForStderrLine(containing: "ready", timeout: 10), scopedListener.stderr)
+        let empty = try startPtpchat(["routes", "--relay", scoped.endpoint], name: "routes-empty")
+        XCTAssertEqual(empty.waitForExit(timeout: 15), 0, empty.stderr)
+        XCTAssertTrue(empty.stdout.contains("no routes in this client's view"), empty.stdout)
+        XCTAssertTrue(empty.stdout.contains("routing.to_clients"), empty.stdout)
+    }
+
+    func testBothProgramsSayTheirVersion() throws {
+        let client = try startPtpchat(["--version"], name: "ptpchat-version")
+        let relay = try runRelayBinary(["--version"], name: "relay-version")
+        for child in [client, relay] {
+            XCTAssertEqual(child.waitForExit(timeout: 10), 0, child.stderr)
+            XCTAssertEqual(child.stdoutLines, [ProjectVersion.number], "\(child.name) --version")
+        }
     }
 
     func testPtpchatListenExitsNonZeroWhenTheRelayGoes() throws {

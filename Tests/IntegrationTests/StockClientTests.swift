@@ -52,7 +52,7 @@ final class StockClientTests: RelayTestCase {
         let stock = try startStockClient(relay, label: "stock")
         let listenerID = Ids.make()
         let listener = try startPtpchat(
-            ["listen", "--relay", relay.endpoint, "--node-id", listenerID, "--name", "listener", "--join", StockClient.builtInChannel],
+            ["listen", "--relay", relay.endpoint, "--node-id", listenerID, "--name", "listener", "--json", "--join", StockClient.builtInChannel],
             name: "listen")
         XCTAssertNotNil(listener.waitForStderrLine(containing: "ready", timeout: 10), "listen did not report ready: \(listener.stderr)")
         XCTAssertTrue(stock.pump(timeout: expectWithin) { $0.canReach(listenerID) }, "the JOIN of ptpchat listen did not make it a member")
@@ -70,7 +70,7 @@ final class StockClientTests: RelayTestCase {
             ["send", "--relay", relay.endpoint, "--name", "cli", "--plain", "--to", stock.id, "--timeout", "10", "from ptpchat"],
             name: "send")
         XCTAssertEqual(sender.waitForExit(timeout: 15), 0, "ptpchat send --plain: \(sender.stderr)")
-        XCTAssertTrue(sender.stderr.contains("delivered"), "\(sender.stderr)")
+        XCTAssertTrue(sender.stdout.hasPrefix("delivered"), "\(sender.stdout) \(sender.stderr)")
         XCTAssertTrue(stock.pump(timeout: expectWithin) { $0.chats.contains { $0.text == "from ptpchat" } }, "the stock client got no chat")
         XCTAssertEqual(stock.chats.first?.text, "from ptpchat")
 

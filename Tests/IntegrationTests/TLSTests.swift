@@ -342,7 +342,7 @@ final class TLSTests: RelayTestCase {
         let (relay, port) = try startTLSRelay()
         let listenerID = Ids.make()
         let listener = try startPtpchat(
-            ["listen", "--relay", "127.0.0.1:\(port)", "--tls", "--ca", pki.ca, "--node-id", listenerID], name: "listen")
+            ["listen", "--relay", "127.0.0.1:\(port)", "--tls", "--ca", pki.ca, "--node-id", listenerID, "--json"], name: "listen")
         XCTAssertEqual(listener.waitForStderrLine(containing: "ready", timeout: 10), "ready \(listenerID)", listener.stderr)
         // Sent over plaintext, received over TLS: one relay, both listeners.
         let sender = try startPtpchat(["send", "--relay", relay.endpoint, "--to", listenerID, "--timeout", "10", "to a tls listener"], name: "send")

@@ -26,8 +26,11 @@ final class ChildProcess {
         return environment
     }
 
-    /// Starts `executable` with `arguments`; the output files go into `directory`.
-    init(executable: URL, arguments: [String], environment: [String: String]? = nil, directory: URL, name: String) throws {
+    /// Starts `executable` with `arguments`; the output files go into `directory`. With `input` its
+    /// stdin is that text (from a file), else /dev/null.
+    init(
+        executable: URL, arguments: [String], environment: [String: String]? = nil, input: String? = nil, directory: URL, name: String
+    ) throws {
         self.name = name
         stdoutURL = directory.appendingPathComponent("\(name).stdout")
         stderrURL = directory.appendingPathComponent("\(name).stderr")
@@ -44,9 +47,18 @@ final class ChildProcess {
         if let environment {
             process.environment = Self.baseEnvironment.merging(environment) { $1 }
         }
-        process.standardInput = FileHandle.nullDevice
         process.standardOutput = stdout
         process.standardError = stderr
+        guard let input else {
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            return
+        }
+        let inputURL = directory.appendingPathComponent("\(name).stdin")
+        try Data(input.utf8).write(to: inputURL)
+        let stdin = try FileHandle(forReadingFrom: inputURL)
+        defer { try? stdin.close() }
+        process.standardInput = stdin
         try process.run()
     }
 

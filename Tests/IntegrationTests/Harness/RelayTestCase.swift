@@ -118,10 +118,10 @@ class RelayTestCase: XCTestCase {
         return Node(client: client, id: id, name: "LocalNode")
     }
 
-    /// Starts the `ptpchat` command-line client; stopped in tearDown.
-    func startPtpchat(_ arguments: [String], name: String) throws -> ChildProcess {
+    /// Starts the `ptpchat` command-line client (with `input` on its stdin, else /dev/null); stopped in tearDown.
+    func startPtpchat(_ arguments: [String], input: String? = nil, name: String) throws -> ChildProcess {
         let child = try ChildProcess(
-            executable: try Binaries.path("ptpchat"), arguments: arguments, directory: try directory, name: name)
+            executable: try Binaries.path("ptpchat"), arguments: arguments, input: input, directory: try directory, name: name)
         children.append(child)
         return child
     }
