@@ -4,7 +4,8 @@
 set -euo pipefail
 # iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
 # Benchmarks/nat-lab.sh) builds namespaces and NAT routers and compiles its packet-delaying reader.
-PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl
+# man-db: scripts/check-install.sh reads the installed man pages with man -l.
+PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl man-db
     iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev)
 missing=()
 for package in "${PACKAGES[@]}"; do
