@@ -8,13 +8,13 @@ struct Routes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the relay's ROUTING view (the nodes it can reach) as a table.",
         discussion: """
-            Connects as a fresh node, says HELLO and prints the nodes of the relay's first ROUTING: \\
-            node id, name and hops (the ROUTING ttl: 1 is a client of this relay, more is behind \\
+            Connects as a fresh node, says HELLO and prints the nodes of the relay's first ROUTING: \
+            node id, name and hops (the ROUTING ttl: 1 is a client of this relay, more is behind \
             peer relays), sorted by hops, then name, then id. --json prints one JSON object instead.
 
-            What a client sees is the relay's routing.to_clients setting: "channels" (the default) \\
-            lists only the nodes that share a channel with this client or exchanged messages with \\
-            it, so a fresh `routes` sees none; "true" lists every node the relay can reach; \\
+            What a client sees is the relay's routing.to_clients setting: "channels" (the default) \
+            lists only the nodes that share a channel with this client or exchanged messages with \
+            it, so a fresh `routes` sees none; "true" lists every node the relay can reach; \
             "false" none. An empty view says so.
             """
     )
