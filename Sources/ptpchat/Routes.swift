@@ -119,8 +119,8 @@ struct RouteView: Equatable {
         guard !rows.isEmpty else {
             return """
                 \(relayName): no routes in this client's view.
-                The relay's routing.to_clients setting decides what a client sees: "channels" (the default) \
-                lists only the nodes that share a channel with this client or exchanged messages with it, \
+                The relay's routing.to_clients setting decides what a client sees: "channels" (the default)
+                lists only the nodes that share a channel with this client or exchanged messages with it,
                 "false" none, "true" every node it can reach (docs/configuration.md).
                 """
         }
