@@ -54,6 +54,21 @@ final class PunchTests: RelayTestCase {
         return try find(XCTUnwrap(response.json, "\(response)"))
     }
 
+    func testAResponderWithoutJSONShowsEachMessageReadablyWithItsPathAndEachPunchOnStderr() throws {
+        let relay = try startRelay()
+        let a = Ids.make()
+        let b = Ids.make()
+        let responder = try startPtpchat(["listen", "--relay", relay.endpoint, "--node-id", b, "--accept-punch"], name: "responder-readable")
+        XCTAssertNotNil(responder.waitForStderrLine(containing: "ready \(b)", timeout: 20), responder.outputTail())
+
+        let report = try punch(relay, to: b, from: a, text: "readable \u{1b}[1mbold")
+        XCTAssertEqual(report["path"] as? String, "direct", "\(report)")
+        let line = try XCTUnwrap(responder.waitForStdoutLines(1, timeout: 15).first, responder.outputTail())
+        XCTAssertTrue(line.hasSuffix(" ptpchat (\(a)) [direct]: readable \\u{1b}[1mbold"), line)
+        XCTAssertEqual(responder.stdoutLines.count, 1, "only the message on stdout: \(responder.stdout)")
+        XCTAssertNotNil(responder.waitForStderrLine(containing: "punch from \(a): direct", timeout: 5), responder.outputTail())
+    }
+
     func testLoopbackPunchGoesDirectAndTheMessageTakesTheDirectLink() throws {
         let statsPort = try Sockets.freePort()
         let relay = try startRelay(arguments: ["--stats", "127.0.0.1:\(statsPort)"])
