@@ -1,6 +1,7 @@
 import Foundation
 
-/// Output of the client: stdout carries only the received messages (one JSON line each), every
+/// Output of the client: stdout carries only what a command produces (the received messages, the
+/// outcome of a send, the routes, a punch report), one line or one JSON object each; every
 /// diagnostic goes to stderr. Both are written unbuffered, so each line is out when the call returns.
 enum Console {
     /// Writes `line` and a newline to stdout in one write.

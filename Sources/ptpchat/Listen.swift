@@ -137,9 +137,12 @@ struct Listen: AsyncParsableCommand {
     }
 }
 
-/// How `listen` prints what it receives (`--json`, `--all`); set once from the options.
+/// How `listen` prints what it receives; made once by `Listen` from its options and shared with
+/// `PunchAnswering` (messages over direct links are printed the same way).
 struct ListenOutput: Sendable {
+    /// `--json`: each frame as its JSON line (a MESSAGE with `text` and `text_encoding` added).
     var json: Bool
+    /// `--all`: JOIN, LEAVE and CHANNEL are shown too.
     var floods: Bool
 
     func show(_ frame: InboundFrame, path: PunchReport.Path?) {
