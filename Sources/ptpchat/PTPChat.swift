@@ -8,7 +8,8 @@ struct PTPChat: AsyncParsableCommand {
         commandName: "ptpchat",
         abstract: "A small ptpchat client: send and receive chat messages through a relay, and show its routes.",
         discussion: """
-            Exit status: 0 success, \(ClientError.refusedExitCode) refused by the relay (NACK), \
+            Exit status: 0 success (for send: delivered, or stored by the relay for an offline \
+            recipient), \(ClientError.refusedExitCode) refused by the relay (NACK), \
             \(ClientError.connectionExitCode) connection failed or lost, \(ClientError.timeoutExitCode) timed out, \
             64 bad usage.
             """,
