@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Checks `make install` and `make uninstall`: installs into a temporary PREFIX (and once more under
 # a DESTDIR), then runs each installed program (--version, --help), renders each man page with
-# `man -l`, asks each bash completion for the subcommands as a shell would, checks the zsh and fish
-# scripts, and checks that uninstall removes every file. Last line: "N passed, N failed"; exit 1 on
-# any failure. CONFIG=debug (the default here) installs the build `make test` made; CONFIG=release
-# installs what `make install` installs.
+# `man -l`, asks each bash and fish completion for the subcommands as the shell would, parses each
+# zsh completion (zsh -n), and checks that uninstall removes every file. Last line: "N passed,
+# N failed"; exit 1 on any failure. CONFIG=debug (the default here) installs the build `make test`
+# made; CONFIG=release installs what `make install` installs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -80,9 +80,16 @@ check_tree() {
             fail "$label: zsh completion $zsh_script" "$(head -n 3 "$zsh_script" 2>&1)"
         fi
         local fish_script="$root/share/fish/vendor_completions.d/$program.fish"
-        if [[ -s $fish_script ]] && grep -q "complete -c '\?$program'\?" "$fish_script"; then
-            if command -v fish >/dev/null 2>&1; then check "$label: fish completion parses (fish -n)" fish -n "$fish_script"
-            else pass "$label: fish completion is there (complete -c $program)"; fi
+        if [[ ! -s $fish_script ]]; then
+            fail "$label: fish completion $fish_script is missing"
+        elif command -v fish >/dev/null 2>&1; then
+            # fish's own completer, as at "PROGRAM <TAB>": one "candidate<TAB>description" per line.
+            offered=$(fish --no-config -c "source '$fish_script'; complete -C '$program '" 2>&1 | cut -f1)
+            missing=""
+            for sub in $subs; do grep -qx "$sub" <<<"$offered" || missing+=" $sub"; done
+            if [[ -z $missing ]]; then pass "$label: fish completes '$program <TAB>' to its subcommands"; else fail "$label: fish completion lacks$missing" "$offered"; fi
+        elif grep -q "complete -c '\?$program'\?" "$fish_script"; then
+            pass "$label: fish completion is there (complete -c $program; no fish to run it)"
         else
             fail "$label: fish completion $fish_script" "$(head -n 3 "$fish_script" 2>&1)"
         fi

@@ -4,8 +4,9 @@
 set -euo pipefail
 # iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
 # Benchmarks/nat-lab.sh) builds namespaces and NAT routers and compiles its packet-delaying reader.
-# man-db: scripts/check-install.sh reads the installed man pages with man -l.
-PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl man-db
+# man-db, zsh and fish: scripts/check-install.sh reads the installed man pages (man -l) and runs the
+# zsh and fish completions.
+PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl man-db zsh fish
     iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev)
 missing=()
 for package in "${PACKAGES[@]}"; do
