@@ -204,6 +204,29 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertTrue(empty.stdout.contains("routing.to_clients"), empty.stdout)
     }
 
+    func testPtpchatRoutesReadsATableTheRelayChunkedIntoSeveralFrames() throws {
+        let relay = try startRelay(config: "routing:\n  to_clients: true\nlimits:\n  per_ip_connections: 0\n  per_ip_new_per_second: 0\n")
+        // About 55 bytes an entry: 200 entries need two ROUTING frames of at most 8 KiB.
+        let count = 200
+        var ids: Set<String> = []
+        for index in 0..<count {
+            ids.insert(try bind(relay, name: "n\(index)").id)
+        }
+        var attempt = 0
+        var nodes: [[String: Any]] = []
+        let complete = Deadline.poll(timeout: 3 * expectWithin, interval: 0.1) {
+            attempt += 1
+            guard let routes = try? startPtpchat(["routes", "--relay", relay.endpoint, "--json"], name: "routes-\(attempt)"),
+                routes.waitForExit(timeout: 10) == 0,
+                let object = JSON.object(Array(routes.stdout.utf8))
+            else { return false }
+            nodes = object["nodes"] as? [[String: Any]] ?? []
+            return nodes.count >= count
+        }
+        XCTAssertTrue(complete, "routes saw \(nodes.count) of \(count) nodes after \(attempt) attempts")
+        XCTAssertEqual(Set(nodes.compactMap { $0["node_id"] as? String }), ids)
+    }
+
     func testBothProgramsSayTheirVersion() throws {
         let client = try startPtpchat(["--version"], name: "ptpchat-version")
         let relay = try runRelayBinary(["--version"], name: "relay-version")
