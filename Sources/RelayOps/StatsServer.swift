@@ -41,7 +41,7 @@ public final class StatsServer: Sendable {
     public func start(host: String, port: Int) async throws -> SocketAddress? {
         let bound = try await bootstrap.bind(to: ListenAddress.socketAddress(host: host, port: port)).get()
         channel.withLockedValue { $0 = bound }
-        logger.info("stats endpoint listening", metadata: ["address": "\(bound.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("stats endpoint listening", metadata: ["address": "\(bound.localAddress?.hostPort ?? "?")"])
         return bound.localAddress
     }
 
@@ -49,7 +49,7 @@ public final class StatsServer: Sendable {
     public func start(descriptor: Int32) async throws {
         let bound = try await bootstrap.withBoundSocket(descriptor).get()
         channel.withLockedValue { $0 = bound }
-        logger.info("stats endpoint on socket from systemd", metadata: ["address": "\(bound.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("stats endpoint on socket from systemd", metadata: ["address": "\(bound.localAddress?.hostPort ?? "?")"])
     }
 
     public func shutdown() async {
