@@ -118,4 +118,36 @@ final class DashboardTests: OpsTestCase {
         XCTAssertTrue((gone["link_text"] as? String)?.contains("retrying") ?? false, "\(gone)")
         XCTAssertEqual(probe.waitForExit(timeout: 15), 0, probe.outputTail())
     }
+
+    /// With `prefers-color-scheme: dark` the page loads as cleanly and turns dark: a dark
+    /// background under light text (the light scheme is the one above).
+    func testDashboardFollowsTheDarkColourScheme() throws {
+        guard let chromium = Self.onPath("chromium") ?? Self.onPath("chromium-browser") else {
+            throw XCTSkip("chromium is not installed (Debian: apt-get install chromium; scripts/install-deps.sh installs it, CI has it)")
+        }
+        guard let python = Self.onPath("python3") else { throw XCTSkip("python3 is not installed") }
+        let relay = try launchRelay(logLevel: "info", stats: true)
+        try relay.waitUntilListening()
+        let statsPort = try XCTUnwrap(relay.statsPort)
+        _ = try HTTPProbe.waitForAnswer(port: statsPort, timeout: expectWithin)
+        let probe = try launch(
+            URL(fileURLWithPath: python),
+            [Self.probeScript.path, "http://127.0.0.1:\(statsPort)/index.html", "--chromium", chromium, "--dark", "--polls", "2", "--gap", "1"],
+            environment: [:], name: "dashboard-probe-dark")
+        XCTAssertEqual(probe.waitForExit(timeout: 60), 0, probe.outputTail())
+        let report = try XCTUnwrap(probe.stdoutLines.first.flatMap { JSON.object(Array($0.utf8)) }, probe.outputTail())
+        XCTAssertEqual(report["errors"] as? [String], [], "console errors, exceptions or CSP violations on the page")
+        XCTAssertEqual(report["failed"] as? [String], [], "failed requests")
+        let reading = try XCTUnwrap((report["readings"] as? [[String: Any]])?.last)
+        XCTAssertEqual(reading["scheme"] as? String, "dark")
+        /// The mean of an `rgb(r, g, b)` colour's channels.
+        func brightness(_ key: String) -> Double? {
+            let channels = (reading[key] as? String)?.split { !"0123456789".contains($0) }.prefix(3).compactMap { Double($0) } ?? []
+            return channels.count == 3 ? channels.reduce(0, +) / 3 : nil
+        }
+        let background = try XCTUnwrap(brightness("background"), "\(reading["background"] ?? "no background")")
+        let text = try XCTUnwrap(brightness("color"), "\(reading["color"] ?? "no colour")")
+        XCTAssertLessThan(background, 64, "a dark background: \(reading["background"] ?? "")")
+        XCTAssertGreaterThan(text, 160, "light text: \(reading["color"] ?? "")")
+    }
 }

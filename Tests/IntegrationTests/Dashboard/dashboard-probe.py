@@ -30,6 +30,8 @@ READ = r"""(() => {
   out.link = document.body.dataset.link || null;
   out.polls = Number(document.body.dataset.polls || 0);
   out.scheme = matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  out.background = getComputedStyle(document.body).backgroundColor;
+  out.color = getComputedStyle(document.body).color;
   return JSON.stringify(out);
 })()"""
 
