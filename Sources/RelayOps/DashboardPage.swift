@@ -115,12 +115,12 @@ enum DashboardPage {
             <div class="card kpi"><div class="l">Drops /s</div><div class="v" id="kpi-drops">–</div><div class="s"><span id="kpi-drops-total">–</span> since start</div></div>
           </section>
           <section class="charts">
-            <div class="card"><div class="head"><h2>Messages relayed /s</h2><span class="now" id="now-rate"></span></div><div class="legend" id="legend-rate"></div><canvas id="chart-rate"></canvas></div>
-            <div class="card"><div class="head"><h2>Connections</h2><span class="now" id="now-connections"></span></div><div class="legend" id="legend-connections"></div><canvas id="chart-connections"></canvas></div>
-            <div class="card"><div class="head"><h2>Peer relays</h2><span class="now" id="now-peers"></span></div><div class="legend" id="legend-peers"></div><canvas id="chart-peers"></canvas></div>
-            <div class="card"><div class="head"><h2>Store depth</h2><span class="now" id="now-store"></span></div><div class="legend" id="legend-store"></div><canvas id="chart-store"></canvas></div>
-            <div class="card"><div class="head"><h2>Bytes /s on the wire</h2><span class="now" id="now-traffic"></span></div><div class="legend" id="legend-traffic"></div><canvas id="chart-traffic"></canvas></div>
-            <div class="card"><div class="head"><h2>Drops /s by reason</h2><span class="now" id="now-drops"></span></div><div class="legend" id="legend-drops"></div><canvas id="chart-drops"></canvas></div>
+            <div class="card"><div class="head"><h2>Messages relayed /s</h2><span class="now" id="now-rate"></span></div><div class="legend" id="legend-rate"></div><canvas id="chart-rate" role="img" aria-label="Messages relayed per second over the last five minutes"></canvas></div>
+            <div class="card"><div class="head"><h2>Connections</h2><span class="now" id="now-connections"></span></div><div class="legend" id="legend-connections"></div><canvas id="chart-connections" role="img" aria-label="Connections over the last five minutes"></canvas></div>
+            <div class="card"><div class="head"><h2>Peer relays</h2><span class="now" id="now-peers"></span></div><div class="legend" id="legend-peers"></div><canvas id="chart-peers" role="img" aria-label="Peer relays up over the last five minutes"></canvas></div>
+            <div class="card"><div class="head"><h2>Store depth</h2><span class="now" id="now-store"></span></div><div class="legend" id="legend-store"></div><canvas id="chart-store" role="img" aria-label="Messages in the store over the last five minutes"></canvas></div>
+            <div class="card"><div class="head"><h2>Bytes /s on the wire</h2><span class="now" id="now-traffic"></span></div><div class="legend" id="legend-traffic"></div><canvas id="chart-traffic" role="img" aria-label="Bytes per second received and sent over the last five minutes"></canvas></div>
+            <div class="card"><div class="head"><h2>Drops /s by reason</h2><span class="now" id="now-drops"></span></div><div class="legend" id="legend-drops"></div><canvas id="chart-drops" role="img" aria-label="Drops per second by reason over the last five minutes"></canvas></div>
           </section>
           <section class="tables">
             <div class="card"><div class="bar"><h2>Peer relays</h2><span class="note" id="peers-count"></span></div>
