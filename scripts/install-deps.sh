@@ -4,8 +4,10 @@
 set -euo pipefail
 # iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
 # Benchmarks/nat-lab.sh) builds namespaces and NAT routers and compiles its packet-delaying reader.
+# chromium: the dashboard tests (DashboardTests) load the stats endpoint's page in headless Chromium;
+# prometheus: promtool checks deploy/prometheus (.ci/check-deploy.sh).
 PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl
-    iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev)
+    iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev chromium prometheus)
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
