@@ -101,7 +101,7 @@ let package = Package(
             name: "CSystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
-        // Operations: systemd integration, the stats endpoint (JSON and Prometheus), log format.
+        // Operations: systemd integration, the stats endpoint (JSON, Prometheus, the live dashboard), log format.
         .target(
             name: "RelayOps",
             dependencies: [
@@ -113,6 +113,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                // SHA-256 of the dashboard's inline script and style, for its Content-Security-Policy.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
@@ -200,8 +202,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            // The NAT lab's scripts and C reader, run by the NATLab tests and Benchmarks/nat-lab.sh.
-            exclude: ["NATLab/lab"]
+            // The NAT lab's scripts and C reader, run by the NATLab tests and Benchmarks/nat-lab.sh;
+            // the headless-Chromium driver run by DashboardTests.
+            exclude: ["NATLab/lab", "Dashboard/dashboard-probe.py"]
         ),
     ],
     swiftLanguageModes: [.v6]

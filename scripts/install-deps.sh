@@ -4,10 +4,12 @@
 set -euo pipefail
 # iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
 # Benchmarks/nat-lab.sh) builds namespaces and NAT routers and compiles its packet-delaying reader.
+# chromium: the dashboard tests (DashboardTests) load the stats endpoint's page in headless Chromium;
+# prometheus: promtool checks deploy/prometheus (.ci/check-deploy.sh).
 # man-db, zsh and fish: scripts/check-install.sh reads the installed man pages (man -l) and runs the
 # zsh and fish completions.
-PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl man-db zsh fish
-    iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev)
+PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl
+    iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev chromium prometheus man-db zsh fish)
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

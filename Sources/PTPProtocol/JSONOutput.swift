@@ -22,6 +22,13 @@ extension ByteBuffer {
     /// `"<text>"`, escaped as JSON, ASCII only.
     public mutating func writeJSONString(_ text: String) {
         writeInteger(UInt8(ascii: "\""))
+        // Most strings (names, versions, ids) need no escape: one copy instead of a write per
+        // character.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) {
+            writeString(text)
+            writeInteger(UInt8(ascii: "\""))
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar.value {
             case 0x22: writeASCII("\\\"")

@@ -123,11 +123,7 @@ public struct PunchInitiator: Sendable {
             }
             report.peer = peer
             if let nat = fields.nat { report.peerNAT = NATType(rawValue: nat) }
-            if let source = fields.sourceRTTMilliseconds, let destination = fields.destinationRTTMilliseconds,
-                source >= 0, destination >= 0
-            {
-                report.rttHintMilliseconds = (source + destination) / 2
-            }
+            report.rttHintMilliseconds = PunchResponder.rttHint(fields)
             if report.peerNAT == .symmetric {
                 return finish(reason: "the peer's NAT is symmetric: punching cannot work, not tried")
             }
@@ -193,6 +189,17 @@ public enum PunchResponder {
     /// initiator has been dialing (and accepting) for long.
     public static let maxDialDelayMilliseconds = 1_000
 
+    /// The relay's RTT hint, `(src_rtt_ms + dst_rtt_ms) / 2`, when it sent both keys and each is
+    /// a round-trip time a TCP connection can have (0 to a minute). Anything else is no hint: the
+    /// values come from the network, and two huge ones would overflow the sum.
+    static func rttHint(_ fields: InboundFrame.ConnectFields) -> Int? {
+        let plausible = 0...60_000
+        guard let source = fields.sourceRTTMilliseconds, let destination = fields.destinationRTTMilliseconds,
+            plausible.contains(source), plausible.contains(destination)
+        else { return nil }
+        return (source + destination) / 2
+    }
+
     public struct Answer: Sendable, Equatable {
         /// The initiator's public address: step 3's `src` as received, and the address to dial.
         public var peer: ConnectAddress
@@ -223,12 +230,7 @@ public enum PunchResponder {
         guard let text = fields.src, let peer = ConnectAddress(parsing: text), peer.host != nil else {
             return .failure(ResponderRefusal(reason: "step 2 from \(fields.sourceNode) has no usable src: \(fields.src ?? "null")"))
         }
-        var hint: Int?
-        if let source = fields.sourceRTTMilliseconds, let destination = fields.destinationRTTMilliseconds, source >= 0,
-            destination >= 0
-        {
-            hint = (source + destination) / 2
-        }
+        let hint = rttHint(fields)
         let delay = honoursRTTHint && !fields.rttHintRefused ? min(hint ?? 0, maxDialDelayMilliseconds) : 0
         return .success(
             Answer(peer: peer, dst: ConnectAddress(host: nil, port: observed.port)!, dialDelayMilliseconds: delay, rttHintMilliseconds: hint))

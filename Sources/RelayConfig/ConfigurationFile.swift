@@ -5,8 +5,12 @@ import Synchronization
 /// The YAML configuration file: opened through swift-configuration's `FileProvider<YAMLSnapshot>`,
 /// with every key checked against the keys the relay knows.
 enum ConfigurationFile {
-    /// Opens and checks `path`. Returns `nil` for a file with no settings at all (empty or only comments).
-    static func open(path: String, keys: [ConfigurationKey]) async throws -> FileProvider<YAMLSnapshot>? {
+    /// Opens and checks `path`: the provider and the known keys the file sets. Returns `nil` for a
+    /// file with no settings at all (empty or only comments). Throws when the file cannot be read
+    /// or parsed; keys that are not known are reported to `problems`.
+    static func open(
+        path: String, keys: [ConfigurationKey], problems: inout ConfigurationLoader.Problems
+    ) async throws -> (provider: FileProvider<YAMLSnapshot>, keys: Set<String>)? {
         // The YAML snapshot does not list its keys, but it asks the secrets specifier about each key
         // it stores (every leaf of the YAML tree, dotted): that is where the keys are collected.
         let collector = KeyCollector()
@@ -31,8 +35,9 @@ enum ConfigurationFile {
                 description: "cannot parse configuration file '\(path)': \(firstLine(of: error))"
             )
         }
-        try checkKeys(collector.keys, in: provider, path: path, known: keys)
-        return provider
+        let leaves = collector.keys
+        try checkKeys(leaves, in: provider, path: path, known: keys, problems: &problems)
+        return (provider, Set(leaves))
     }
 
     /// After the provider failed: throws `.unreadableFile` when the file cannot be read, returns whether
@@ -68,7 +73,8 @@ enum ConfigurationFile {
         _ leaves: [String],
         in provider: FileProvider<YAMLSnapshot>,
         path: String,
-        known: [ConfigurationKey]
+        known: [ConfigurationKey],
+        problems: inout ConfigurationLoader.Problems
     ) throws {
         let names = Set(known.map(\.name))
         let sections = Set(known.compactMap { $0.name.split(separator: ".").first.map(String.init) })
@@ -83,23 +89,34 @@ enum ConfigurationFile {
                     value = text.trimmingCharacters(in: .whitespaces)
                 }
                 if Origin.file(path).isNull(value) { continue }
-                throw ConfigurationError(
+                try problems.report(ConfigurationError(
                     kind: .invalidValue,
                     key: leaf,
                     value: value,
                     description: "'\(leaf)' in \(path) is a section and takes keys (\(leaf): {key: value}), not '\(ConfigurationError.oneLine(value))'"
-                )
+                ))
+                continue
             }
             if let parent = known.first(where: { leaf.hasPrefix($0.name + ".") }) {
-                throw ConfigurationError(
+                try problems.report(ConfigurationError(
                     kind: .invalidValue,
                     key: parent.name,
                     description: "invalid value for '\(parent.name)' in \(path): expected a value, found a map"
-                )
+                ))
+                continue
             }
             unknown.append(leaf)
         }
         guard let first = unknown.first else { return }
+        if !problems.stopAtFirst {
+            // One line per problem: each unknown key with its likely meaning.
+            for leaf in unknown {
+                var description = "unknown configuration key '\(leaf)' in \(path)"
+                if let guess = closestKey(to: leaf, among: known.map(\.name)) { description += " (did you mean '\(guess)'?)" }
+                try problems.report(ConfigurationError(kind: .unknownKey, key: leaf, description: description))
+            }
+            return
+        }
         var description: String
         if unknown.count == 1 {
             description = "unknown configuration key '\(first)' in \(path)"
@@ -110,7 +127,7 @@ enum ConfigurationFile {
             let list = unknown.map { "'\($0)'" }.joined(separator: ", ")
             description = "unknown configuration keys \(list) in \(path)"
         }
-        throw ConfigurationError(kind: .unknownKey, key: first, description: description)
+        try problems.report(ConfigurationError(kind: .unknownKey, key: first, description: description))
     }
 
     /// The known key nearest to `key` by edit distance, if it is close enough to be a typo.

@@ -14,10 +14,28 @@ struct ConfigurationKey {
         let differs: (RelayConfiguration, RelayConfiguration) -> Bool
         /// Copies the field's value from the second configuration into the first.
         let copy: (inout RelayConfiguration, RelayConfiguration) -> Void
+        /// The value as it would be written in the file (`check-config` prints it).
+        let text: (RelayConfiguration) -> String
 
         init<Value: Equatable>(_ path: WritableKeyPath<RelayConfiguration, Value>) {
             differs = { $0[keyPath: path] != $1[keyPath: path] }
             copy = { $0[keyPath: path] = $1[keyPath: path] }
+            text = { Self.written($0[keyPath: path]) }
+        }
+
+        /// `[a, b]` for lists, `~` for none, a raw value for enums, `10` rather than `10.0`.
+        static func written(_ value: Any) -> String {
+            let mirror = Mirror(reflecting: value)
+            if mirror.displayStyle == .optional {
+                return mirror.children.first.map { written($0.value) } ?? "~"
+            }
+            switch value {
+            case let list as [String]: return "[\(list.joined(separator: ", "))]"
+            case let number as Double:
+                return number == number.rounded() && abs(number) < 1e15 ? String(Int(number)) : String(number)
+            case let raw as any RawRepresentable: return written(raw.rawValue)
+            default: return "\(value)"
+            }
         }
     }
 

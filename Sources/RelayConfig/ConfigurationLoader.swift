@@ -30,12 +30,65 @@ public enum ConfigurationLoader {
     ///   - overrides: values from the command line, by dotted key (`["relay.name": "alpha"]`), written
     ///     as in environment variables (a list key takes a comma-separated list). They win over
     ///     everything else. An unknown key here is an error.
-    /// - Throws: ``ConfigurationError``.
+    /// - Throws: ``ConfigurationError``, the first problem found.
     public static func load(
         file: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         overrides: [String: String] = [:]
     ) async throws -> RelayConfiguration {
+        var problems = Problems(stopAtFirst: true)
+        return try await read(file: file, environment: environment, overrides: overrides, problems: &problems).configuration
+    }
+
+    /// What `check` found: every problem, and the settings in effect (each key's value where it
+    /// could be read, its default where not).
+    public struct Check: Sendable {
+        public var configuration: RelayConfiguration
+        public var problems: [ConfigurationError]
+        /// Where each key's value comes from: `default`, `file`, `environment NAME` or `command line`.
+        public var sources: [String: String]
+    }
+
+    /// Reads the configuration as `load` does, but does not stop at the first problem: every
+    /// problem is listed (`ptpchat-relay check-config`). A file that cannot be read or parsed is
+    /// one problem, and the other sources are still checked.
+    public static func check(
+        file: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        overrides: [String: String] = [:]
+    ) async -> Check {
+        var problems = Problems(stopAtFirst: false)
+        do {
+            let read = try await read(file: file, environment: environment, overrides: overrides, problems: &problems)
+            return Check(configuration: read.configuration, problems: problems.found, sources: read.sources)
+        } catch {
+            // Not reached: problems are collected, not thrown, when `stopAtFirst` is false.
+            return Check(configuration: RelayConfiguration(), problems: problems.found + [Problems.unexpected(error)], sources: [:])
+        }
+    }
+
+    /// Problems found while reading: `load` throws the first, `check` collects them all.
+    struct Problems {
+        let stopAtFirst: Bool
+        private(set) var found: [ConfigurationError] = []
+
+        init(stopAtFirst: Bool) {
+            self.stopAtFirst = stopAtFirst
+        }
+
+        mutating func report(_ problem: ConfigurationError) throws {
+            if stopAtFirst { throw problem }
+            found.append(problem)
+        }
+
+        static func unexpected(_ error: any Error) -> ConfigurationError {
+            (error as? ConfigurationError) ?? ConfigurationError(kind: .invalidValue, description: "\(error)")
+        }
+    }
+
+    private static func read(
+        file: String?, environment: [String: String], overrides: [String: String], problems: inout Problems
+    ) async throws -> (configuration: RelayConfiguration, sources: [String: String]) {
         let keys = ConfigurationKey.all
         let knownNames = Set(keys.map(\.name))
 
@@ -44,7 +97,7 @@ public enum ConfigurationLoader {
             if let guess = ConfigurationFile.closestKey(to: name, among: keys.map(\.name)) {
                 description += " (did you mean '\(guess)'?)"
             }
-            throw ConfigurationError(kind: .unknownKey, key: name, description: description)
+            try problems.report(ConfigurationError(kind: .unknownKey, key: name, description: description))
         }
 
         var providers: [any ConfigProvider] = []
@@ -76,12 +129,22 @@ public enum ConfigurationLoader {
             EnvironmentVariablesProvider(environmentVariables: relevant, secretsSpecifier: .specific(secretVariables))
         )
 
-        if let file, let fileProvider = try await ConfigurationFile.open(path: file, keys: keys) {
-            providers.append(fileProvider)
+        var fileKeys: Set<String> = []
+        if let file {
+            do {
+                if let opened = try await ConfigurationFile.open(path: file, keys: keys, problems: &problems) {
+                    providers.append(opened.provider)
+                    fileKeys = opened.keys
+                }
+            } catch let problem as ConfigurationError {
+                // The file cannot be read or parsed: nothing more to learn from it.
+                try problems.report(problem)
+            }
         }
 
         let reader = ConfigReader(providers: providers)
         var configuration = RelayConfiguration()
+        var sources: [String: String] = [:]
         for key in keys {
             let origin: Origin =
                 if overrides[key.name] != nil {
@@ -91,10 +154,22 @@ public enum ConfigurationLoader {
                 } else {
                     .file(file ?? "")
                 }
-            try await apply(key, from: reader, origin: origin, to: &configuration)
+            do {
+                try await apply(key, from: reader, origin: origin, to: &configuration)
+            } catch let problem as ConfigurationError {
+                try problems.report(problem)
+            }
+            sources[key.name] =
+                switch origin {
+                case .commandLine: "command line"
+                case .environment(let name): "environment \(name)"
+                case .file: fileKeys.contains(key.name) ? "file" : "default"
+                }
         }
-        try checkConsistency(configuration)
-        return configuration
+        for problem in consistencyProblems(configuration) {
+            try problems.report(problem)
+        }
+        return (configuration, sources)
     }
 
     private static func apply(
@@ -153,32 +228,34 @@ public enum ConfigurationLoader {
         }
     }
 
-    /// Checks between keys, once every key is read.
-    private static func checkConsistency(_ c: RelayConfiguration) throws {
-        func inconsistent(_ key: String, _ description: String) -> ConfigurationError {
-            ConfigurationError(kind: .inconsistent, key: key, description: description)
+    /// Checks between keys, once every key is read: every pair of values that do not fit together.
+    private static func consistencyProblems(_ c: RelayConfiguration) -> [ConfigurationError] {
+        var problems: [ConfigurationError] = []
+        func inconsistent(_ key: String, _ description: String) {
+            problems.append(ConfigurationError(kind: .inconsistent, key: key, description: description))
         }
         if c.relay.listen.isEmpty && c.tls.listen.isEmpty {
-            throw inconsistent("relay.listen", "nothing to listen on: relay.listen and tls.listen are both empty")
+            inconsistent("relay.listen", "nothing to listen on: relay.listen and tls.listen are both empty")
         }
         if !c.tls.listen.isEmpty {
-            if c.tls.cert == nil { throw inconsistent("tls.cert", "tls.listen is set but tls.cert is not") }
-            if c.tls.key == nil { throw inconsistent("tls.key", "tls.listen is set but tls.key is not") }
+            if c.tls.cert == nil { inconsistent("tls.cert", "tls.listen is set but tls.cert is not") }
+            if c.tls.key == nil { inconsistent("tls.key", "tls.listen is set but tls.key is not") }
         }
         if c.tls.requireClientCert && c.tls.clientCA == nil {
-            throw inconsistent("tls.require_client_cert", "tls.require_client_cert needs tls.client_ca to verify client certificates with")
+            inconsistent("tls.require_client_cert", "tls.require_client_cert needs tls.client_ca to verify client certificates with")
         }
-        if (c.tls.cert == nil) != (c.tls.key == nil) {
+        if (c.tls.cert == nil) != (c.tls.key == nil), c.tls.listen.isEmpty {
             let missing = c.tls.cert == nil ? "tls.cert" : "tls.key"
-            throw inconsistent(missing, "tls.cert and tls.key go together: \(missing) is missing")
+            inconsistent(missing, "tls.cert and tls.key go together: \(missing) is missing")
         }
         let soft = c.limits.outboundBufferBytes, hard = c.limits.outboundBufferMaxBytes
         if soft > 0 && hard > 0 && soft > hard {
-            throw inconsistent(
+            inconsistent(
                 "limits.outbound_buffer_bytes",
                 "limits.outbound_buffer_bytes (\(soft)) is above limits.outbound_buffer_max_bytes (\(hard))"
             )
         }
+        return problems
     }
 }
 

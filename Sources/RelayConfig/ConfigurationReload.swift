@@ -6,6 +6,24 @@ extension ConfigurationLoader {
         ConfigurationKey.all.first { $0.name == key }.map { $0.reload == .applies }
     }
 
+    /// One key of a configuration as `check-config` prints it.
+    public struct Setting: Sendable, Equatable {
+        public var key: String
+        /// As it would be written in the file; secret values are never shown.
+        public var value: String
+        public var appliesOnReload: Bool
+    }
+
+    /// Every key's value in `configuration`, in the order of the documentation. A secret key shows
+    /// only whether it is set.
+    public static func settings(of configuration: RelayConfiguration) -> [Setting] {
+        ConfigurationKey.all.map { key in
+            var value = key.field.text(configuration)
+            if key.isSecret { value = value == "~" ? "~" : "(set, not shown)" }
+            return Setting(key: key.name, value: value, appliesOnReload: key.reload == .applies)
+        }
+    }
+
     /// The keys whose change needs a restart, in the order of the documentation.
     public static var restartKeys: [String] {
         ConfigurationKey.all.filter { $0.reload == .needsRestart }.map(\.name)

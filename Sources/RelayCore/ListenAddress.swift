@@ -15,3 +15,18 @@ public enum ListenAddress {
         return try SocketAddress.makeAddressResolvingHost(host, port: port)
     }
 }
+
+extension SocketAddress {
+    /// The address as operators write it: `0.0.0.0:9001`, `[::]:9001`, a Unix socket's path.
+    /// NIO's own description (`[IPv4]0.0.0.0/0.0.0.0:9001`) is for debugging NIO, not for logs.
+    public var hostPort: String {
+        switch self {
+        case .v4:
+            return "\(ipAddress ?? "?"):\(port ?? 0)"
+        case .v6:
+            return "[\(ipAddress ?? "?")]:\(port ?? 0)"
+        case .unixDomainSocket:
+            return pathname ?? "unix socket"
+        }
+    }
+}

@@ -128,7 +128,7 @@ public final class RelayServer: Sendable {
                     context.logger.info(
                         "listening",
                         metadata: [
-                            "address": "\(channel.localAddress.map { "\($0)" } ?? address)", "node_id": "\(identity.id)",
+                            "address": "\(channel.localAddress?.hostPort ?? address)", "node_id": "\(identity.id)",
                             "tls": "\(tls != nil)",
                         ])
                 }
@@ -224,7 +224,7 @@ public final class RelayServer: Sendable {
             context.logger.info(
                 "listening on socket from systemd",
                 metadata: [
-                    "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "node_id": "\(identity.id)", "tls": "\(tls != nil)",
+                    "address": "\(channel.localAddress?.hostPort ?? "?")", "node_id": "\(identity.id)", "tls": "\(tls != nil)",
                 ])
         }
         startMesh()

@@ -18,6 +18,8 @@ public struct RelaySnapshot: Sendable {
     /// Messages and bytes in the offline buffer.
     public var storeMessages: Int
     public var storeBytes: Int
+    /// `store.max_bytes`: the offline buffer refuses messages beyond it (0: not known).
+    public var storeMaxBytes: Int = 0
     /// The mesh: peer relays and the route table (PROFILE.md section 9).
     public var mesh = MeshStatus()
 
@@ -62,6 +64,8 @@ public struct MeshStatus: Sendable {
     public init() {}
 
     public var peersUp: Int { peers.filter { $0.state == "up" }.count }
+    /// `mesh.peers` entries this relay dials that are not connected now.
+    public var peersConnecting: Int { peers.filter { $0.state == "connecting" }.count }
 }
 
 /// One row of the route table, for `/routes`.
@@ -147,6 +151,7 @@ extension RelayServer {
             identity: identity, uptime: Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9, clients: clients,
             handshaking: handshaking, legacyClients: context.legacyClients.count, nodes: context.registry.count,
             counters: counters, storeMessages: totals.0, storeBytes: totals.1)
+        snapshot.storeMaxBytes = context.configuration.store.maxBytes
         snapshot.mesh = meshStatus()
         return snapshot
     }

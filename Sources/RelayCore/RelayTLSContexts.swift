@@ -55,3 +55,16 @@ struct RelayTLSContexts: Sendable {
         return needsRestart
     }
 }
+
+extension RelayServer {
+    /// Loads the TLS files of `settings` as the relay does at start (`check-config`): nil when
+    /// they load, else why not, in one line.
+    public static func tlsFilesProblem(_ settings: RelayConfiguration.TLS) -> String? {
+        do {
+            _ = try RelayTLSContexts(settings)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+}

@@ -50,7 +50,7 @@ public final class StatsCollector: Sendable {
             state.samples.removeAll { $0.at < horizon }
             // Samples can overlap (scrapes and the STATUS reporter): counters only ever move up
             // by what no earlier export has counted.
-            state.exported = metrics.update(snapshot, since: state.exported)
+            state.exported = metrics.update(snapshot, ready: readiness.isReady, since: state.exported)
         }
         return snapshot
     }
@@ -93,6 +93,7 @@ public final class StatsCollector: Sendable {
         let body: [String: Any] = [
             "node_id": snapshot.identity.id.description,
             "name": snapshot.identity.name ?? "relay",
+            "version": ProjectVersion.number,
             "state": readiness.current.rawValue,
             "uptime_s": (snapshot.uptime * 10).rounded() / 10,
             "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": snapshot.mesh.peersUp,
@@ -107,7 +108,7 @@ public final class StatsCollector: Sendable {
             "drops": drops,
             "legacy_clients": ["connected": snapshot.legacyClients, "introductions": counters.introductions,
                                "delivered_on_write": counters.legacyDelivered],
-            "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "stored": counters.stored,
+            "store": ["messages": snapshot.storeMessages, "bytes": snapshot.storeBytes, "max_bytes": snapshot.storeMaxBytes, "stored": counters.stored,
                       "sent": counters.storedSent, "delivered": counters.storedDelivered],
             "connect": ["brokered": counters.connectsBrokered, "discoveries": counters.connectDiscoveries,
                         "punch_succeeded": counters.punchSucceeded, "punch_failed": counters.punchFailed],
@@ -163,9 +164,18 @@ public final class StatsCollector: Sendable {
     }
 }
 
-/// The relay's metrics, named `ptpchat_…`.
+/// The relay's metrics, named `ptpchat_…`. deploy/grafana/ptpchat-relay.json and
+/// deploy/prometheus/alerts.yml query them by name (MonitoringTests checks every name they use).
 final class RelayMetrics: Sendable {
     private let factory: PrometheusMetricsFactory
+    /// 1, labelled with the version: lets a dashboard show which build runs.
+    private let buildInfo: Metrics.Gauge
+    /// 1 while `/readyz` says 200, else 0: the "not ready" alert.
+    private let ready: Metrics.Gauge
+    /// `store.max_bytes`: the "store filling" alert divides `ptpchat_store_bytes` by it.
+    private let storeMaxBytes: Metrics.Gauge
+    /// `mesh.peers` entries not connected now: the "peer unreachable" alert.
+    private let meshPeersConnecting: Metrics.Gauge
     private let clients: Metrics.Gauge
     private let handshaking: Metrics.Gauge
     private let legacyClients: Metrics.Gauge
@@ -199,6 +209,10 @@ final class RelayMetrics: Sendable {
 
     init(factory: PrometheusMetricsFactory) {
         self.factory = factory
+        buildInfo = Metrics.Gauge(label: "ptpchat_build_info", dimensions: [("version", ProjectVersion.number)], factory: factory)
+        ready = Metrics.Gauge(label: "ptpchat_ready", factory: factory)
+        storeMaxBytes = Metrics.Gauge(label: "ptpchat_store_max_bytes", factory: factory)
+        meshPeersConnecting = Metrics.Gauge(label: "ptpchat_mesh_peers_connecting", factory: factory)
         clients = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "client")], factory: factory)
         handshaking = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "handshaking")], factory: factory)
         legacyClients = Metrics.Gauge(label: "ptpchat_legacy_clients", factory: factory)
@@ -233,9 +247,13 @@ final class RelayMetrics: Sendable {
 
     /// Counters go up by what is new since `previous` (never down); gauges take the current
     /// value. Returns what has been exported now: the element-wise maximum of both.
-    func update(_ snapshot: RelaySnapshot, since previous: RelayCounters?) -> RelayCounters {
+    func update(_ snapshot: RelaySnapshot, ready isReady: Bool, since previous: RelayCounters?) -> RelayCounters {
         let before = previous ?? RelayCounters()
         let now = before.maximum(snapshot.counters)
+        buildInfo.record(1)
+        ready.record(isReady ? 1 : 0)
+        storeMaxBytes.record(snapshot.storeMaxBytes)
+        meshPeersConnecting.record(snapshot.mesh.peersConnecting)
         clients.record(snapshot.clients)
         handshaking.record(snapshot.handshaking)
         legacyClients.record(snapshot.legacyClients)

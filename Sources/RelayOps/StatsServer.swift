@@ -6,8 +6,8 @@ import NIOPosix
 import RelayCore
 
 /// The stats endpoint: HTTP/1.1 on its own event loop, so that it answers while the relay's
-/// loops are saturated. `GET /stats` (JSON), `/metrics` (Prometheus), `/healthz`, `/readyz`;
-/// anything else is 404.
+/// loops are saturated. `GET /` (the live dashboard, also `/index.html`), `/stats` (JSON),
+/// `/routes` (JSON), `/metrics` (Prometheus), `/healthz`, `/readyz`; anything else is 404.
 public final class StatsServer: Sendable {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let collector: StatsCollector
@@ -41,7 +41,7 @@ public final class StatsServer: Sendable {
     public func start(host: String, port: Int) async throws -> SocketAddress? {
         let bound = try await bootstrap.bind(to: ListenAddress.socketAddress(host: host, port: port)).get()
         channel.withLockedValue { $0 = bound }
-        logger.info("stats endpoint listening", metadata: ["address": "\(bound.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("stats endpoint listening", metadata: ["address": "\(bound.localAddress?.hostPort ?? "?")"])
         return bound.localAddress
     }
 
@@ -49,7 +49,7 @@ public final class StatsServer: Sendable {
     public func start(descriptor: Int32) async throws {
         let bound = try await bootstrap.withBoundSocket(descriptor).get()
         channel.withLockedValue { $0 = bound }
-        logger.info("stats endpoint on socket from systemd", metadata: ["address": "\(bound.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("stats endpoint on socket from systemd", metadata: ["address": "\(bound.localAddress?.hostPort ?? "?")"])
     }
 
     public func shutdown() async {
@@ -92,6 +92,8 @@ final class StatsHTTPHandler: ChannelInboundHandler {
             return
         }
         switch path {
+        case "/", "/index.html":
+            sendDashboard(head: head, context: context)
         case "/healthz":
             send(.ok, "text/plain", Array("ok\n".utf8), head: head, context: context)
         case "/readyz":
@@ -125,15 +127,38 @@ final class StatsHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func send(_ status: HTTPResponseStatus, _ contentType: String, _ body: [UInt8], head: HTTPRequestHead, context: ChannelHandlerContext) {
+    /// The dashboard changes only with the binary: browsers keep it and revalidate it (`no-cache`
+    /// with an ETag, 304 when unchanged). Its CSP allows nothing but its own script, style and
+    /// requests to this endpoint.
+    private func sendDashboard(head: HTTPRequestHead, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: "\(body.count)")
-        headers.add(name: "Cache-Control", value: "no-store")
+        headers.add(name: "Cache-Control", value: "no-cache")
+        headers.add(name: "ETag", value: DashboardPage.entityTag)
+        headers.add(name: "Content-Security-Policy", value: DashboardPage.contentSecurityPolicy)
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        headers.add(name: "Referrer-Policy", value: "no-referrer")
+        let cached = head.headers["If-None-Match"].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == DashboardPage.entityTag }
+        }
+        if cached {
+            send(.notModified, nil, [], head: head, context: context, extra: headers)
+        } else {
+            send(.ok, "text/html; charset=utf-8", DashboardPage.bytes, head: head, context: context, extra: headers)
+        }
+    }
+
+    private func send(
+        _ status: HTTPResponseStatus, _ contentType: String?, _ body: [UInt8], head: HTTPRequestHead, context: ChannelHandlerContext,
+        extra: HTTPHeaders? = nil
+    ) {
+        var headers = extra ?? HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        if status != .notModified { headers.add(name: "Content-Length", value: "\(body.count)") }
+        if extra == nil { headers.add(name: "Cache-Control", value: "no-store") }
         let keepAlive = head.isKeepAlive
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if head.method != .HEAD {
+        if head.method != .HEAD && status != .notModified {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
         let promise: EventLoopPromise<Void>? = keepAlive ? nil : context.eventLoop.makePromise()

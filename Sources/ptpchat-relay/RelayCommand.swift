@@ -8,7 +8,7 @@ struct RelayCommand: AsyncParsableCommand {
         commandName: "ptpchat-relay",
         abstract: "The ptpchat relay: entry point, relay and mesh member of the ptpchat network.",
         version: ProjectVersion.number,
-        subcommands: [ServeCommand.self, MailboxCommand.self],
+        subcommands: [ServeCommand.self, MailboxCommand.self, CheckConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 

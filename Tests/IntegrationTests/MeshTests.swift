@@ -14,9 +14,10 @@ final class MeshTests: RelayTestCase {
     /// A relay of the mesh that dials `peers`.
     func startMeshRelay(
         peers: [RelayProcess] = [], key: String = MeshTests.key, dataDirectory: URL? = nil, nodeID: String? = nil,
-        port: UInt16? = nil, view: String = "true", interval: Double = MeshTests.interval, extra: String = ""
+        port: UInt16? = nil, view: String = "true", interval: Double = MeshTests.interval, extra: String = "",
+        peerAddresses: [String] = []
     ) throws -> RelayProcess {
-        let list = peers.map { "\"\($0.endpoint)\"" }.joined(separator: ", ")
+        let list = (peers.map(\.endpoint) + peerAddresses).map { "\"\($0)\"" }.joined(separator: ", ")
         let config = """
             mesh:
               key: "\(key)"
@@ -52,6 +53,15 @@ final class MeshTests: RelayTestCase {
     }
 
     // MARK: Peering
+
+    func testAPeerNamedByItsHostNameIsResolvedAndDialed() throws {
+        // Literal addresses skip the resolver; a name must still go through it.
+        let r1 = try startMeshRelay()
+        let r2 = try startMeshRelay(peerAddresses: ["localhost:\(r1.port)"])
+        let alice = try bind(r1, name: "alice")
+        let bob = try bind(r2, name: "bob")
+        waitForRoute(bob, to: alice.id, ttl: 2)
+    }
 
     func testTwoRelaysPeerAndTheirClientsSeeEachOther() throws {
         let r1 = try startMeshRelay()

@@ -430,6 +430,8 @@ final class OperationsTests: OpsTestCase {
         let lines = relay.child.stderrLines
         XCTAssertGreaterThan(lines.count, 5, "too few log lines:\n\(relay.child.stderr)")
         XCTAssertTrue(lines.contains { $0.contains("level=debug") }, "no debug line at --log-level debug")
+        let listening = lines.first { $0.contains("msg=listening ") }
+        XCTAssertTrue(listening?.contains(" address=127.0.0.1:\(relay.port) ") ?? false, "the listen address as HOST:PORT: \(listening ?? "no listening line")")
         return lines
     }
 

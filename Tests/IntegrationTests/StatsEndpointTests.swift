@@ -250,14 +250,14 @@ final class StatsEndpointTests: OpsTestCase {
         XCTAssertEqual(health.status, 200, "/healthz: \(health)")
         let ready = try HTTPProbe.request(port: port, path: "/readyz")
         XCTAssertEqual(ready.status, 200, "/readyz while serving: \(ready)")
-        for path in ["/", "/nope", "/stats/extra", "/metricsx", "/STATS", "/healthz/../stats"] {
+        for path in ["/nope", "/stats/extra", "/metricsx", "/STATS", "/healthz/../stats", "/index.htm"] {
             let response = try HTTPProbe.request(port: port, path: path)
             XCTAssertEqual(response.status, 404, "GET \(path): \(response)")
         }
         let query = try HTTPProbe.request(port: port, path: "/stats?pretty=1")
         XCTAssertEqual(query.status, 200, "/stats with a query string: \(query)")
 
-        for path in ["/stats", "/metrics", "/healthz", "/readyz"] {
+        for path in ["/", "/stats", "/metrics", "/healthz", "/readyz"] {
             let get = try HTTPProbe.request(port: port, path: path)
             let head = try HTTPProbe.request("HEAD", port: port, path: path)
             XCTAssertEqual(head.status, 200, "HEAD \(path): \(head)")
@@ -265,7 +265,7 @@ final class StatsEndpointTests: OpsTestCase {
             XCTAssertEqual(head.headers["content-type"], get.headers["content-type"], "HEAD \(path) content type differs from GET")
             let length = head.headers["content-length"].flatMap(Int.init)
             XCTAssertNotNil(length, "HEAD \(path) has no Content-Length: \(head)")
-            if path == "/healthz" || path == "/readyz" {
+            if path == "/healthz" || path == "/readyz" || path == "/" {
                 XCTAssertEqual(length, get.body.count, "HEAD \(path) Content-Length differs from the GET body")
             } else {
                 XCTAssertGreaterThan(length ?? 0, 0, "HEAD \(path) Content-Length")

@@ -118,6 +118,17 @@ final class JSONOutputTests: XCTestCase {
         assertSameJSON(text, "\"a\\\"b\\\\c\\nd\\re\\tf\\b\\f\\u0001\u{7F}é😀/\"")
     }
 
+    func testPlainStringsAreCopiedAsTheyAreAndEveryOtherIsEscaped() {
+        for (text, written) in [
+            ("ptpchat-relay 0.1.0", #""ptpchat-relay 0.1.0""#), ("", #""""#), (" ~", #"" ~""#),
+            ("a\"", #""a\"""#), ("\\", #""\\""#), ("\u{7F}", #""\u007f""#), ("\u{1F}", #""\u001f""#), ("é", #""\u00e9""#),
+        ] {
+            var out = ByteBuffer()
+            out.writeJSONString(text)
+            XCTAssertEqual(String(buffer: out), written, "\(text.debugDescription)")
+        }
+    }
+
     func testWriteQuotedGUIDAndDecimal() {
         var out = ByteBuffer()
         out.writeQuotedGUID(IDs.guid(IDs.a.uppercased()))

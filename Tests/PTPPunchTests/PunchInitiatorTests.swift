@@ -114,6 +114,12 @@ final class PunchInitiatorTests: XCTestCase {
         _ = exchange.handle(discoveryAnswer("198.51.100.7:51000"))
         _ = exchange.handle(step4(dst: "203.0.113.9:62000", srcRTT: 41, dstRTT: 80))
         XCTAssertEqual(exchange.report.rttHintMilliseconds, 60)
+
+        var huge = machine()
+        _ = huge.start()
+        _ = huge.handle(discoveryAnswer("198.51.100.7:51000"))
+        _ = huge.handle(step4(dst: "203.0.113.9:62000", srcRTT: Int.max, dstRTT: Int.max))
+        XCTAssertNil(huge.report.rttHintMilliseconds, "two huge keys: no hint, no overflow")
     }
 
     func testNoRTTHintIsAskedForInStep1() {
@@ -222,6 +228,14 @@ final class PunchResponderTests: XCTestCase {
     func testAnAbsurdHintIsCapped() throws {
         let answer = try PunchResponder.answer(step2(srcRTT: 60_000, dstRTT: 60_000), observed: observed, honoursRTTHint: true).get()
         XCTAssertEqual(answer.dialDelayMilliseconds, PunchResponder.maxDialDelayMilliseconds)
+    }
+
+    func testAHintOutOfRangeIsNoHintAndDoesNotOverflow() throws {
+        for (source, destination) in [(Int.max, Int.max), (-1, 40), (40, 60_001)] {
+            let answer = try PunchResponder.answer(step2(srcRTT: source, dstRTT: destination), observed: observed, honoursRTTHint: true).get()
+            XCTAssertNil(answer.rttHintMilliseconds, "\(source), \(destination)")
+            XCTAssertEqual(answer.dialDelayMilliseconds, 0, "\(source), \(destination)")
+        }
     }
 
     func testStep3SaysSoOnlyWhenThisNATIsSymmetric() {

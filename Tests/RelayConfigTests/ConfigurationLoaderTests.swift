@@ -624,3 +624,65 @@ final class ConfigurationLoaderTests: XCTestCase {
         }
     }
 }
+
+/// `ConfigurationLoader.check` (`ptpchat-relay check-config`): every problem, not the first.
+final class ConfigurationCheckTests: XCTestCase {
+    private func file(_ yaml: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("check-\(UUID().uuidString).yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func testEveryProblemIsListedWhereLoadStopsAtTheFirst() async throws {
+        let path = try file("relay:\n  nam: x\n  threads: -3\nlimits:\n  max_frame_byte: 5\ntls:\n  listen: [\"0.0.0.0:9443\"]\n")
+        let check = await ConfigurationLoader.check(file: path, environment: ["TIMEOUTS_IDLE": "never"])
+        XCTAssertEqual(check.problems.map(\.kind), [.unknownKey, .unknownKey, .invalidValue, .invalidValue, .inconsistent, .inconsistent])
+        XCTAssertEqual(check.problems.compactMap(\.key), ["relay.nam", "limits.max_frame_byte", "relay.threads", "timeouts.idle", "tls.cert", "tls.key"])
+        do {
+            _ = try await ConfigurationLoader.load(file: path, environment: ["TIMEOUTS_IDLE": "never"])
+            XCTFail("load accepted it")
+        } catch let error as ConfigurationError {
+            XCTAssertEqual(error.kind, .unknownKey)
+            XCTAssertTrue(error.description.contains("'relay.nam', 'limits.max_frame_byte'"), "load names the unknown keys together: \(error)")
+        }
+    }
+
+    func testSourcesSayWhereEachValueComesFrom() async throws {
+        let path = try file("relay:\n  name: alpha\nlimits:\n  flood_burst: 3\n")
+        let check = await ConfigurationLoader.check(file: path, environment: ["LIMITS_FLOOD_BURST": "9"], overrides: ["relay.threads": "2"])
+        XCTAssertEqual(check.problems, [])
+        XCTAssertEqual(check.sources["relay.name"], "file")
+        XCTAssertEqual(check.sources["limits.flood_burst"], "environment LIMITS_FLOOD_BURST")
+        XCTAssertEqual(check.configuration.limits.floodBurst, 9)
+        XCTAssertEqual(check.sources["relay.threads"], "command line")
+        XCTAssertEqual(check.sources["store.max_age"], "default")
+    }
+
+    func testAnUnreadableFileIsOneProblemAndTheRestIsStillChecked() async {
+        let check = await ConfigurationLoader.check(file: "/nonexistent/relay.yaml", environment: ["LIMITS_MAX_CONNECTIONS": "many"])
+        XCTAssertEqual(check.problems.map(\.kind), [.unreadableFile, .invalidValue])
+    }
+
+    func testSettingsAreWrittenAsInTheFileAndSecretsAreHidden() {
+        var configuration = RelayConfiguration()
+        configuration.relay.listen = ["0.0.0.0:9001", "[::]:9001"]
+        configuration.routing.interval = 0.25
+        configuration.timeouts.idle = 90
+        configuration.mesh.key = "0123456789abcdef-secret"
+        configuration.routing.clientView = .channels
+        let settings = Dictionary(uniqueKeysWithValues: ConfigurationLoader.settings(of: configuration).map { ($0.key, $0) })
+        XCTAssertEqual(settings.count, ConfigurationLoader.keys.count)
+        XCTAssertEqual(settings["relay.listen"]?.value, "[0.0.0.0:9001, [::]:9001]")
+        XCTAssertEqual(settings["relay.listen"]?.appliesOnReload, false)
+        XCTAssertEqual(settings["routing.interval"]?.value, "0.25")
+        XCTAssertEqual(settings["timeouts.idle"]?.value, "90")
+        XCTAssertEqual(settings["timeouts.idle"]?.appliesOnReload, true)
+        XCTAssertEqual(settings["routing.to_clients"]?.value, "channels")
+        XCTAssertEqual(settings["store.sync"]?.value, "full")
+        XCTAssertEqual(settings["tls.cert"]?.value, "~")
+        XCTAssertEqual(settings["mesh.key"]?.value, "(set, not shown)")
+        configuration.mesh.key = nil
+        XCTAssertEqual(ConfigurationLoader.settings(of: configuration).first { $0.key == "mesh.key" }?.value, "~")
+    }
+}

@@ -88,7 +88,10 @@ final class DropLoggingTests: XCTestCase {
         let twin = relay.connect(label: "twin")
         assertDropLogged(.idInUse, in: relay) { twin.send(Frames.clientHello(Node.a)) }
         let silent = relay.connect(label: "silent")
-        assertDropLogged(.handshakeTimeout, in: relay) { relay.loop.advanceTime(by: .seconds(11)) }
+        assertDropLogged(.handshakeTimeout, in: relay) {
+            relay.shard.sweepIdle(now: .now() + .seconds(11))
+            relay.loop.run()
+        }
         XCTAssertFalse(silent.isActive)
     }
 

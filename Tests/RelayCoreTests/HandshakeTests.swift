@@ -208,11 +208,14 @@ final class HandshakeTests: XCTestCase {
     func testHandshakeTimeout() {
         let relay = TestRelay { $0.timeouts.handshake = 10 }
         defer { relay.shutdown() }
+        let opened = NIODeadline.now()
         let silent = relay.connect(label: "silent")
         let alice = relay.client(Node.a, name: "alice")
-        relay.loop.advanceTime(by: .seconds(9))
+        relay.shard.sweepIdle(now: opened + .seconds(9))
+        relay.loop.run()
         XCTAssertTrue(silent.isActive)
-        relay.loop.advanceTime(by: .seconds(2))
+        relay.shard.sweepIdle(now: opened + .seconds(11))
+        relay.loop.run()
         XCTAssertFalse(silent.isActive)
         XCTAssertTrue(alice.isActive)
         XCTAssertEqual(relay.counters.count(DropReason.handshakeTimeout), 1)

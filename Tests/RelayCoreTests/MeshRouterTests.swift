@@ -107,4 +107,23 @@ final class MeshRouterTests: XCTestCase {
         XCTAssertNil(router.remoteNodes([remote.id]).first?.node, "as no longer reached through a peer")
         XCTAssertEqual(router.snapshot().peers.count, 0)
     }
+
+    func testTheShardsHearOnlyOfNodesReachedThroughAPeerOrThatWere() {
+        let router = MeshRouter(identity: me)
+        // A client of this relay binding and leaving concerns no shard's remote routes.
+        router.localBound(client(1), legacy: false)
+        router.localUnbound(client(1).id)
+        XCTAssertEqual(router.takeRemoteChanges(), [], "a relay with no peers told its shards of its own clients")
+
+        let location = NodeLocation(shard: 0, connection: 3)
+        _ = router.peerProven(small, at: location, dialedAddress: nil, remoteAddress: nil)
+        _ = router.receive([MeshRouteEntry(node: small, ttl: 1, seq: 2), MeshRouteEntry(node: client(2), ttl: 1, seq: 4)], from: small.id, frameBytes: 100, malformed: 0)
+        XCTAssertEqual(Set(router.takeRemoteChanges()), [small.id, client(2).id])
+        // The remote node moves here: the shards must drop its remote route, once.
+        router.localBound(client(2), legacy: false)
+        XCTAssertEqual(router.takeRemoteChanges(), [client(2).id])
+        XCTAssertNil(router.remoteNodes([client(2).id]).first?.node)
+        router.localUnbound(client(2).id)
+        XCTAssertEqual(router.takeRemoteChanges(), [], "no longer held by the shards as remote: nothing to tell them")
+    }
 }

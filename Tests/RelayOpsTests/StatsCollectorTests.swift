@@ -15,7 +15,10 @@ final class StatsCollectorTests: XCTestCase {
 
     func testStatsJSONHasEveryField() async throws {
         let fake = FakeRelay()
-        fake.change { $0.counters = FakeRelay.busyCounters() }
+        fake.change {
+            $0.counters = FakeRelay.busyCounters()
+            $0.storeMaxBytes = 4096
+        }
         let readiness = Readiness()
         readiness.set(.serving)
         let collector = StatsCollector(readiness: readiness, source: fake.source())
@@ -48,11 +51,42 @@ final class StatsCollectorTests: XCTestCase {
         XCTAssertEqual(drops["invalid"], 2)
         XCTAssertEqual(drops["slow_consumer"], 1)
         XCTAssertEqual(drops["malformed"], 0)
-        XCTAssertEqual(body["store"] as? [String: Int], ["messages": 5, "bytes": 512, "stored": 5, "sent": 1, "delivered": 1])
+        XCTAssertEqual(body["store"] as? [String: Int], ["messages": 5, "bytes": 512, "max_bytes": 4096, "stored": 5, "sent": 1, "delivered": 1])
+        XCTAssertEqual(body["version"] as? String, ProjectVersion.number)
         let rates = try XCTUnwrap(body["rates_10s"] as? [String: Double])
         XCTAssertEqual(
             Set(rates.keys), ["messages_relayed_per_s", "bytes_relayed_per_s", "frames_in_per_s", "acks_sent_per_s", "nacks_sent_per_s"])
         XCTAssertTrue(rates.values.allSatisfy { $0 == 0 }, "one sample gives no rate: \(rates)")
+    }
+
+    /// The gauges the alert rules need: readiness, the store's capacity, unconnected `mesh.peers`
+    /// entries; and the build's version as a label.
+    func testMetricsForTheAlertsFollowReadinessStoreCapacityAndPeers() async throws {
+        let fake = FakeRelay()
+        let readiness = Readiness()
+        let collector = StatsCollector(readiness: readiness, source: fake.source())
+        fake.change { snapshot in
+            snapshot.storeMaxBytes = 1_000_000
+            snapshot.mesh.peers = [
+                MeshStatus.Peer(relayID: nil, name: "r2", address: "127.0.0.1:9101", state: "up"),
+                MeshStatus.Peer(relayID: nil, name: nil, address: "127.0.0.1:9102", state: "connecting"),
+                MeshStatus.Peer(relayID: nil, name: nil, address: "127.0.0.1:9103", state: "connecting"),
+            ]
+        }
+        var series = prometheusSeries(String(decoding: try await collector.prometheusText(), as: UTF8.self))
+        XCTAssertEqual(series["ptpchat_ready"], 0, "starting is not ready")
+        XCTAssertEqual(series["ptpchat_store_max_bytes"], 1_000_000)
+        XCTAssertEqual(series["ptpchat_mesh_peers"], 1)
+        XCTAssertEqual(series["ptpchat_mesh_peers_connecting"], 2)
+        XCTAssertEqual(series[#"ptpchat_build_info{version="\#(ProjectVersion.number)"}"#], 1, "\(series)")
+        readiness.set(.serving)
+        fake.change { $0.mesh.peers.removeLast() }
+        series = prometheusSeries(String(decoding: try await collector.prometheusText(), as: UTF8.self))
+        XCTAssertEqual(series["ptpchat_ready"], 1, "serving is ready")
+        XCTAssertEqual(series["ptpchat_mesh_peers_connecting"], 1)
+        readiness.set(.stopping)
+        series = prometheusSeries(String(decoding: try await collector.prometheusText(), as: UTF8.self))
+        XCTAssertEqual(series["ptpchat_ready"], 0, "stopping is not ready")
     }
 
     func testStateFollowsReadiness() async throws {
@@ -168,7 +202,8 @@ final class StatsCollectorTests: XCTestCase {
         let collector = StatsCollector(readiness: Readiness(), source: fake.source())
         let text = String(decoding: try await collector.prometheusText(), as: UTF8.self)
         XCTAssertTrue(text.hasSuffix("\n"))
-        let sample = #"^ptpchat_[a-z_]+(\{[a-z_]+="[A-Za-z_]+"(,[a-z_]+="[A-Za-z_]+")*\})? -?[0-9.e+]+$"#
+        // Label values: verbs, reasons, kinds, directions, and the version (`ptpchat_build_info`).
+        let sample = #"^ptpchat_[a-z_]+(\{[a-z_]+="[A-Za-z0-9_.]+"(,[a-z_]+="[A-Za-z0-9_.]+")*\})? -?[0-9.e+]+$"#
         var typed = Set<String>()
         for line in text.split(separator: "\n") {
             if line.hasPrefix("# TYPE ") {

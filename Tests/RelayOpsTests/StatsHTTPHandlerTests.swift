@@ -133,10 +133,75 @@ final class StatsHTTPHandlerTests: XCTestCase {
     }
 
     func testUnknownPathsAre404() async throws {
-        for path in ["/", "/nope", "/stats/x", "/healthz2", "/Metrics"] {
+        for path in ["/nope", "/stats/x", "/healthz2", "/Metrics", "/index.htm", "/dashboard"] {
             let response = try await get(path)
             XCTAssertEqual(response.status, 404, path)
         }
+    }
+
+    // MARK: The dashboard
+
+    func testDashboardIsOneSmallSelfContainedPageWithAStrictPolicy() async throws {
+        for path in ["/", "/index.html", "/?refresh=1"] {
+            let page = try await get(path)
+            XCTAssertEqual(page.status, 200, path)
+            XCTAssertEqual(page.headers["content-type"], "text/html; charset=utf-8", path)
+            XCTAssertEqual(page.headers["x-content-type-options"], "nosniff")
+            XCTAssertEqual(page.headers["cache-control"], "no-cache", "revalidated each time, never stale after an upgrade")
+            XCTAssertEqual(page.headers["etag"], DashboardPage.entityTag)
+            XCTAssertEqual(page.body, DashboardPage.html)
+        }
+        let bytes = DashboardPage.bytes.count
+        XCTAssertLessThan(bytes, 30 * 1024, "the dashboard page is \(bytes) bytes")
+        let html = DashboardPage.html
+        // Nothing fetched from elsewhere: no URL, no src or external stylesheet, no @import or url().
+        for forbidden in ["http:", "https:", "//cdn", " src=", "<link rel=\"stylesheet\"", "@import", "url(", "@font-face"] {
+            XCTAssertFalse(html.contains(forbidden), "the page contains \(forbidden)")
+        }
+        // Exactly one inline script and one style sheet, the ones the policy allows by hash.
+        XCTAssertEqual(html.components(separatedBy: "<script").count, 2)
+        XCTAssertEqual(html.components(separatedBy: "<style").count, 2)
+        XCTAssertTrue(html.contains("<script>\(DashboardPage.script)</script>"))
+        XCTAssertTrue(html.contains("<style>\(DashboardPage.style)</style>"))
+        let root = try await get("/")
+        let policy = try XCTUnwrap(root.headers["content-security-policy"])
+        let directives = Dictionary(
+            uniqueKeysWithValues: policy.split(separator: ";").map { part -> (String, String) in
+                let words = part.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1).map(String.init)
+                return (words[0], words.count > 1 ? words[1] : "")
+            })
+        XCTAssertEqual(directives["default-src"], "'none'")
+        XCTAssertEqual(directives["script-src"], "'\(DashboardPage.sha256(DashboardPage.script))'")
+        XCTAssertEqual(directives["style-src"], "'\(DashboardPage.sha256(DashboardPage.style))'")
+        XCTAssertEqual(directives["connect-src"], "'self'")
+        XCTAssertEqual(directives["frame-ancestors"], "'none'")
+        XCTAssertFalse(policy.contains("unsafe"), policy)
+        // A known SHA-256 (FIPS 180-2 "abc"), so that the hashes above are real ones.
+        XCTAssertEqual(DashboardPage.sha256("abc"), "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=")
+    }
+
+    func testDashboardRevalidatesWith304AndHeadHasNoBody() async throws {
+        let tag = DashboardPage.entityTag
+        var channel = try await makeChannel()
+        let unchanged = try await exchange(channel, "GET / HTTP/1.1\r\nHost: stats\r\nIf-None-Match: \"other\", \(tag)\r\n\r\n", head: true)
+        XCTAssertEqual(unchanged.status, 304)
+        XCTAssertEqual(unchanged.body, "", "a 304 has no body")
+        XCTAssertEqual(unchanged.headers["etag"], tag)
+        XCTAssertNotNil(unchanged.headers["content-security-policy"])
+        _ = try? await channel.finish()
+
+        channel = try await makeChannel()
+        let changed = try await exchange(channel, "GET / HTTP/1.1\r\nHost: stats\r\nIf-None-Match: \"older-build\"\r\n\r\n")
+        XCTAssertEqual(changed.status, 200)
+        XCTAssertEqual(changed.body, DashboardPage.html)
+        _ = try? await channel.finish()
+
+        channel = try await makeChannel()
+        let head = try await exchange(channel, "HEAD /index.html HTTP/1.1\r\nHost: stats\r\n\r\n", head: true)
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.body, "")
+        XCTAssertEqual(head.headers["content-length"].flatMap(Int.init), DashboardPage.bytes.count)
+        _ = try? await channel.finish()
     }
 
     func testOtherMethodsAreRefused() async throws {

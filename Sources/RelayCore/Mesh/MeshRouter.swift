@@ -67,6 +67,11 @@ final class MeshRouter: Sendable {
         /// Changes the shards have not heard yet (client ROUTING, introductions, stored messages).
         var shardPending: [GUID] = []
         var shardPendingSet: Set<GUID> = []
+        /// The nodes the shards were last told are reached through a peer. Only those and the
+        /// nodes reached through a peer now concern the shards: a client of this relay binding or
+        /// leaving changes the table too, and without this every connection of a relay with no
+        /// peers sent every shard a command for nothing.
+        var shardsHoldRemote: Set<GUID> = []
         var routingFramesIn = 0
         var routingFramesOut = 0
         var authFailures = 0
@@ -171,8 +176,8 @@ final class MeshRouter: Sendable {
     private static func collect(_ state: inout State) {
         let changes = state.table.takeChanges()
         guard !changes.ids.isEmpty else { return }
-        for id in changes.ids where state.shardPendingSet.insert(id).inserted {
-            state.shardPending.append(id)
+        for id in changes.ids where state.table.nextHopPeer(for: id) != nil || state.shardsHoldRemote.contains(id) {
+            if state.shardPendingSet.insert(id).inserted { state.shardPending.append(id) }
         }
         for relay in Array(state.peers.keys) {
             state.peers[relay]!.addPending(changes.ids)
@@ -236,6 +241,13 @@ final class MeshRouter: Sendable {
         state.withLockedValue { state in
             guard !state.shardPending.isEmpty else { return [] }
             let ids = state.shardPending
+            for id in ids {
+                if state.table.nextHopPeer(for: id) != nil {
+                    state.shardsHoldRemote.insert(id)
+                } else {
+                    state.shardsHoldRemote.remove(id)
+                }
+            }
             state.shardPending.removeAll(keepingCapacity: true)
             state.shardPendingSet.removeAll(keepingCapacity: true)
             return ids

@@ -102,14 +102,21 @@ final class PeerDialer: Sendable {
         let makeHandlers = self.makeHandlers
         let timeout = TimeAmount.fromSeconds(max(shard.configuration.timeouts.handshake, 1))
         logger.debug("dialing mesh peer", metadata: ["peer": "\(address)"])
-        ClientBootstrap(group: shard.eventLoop)
+        let bootstrap = ClientBootstrap(group: shard.eventLoop)
             .connectTimeout(timeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try makeHandlers(channel, shard, address) }
             }
-            .connect(host: host, port: port)
-            .whenComplete { [self] result in
+        // An IP literal is dialed as it is: no resolver round (getaddrinfo and happy eyeballs) for
+        // an address that needs none. A name goes through NIO's resolver.
+        let connected =
+            if let literal = try? SocketAddress(ipAddress: host, port: port) {
+                bootstrap.connect(to: literal)
+            } else {
+                bootstrap.connect(host: host, port: port)
+            }
+        connected.whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
                     let keep = targets.withLockedValue { targets -> Bool in

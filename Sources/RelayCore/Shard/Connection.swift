@@ -240,7 +240,6 @@ final class Connection {
     }
     /// The bound node's id folded to one word, for `RecentDeliveries`; set by the HELLO.
     var recipientKey: UInt64 = 0
-    var handshakeTimeout: Scheduled<Void>?
     /// The node id a verified TLS client certificate proved (PROFILE.md section 3); set before
     /// its first frame is read, never changed.
     var provenNodeID: GUID? {
@@ -278,6 +277,9 @@ final class Connection {
     var wroteSinceSweep = false
     var lastReadAt: NIODeadline
     var lastWriteAt: NIODeadline
+    /// When it was opened: the idle sweep closes it when it has not said HELLO within
+    /// `timeouts.handshake` of this. Set once.
+    let openedAt: NIODeadline
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -369,6 +371,7 @@ final class Connection {
         self.frameCap = frameCap
         self.lastReadAt = now
         self.lastWriteAt = now
+        self.openedAt = now
         self.pendingOutput = emptyOutput
     }
 

@@ -10,8 +10,6 @@ extension RelayShard {
         // A relay with `mesh.key` settles the peering proof first; the HELLO binds as a client
         // only when the proof says it is one.
         if connection.meshHandshake != nil, !meshHandshakeBindsClient(connection, envelope, address) { return }
-        connection.handshakeTimeout?.cancel()
-        connection.handshakeTimeout = nil
         let refusedID = envelope.headMessageID ?? envelope.messageID ?? newMessageID()
         if let proven = connection.provenNodeID, proven != address.id {
             counters.drop(.spoofedSender)

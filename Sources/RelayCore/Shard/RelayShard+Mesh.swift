@@ -73,8 +73,6 @@ extension RelayShard {
     /// The peer proved it is a relay of this mesh: bind it, keep one connection per pair of relays,
     /// and send it the whole table and the cached CHANNELs.
     private func bindPeer(_ connection: Connection, _ peer: NodeAddress) {
-        connection.handshakeTimeout?.cancel()
-        connection.handshakeTimeout = nil
         let location = NodeLocation(shard: index, connection: connection.id)
         let remote = connection.observedEndpoint
         switch context.mesh.peerProven(peer, at: location, dialedAddress: connection.dialedPeer, remoteAddress: remote) {

@@ -66,7 +66,7 @@ extension RelayShard {
     /// How often the idle sweep runs: an eighth of the shorter of `timeouts.idle` and
     /// `timeouts.keepalive`, between 20 ms and 1 s (a connection is closed at most two sweeps late).
     static func idleSweepInterval(_ timeouts: RelayConfiguration.Timeouts) -> TimeAmount {
-        .fromSeconds(min(max(min(timeouts.idle, timeouts.keepalive) / 8, 0.02), 1))
+        .fromSeconds(min(max(min(timeouts.idle, timeouts.keepalive, timeouts.handshake) / 8, 0.02), 1))
     }
 
     /// `timeouts.idle` and `timeouts.keepalive` for every open connection, read from the settings
@@ -75,10 +75,21 @@ extension RelayShard {
     /// flushed nothing to for `keepalive` gets a keepalive frame. Replaces a per-connection
     /// `IdleStateHandler`, which fixed both at accept, read the clock at every read burst and
     /// allocated a promise per write.
+    ///
+    /// It also closes a connection that has not said HELLO within `timeouts.handshake` of its
+    /// opening (`handshake_timeout`), late by at most one sweep (an eighth of the timeout, at
+    /// most a second). A task scheduled and cancelled per connection cost about 6,600
+    /// instructions of a handshake's 172,000 (`Benchmarks/instructions-hs.sh`).
     func sweepIdle(now: NIODeadline) {
         let idle = TimeAmount.fromSeconds(configuration.timeouts.idle)
         let keepalive = TimeAmount.fromSeconds(configuration.timeouts.keepalive)
+        let handshake = TimeAmount.fromSeconds(configuration.timeouts.handshake)
         for connection in connections.values where connection.phase != .closing {
+            if connection.phase == .awaitingHello, now - connection.openedAt >= handshake {
+                counters.drop(.handshakeTimeout)
+                close(connection, reason: "no HELLO within \(configuration.timeouts.handshake) s")
+                continue
+            }
             if !connection.readSinceSweep && !connection.wroteSinceSweep {
                 // Quiet for a whole sweep interval: what it sized for a busy spell goes back.
                 connection.releaseIdleStorage()

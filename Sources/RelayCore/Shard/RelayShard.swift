@@ -37,7 +37,6 @@ final class RelayShard: @unchecked Sendable {
 
     private(set) var configuration: RelayConfiguration
     private(set) var ackTimeout: TimeAmount
-    private(set) var handshakeTimeout: TimeAmount
     /// `mesh.key`: with it the relay proves itself to peers and accepts their proofs.
     private(set) var meshKey: MeshKey?
     /// The per-node read budget each connection's `NodeRateLimiter` asks for at its next `read()`.
@@ -81,7 +80,6 @@ final class RelayShard: @unchecked Sendable {
         let configuration = context.configuration
         self.configuration = configuration
         self.ackTimeout = .fromSeconds(configuration.timeouts.ack)
-        self.handshakeTimeout = .fromSeconds(configuration.timeouts.handshake)
         self.meshKey = configuration.mesh.key.flatMap { try? MeshKey($0) }
         self.nodeRates = NodeRates(configuration.limits)
         self.directory.recordsChanges = configuration.routing.clientView != .none
@@ -97,7 +95,6 @@ final class RelayShard: @unchecked Sendable {
         let limitsChanged = new.limits != configuration.limits
         configuration = new
         ackTimeout = .fromSeconds(new.timeouts.ack)
-        handshakeTimeout = .fromSeconds(new.timeouts.handshake)
         meshKey = new.mesh.key.flatMap { try? MeshKey($0) }
         nodeRates = NodeRates(new.limits)
         directory.recordsChanges = new.routing.clientView != .none
@@ -124,14 +121,6 @@ final class RelayShard: @unchecked Sendable {
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         openMeshHandshake(connection, dialedPeer: dialedPeer)
-        let handshakeTimeout = self.handshakeTimeout
-        if handshakeTimeout > .zero {
-            connection.handshakeTimeout = eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [self] in
-                guard connection.phase == .awaitingHello else { return }
-                counters.drop(.handshakeTimeout)
-                close(connection, reason: "no HELLO within \(configuration.timeouts.handshake) s")
-            }
-        }
         return connection
     }
 
@@ -148,7 +137,6 @@ final class RelayShard: @unchecked Sendable {
     func closed(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
         connection.phase = .closing
-        connection.handshakeTimeout?.cancel()
         counters.connectionsClosed += 1
         if let relay = connection.peerRelay, let location = connection.location {
             peerClosed(relay, at: location)

@@ -126,10 +126,12 @@ class RelayTestCase: XCTestCase {
         return child
     }
 
-    /// Runs the relay binary with `arguments` as given (no defaults), for start-up failures.
-    func runRelayBinary(_ arguments: [String], name: String) throws -> ChildProcess {
+    /// Runs the relay binary with `arguments` as given (no defaults), for start-up failures and
+    /// its other commands; `environment` replaces the inherited one when given.
+    func runRelayBinary(_ arguments: [String], environment: [String: String]? = nil, name: String) throws -> ChildProcess {
         let child = try ChildProcess(
-            executable: try Binaries.path("ptpchat-relay"), arguments: arguments, directory: try directory, name: name)
+            executable: try Binaries.path("ptpchat-relay"), arguments: arguments, environment: environment, directory: try directory,
+            name: name)
         children.append(child)
         return child
     }
