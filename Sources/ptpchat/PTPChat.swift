@@ -13,6 +13,6 @@ struct PTPChat: AsyncParsableCommand {
             64 bad usage.
             """,
         version: ProjectVersion.number,
-        subcommands: [Listen.self, Send.self, Punch.self]
+        subcommands: [Listen.self, Send.self, Punch.self, Bench.self]
     )
 }
