@@ -19,7 +19,6 @@ struct BenchRunner {
     var progress: (@Sendable (String) -> Void)?
 
     static let handshakeTimeout: Duration = .seconds(10)
-    static let maxFrameBytes = 1 << 20
 
     func run() async throws -> BenchSummary {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -90,7 +89,6 @@ struct BenchRunner {
                     try tls?.addHandlers(
                         to: channel, host: endpoint.host,
                         observer: TLSHandshakeObserver(failed: { Console.diagnostic("ptpchat bench: TLS handshake failed: \($0)") }))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: Self.maxFrameBytes)))
                     try channel.pipeline.syncOperations.addHandler(BenchConnection(setup: setup, loop: state))
                 }
             }
