@@ -134,14 +134,35 @@ public struct ScannedFrame: Equatable, Sendable {
     }
 }
 
+/// Where the keys were in the last frame of a kind: a relay writes its frames in one layout, so the
+/// key is usually at the same offset again and the search is skipped (as relay-load's hints do).
+/// One per connection; a wrong hint only costs the search.
+public struct ScanHints: Sendable {
+    var messageData = 0
+    var ackData = 0
+    var messageText = 0
+
+    public init() {}
+}
+
 public enum BenchFrames {
     /// Scans one frame body (the JSON, without its length prefix).
+    public static func scan(_ frame: ByteBuffer, hints: inout ScanHints) -> ScannedFrame {
+        frame.withUnsafeReadableBytes { scan($0, hints: &hints) }
+    }
+
     public static func scan(_ frame: ByteBuffer) -> ScannedFrame {
-        frame.withUnsafeReadableBytes { scan($0) }
+        var hints = ScanHints()
+        return scan(frame, hints: &hints)
+    }
+
+    public static func scan(_ bytes: UnsafeRawBufferPointer) -> ScannedFrame {
+        var hints = ScanHints()
+        return scan(bytes, hints: &hints)
     }
 
     /// A `"key":"` pattern can only be a key: inside a JSON string every quote is escaped.
-    public static func scan(_ bytes: UnsafeRawBufferPointer) -> ScannedFrame {
+    public static func scan(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> ScannedFrame {
         guard let verb = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return ScannedFrame(kind: .other) }
         let kind: ScannedFrame.Kind
         switch verb.count {
@@ -152,13 +173,32 @@ public enum BenchFrames {
         default: return ScannedFrame(kind: .other)
         }
         guard kind != .routing else { return ScannedFrame(kind: .routing) }
-        guard let data = find("\"msg_data\"", in: bytes, from: 0) else { return ScannedFrame(kind: kind) }
-        var scanned = ScannedFrame(kind: kind)
-        if let id = stringValue(of: "\"msg_id\"", in: bytes, from: data), id.count == 36 {
-            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[id]))
+        let data: Int
+        switch kind {
+        case .message: data = hinted("\"msg_data\"", in: bytes, hint: &hints.messageData)
+        case .ack: data = hinted("\"msg_data\"", in: bytes, hint: &hints.ackData)
+        default: data = find("\"msg_data\"", in: bytes, from: 0) ?? -1
         }
-        if kind == .message, let text = stringValue(of: "\"message\"", in: bytes, from: data), text.count >= 16 {
-            scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[text.lowerBound..<(text.lowerBound + 16)]))
+        guard data >= 0 else { return ScannedFrame(kind: kind) }
+        var scanned = ScannedFrame(kind: kind)
+        // A GUID is 36 characters: no need to look for the closing quote byte by byte.
+        if let id = valueStart(of: "\"msg_id\"", in: bytes, from: data), id + 36 < bytes.count,
+            bytes[id + 36] == UInt8(ascii: "\"")
+        {
+            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[id..<(id + 36)]))
+        }
+        if kind == .message {
+            // Only the first 16 characters of the text are read: the send time.
+            var text = hints.messageText
+            if !(text > data && text + 16 <= bytes.count && bytes[text - 1] == UInt8(ascii: "\"")
+                && isKey("\"message\"", at: text - 11, in: bytes))
+            {
+                text = valueStart(of: "\"message\"", in: bytes, from: data) ?? -1
+                if text >= 0 { hints.messageText = text }
+            }
+            if text >= 0, text + 16 <= bytes.count {
+                scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[text..<(text + 16)]))
+            }
         }
         if kind == .nack, let reason = stringValue(of: "\"reason\"", in: bytes, from: data) {
             scanned.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[reason]), as: UTF8.self)
@@ -166,22 +206,45 @@ public enum BenchFrames {
         return scanned
     }
 
-    /// The range of the string value of `key` (quotes included in `key`), searching from `start`.
-    static func stringValue(of key: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Range<Int>? {
+    /// The offset of `key` at `hint` if it is there, else searched for (and the hint updated); -1 if absent.
+    @inline(__always)
+    private static func hinted(_ key: StaticString, in bytes: UnsafeRawBufferPointer, hint: inout Int) -> Int {
+        if hint > 0, isKey(key, at: hint, in: bytes) { return hint }
+        guard let at = find(key, in: bytes, from: 0) else { return -1 }
+        hint = at
+        return at
+    }
+
+    /// `key` (quotes included) at `offset`, followed by `:"` (the value is a string).
+    @inline(__always)
+    private static func isKey(_ key: StaticString, at offset: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = key.utf8CodeUnitCount
+        guard offset >= 0, offset + count + 1 < bytes.count else { return false }
+        for index in 0..<count where bytes[offset + index] != key.utf8Start[index] { return false }
+        return bytes[offset + count] == UInt8(ascii: ":")
+    }
+
+    /// Where the string value of `key` starts (just past its opening quote), searching from `start`.
+    static func valueStart(of key: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
         var from = start
         while let at = find(key, in: bytes, from: from) {
-            var index = at + key.utf8CodeUnitCount
-            index = skipSpace(bytes, index)
+            var index = skipSpace(bytes, at + key.utf8CodeUnitCount)
             if index < bytes.count, bytes[index] == UInt8(ascii: ":") {
                 index = skipSpace(bytes, index + 1)
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
-                let valueStart = index + 1
-                guard let close = firstQuote(in: bytes, from: valueStart) else { return nil }
-                return valueStart..<close
+                return index + 1
             }
             from = at + 1
         }
         return nil
+    }
+
+    /// The range of the string value of `key` (quotes included in `key`), searching from `start`.
+    static func stringValue(of key: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Range<Int>? {
+        guard let valueStart = valueStart(of: key, in: bytes, from: start),
+            let close = firstQuote(in: bytes, from: valueStart)
+        else { return nil }
+        return valueStart..<close
     }
 
     private static func skipSpace(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
@@ -209,17 +272,19 @@ public enum BenchFrames {
         memcmp(bytes.baseAddress! + range.lowerBound, text.utf8Start, text.utf8CodeUnitCount) == 0
     }
 
-    /// libc's memchr (vectorised) for the needle's first byte, then memcmp (Glibc's module does not
-    /// export memmem, a GNU extension); a frame is scanned for three or four keys.
+    /// libc's memchr (vectorised) for the needle's first byte, then the rest compared in line (a
+    /// memcmp call per quote cost more than the search; Glibc's module does not export memmem).
     static func find(_ needle: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
         guard let base = bytes.baseAddress else { return nil }
         let count = needle.utf8CodeUnitCount
-        let first = Int32(needle.utf8Start.pointee)
+        let pattern = needle.utf8Start
         var index = start
         while index + count <= bytes.count {
-            guard let hit = memchr(base + index, first, bytes.count - count + 1 - index) else { return nil }
+            guard let hit = memchr(base + index, Int32(pattern[0]), bytes.count - count + 1 - index) else { return nil }
             let at = base.distance(to: UnsafeRawPointer(hit))
-            if memcmp(base + at, needle.utf8Start, count) == 0 { return at }
+            var matched = 1
+            while matched < count && bytes[at + matched] == pattern[matched] { matched += 1 }
+            if matched == count { return at }
             index = at + 1
         }
         return nil

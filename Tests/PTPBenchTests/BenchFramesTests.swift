@@ -64,6 +64,24 @@ final class BenchFramesTests: XCTestCase {
         XCTAssertEqual(scanned, ScannedFrame(kind: .nack, messageID: id, reason: "unreachable"))
     }
 
+    /// Hints from one layout never make a frame of another layout read wrong.
+    func testHintsFromAnotherLayoutFallBackToTheSearch() throws {
+        var hints = ScanHints()
+        let template = MessageTemplate(from: sender, to: recipient, channelID: .random(), payload: 32, timestamp: "t")
+        let first = BenchMessageID(connection: 1, run: 2, sequence: 3).guid
+        var out = ByteBuffer()
+        template.write(&out, id: first, sentAt: 77)
+        XCTAssertEqual(BenchFrames.scan(body(of: out), hints: &hints), ScannedFrame(kind: .message, messageID: first, sentAt: 77))
+        let second = GUID.random()
+        let other = """
+            {"msg_type":"MESSAGE","msg_data":{"message":"00000000000000ffAAAA","msg_id":"\(second)"},"msg_id":"\(GUID.random())"}
+            """
+        let scanned = Array(other.utf8).withUnsafeBytes { BenchFrames.scan($0, hints: &hints) }
+        XCTAssertEqual(scanned, ScannedFrame(kind: .message, messageID: second, sentAt: 255))
+        // And back: the hints follow the layout they last saw.
+        XCTAssertEqual(BenchFrames.scan(body(of: out), hints: &hints), ScannedFrame(kind: .message, messageID: first, sentAt: 77))
+    }
+
     func testScanOfOtherFrames() {
         for text in ["{\"msg_type\":\"ROUTING\",\"msg_data\":{}}", "{\"msg_type\":\"HELLO\"}", "{}", "not json", "{\"msg_type\":\"ACK\"}"] {
             let scanned = Array(text.utf8).withUnsafeBytes { BenchFrames.scan($0) }

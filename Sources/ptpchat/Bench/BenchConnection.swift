@@ -32,6 +32,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var out = ByteBuffer()
     /// The start of a frame whose rest has not come in yet.
     private var pending: ByteBuffer?
+    private var hints = ScanHints()
     /// Frames from the relay above this size end the connection (PROFILE.md default limit).
     static let maxFrameBytes = 1 << 20
     private var isBound = false
@@ -121,7 +122,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handle(_ frame: ByteBuffer) {
-        let scanned = BenchFrames.scan(frame)
+        let scanned = BenchFrames.scan(frame, hints: &hints)
         switch scanned.kind {
         case .message: received(scanned)
         case .ack: answered(scanned, acked: true)

@@ -135,11 +135,9 @@ struct BenchRunner {
         }
         guard let first = failures.first else { return channels }
         for channel in channels { channel.close(promise: nil) }
-        if failures.count == 1 || ready.count == 1 { throw first }
+        // None came up (nothing listens there, say): the first reason says it all.
+        if failures.count == ready.count { throw first }
         let detail = (first as? ClientError).map(String.init(describing:)) ?? String(describing: first)
-        if case .connectFailed = first as? ClientError {
-            throw ClientError.connectFailed("\(failures.count) of \(ready.count) connections failed: \(detail)", endpoint: endpoint)
-        }
         throw ClientError.connectionLost(
             "\(failures.count) of \(ready.count) connections failed (\(detail)); a relay limits connections per client address "
                 + "(limits.per_ip_connections, limits.per_ip_new_per_second)")
