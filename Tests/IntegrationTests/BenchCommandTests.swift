@@ -87,6 +87,27 @@ final class BenchCommandTests: RelayTestCase {
         return ((stats?["relayed"] as? [String: Any])?["MESSAGE"] as? [String: Any])?["messages"] as? Int ?? 0
     }
 
+    func testBenchOverTLS() throws {
+        let pki = try TestCertificates(in: try directory.appendingPathComponent("pki"))
+        let pair = try pki.relay()
+        let tlsPort = try Sockets.freePort()
+        let relay = try startRelay(
+            config: unthrottled + "tls:\n  listen: [\"127.0.0.1:\(tlsPort)\"]\n  cert: \"\(pair.cert)\"\n  key: \"\(pair.key)\"\n")
+        XCTAssertTrue(Deadline.poll(timeout: expectWithin) { relay.log.contains("tls=true") }, "no TLS listener:\n\(relay.logTail())")
+        let bench = try startPtpchat(
+            ["bench", "--relay", "127.0.0.1:\(tlsPort)", "--tls", "--ca", pki.ca, "--conns", "2", "--messages", "500", "--json"], name: "bench-tls")
+        XCTAssertEqual(bench.waitForExit(timeout: 30), 0, "bench over TLS failed: \(bench.stderr)")
+        let result = try summary(bench)
+        XCTAssertEqual(result["acked"] as? Int, 500)
+        XCTAssertEqual(result["lost"] as? Int, 0)
+
+        // Plaintext to the TLS port: no handshake, a clear error.
+        let plain = try startPtpchat(["bench", "--relay", "127.0.0.1:\(tlsPort)", "--conns", "2", "--messages", "10"], name: "bench-plain")
+        let status = try XCTUnwrap(plain.waitForExit(timeout: 30), "bench without --tls against a TLS port does not end")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertFalse(plain.stderr.isEmpty)
+    }
+
     func testUnreachableRelayIsAClearErrorAndANonZeroExit() throws {
         let port = try Sockets.freePort()
         let bench = try startPtpchat(["bench", "--relay", "127.0.0.1:\(port)", "--conns", "2", "--duration", "5"], name: "bench-unreachable")
