@@ -62,8 +62,9 @@ public struct MessageTemplate: Sendable {
         bytes.withUnsafeBytes { template in
             _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
                 buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: template.count)
-                id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
+                // The id formatted once, then copied to its second place.
                 id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+                (buffer.baseAddress! + head).copyMemory(from: buffer.baseAddress! + data, byteCount: 36)
                 BenchFrames.writeHex(sentAt, to: buffer.baseAddress! + stamp)
                 return template.count
             }

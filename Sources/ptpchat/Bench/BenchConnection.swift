@@ -46,6 +46,9 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var sendTimes: [UInt64]
     private let sendTimeMask: UInt64
     private var ackSequence: UInt64 = 0
+    /// The high half of this node's id: the ACKs' own ids are it and a count (read once, not through
+    /// the identity per ACK, which retains and releases it).
+    private let ackIDHigh: UInt64
 
     var boundFuture: EventLoopFuture<Void> { bound.futureResult }
 
@@ -55,6 +58,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.loop = loop
         self.bound = loop.eventLoop.makePromise(of: Void.self)
         self.budget = setup.budget
+        self.ackIDHigh = setup.identity.address.id.high
         var slots = 1
         while slots < setup.window * 2 { slots <<= 1 }
         sendTimes = Array(repeating: 0, count: setup.message == nil ? 0 : slots)
@@ -179,7 +183,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         // Every MESSAGE is ACKed, a stranger's too: the relay waits for it.
         ackSequence &+= 1
-        acks.write(&out, id: GUID(high: setup.identity.address.id.high, low: ackSequence), acknowledging: id)
+        acks.write(&out, id: GUID(high: ackIDHigh, low: ackSequence), acknowledging: id)
         guard let bench = BenchMessageID(id), bench.run == setup.run, let expected = setup.expectedSender,
             Int(bench.connection) == expected
         else {
