@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Wire protocol: framing, JSON scanning and writing, message model, validation. No I/O.
@@ -141,16 +142,31 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `ptpchat bench` as pure values: the load's shape, the message and ACK frames it writes and
+        // scans, and the summary (rates, HDR-histogram percentiles, table, JSON). No I/O.
+        .target(
+            name: "PTPBench",
+            dependencies: [
+                "PTPProtocol",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: hotPathSettings
+        ),
         .executableTarget(
             name: "ptpchat",
             dependencies: [
                 "PTPProtocol",
                 "PTPPunch",
+                "PTPBench",
                 "RelayTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // `ptpchat bench` handles every message of a load test in BenchConnection (perf: the
+            // exclusivity checks were about 4 % of its CPU).
+            swiftSettings: hotPathSettings
         ),
         .testTarget(
             name: "PTPProtocolTests",
@@ -167,6 +183,10 @@ let package = Package(
         .testTarget(
             name: "PTPPunchTests",
             dependencies: ["PTPPunch", "PTPProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PTPBenchTests",
+            dependencies: ["PTPBench", "PTPProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayMeshTests",

@@ -14,6 +14,6 @@ struct PTPChat: AsyncParsableCommand {
             64 bad usage.
             """,
         version: ProjectVersion.number,
-        subcommands: [Listen.self, Send.self, Routes.self, Punch.self]
+        subcommands: [Listen.self, Send.self, Routes.self, Punch.self, Bench.self]
     )
 }

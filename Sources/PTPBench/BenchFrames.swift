@@ -1,0 +1,334 @@
+import NIOCore
+import PTPProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A sender's MESSAGE, written once with `FrameWriter` and then copied for every message with its two
+/// ids and its send time written in place (as the relay's `AckTemplate`): formatting a frame anew
+/// per message would make the load generator the bottleneck.
+///
+/// `msg_data.message` is `payload` base64 characters: 16 hex digits of the send time in nanoseconds
+/// of the monotonic clock (hex digits are valid base64, as relay-load writes them), then filler.
+public struct MessageTemplate: Sendable {
+    private let bytes: [UInt8]
+    private let headIDOffset: Int
+    private let dataIDOffset: Int
+    private let stampOffset: Int
+
+    /// The frame's length on the wire, length prefix included.
+    public var count: Int { bytes.count }
+
+    public init(from sender: SenderTag, to recipient: GUID, channelID: GUID, payload: Int, timestamp: String) {
+        precondition(payload >= BenchShape.minimumPayload, "the payload carries the 16 hex digits of the send time")
+        var buffer = ByteBuffer()
+        FrameWriter.write(&buffer, verb: .message, messageID: .zero, ttl: 32, flood: false, sender: sender) { out in
+            out.writeASCII("{\"msg_id\":")
+            out.writeQuotedGUID(.zero)
+            out.writeASCII(",\"node_id\":")
+            out.writeQuotedGUID(sender.address.id)
+            out.writeASCII(",\"recipient\":")
+            FrameWriter.writeRecipients(&out, [recipient])
+            out.writeASCII(",\"timestamp\":")
+            out.writeJSONString(timestamp)
+            out.writeASCII(",\"channel\":\"bench\",\"channel_id\":")
+            out.writeQuotedGUID(channelID)
+            out.writeASCII(",\"message\":\"")
+            out.writeRepeatingByte(UInt8(ascii: "0"), count: 16)
+            let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            for index in 0..<(payload - 16) { out.writeInteger(alphabet[index % alphabet.count]) }
+            out.writeASCII("\"}")
+        }
+        let bytes = buffer.readBytes(length: buffer.readableBytes)!
+        let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
+        precondition(zeros.count == 2, "the MESSAGE template holds two placeholder ids")
+        let stamp = BenchFrames.offsets(of: Array("\"message\":\"".utf8), in: bytes)
+        precondition(stamp.count == 1, "the MESSAGE template holds one message")
+        self.bytes = bytes
+        headIDOffset = zeros[0]
+        dataIDOffset = zeros[1]
+        stampOffset = stamp[0] + 11
+    }
+
+    /// Appends one MESSAGE with `id` (head and `msg_data`) sent at `sentAt` (monotonic ns).
+    @inline(__always)
+    public func write(_ out: inout ByteBuffer, id: GUID, sentAt: UInt64) {
+        let head = headIDOffset
+        let data = dataIDOffset
+        let stamp = stampOffset
+        bytes.withUnsafeBytes { template in
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
+                buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: template.count)
+                // The id formatted once, then copied to its second place.
+                id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+                (buffer.baseAddress! + head).copyMemory(from: buffer.baseAddress! + data, byteCount: 36)
+                BenchFrames.writeHex(sentAt, to: buffer.baseAddress! + stamp)
+                return template.count
+            }
+        }
+    }
+}
+
+/// A recipient's `ACK {node_id, msg_id}` (`ttl` 1), written once with `FrameWriter` and copied per
+/// ACK with the two ids written in place.
+public struct AckFrameTemplate: Sendable {
+    private let bytes: [UInt8]
+    private let headIDOffset: Int
+    private let dataIDOffset: Int
+
+    public init(from node: SenderTag) {
+        var buffer = ByteBuffer()
+        FrameWriter.write(&buffer, verb: .ack, messageID: .zero, ttl: 1, flood: false, sender: node) { out in
+            out.writeASCII("{\"node_id\":")
+            out.writeQuotedGUID(node.address.id)
+            out.writeASCII(",\"msg_id\":")
+            out.writeQuotedGUID(.zero)
+            out.writeASCII("}")
+        }
+        let bytes = buffer.readBytes(length: buffer.readableBytes)!
+        let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
+        precondition(zeros.count == 2, "the ACK template holds two placeholder ids")
+        self.bytes = bytes
+        headIDOffset = zeros[0]
+        dataIDOffset = zeros[1]
+    }
+
+    @inline(__always)
+    public func write(_ out: inout ByteBuffer, id: GUID, acknowledging: GUID) {
+        let head = headIDOffset
+        let data = dataIDOffset
+        bytes.withUnsafeBytes { template in
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
+                buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: template.count)
+                id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
+                acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+                return template.count
+            }
+        }
+    }
+}
+
+/// What the bench needs of a frame from the relay, found by key (any key order, any whitespace
+/// around `:`) without parsing the whole JSON: its verb, `msg_data.msg_id`, and for a MESSAGE the
+/// send time at the start of `msg_data.message`.
+public struct ScannedFrame: Equatable, Sendable {
+    public enum Kind: Equatable, Sendable {
+        case message, ack, nack, routing, other
+    }
+
+    public var kind: Kind
+    /// `msg_data.msg_id` of a MESSAGE, ACK or NACK.
+    public var messageID: GUID?
+    /// The send time (monotonic ns) a bench MESSAGE carries.
+    public var sentAt: UInt64?
+    /// `msg_data.reason` of a NACK.
+    public var reason: String?
+
+    public init(kind: Kind, messageID: GUID? = nil, sentAt: UInt64? = nil, reason: String? = nil) {
+        self.kind = kind
+        self.messageID = messageID
+        self.sentAt = sentAt
+        self.reason = reason
+    }
+}
+
+/// Where the keys were in the last frame of a kind: a relay writes its frames in one layout, so the
+/// key is usually at the same offset again and the search is skipped (as relay-load's hints do).
+/// One per connection; a wrong hint only costs the search.
+public struct ScanHints: Sendable {
+    var messageData = 0
+    var ackData = 0
+    var messageText = 0
+
+    public init() {}
+}
+
+public enum BenchFrames {
+    /// Scans one frame body (the JSON, without its length prefix).
+    public static func scan(_ frame: ByteBuffer, hints: inout ScanHints) -> ScannedFrame {
+        frame.withUnsafeReadableBytes { scan($0, hints: &hints) }
+    }
+
+    public static func scan(_ frame: ByteBuffer) -> ScannedFrame {
+        var hints = ScanHints()
+        return scan(frame, hints: &hints)
+    }
+
+    public static func scan(_ bytes: UnsafeRawBufferPointer) -> ScannedFrame {
+        var hints = ScanHints()
+        return scan(bytes, hints: &hints)
+    }
+
+    /// A `"key":"` pattern can only be a key: inside a JSON string every quote is escaped.
+    public static func scan(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> ScannedFrame {
+        guard let verb = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return ScannedFrame(kind: .other) }
+        let kind: ScannedFrame.Kind
+        switch verb.count {
+        case 7 where equals(verb, "MESSAGE", in: bytes): kind = .message
+        case 3 where equals(verb, "ACK", in: bytes): kind = .ack
+        case 4 where equals(verb, "NACK", in: bytes): kind = .nack
+        case 7 where equals(verb, "ROUTING", in: bytes): kind = .routing
+        default: return ScannedFrame(kind: .other)
+        }
+        guard kind != .routing else { return ScannedFrame(kind: .routing) }
+        let data: Int
+        switch kind {
+        case .message: data = hinted("\"msg_data\"", in: bytes, hint: &hints.messageData)
+        case .ack: data = hinted("\"msg_data\"", in: bytes, hint: &hints.ackData)
+        default: data = find("\"msg_data\"", in: bytes, from: 0) ?? -1
+        }
+        guard data >= 0 else { return ScannedFrame(kind: kind) }
+        var scanned = ScannedFrame(kind: kind)
+        // A GUID is 36 characters: no need to look for the closing quote byte by byte.
+        if let id = valueStart(of: "\"msg_id\"", in: bytes, from: data), id + 36 < bytes.count,
+            bytes[id + 36] == UInt8(ascii: "\"")
+        {
+            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[id..<(id + 36)]))
+        }
+        if kind == .message {
+            // Only the first 16 characters of the text are read: the send time.
+            var text = hints.messageText
+            if !(text > data && text + 16 <= bytes.count && bytes[text - 1] == UInt8(ascii: "\"")
+                && isKey("\"message\"", at: text - 11, in: bytes))
+            {
+                text = valueStart(of: "\"message\"", in: bytes, from: data) ?? -1
+                if text >= 0 { hints.messageText = text }
+            }
+            if text >= 0, text + 16 <= bytes.count {
+                scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[text..<(text + 16)]))
+            }
+        }
+        if kind == .nack, let reason = stringValue(of: "\"reason\"", in: bytes, from: data) {
+            scanned.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[reason]), as: UTF8.self)
+        }
+        return scanned
+    }
+
+    /// The offset of `key` at `hint` if it is there, else searched for (and the hint updated); -1 if absent.
+    @inline(__always)
+    private static func hinted(_ key: StaticString, in bytes: UnsafeRawBufferPointer, hint: inout Int) -> Int {
+        if hint > 0, isKey(key, at: hint, in: bytes) { return hint }
+        guard let at = find(key, in: bytes, from: 0) else { return -1 }
+        hint = at
+        return at
+    }
+
+    /// `key` (quotes included) at `offset`, followed by `:"` (the value is a string).
+    @inline(__always)
+    private static func isKey(_ key: StaticString, at offset: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = key.utf8CodeUnitCount
+        guard offset >= 0, offset + count + 1 < bytes.count else { return false }
+        for index in 0..<count where bytes[offset + index] != key.utf8Start[index] { return false }
+        return bytes[offset + count] == UInt8(ascii: ":")
+    }
+
+    /// Where the string value of `key` starts (just past its opening quote), searching from `start`.
+    static func valueStart(of key: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        var from = start
+        while let at = find(key, in: bytes, from: from) {
+            var index = skipSpace(bytes, at + key.utf8CodeUnitCount)
+            if index < bytes.count, bytes[index] == UInt8(ascii: ":") {
+                index = skipSpace(bytes, index + 1)
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+                return index + 1
+            }
+            from = at + 1
+        }
+        return nil
+    }
+
+    /// The range of the string value of `key` (quotes included in `key`), searching from `start`.
+    static func stringValue(of key: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Range<Int>? {
+        guard let valueStart = valueStart(of: key, in: bytes, from: start),
+            let close = firstQuote(in: bytes, from: valueStart)
+        else { return nil }
+        return valueStart..<close
+    }
+
+    private static func skipSpace(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var index = start
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0A || bytes[index] == 0x0D {
+            index += 1
+        }
+        return index
+    }
+
+    /// The closing quote of a string starting at `start` (escaped quotes skipped).
+    private static func firstQuote(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        var index = start
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""): return index
+            case UInt8(ascii: "\\"): index += 2
+            default: index += 1
+            }
+        }
+        return nil
+    }
+
+    private static func equals(_ range: Range<Int>, _ text: StaticString, in bytes: UnsafeRawBufferPointer) -> Bool {
+        memcmp(bytes.baseAddress! + range.lowerBound, text.utf8Start, text.utf8CodeUnitCount) == 0
+    }
+
+    /// libc's memchr (vectorised) for the needle's first byte, then the rest compared in line (a
+    /// memcmp call per quote cost more than the search; Glibc's module does not export memmem).
+    static func find(_ needle: StaticString, in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard let base = bytes.baseAddress else { return nil }
+        let count = needle.utf8CodeUnitCount
+        let pattern = needle.utf8Start
+        var index = start
+        while index + count <= bytes.count {
+            guard let hit = memchr(base + index, Int32(pattern[0]), bytes.count - count + 1 - index) else { return nil }
+            let at = base.distance(to: UnsafeRawPointer(hit))
+            var matched = 1
+            while matched < count && bytes[at + matched] == pattern[matched] { matched += 1 }
+            if matched == count { return at }
+            index = at + 1
+        }
+        return nil
+    }
+
+    static func offsets(of needle: [UInt8], in bytes: [UInt8]) -> [Int] {
+        var found: [Int] = []
+        var index = 0
+        while index + needle.count <= bytes.count {
+            if bytes[index..<(index + needle.count)].elementsEqual(needle) {
+                found.append(index)
+                index += needle.count
+            } else {
+                index += 1
+            }
+        }
+        return found
+    }
+
+    /// 16 lower-case hex digits of `value`.
+    @inline(__always)
+    static func writeHex(_ value: UInt64, to destination: UnsafeMutableRawPointer) {
+        let digits: StaticString = "0123456789abcdef"
+        var rest = value
+        for index in stride(from: 15, through: 0, by: -1) {
+            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
+            rest >>= 4
+        }
+    }
+
+    /// 16 hex digits (either case); nil when one is not a hex digit.
+    static func parseHex(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        var value: UInt64 = 0
+        for byte in bytes {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
+        }
+        return value
+    }
+}

@@ -1,0 +1,32 @@
+import PTPProtocol
+
+/// The `msg_id` of a bench MESSAGE: a version-4-shaped GUID that carries the sending connection's
+/// index, the run's id and a sequence number, as relay-load's ids do. A recipient and an ACK tell
+/// from it alone whose message it is and which one, with no table.
+///
+/// high: index (32 bits) | run (16 bits) | `4` and 12 zero bits; low: `8` (4 bits) | sequence (60 bits).
+public struct BenchMessageID: Equatable, Sendable {
+    public var connection: UInt32
+    public var run: UInt16
+    public var sequence: UInt64
+
+    public init(connection: UInt32, run: UInt16, sequence: UInt64) {
+        self.connection = connection
+        self.run = run
+        self.sequence = sequence & Self.sequenceMask
+    }
+
+    static let sequenceMask: UInt64 = (1 << 60) - 1
+
+    public var guid: GUID {
+        GUID(high: UInt64(connection) << 32 | UInt64(run) << 16 | 0x4000, low: 8 << 60 | sequence)
+    }
+
+    /// Nil for a GUID that is not a bench id (of any run).
+    public init?(_ guid: GUID) {
+        guard guid.high & 0xFFFF == 0x4000, guid.low >> 60 == 8 else { return nil }
+        connection = UInt32(truncatingIfNeeded: guid.high >> 32)
+        run = UInt16(truncatingIfNeeded: guid.high >> 16)
+        sequence = guid.low & Self.sequenceMask
+    }
+}

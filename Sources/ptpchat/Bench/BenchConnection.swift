@@ -1,0 +1,264 @@
+import NIOCore
+import PTPBench
+import PTPProtocol
+import PTPPunch
+
+/// One bench connection: says HELLO, waits for the relay's first ROUTING (bound), then keeps
+/// `window` MESSAGEs to its peer outstanding, ACKs every MESSAGE it receives, and counts and times
+/// what comes back. All of it on the channel's event loop; frames are written into one reused
+/// buffer per connection and flushed once per read batch.
+final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Setup: Sendable {
+        var index: Int
+        var identity: SenderTag
+        /// This connection's MESSAGE, nil when it only receives.
+        var message: MessageTemplate?
+        /// The index of the connection that sends to this one.
+        var expectedSender: Int?
+        var budget: UInt64
+        var window: Int
+        var payload: Int
+        var run: UInt16
+    }
+
+    private let setup: Setup
+    private let acks: AckFrameTemplate
+    private let loop: LoopState
+    private let bound: EventLoopPromise<Void>
+    private var context: ChannelHandlerContext?
+    private var out = ByteBuffer()
+    /// The start of a frame whose rest has not come in yet.
+    private var pending: ByteBuffer?
+    private var hints = ScanHints()
+    /// Frames from the relay above this size end the connection (PROFILE.md default limit).
+    static let maxFrameBytes = 1 << 20
+    private var isBound = false
+    private var isSending = false
+    private var isFinished = false
+    private var budget: UInt64
+    private var nextSequence: UInt64 = 0
+    private var outstanding = 0
+    /// Send times of the outstanding messages by sequence number (a power of two at least twice the
+    /// window, so a slot is never reused while its message may still be answered).
+    private var sendTimes: [UInt64]
+    private let sendTimeMask: UInt64
+    private var ackSequence: UInt64 = 0
+    /// The high half of this node's id: the ACKs' own ids are it and a count (read once, not through
+    /// the identity per ACK, which retains and releases it).
+    private let ackIDHigh: UInt64
+
+    var boundFuture: EventLoopFuture<Void> { bound.futureResult }
+
+    init(setup: Setup, loop: LoopState) {
+        self.setup = setup
+        self.acks = AckFrameTemplate(from: setup.identity)
+        self.loop = loop
+        self.bound = loop.eventLoop.makePromise(of: Void.self)
+        self.budget = setup.budget
+        self.ackIDHigh = setup.identity.address.id.high
+        var slots = 1
+        while slots < setup.window * 2 { slots <<= 1 }
+        sendTimes = Array(repeating: 0, count: setup.message == nil ? 0 : slots)
+        sendTimeMask = UInt64(slots - 1)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connections.append(self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        if !isBound {
+            isBound = true
+            bound.fail(ClientError.connectionLost("the relay closed the connection before the handshake ended"))
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ClientFrames.hello(from: setup.identity)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if isBound && !loop.control.closing.load(ordering: .relaxed) {
+            loop.counters.connectionErrors += 1
+        }
+        if !isBound {
+            isBound = true
+            bound.fail(ClientError.connectionLost("the relay closed the connection before the handshake ended"))
+        }
+        finish(at: RunControl.now())
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !isBound {
+            isBound = true
+            bound.fail(ClientError.connectionLost(String(describing: error)))
+        }
+        context.close(promise: nil)
+    }
+
+    /// Splits the bytes into frames itself and scans each where it lies (no `ByteToMessageHandler`
+    /// hop and no slice per frame: a slice retains the buffer); one clock reading per read, as
+    /// relay-load takes (the frames of one read arrived together).
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var held = pending {
+            pending = nil  // first, so that `held` is the only reference and grows in place
+            held.writeBuffer(&buffer)
+            buffer = held
+        }
+        let now = RunControl.now()
+        let cap = Self.maxFrameBytes
+        let consumed = buffer.withUnsafeReadableBytes { bytes -> Int? in
+            var offset = 0
+            while bytes.count - offset >= 4 {
+                let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).bigEndian)
+                if length > cap { return nil }
+                guard bytes.count - offset - 4 >= length else { break }
+                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now) }
+                offset += 4 + length
+            }
+            return offset
+        }
+        guard let consumed else {
+            loop.counters.unexpected += 1
+            Console.diagnostic("ptpchat bench: connection \(setup.index): a frame over \(cap) bytes; closing it")
+            context.close(promise: nil)
+            return
+        }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        if buffer.readableBytes > 0 { pending = buffer }
+    }
+
+    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64) {
+        let scanned = BenchFrames.scan(frame, hints: &hints)
+        switch scanned.kind {
+        case .message: received(scanned, now: now)
+        case .ack: answered(scanned, acked: true, now: now)
+        case .nack: answered(scanned, acked: false, now: now)
+        case .routing:
+            if !isBound {
+                isBound = true
+                bound.succeed()
+            }
+        case .other:
+            break  // the relay's HELLO, floods: not the bench's business
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        pump()
+        flush()
+        loop.publish()
+        context.fireChannelReadComplete()
+    }
+
+    /// Called on the loop once every connection is bound: the send phase begins.
+    func startSending() {
+        guard setup.message != nil, context != nil else {
+            finish(at: RunControl.now())
+            return
+        }
+        isSending = true
+        pump()
+        flush()
+    }
+
+    func close() {
+        context?.close(promise: nil)
+    }
+
+    // MARK: - Receiving
+
+    private func received(_ scanned: ScannedFrame, now: UInt64) {
+        guard let id = scanned.messageID else {
+            loop.counters.unexpected += 1
+            return
+        }
+        // Every MESSAGE is ACKed, a stranger's too: the relay waits for it.
+        ackSequence &+= 1
+        acks.write(&out, id: GUID(high: ackIDHigh, low: ackSequence), acknowledging: id)
+        guard let bench = BenchMessageID(id), bench.run == setup.run, let expected = setup.expectedSender,
+            Int(bench.connection) == expected
+        else {
+            loop.counters.unexpected += 1
+            return
+        }
+        loop.counters.delivered += 1
+        if loop.control.isMeasuring(now) {
+            loop.counters.deliveredInWindow += 1
+            loop.counters.payloadBytesInWindow += UInt64(setup.payload)
+            if let sentAt = scanned.sentAt, sentAt <= now { loop.delivery.record(now - sentAt) }
+        }
+    }
+
+    private func answered(_ scanned: ScannedFrame, acked: Bool, now: UInt64) {
+        guard let id = scanned.messageID, let bench = BenchMessageID(id), bench.run == setup.run,
+            Int(bench.connection) == setup.index, bench.sequence < nextSequence, outstanding > 0
+        else {
+            loop.counters.unexpected += 1
+            return
+        }
+        outstanding -= 1
+        if acked {
+            loop.counters.acked += 1
+            if loop.control.isMeasuring(now) {
+                loop.counters.ackedInWindow += 1
+                loop.ack.record(now &- sendTimes[Int(bench.sequence & sendTimeMask)])
+            }
+        } else {
+            loop.counters.nacked += 1
+            if loop.firstNackReason == nil { loop.firstNackReason = scanned.reason ?? "(none given)" }
+        }
+    }
+
+    // MARK: - Sending
+
+    /// Tops the window up (within the budget and the send phase).
+    private func pump() {
+        guard isSending, let message = setup.message else { return }
+        let now = RunControl.now()
+        guard now < loop.control.sendingUntil.load(ordering: .relaxed) else {
+            isSending = false
+            return
+        }
+        let count = min(UInt64(setup.window - outstanding), budget)
+        if count > 0 {
+            out.reserveCapacity(minimumWritableBytes: Int(count) * message.count)
+            let index = UInt32(setup.index)
+            for _ in 0..<count {
+                let sequence = nextSequence
+                message.write(&out, id: BenchMessageID(connection: index, run: setup.run, sequence: sequence).guid, sentAt: now)
+                sendTimes[Int(sequence & sendTimeMask)] = now
+                nextSequence += 1
+            }
+            outstanding += Int(count)
+            budget -= count
+            loop.counters.sent += count
+        }
+        if budget == 0 && outstanding == 0 {
+            isSending = false
+            finish(at: now)
+        }
+    }
+
+    /// Counts this sender as done once (its budget answered, or its connection gone).
+    private func finish(at time: UInt64) {
+        guard setup.message != nil, !isFinished else { return }
+        isFinished = true
+        loop.control.senderFinished(at: time)
+    }
+
+    private func flush() {
+        guard out.readableBytes > 0, let context else { return }
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        // Loopback writes complete inside the flush, so the storage is ours again and is reused.
+        out.clear()
+    }
+}
