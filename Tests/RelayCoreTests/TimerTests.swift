@@ -141,4 +141,11 @@ final class TimerTests: XCTestCase {
         relay.loop.advanceTime(by: .seconds(300))
         XCTAssertFalse(alice.receive().contains { $0.type == "HELLO" })
     }
+
+    func testAHugeTimeoutMeansNeverAndNeitherTrapsNorOverflowsADeadline() {
+        XCTAssertEqual(TimeAmount.fromSeconds(1e12), .seconds(1_000_000_000))
+        XCTAssertEqual(TimeAmount.fromSeconds(-3), .zero)
+        XCTAssertEqual(TimeAmount.fromSeconds(0.25), .milliseconds(250))
+        XCTAssertGreaterThan(NIODeadline.now() + .fromSeconds(.infinity), NIODeadline.now())
+    }
 }

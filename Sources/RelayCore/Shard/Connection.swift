@@ -277,9 +277,10 @@ final class Connection {
     var wroteSinceSweep = false
     var lastReadAt: NIODeadline
     var lastWriteAt: NIODeadline
-    /// When it was opened: the idle sweep closes it when it has not said HELLO within
-    /// `timeouts.handshake` of this. Set once.
-    let openedAt: NIODeadline
+    /// When its HELLO is due (`timeouts.handshake` in force when it was opened: a reload does
+    /// not shorten the time of a connection already waiting): the idle sweep closes it if it has
+    /// not said HELLO by then. Set once.
+    let helloDeadline: NIODeadline
 
     // Its ROUTING view with `routing.to_clients: channels`; on the shard's loop.
     /// Nodes it exchanged messages with (bounded): they are in its view.
@@ -364,14 +365,15 @@ final class Connection {
     }
 
     init(
-        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, frameCap: FrameSizeCap? = nil
+        id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, handshakeTimeout: TimeAmount,
+        frameCap: FrameSizeCap? = nil
     ) {
         self.id = id
         self.context = context
         self.frameCap = frameCap
         self.lastReadAt = now
         self.lastWriteAt = now
-        self.openedAt = now
+        self.helloDeadline = now + handshakeTimeout
         self.pendingOutput = emptyOutput
     }
 

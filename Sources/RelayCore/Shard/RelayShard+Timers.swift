@@ -76,16 +76,15 @@ extension RelayShard {
     /// `IdleStateHandler`, which fixed both at accept, read the clock at every read burst and
     /// allocated a promise per write.
     ///
-    /// It also closes a connection that has not said HELLO within `timeouts.handshake` of its
-    /// opening (`handshake_timeout`), late by at most one sweep (an eighth of the timeout, at
-    /// most a second). A task scheduled and cancelled per connection cost about 6,600
+    /// It also closes a connection that has not said HELLO within the `timeouts.handshake` in
+    /// force when it was opened (`handshake_timeout`), late by at most one sweep (an eighth of the
+    /// timeout, at most a second). A task scheduled and cancelled per connection cost about 6,600
     /// instructions of a handshake's 172,000 (`Benchmarks/instructions-hs.sh`).
     func sweepIdle(now: NIODeadline) {
         let idle = TimeAmount.fromSeconds(configuration.timeouts.idle)
         let keepalive = TimeAmount.fromSeconds(configuration.timeouts.keepalive)
-        let handshake = TimeAmount.fromSeconds(configuration.timeouts.handshake)
         for connection in connections.values where connection.phase != .closing {
-            if connection.phase == .awaitingHello, now - connection.openedAt >= handshake {
+            if connection.phase == .awaitingHello, now >= connection.helloDeadline {
                 counters.drop(.handshakeTimeout)
                 close(connection, reason: "no HELLO within \(configuration.timeouts.handshake) s")
                 continue

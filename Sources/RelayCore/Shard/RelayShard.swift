@@ -114,7 +114,7 @@ final class RelayShard: @unchecked Sendable {
         nextConnectionID += 1
         let connection = Connection(
             id: UInt64(index) << NodeLocation.shardShift | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
-            frameCap: frameCap)
+            handshakeTimeout: .fromSeconds(configuration.timeouts.handshake), frameCap: frameCap)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)

@@ -52,7 +52,9 @@ final class RelayContext: Sendable {
 }
 
 extension TimeAmount {
+    /// At most 10^9 s (about 31 years): a configured `timeouts.idle: 1e12` means "never", not
+    /// a trap converting it, nor an overflow adding it to a deadline.
     static func fromSeconds(_ value: Double) -> TimeAmount {
-        .nanoseconds(Int64(max(value, 0) * 1_000_000_000))
+        .nanoseconds(Int64(min(max(value, 0), 1e9) * 1_000_000_000))
     }
 }
