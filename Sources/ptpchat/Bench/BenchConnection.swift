@@ -111,6 +111,8 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             buffer = held
         }
         let now = RunControl.now()
+        // Once per read, as the clock: per message it cost two atomic loads and a retain and release of `control`.
+        let measuring = loop.control.isMeasuring(now)
         let cap = Self.maxFrameBytes
         let consumed = buffer.withUnsafeReadableBytes { bytes -> Int? in
             var offset = 0
@@ -118,7 +120,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
                 let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).bigEndian)
                 if length > cap { return nil }
                 guard bytes.count - offset - 4 >= length else { break }
-                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now) }
+                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now, measuring: measuring) }
                 offset += 4 + length
             }
             return offset
@@ -133,14 +135,15 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         if buffer.readableBytes > 0 { pending = buffer }
     }
 
-    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64) {
+    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
         let located = BenchFrames.locate(frame, hints: &hints)
         switch located.kind {
-        case .message: received(located, in: frame, now: now)
-        case .ack: answered(located.messageID >= 0 ? BenchFrames.id(at: located.messageID, in: frame) : nil, acked: true, now: now)
+        case .message: received(located, in: frame, now: now, measuring: measuring)
+        case .ack:
+            answered(located.messageID >= 0 ? BenchFrames.id(at: located.messageID, in: frame) : nil, acked: true, now: now, measuring: measuring)
         case .nack:
             let scanned = BenchFrames.scan(frame)
-            answered(scanned.messageID, acked: false, now: now, reason: scanned.reason)
+            answered(scanned.messageID, acked: false, now: now, measuring: measuring, reason: scanned.reason)
         case .routing:
             if !isBound {
                 isBound = true
@@ -175,7 +178,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Receiving
 
-    private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64) {
+    private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
         guard located.messageID >= 0, let id = BenchFrames.id(at: located.messageID, in: frame) else {
             loop.counters.unexpected += 1
             return
@@ -190,7 +193,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         loop.counters.delivered += 1
-        if loop.control.isMeasuring(now) {
+        if measuring {
             loop.counters.deliveredInWindow += 1
             loop.counters.payloadBytesInWindow += UInt64(setup.payload)
             if located.sendTime >= 0, let sentAt = BenchFrames.parseHex(UnsafeRawBufferPointer(rebasing: frame[located.sendTime..<(located.sendTime + 16)])),
@@ -201,7 +204,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func answered(_ id: GUID?, acked: Bool, now: UInt64, reason: String? = nil) {
+    private func answered(_ id: GUID?, acked: Bool, now: UInt64, measuring: Bool, reason: String? = nil) {
         guard let id, let bench = BenchMessageID(id), bench.run == setup.run,
             Int(bench.connection) == setup.index, bench.sequence < nextSequence, outstanding > 0
         else {
@@ -211,7 +214,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         outstanding -= 1
         if acked {
             loop.counters.acked += 1
-            if loop.control.isMeasuring(now) {
+            if measuring {
                 loop.counters.ackedInWindow += 1
                 loop.ack.record(now &- sendTimes[Int(bench.sequence & sendTimeMask)])
             }
