@@ -15,6 +15,7 @@ import Darwin
 /// of the monotonic clock (hex digits are valid base64, as relay-load writes them), then filler.
 public struct MessageTemplate: Sendable {
     private let bytes: [UInt8]
+    /// Where the head's `msg_id` goes; -1 with `BenchFrameHead.spec` (no head id).
     private let headIDOffset: Int
     private let dataIDOffset: Int
     private let stampOffset: Int
@@ -22,10 +23,11 @@ public struct MessageTemplate: Sendable {
     /// The frame's length on the wire, length prefix included.
     public var count: Int { bytes.count }
 
-    public init(from sender: SenderTag, to recipient: GUID, channelID: GUID, payload: Int, timestamp: String) {
+    public init(
+        from sender: SenderTag, to recipient: GUID, channelID: GUID, payload: Int, timestamp: String, head: BenchFrameHead = .client
+    ) {
         precondition(payload >= BenchShape.minimumPayload, "the payload carries the 16 hex digits of the send time")
-        var buffer = ByteBuffer()
-        FrameWriter.write(&buffer, verb: .message, messageID: .zero, ttl: 32, flood: false, sender: sender) { out in
+        let bytes = BenchFrames.frame(verb: .message, ttl: 32, head: head, sender: sender) { out in
             out.writeASCII("{\"msg_id\":")
             out.writeQuotedGUID(.zero)
             out.writeASCII(",\"node_id\":")
@@ -42,14 +44,13 @@ public struct MessageTemplate: Sendable {
             for index in 0..<(payload - 16) { out.writeInteger(alphabet[index % alphabet.count]) }
             out.writeASCII("\"}")
         }
-        let bytes = buffer.readBytes(length: buffer.readableBytes)!
         let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
-        precondition(zeros.count == 2, "the MESSAGE template holds two placeholder ids")
+        precondition(zeros.count == (head == .client ? 2 : 1), "the MESSAGE template holds a placeholder id per id")
         let stamp = BenchFrames.offsets(of: Array("\"message\":\"".utf8), in: bytes)
         precondition(stamp.count == 1, "the MESSAGE template holds one message")
         self.bytes = bytes
-        headIDOffset = zeros[0]
-        dataIDOffset = zeros[1]
+        headIDOffset = head == .client ? zeros[0] : -1
+        dataIDOffset = zeros[zeros.count - 1]
         stampOffset = stamp[0] + 11
     }
 
@@ -64,36 +65,73 @@ public struct MessageTemplate: Sendable {
                 buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: template.count)
                 // The id formatted once, then copied to its second place.
                 id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
-                (buffer.baseAddress! + head).copyMemory(from: buffer.baseAddress! + data, byteCount: 36)
+                if head >= 0 { (buffer.baseAddress! + head).copyMemory(from: buffer.baseAddress! + data, byteCount: 36) }
                 BenchFrames.writeHex(sentAt, to: buffer.baseAddress! + stamp)
                 return template.count
             }
         }
     }
+
+    /// Appends `count` MESSAGEs, all sent at `sentAt`, with the ids of `first` and the sequence
+    /// numbers after it; the same bytes as `count` calls of `write(_:id:sentAt:)`, for less: one
+    /// capacity check, the id and the send time formatted once, and each further MESSAGE a copy of
+    /// the one before with the id's last 16 digits (the sequence number) written anew.
+    public func write(_ out: inout ByteBuffer, first: BenchMessageID, count: Int, sentAt: UInt64) {
+        guard count > 0 else { return }
+        let head = headIDOffset
+        let data = dataIDOffset
+        let stamp = stampOffset
+        bytes.withUnsafeBytes { template in
+            let size = template.count
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: size * count) { buffer in
+                var frame = buffer.baseAddress!
+                frame.copyMemory(from: template.baseAddress!, byteCount: size)
+                first.guid.write(to: UnsafeMutableRawBufferPointer(start: frame + data, count: 36))
+                if head >= 0 { (frame + head).copyMemory(from: frame + data, byteCount: 36) }
+                BenchFrames.writeHex(sentAt, to: frame + stamp)
+                var sequence = first.sequence
+                for _ in 1..<count {
+                    let next = frame + size
+                    next.copyMemory(from: frame, byteCount: size)
+                    sequence = (sequence &+ 1) & BenchMessageID.sequenceMask
+                    BenchFrames.writeGUIDLow(BenchMessageID.lowHalf(sequence: sequence), to: next + data + 19)
+                    if head >= 0 { (next + head + 19).copyMemory(from: next + data + 19, byteCount: 17) }
+                    frame = next
+                }
+                return size * count
+            }
+        }
+    }
 }
 
-/// A recipient's `ACK {node_id, msg_id}` (`ttl` 1), written once with `FrameWriter` and copied per
-/// ACK with the two ids written in place.
+/// A recipient's `ACK {node_id, msg_id}` (`ttl` 1), written once and copied per ACK with its ids
+/// written in place.
 public struct AckFrameTemplate: Sendable {
     private let bytes: [UInt8]
+    /// Where the ACK's own head `msg_id` goes (its first 19 characters, the node id's high half,
+    /// written once); -1 with `BenchFrameHead.spec`.
     private let headIDOffset: Int
     private let dataIDOffset: Int
 
-    public init(from node: SenderTag) {
-        var buffer = ByteBuffer()
-        FrameWriter.write(&buffer, verb: .ack, messageID: .zero, ttl: 1, flood: false, sender: node) { out in
+    public init(from node: SenderTag, head: BenchFrameHead = .client) {
+        var bytes = BenchFrames.frame(verb: .ack, ttl: 1, head: head, sender: node) { out in
             out.writeASCII("{\"node_id\":")
             out.writeQuotedGUID(node.address.id)
             out.writeASCII(",\"msg_id\":")
             out.writeQuotedGUID(.zero)
             out.writeASCII("}")
         }
-        let bytes = buffer.readBytes(length: buffer.readableBytes)!
         let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
-        precondition(zeros.count == 2, "the ACK template holds two placeholder ids")
+        precondition(zeros.count == (head == .client ? 2 : 1), "the ACK template holds a placeholder id per id")
+        headIDOffset = head == .client ? zeros[0] : -1
+        dataIDOffset = zeros[zeros.count - 1]
+        if head == .client {
+            let at = headIDOffset
+            bytes.withUnsafeMutableBytes {
+                GUID(high: node.address.id.high, low: 0).write(to: UnsafeMutableRawBufferPointer(rebasing: $0[at..<(at + 36)]))
+            }
+        }
         self.bytes = bytes
-        headIDOffset = zeros[0]
-        dataIDOffset = zeros[1]
     }
 
     @inline(__always)
@@ -103,8 +141,27 @@ public struct AckFrameTemplate: Sendable {
         bytes.withUnsafeBytes { template in
             _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
                 buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: template.count)
-                id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
+                if head >= 0 { id.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)])) }
                 acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+                return template.count
+            }
+        }
+    }
+
+    /// Appends the ACK of the MESSAGE whose `msg_id` text (36 characters, as it came) is at
+    /// `acknowledged`: copied, not parsed and formatted again. With the client head the ACK's own id
+    /// is the node id's high half and `sequence` (the same bytes as `write(_:id:acknowledging:)` with
+    /// `GUID(high: node id's high, low: sequence)`).
+    @inline(__always)
+    public func write(_ out: inout ByteBuffer, sequence: UInt64, acknowledging acknowledged: UnsafeRawPointer) {
+        let head = headIDOffset
+        let data = dataIDOffset
+        bytes.withUnsafeBytes { template in
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
+                let frame = buffer.baseAddress!
+                frame.copyMemory(from: template.baseAddress!, byteCount: template.count)
+                if head >= 0 { BenchFrames.writeGUIDLow(sequence, to: frame + head + 19) }
+                (frame + data).copyMemory(from: acknowledged, byteCount: 36)
                 return template.count
             }
         }
@@ -142,8 +199,39 @@ public struct ScanHints: Sendable {
     var messageData = 0
     var ackData = 0
     var messageText = 0
+    var messageID = 0
+    var ackID = 0
 
     public init() {}
+}
+
+/// Where the fields the bench reads lie in a frame body (byte offsets, -1 when absent): what
+/// `BenchFrames.scan` parses, left as text so that the hot path can copy an id instead of parsing
+/// and formatting it again.
+public struct LocatedFrame: Equatable, Sendable {
+    public var kind: ScannedFrame.Kind
+    /// The 36 characters of `msg_data.msg_id` (the closing quote checked, not the characters).
+    public var messageID: Int
+    /// The first 16 characters of `msg_data.message` of a MESSAGE.
+    public var sendTime: Int
+    /// The value of `msg_data` (-1 when absent).
+    public var data: Int
+
+    public init(kind: ScannedFrame.Kind, messageID: Int = -1, sendTime: Int = -1, data: Int = -1) {
+        self.kind = kind
+        self.messageID = messageID
+        self.sendTime = sendTime
+        self.data = data
+    }
+}
+
+/// Which head keys the bench's own frames carry.
+public enum BenchFrameHead: String, CaseIterable, Sendable {
+    /// `msg_type`, `ttl`, `flood`, `msg_data`: SPEC.md's frame, the bytes relay-load sends.
+    case spec
+    /// Also `msg_id`, `sender_id` and `target_id`, as `ptpchat send` writes them (FrameWriter; the
+    /// existing client's head, PROFILE.md section 2): about 120 bytes more a frame for the relay to read.
+    case client
 }
 
 public enum BenchFrames {
@@ -162,49 +250,82 @@ public enum BenchFrames {
         return scan(bytes, hints: &hints)
     }
 
-    /// A `"key":"` pattern can only be a key: inside a JSON string every quote is escaped.
+    /// `locate`, then the id and the send time parsed, and a NACK's reason.
     public static func scan(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> ScannedFrame {
-        guard let verb = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return ScannedFrame(kind: .other) }
+        let located = locate(bytes, hints: &hints)
+        var scanned = ScannedFrame(kind: located.kind)
+        if located.messageID >= 0 {
+            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[located.messageID..<(located.messageID + 36)]))
+        }
+        if located.sendTime >= 0 {
+            scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[located.sendTime..<(located.sendTime + 16)]))
+        }
+        if located.kind == .nack, located.data >= 0, let reason = stringValue(of: "\"reason\"", in: bytes, from: located.data) {
+            scanned.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[reason]), as: UTF8.self)
+        }
+        return scanned
+    }
+
+    /// Finds the verb, `msg_data.msg_id` and a MESSAGE's send time. A `"key":"` pattern can only be
+    /// a key: inside a JSON string every quote is escaped. The relay writes `msg_type` first and
+    /// its frames in one layout: the verb is read at offset 13 and the ids where the hints say
+    /// (checked), with the search as the fallback for any other layout.
+    public static func locate(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> LocatedFrame {
+        let verb: Range<Int>
+        if isKey("\"msg_type\"", at: 1, in: bytes), bytes[0] == UInt8(ascii: "{"), bytes[12] == UInt8(ascii: "\""),
+            let close = firstQuote(in: bytes, from: 13)
+        {
+            verb = 13..<close
+        } else {
+            guard let found = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return LocatedFrame(kind: .other) }
+            verb = found
+        }
         let kind: ScannedFrame.Kind
         switch verb.count {
         case 7 where equals(verb, "MESSAGE", in: bytes): kind = .message
         case 3 where equals(verb, "ACK", in: bytes): kind = .ack
         case 4 where equals(verb, "NACK", in: bytes): kind = .nack
         case 7 where equals(verb, "ROUTING", in: bytes): kind = .routing
-        default: return ScannedFrame(kind: .other)
+        default: return LocatedFrame(kind: .other)
         }
-        guard kind != .routing else { return ScannedFrame(kind: .routing) }
+        guard kind != .routing else { return LocatedFrame(kind: .routing) }
         let data: Int
         switch kind {
         case .message: data = hinted("\"msg_data\"", in: bytes, hint: &hints.messageData)
         case .ack: data = hinted("\"msg_data\"", in: bytes, hint: &hints.ackData)
         default: data = find("\"msg_data\"", in: bytes, from: 0) ?? -1
         }
-        guard data >= 0 else { return ScannedFrame(kind: kind) }
-        var scanned = ScannedFrame(kind: kind)
+        guard data >= 0 else { return LocatedFrame(kind: kind) }
+        var located = LocatedFrame(kind: kind, data: data)
         // A GUID is 36 characters: no need to look for the closing quote byte by byte.
-        if let id = valueStart(of: "\"msg_id\"", in: bytes, from: data), id + 36 < bytes.count,
-            bytes[id + 36] == UInt8(ascii: "\"")
-        {
-            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[id..<(id + 36)]))
+        var id = -1
+        switch kind {
+        case .message: id = hintedValue("\"msg_id\"", in: bytes, after: data, hint: &hints.messageID)
+        case .ack: id = hintedValue("\"msg_id\"", in: bytes, after: data, hint: &hints.ackID)
+        default: id = valueStart(of: "\"msg_id\"", in: bytes, from: data) ?? -1
         }
+        if id >= 0, id + 36 < bytes.count, bytes[id + 36] == UInt8(ascii: "\"") { located.messageID = id }
         if kind == .message {
             // Only the first 16 characters of the text are read: the send time.
-            var text = hints.messageText
-            if !(text > data && text + 16 <= bytes.count && bytes[text - 1] == UInt8(ascii: "\"")
-                && isKey("\"message\"", at: text - 11, in: bytes))
-            {
-                text = valueStart(of: "\"message\"", in: bytes, from: data) ?? -1
-                if text >= 0 { hints.messageText = text }
-            }
-            if text >= 0, text + 16 <= bytes.count {
-                scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[text..<(text + 16)]))
-            }
+            let text = hintedValue("\"message\"", in: bytes, after: data, hint: &hints.messageText)
+            if text >= 0, text + 16 <= bytes.count { located.sendTime = text }
         }
-        if kind == .nack, let reason = stringValue(of: "\"reason\"", in: bytes, from: data) {
-            scanned.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[reason]), as: UTF8.self)
+        return located
+    }
+
+    /// Where the string value of `key` starts, at `hint` if the key is there (`"key":"` right before
+    /// it, after `after`), else searched for from `after` (and the hint updated); -1 if absent.
+    @inline(__always)
+    private static func hintedValue(_ key: StaticString, in bytes: UnsafeRawBufferPointer, after: Int, hint: inout Int) -> Int {
+        let count = key.utf8CodeUnitCount
+        if hint > after + count + 1, hint < bytes.count, bytes[hint - 1] == UInt8(ascii: "\""),
+            isKey(key, at: hint - count - 2, in: bytes)
+        {
+            return hint
         }
-        return scanned
+        guard let at = valueStart(of: key, in: bytes, from: after) else { return -1 }
+        hint = at
+        return at
     }
 
     /// The offset of `key` at `hint` if it is there, else searched for (and the hint updated); -1 if absent.
@@ -305,6 +426,46 @@ public enum BenchFrames {
         return found
     }
 
+    /// A whole frame (length prefix included) whose `msg_data` is written by `body`, with the head
+    /// `head` says. Not on the hot path: the templates are made once per connection.
+    static func frame(verb: Verb, ttl: Int, head: BenchFrameHead, sender: SenderTag, body: (inout ByteBuffer) -> Void) -> [UInt8] {
+        var buffer = ByteBuffer()
+        switch head {
+        case .client:
+            FrameWriter.write(&buffer, verb: verb, messageID: .zero, ttl: ttl, flood: false, sender: sender, body: body)
+        case .spec:
+            // FrameWriter always writes the compat head keys (the relay's frames need them).
+            buffer.writeInteger(UInt32(0))
+            buffer.writeString("{\"msg_type\":\"\(verb.name)\",\"ttl\":\(ttl),\"flood\":false,\"msg_data\":")
+            body(&buffer)
+            buffer.writeString("}")
+            buffer.setInteger(UInt32(buffer.readableBytes - 4), at: buffer.readerIndex)
+        }
+        return buffer.readBytes(length: buffer.readableBytes)!
+    }
+
+    /// The last 17 characters of a GUID's canonical text (`xxxx-xxxxxxxxxxxx`, lower case): its low half.
+    @inline(__always)
+    static func writeGUIDLow(_ low: UInt64, to destination: UnsafeMutableRawPointer) {
+        let digits: StaticString = "0123456789abcdef"
+        var rest = low
+        for index in stride(from: 16, through: 5, by: -1) {
+            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
+            rest >>= 4
+        }
+        destination.storeBytes(of: UInt8(ascii: "-"), toByteOffset: 4, as: UInt8.self)
+        for index in stride(from: 3, through: 0, by: -1) {
+            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
+            rest >>= 4
+        }
+    }
+
+    /// The GUID whose 36 characters start at `offset` (a `LocatedFrame`'s `messageID`).
+    @inline(__always)
+    public static func id(at offset: Int, in bytes: UnsafeRawBufferPointer) -> GUID? {
+        GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 36)]))
+    }
+
     /// 16 lower-case hex digits of `value`.
     @inline(__always)
     static func writeHex(_ value: UInt64, to destination: UnsafeMutableRawPointer) {
@@ -317,7 +478,8 @@ public enum BenchFrames {
     }
 
     /// 16 hex digits (either case); nil when one is not a hex digit.
-    static func parseHex(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+    @inline(__always)
+    public static func parseHex(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
         var value: UInt64 = 0
         for byte in bytes {
             let digit: UInt8

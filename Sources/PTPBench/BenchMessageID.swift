@@ -19,8 +19,12 @@ public struct BenchMessageID: Equatable, Sendable {
     static let sequenceMask: UInt64 = (1 << 60) - 1
 
     public var guid: GUID {
-        GUID(high: UInt64(connection) << 32 | UInt64(run) << 16 | 0x4000, low: 8 << 60 | sequence)
+        GUID(high: UInt64(connection) << 32 | UInt64(run) << 16 | 0x4000, low: Self.lowHalf(sequence: sequence))
     }
+
+    /// The GUID's low half for `sequence` (the part that changes from one message to the next).
+    @inline(__always)
+    static func lowHalf(sequence: UInt64) -> UInt64 { 8 << 60 | sequence }
 
     /// Nil for a GUID that is not a bench id (of any run).
     public init?(_ guid: GUID) {

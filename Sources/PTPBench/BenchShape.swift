@@ -49,11 +49,14 @@ public struct BenchShape: Sendable, Equatable {
     public var warmup: Double
     /// Seconds to wait after the send phase for outstanding deliveries and ACKs.
     public var drain: Double
+    /// The head keys of the bench's MESSAGEs and ACKs.
+    public var head: BenchFrameHead
 
     public init(
         connections: Int, pattern: BenchPattern, window: Int, payload: Int, duration: Double, messages: UInt64,
-        warmup: Double = 0, drain: Double = 2
+        warmup: Double = 0, drain: Double = 2, head: BenchFrameHead = .spec
     ) {
+        self.head = head
         self.connections = connections
         self.pattern = pattern
         self.window = window

@@ -95,7 +95,7 @@ public struct BenchSummary: Sendable {
         var lines: [String] = []
         lines.append(
             "ptpchat bench \(relay): pattern \(shape.pattern.rawValue), \(shape.connections) connections, window \(shape.window), "
-                + "payload \(shape.payload) B, \(threads) threads")
+                + "payload \(shape.payload) B, \(threads) threads, \(shape.head.rawValue) head")
         var ran = "ran \(Self.fixed(sendSeconds, 2)) s"
         if shape.warmup > 0 { ran += " (measured the last \(Self.fixed(windowSeconds, 2)) s after \(Self.fixed(shape.warmup, 2)) s warm-up)" }
         if interrupted { ran += ", interrupted (Ctrl-C): the summary so far" }
@@ -141,7 +141,7 @@ public struct BenchSummary: Sendable {
                 mean_us: us(histogram.mean / 1000))
         }
         let report = Report(
-            relay: relay, pattern: shape.pattern.rawValue, conns: shape.connections, window: shape.window, payload: shape.payload,
+            relay: relay, pattern: shape.pattern.rawValue, head: shape.head.rawValue, conns: shape.connections, window: shape.window, payload: shape.payload,
             threads: threads, duration_s: shape.duration, messages_limit: shape.messages, warmup_s: shape.warmup,
             send_s: (sendSeconds * 1000).rounded() / 1000, window_s: (windowSeconds * 1000).rounded() / 1000,
             interrupted: interrupted, msgs_per_s: messagesPerSecond.rounded(), acks_per_s: acksPerSecond.rounded(),
@@ -164,6 +164,8 @@ public struct BenchSummary: Sendable {
 
         var relay: String
         var pattern: String
+        /// `spec` or `client`: the head keys of the bench's own frames.
+        var head: String
         var conns, window, payload, threads: Int
         var duration_s: Double
         var messages_limit: UInt64

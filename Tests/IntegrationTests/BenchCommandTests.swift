@@ -35,19 +35,22 @@ final class BenchCommandTests: RelayTestCase {
         XCTAssertEqual(result["unacked"] as? Int, 0)
         XCTAssertEqual(result["errors"] as? Int, 0)
         XCTAssertEqual(result["interrupted"] as? Bool, false)
+        XCTAssertEqual(result["head"] as? String, "spec")
         XCTAssertGreaterThan(result["msgs_per_s"] as? Double ?? 0, 0)
         XCTAssertGreaterThan(result["acks_per_s"] as? Double ?? 0, 0)
         XCTAssertLessThan(result["send_s"] as? Double ?? 99, 30, "the message count, not the duration, ended the run")
         try assertOrderedLatency(result, "latency")
         try assertOrderedLatency(result, "ack_latency")
 
-        // The table, with the duration as the bound and the ring pattern.
+        // The table, with the duration as the bound, the ring pattern and the client's head keys.
         let table = try startPtpchat(
-            ["bench", "--relay", relay.endpoint, "--conns", "3", "--pattern", "ring", "--duration", "0.5", "--messages", "100000000"],
+            ["bench", "--relay", relay.endpoint, "--conns", "3", "--pattern", "ring", "--duration", "0.5", "--messages", "100000000",
+             "--head", "client"],
             name: "bench-table")
         XCTAssertEqual(table.waitForExit(timeout: 20), 0, "\(table.stderr)\n\(table.stdout)")
         let lines = table.stdoutLines
         XCTAssertTrue(lines.first?.contains("pattern ring, 3 connections") == true, "\(lines)")
+        XCTAssertTrue(lines.first?.hasSuffix("client head") == true, "\(lines)")
         XCTAssertFalse(table.stdout.contains("\u{1B}"), "a progress bar on a pipe: \(table.stdout)")
         let row = { (name: String) in lines.first { $0.hasPrefix(name) }?.split(separator: " ").last.map(String.init) }
         XCTAssertEqual(row("lost"), "0")

@@ -93,6 +93,114 @@ final class BenchFramesTests: XCTestCase {
         }
     }
 
+    /// The batch write is byte for byte `count` single writes (both heads, across the sequence
+    /// number's wrap), and the scan reads each id and send time back.
+    func testBatchWriteEqualsSingleWrites() throws {
+        for head in BenchFrameHead.allCases {
+            let template = MessageTemplate(from: sender, to: recipient, channelID: .random(), payload: 40, timestamp: "t", head: head)
+            let first = BenchMessageID(connection: 0xABCD_EF01, run: 0x1234, sequence: (1 << 60) - 3)
+            var batch = ByteBuffer()
+            template.write(&batch, first: first, count: 5, sentAt: 0xFEDC_BA98_7654_3210)
+            var single = ByteBuffer()
+            for offset in 0..<5 {
+                let id = BenchMessageID(connection: first.connection, run: first.run, sequence: (first.sequence + UInt64(offset)) & ((1 << 60) - 1))
+                template.write(&single, id: id.guid, sentAt: 0xFEDC_BA98_7654_3210)
+            }
+            XCTAssertEqual(Array(batch.readableBytesView), Array(single.readableBytesView), "\(head)")
+            var none = ByteBuffer()
+            template.write(&none, first: first, count: 0, sentAt: 1)
+            XCTAssertEqual(none.readableBytes, 0)
+            let last = body(of: batch.getSlice(at: 4 * template.count, length: template.count)!)
+            XCTAssertEqual(
+                BenchFrames.scan(last),
+                ScannedFrame(kind: .message, messageID: BenchMessageID(connection: 0xABCD_EF01, run: 0x1234, sequence: 1).guid, sentAt: 0xFEDC_BA98_7654_3210))
+        }
+    }
+
+    /// `spec`: SPEC.md's head alone (the bytes relay-load sends); `client`: also the compat keys.
+    func testHeads() throws {
+        let id = BenchMessageID(connection: 3, run: 9, sequence: 42).guid
+        for head in BenchFrameHead.allCases {
+            let message = MessageTemplate(from: sender, to: recipient, channelID: .random(), payload: 16, timestamp: "t", head: head)
+            var out = ByteBuffer()
+            message.write(&out, id: id, sentAt: 5)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(body(of: out).readableBytesView)) as? [String: Any])
+            XCTAssertEqual(json["msg_type"] as? String, "MESSAGE")
+            XCTAssertEqual(json["ttl"] as? Int, 32)
+            XCTAssertEqual(json["flood"] as? Bool, false)
+            XCTAssertEqual((json["msg_data"] as? [String: Any])?["msg_id"] as? String, id.description)
+            switch head {
+            case .spec: XCTAssertEqual(Set(json.keys), ["msg_type", "ttl", "flood", "msg_data"])
+            case .client:
+                XCTAssertEqual(Set(json.keys), ["msg_type", "msg_id", "ttl", "flood", "sender_id", "target_id", "msg_data"])
+                XCTAssertEqual(json["msg_id"] as? String, id.description)
+                XCTAssertEqual(json["sender_id"] as? String, "bench0@\(sender.address.id)")
+            }
+
+            let ack = AckFrameTemplate(from: sender, head: head)
+            var acks = ByteBuffer()
+            ack.write(&acks, id: GUID(high: 7, low: 8), acknowledging: id)
+            let ackJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(body(of: acks).readableBytesView)) as? [String: Any])
+            XCTAssertEqual(ackJSON["ttl"] as? Int, 1)
+            XCTAssertEqual(ackJSON["msg_id"] as? String, head == .client ? GUID(high: 7, low: 8).description : nil)
+            XCTAssertEqual((ackJSON["msg_data"] as? [String: String])?["msg_id"], id.description)
+        }
+    }
+
+    /// The ACK of an id's text as it came is the ACK written from the parsed id (its own id the
+    /// node id's high half and the count), upper-case text copied as it is.
+    func testAckFromTextEqualsAckFromGUID() throws {
+        for head in BenchFrameHead.allCases {
+            let template = AckFrameTemplate(from: sender, head: head)
+            let acknowledged = GUID.random()
+            for text in [acknowledged.description, acknowledged.description.uppercased()] {
+                var fromText = ByteBuffer()
+                Array(text.utf8).withUnsafeBytes { template.write(&fromText, sequence: 0x0123_4567_89AB_CDEF, acknowledging: $0.baseAddress!) }
+                let frame = body(of: fromText)
+                XCTAssertEqual(BenchFrames.scan(frame), ScannedFrame(kind: .ack, messageID: acknowledged))
+                XCTAssertTrue(String(decoding: frame.readableBytesView, as: UTF8.self).contains("\"msg_id\":\"\(text)\""))
+                if text == acknowledged.description {
+                    var fromGUID = ByteBuffer()
+                    template.write(&fromGUID, id: GUID(high: sender.address.id.high, low: 0x0123_4567_89AB_CDEF), acknowledging: acknowledged)
+                    XCTAssertEqual(Array(fromText.readableBytesView), Array(fromGUID.readableBytesView), "\(head)")
+                }
+            }
+        }
+    }
+
+    /// A frame as the relay writes it (FrameWriter: `msg_type` first, a head `msg_id` before
+    /// `msg_data`): the verb read in place, the data's id found and then hinted, never the head's.
+    func testLocateARelayFrameAndItsHints() throws {
+        let relayTag = SenderTag(NodeAddress(id: .random(), name: "relay"))
+        func relayAck(_ acknowledged: GUID, head: GUID) -> ByteBuffer {
+            var out = ByteBuffer()
+            FrameWriter.write(&out, verb: .ack, messageID: head, ttl: 1, flood: false, sender: relayTag) { out in
+                out.writeASCII("{\"node_id\":")
+                out.writeQuotedGUID(relayTag.address.id)
+                out.writeASCII(",\"msg_id\":")
+                out.writeQuotedGUID(acknowledged)
+                out.writeASCII("}")
+            }
+            return body(of: out)
+        }
+        var hints = ScanHints()
+        for _ in 0..<3 {
+            let acknowledged = GUID.random()
+            let frame = relayAck(acknowledged, head: .random())
+            let located = frame.withUnsafeReadableBytes { BenchFrames.locate($0, hints: &hints) }
+            XCTAssertEqual(located.kind, .ack)
+            XCTAssertEqual(frame.withUnsafeReadableBytes { BenchFrames.id(at: located.messageID, in: $0) }, acknowledged)
+            XCTAssertEqual(BenchFrames.scan(frame, hints: &hints), ScannedFrame(kind: .ack, messageID: acknowledged))
+        }
+        // A frame whose hinted offset holds another key: found by the search.
+        let moved = GUID.random()
+        let other = "{\"msg_type\":\"ACK\",\"msg_data\":{\"node_id\":\"\(GUID.random())\",\"x\":1,\"msg_id\":\"\(moved)\"},\"pad\":\"\(String(repeating: "y", count: 300))\"}"
+        XCTAssertEqual(Array(other.utf8).withUnsafeBytes { BenchFrames.scan($0, hints: &hints) }, ScannedFrame(kind: .ack, messageID: moved))
+        // msg_type not first: searched.
+        let late = "{\"msg_data\":{\"msg_id\":\"\(moved)\"},\"msg_type\":\"ACK\"}"
+        XCTAssertEqual(Array(late.utf8).withUnsafeBytes { BenchFrames.scan($0, hints: &hints) }, ScannedFrame(kind: .ack, messageID: moved))
+    }
+
     func testMessageIDRoundTripAndStrangers() {
         let id = BenchMessageID(connection: 19_999, run: 1, sequence: (1 << 60) - 1)
         XCTAssertEqual(BenchMessageID(id.guid), id)

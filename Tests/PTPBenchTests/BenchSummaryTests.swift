@@ -83,7 +83,7 @@ final class BenchSummaryTests: XCTestCase {
         counters.acked = 1_234_567
         counters.deliveredInWindow = 1_000_000
         let table = summary(counters: counters, interrupted: true).table()
-        XCTAssertTrue(table.contains("pattern pair, 4 connections, window 16, payload 64 B, 2 threads"), table)
+        XCTAssertTrue(table.contains("pattern pair, 4 connections, window 16, payload 64 B, 2 threads, spec head"), table)
         XCTAssertTrue(table.contains("interrupted"), table)
         let rows = table.split(separator: "\n").map(String.init)
         XCTAssertEqual(rows.first { $0.hasPrefix("msgs/s") }?.split(separator: " ").last, "250,000")
@@ -110,6 +110,7 @@ final class BenchSummaryTests: XCTestCase {
         XCTAssertEqual(json["lost"] as? Int, 1)
         XCTAssertEqual(json["unacked"] as? Int, 2)
         XCTAssertEqual(json["pattern"] as? String, "pair")
+        XCTAssertEqual(json["head"] as? String, "spec")
         XCTAssertEqual(json["interrupted"] as? Bool, false)
         let latency = try XCTUnwrap(json["latency"] as? [String: Any])
         let values = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"].compactMap { latency[$0] as? Double }

@@ -56,6 +56,13 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds to wait for outstanding answers after sending stopped.", valueName: "seconds"))
     var drain: Double = 2
 
+    @Option(
+        help: ArgumentHelp(
+            "The head of the bench's own frames: spec (msg_type, ttl, flood, msg_data: SPEC.md's frame, as relay-load sends) "
+                + "or client (also msg_id, sender_id, target_id, as ptpchat send writes: about 120 bytes more a frame).",
+            valueName: "head"))
+    var head: BenchFrameHead = .spec
+
     @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "n"))
     var threads: Int = System.coreCount
 
@@ -86,7 +93,7 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         let shape = BenchShape(
             connections: conns, pattern: pattern, window: window, payload: payload, duration: duration, messages: messages,
-            warmup: warmup, drain: drain)
+            warmup: warmup, drain: drain, head: head)
         let showProgress = !json && isatty(STDOUT_FILENO) == 1
         let summary: BenchSummary
         do {
@@ -114,3 +121,4 @@ struct Bench: AsyncParsableCommand {
 }
 
 extension BenchPattern: ExpressibleByArgument {}
+extension BenchFrameHead: ExpressibleByArgument {}

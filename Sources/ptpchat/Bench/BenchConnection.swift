@@ -22,6 +22,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         var window: Int
         var payload: Int
         var run: UInt16
+        var head: BenchFrameHead
     }
 
     private let setup: Setup
@@ -46,19 +47,15 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var sendTimes: [UInt64]
     private let sendTimeMask: UInt64
     private var ackSequence: UInt64 = 0
-    /// The high half of this node's id: the ACKs' own ids are it and a count (read once, not through
-    /// the identity per ACK, which retains and releases it).
-    private let ackIDHigh: UInt64
 
     var boundFuture: EventLoopFuture<Void> { bound.futureResult }
 
     init(setup: Setup, loop: LoopState) {
         self.setup = setup
-        self.acks = AckFrameTemplate(from: setup.identity)
+        self.acks = AckFrameTemplate(from: setup.identity, head: setup.head)
         self.loop = loop
         self.bound = loop.eventLoop.makePromise(of: Void.self)
         self.budget = setup.budget
-        self.ackIDHigh = setup.identity.address.id.high
         var slots = 1
         while slots < setup.window * 2 { slots <<= 1 }
         sendTimes = Array(repeating: 0, count: setup.message == nil ? 0 : slots)
@@ -114,6 +111,8 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             buffer = held
         }
         let now = RunControl.now()
+        // Once per read, as the clock: per message it cost two atomic loads and a retain and release of `control`.
+        let measuring = loop.control.isMeasuring(now)
         let cap = Self.maxFrameBytes
         let consumed = buffer.withUnsafeReadableBytes { bytes -> Int? in
             var offset = 0
@@ -121,7 +120,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
                 let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).bigEndian)
                 if length > cap { return nil }
                 guard bytes.count - offset - 4 >= length else { break }
-                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now) }
+                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now, measuring: measuring) }
                 offset += 4 + length
             }
             return offset
@@ -136,12 +135,15 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         if buffer.readableBytes > 0 { pending = buffer }
     }
 
-    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64) {
-        let scanned = BenchFrames.scan(frame, hints: &hints)
-        switch scanned.kind {
-        case .message: received(scanned, now: now)
-        case .ack: answered(scanned, acked: true, now: now)
-        case .nack: answered(scanned, acked: false, now: now)
+    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
+        let located = BenchFrames.locate(frame, hints: &hints)
+        switch located.kind {
+        case .message: received(located, in: frame, now: now, measuring: measuring)
+        case .ack:
+            answered(located.messageID >= 0 ? BenchFrames.id(at: located.messageID, in: frame) : nil, acked: true, now: now, measuring: measuring)
+        case .nack:
+            let scanned = BenchFrames.scan(frame)
+            answered(scanned.messageID, acked: false, now: now, measuring: measuring, reason: scanned.reason)
         case .routing:
             if !isBound {
                 isBound = true
@@ -176,14 +178,14 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Receiving
 
-    private func received(_ scanned: ScannedFrame, now: UInt64) {
-        guard let id = scanned.messageID else {
+    private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
+        guard located.messageID >= 0, let id = BenchFrames.id(at: located.messageID, in: frame) else {
             loop.counters.unexpected += 1
             return
         }
-        // Every MESSAGE is ACKed, a stranger's too: the relay waits for it.
+        // Every MESSAGE is ACKed, a stranger's too: the relay waits for it. The id is copied as it came.
         ackSequence &+= 1
-        acks.write(&out, id: GUID(high: ackIDHigh, low: ackSequence), acknowledging: id)
+        acks.write(&out, sequence: ackSequence, acknowledging: frame.baseAddress! + located.messageID)
         guard let bench = BenchMessageID(id), bench.run == setup.run, let expected = setup.expectedSender,
             Int(bench.connection) == expected
         else {
@@ -191,15 +193,19 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         loop.counters.delivered += 1
-        if loop.control.isMeasuring(now) {
+        if measuring {
             loop.counters.deliveredInWindow += 1
             loop.counters.payloadBytesInWindow += UInt64(setup.payload)
-            if let sentAt = scanned.sentAt, sentAt <= now { loop.delivery.record(now - sentAt) }
+            if located.sendTime >= 0, let sentAt = BenchFrames.parseHex(UnsafeRawBufferPointer(rebasing: frame[located.sendTime..<(located.sendTime + 16)])),
+                sentAt <= now
+            {
+                loop.delivery.record(now - sentAt)
+            }
         }
     }
 
-    private func answered(_ scanned: ScannedFrame, acked: Bool, now: UInt64) {
-        guard let id = scanned.messageID, let bench = BenchMessageID(id), bench.run == setup.run,
+    private func answered(_ id: GUID?, acked: Bool, now: UInt64, measuring: Bool, reason: String? = nil) {
+        guard let id, let bench = BenchMessageID(id), bench.run == setup.run,
             Int(bench.connection) == setup.index, bench.sequence < nextSequence, outstanding > 0
         else {
             loop.counters.unexpected += 1
@@ -208,13 +214,13 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         outstanding -= 1
         if acked {
             loop.counters.acked += 1
-            if loop.control.isMeasuring(now) {
+            if measuring {
                 loop.counters.ackedInWindow += 1
                 loop.ack.record(now &- sendTimes[Int(bench.sequence & sendTimeMask)])
             }
         } else {
             loop.counters.nacked += 1
-            if loop.firstNackReason == nil { loop.firstNackReason = scanned.reason ?? "(none given)" }
+            if loop.firstNackReason == nil { loop.firstNackReason = reason ?? "(none given)" }
         }
     }
 
@@ -230,12 +236,11 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         let count = min(UInt64(setup.window - outstanding), budget)
         if count > 0 {
-            out.reserveCapacity(minimumWritableBytes: Int(count) * message.count)
-            let index = UInt32(setup.index)
+            message.write(
+                &out, first: BenchMessageID(connection: UInt32(setup.index), run: setup.run, sequence: nextSequence), count: Int(count),
+                sentAt: now)
             for _ in 0..<count {
-                let sequence = nextSequence
-                message.write(&out, id: BenchMessageID(connection: index, run: setup.run, sequence: sequence).guid, sentAt: now)
-                sendTimes[Int(sequence & sendTimeMask)] = now
+                sendTimes[Int(nextSequence & sendTimeMask)] = now
                 nextSequence += 1
             }
             outstanding += Int(count)

@@ -57,10 +57,11 @@ struct BenchRunner {
             let setup = BenchConnection.Setup(
                 index: index, identity: identities[index],
                 message: peer.map {
-                    MessageTemplate(from: identities[index], to: identities[$0].address.id, channelID: channelID, payload: shape.payload, timestamp: timestamp)
+                    MessageTemplate(from: identities[index], to: identities[$0].address.id, channelID: channelID, payload: shape.payload, timestamp: timestamp,
+                        head: shape.head)
                 },
                 expectedSender: pattern.sender(to: index, count: count), budget: budget, window: shape.window, payload: shape.payload,
-                run: runID)
+                run: runID, head: shape.head)
             ready.append(connect(setup, state: states[index % states.count]))
         }
 
