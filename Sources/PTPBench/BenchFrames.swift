@@ -44,9 +44,9 @@ public struct MessageTemplate: Sendable {
             for index in 0..<(payload - 16) { out.writeInteger(alphabet[index % alphabet.count]) }
             out.writeASCII("\"}")
         }
-        let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
+        let zeros = bytes.offsets(of: Array(GUID.zero.description.utf8))
         precondition(zeros.count == (head == .client ? 2 : 1), "the MESSAGE template holds a placeholder id per id")
-        let stamp = BenchFrames.offsets(of: Array("\"message\":\"".utf8), in: bytes)
+        let stamp = bytes.offsets(of: Array("\"message\":\"".utf8))
         precondition(stamp.count == 1, "the MESSAGE template holds one message")
         self.bytes = bytes
         headIDOffset = head == .client ? zeros[0] : -1
@@ -121,7 +121,7 @@ public struct AckFrameTemplate: Sendable {
             out.writeQuotedGUID(.zero)
             out.writeASCII("}")
         }
-        let zeros = BenchFrames.offsets(of: Array(GUID.zero.description.utf8), in: bytes)
+        let zeros = bytes.offsets(of: Array(GUID.zero.description.utf8))
         precondition(zeros.count == (head == .client ? 2 : 1), "the ACK template holds a placeholder id per id")
         headIDOffset = head == .client ? zeros[0] : -1
         dataIDOffset = zeros[zeros.count - 1]
@@ -412,20 +412,6 @@ public enum BenchFrames {
         return nil
     }
 
-    static func offsets(of needle: [UInt8], in bytes: [UInt8]) -> [Int] {
-        var found: [Int] = []
-        var index = 0
-        while index + needle.count <= bytes.count {
-            if bytes[index..<(index + needle.count)].elementsEqual(needle) {
-                found.append(index)
-                index += needle.count
-            } else {
-                index += 1
-            }
-        }
-        return found
-    }
-
     /// A whole frame (length prefix included) whose `msg_data` is written by `body`, with the head
     /// `head` says. Not on the hot path: the templates are made once per connection.
     static func frame(verb: Verb, ttl: Int, head: BenchFrameHead, sender: SenderTag, body: (inout ByteBuffer) -> Void) -> [UInt8] {
@@ -447,17 +433,9 @@ public enum BenchFrames {
     /// The last 17 characters of a GUID's canonical text (`xxxx-xxxxxxxxxxxx`, lower case): its low half.
     @inline(__always)
     static func writeGUIDLow(_ low: UInt64, to destination: UnsafeMutableRawPointer) {
-        let digits: StaticString = "0123456789abcdef"
-        var rest = low
-        for index in stride(from: 16, through: 5, by: -1) {
-            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
-            rest >>= 4
-        }
+        writeHex(low >> 48, digits: 4, to: destination)
         destination.storeBytes(of: UInt8(ascii: "-"), toByteOffset: 4, as: UInt8.self)
-        for index in stride(from: 3, through: 0, by: -1) {
-            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
-            rest >>= 4
-        }
+        writeHex(low, digits: 12, to: destination + 5)
     }
 
     /// The GUID whose 36 characters start at `offset` (a `LocatedFrame`'s `messageID`).
@@ -466,12 +444,12 @@ public enum BenchFrames {
         GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 36)]))
     }
 
-    /// 16 lower-case hex digits of `value`.
+    /// The last `count` lower-case hex digits of `value` (all 16 by default).
     @inline(__always)
-    static func writeHex(_ value: UInt64, to destination: UnsafeMutableRawPointer) {
+    static func writeHex(_ value: UInt64, digits count: Int = 16, to destination: UnsafeMutableRawPointer) {
         let digits: StaticString = "0123456789abcdef"
         var rest = value
-        for index in stride(from: 15, through: 0, by: -1) {
+        for index in stride(from: count - 1, through: 0, by: -1) {
             destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
             rest >>= 4
         }

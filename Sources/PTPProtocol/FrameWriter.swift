@@ -199,17 +199,7 @@ public struct AckTemplate: @unchecked Sendable {
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
         storage.copyBytes(from: bytes)
         self.bytes = UnsafeRawBufferPointer(storage)
-        let zero = Array(GUID.zero.description.utf8)
-        var found: [Int] = []
-        var index = 0
-        while index + zero.count <= bytes.count {
-            if bytes[index..<(index + zero.count)].elementsEqual(zero) {
-                found.append(index)
-                index += zero.count
-            } else {
-                index += 1
-            }
-        }
+        let found = bytes.offsets(of: Array(GUID.zero.description.utf8))
         // Head `msg_id` first, then `msg_data.node_id` is the relay (not zero), then `msg_data.msg_id`.
         precondition(found.count == 2, "ACK template must hold two zero ids")
         headIDOffset = found[0]
@@ -228,5 +218,23 @@ public struct AckTemplate: @unchecked Sendable {
             acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
             return count
         }
+    }
+}
+
+extension [UInt8] {
+    /// Where `needle` starts in these bytes, left to right, without overlaps: how a frame template
+    /// finds the placeholders (zero ids, a key) its writer fills in.
+    public func offsets(of needle: [UInt8]) -> [Int] {
+        var found: [Int] = []
+        var index = 0
+        while index + needle.count <= count {
+            if self[index..<(index + needle.count)].elementsEqual(needle) {
+                found.append(index)
+                index += needle.count
+            } else {
+                index += 1
+            }
+        }
+        return found
     }
 }
