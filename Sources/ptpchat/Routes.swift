@@ -86,8 +86,6 @@ struct RouteView: Equatable {
     var relay: GUID?
     private(set) var entries: [GUID: Entry] = [:]
 
-    static let withdrawn = 32
-
     /// Reads the `msg_data.nodes` of one ROUTING frame (`InboundFrame.line`).
     mutating func apply(_ line: [UInt8]) {
         guard let frame = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
@@ -95,7 +93,7 @@ struct RouteView: Equatable {
         else { return }
         for item in nodes {
             guard let text = item["node_id"] as? String, let address = NodeAddress(text), let hops = item["ttl"] as? Int else { continue }
-            if hops >= Self.withdrawn {
+            if hops >= MeshRouteEntry.unreachable {
                 entries[address.id] = nil
             } else {
                 entries[address.id] = Entry(node: address.id, name: address.name, hops: hops)
