@@ -20,11 +20,17 @@ public struct MessageTemplate: Sendable {
     private let dataIDOffset: Int
     private let stampOffset: Int
 
+    /// Copies of the frame one after the other, as many as a batch of `batch` needs within 64 KiB
+    /// (at least one): what the batch write copies from.
+    private let block: [UInt8]
+
     /// The frame's length on the wire, length prefix included.
     public var count: Int { bytes.count }
 
+    /// `batch`: how many MESSAGEs a batch write usually appends (a sender's window).
     public init(
-        from sender: SenderTag, to recipient: GUID, channelID: GUID, payload: Int, timestamp: String, head: BenchFrameHead = .client
+        from sender: SenderTag, to recipient: GUID, channelID: GUID, payload: Int, timestamp: String, head: BenchFrameHead = .client,
+        batch: Int = 1
     ) {
         precondition(payload >= BenchShape.minimumPayload, "the payload carries the 16 hex digits of the send time")
         let bytes = BenchFrames.frame(verb: .message, ttl: 32, head: head, sender: sender) { out in
@@ -49,6 +55,8 @@ public struct MessageTemplate: Sendable {
         let stamp = bytes.offsets(of: Array("\"message\":\"".utf8))
         precondition(stamp.count == 1, "the MESSAGE template holds one message")
         self.bytes = bytes
+        let copies = Swift.max(1, Swift.min(batch, (64 << 10) / bytes.count))
+        block = Array([[UInt8]](repeating: bytes, count: copies).joined())
         headIDOffset = head == .client ? zeros[0] : -1
         dataIDOffset = zeros[zeros.count - 1]
         stampOffset = stamp[0] + 11
@@ -74,29 +82,34 @@ public struct MessageTemplate: Sendable {
 
     /// Appends `count` MESSAGEs, all sent at `sentAt`, with the ids of `first` and the sequence
     /// numbers after it; the same bytes as `count` calls of `write(_:id:sentAt:)`, for less: one
-    /// capacity check, the id and the send time formatted once, and each further MESSAGE a copy of
-    /// the one before with the id's last 16 digits (the sequence number) written anew.
+    /// capacity check, the frames copied from `block` a run at a time (one `memcpy` where a call per
+    /// frame cost more than the copying), then each frame's id and send time written in place.
     public func write(_ out: inout ByteBuffer, first: BenchMessageID, count: Int, sentAt: UInt64) {
         guard count > 0 else { return }
         let head = headIDOffset
         let data = dataIDOffset
         let stamp = stampOffset
-        bytes.withUnsafeBytes { template in
-            let size = template.count
+        let size = bytes.count
+        let high = first.guid.high
+        let stampHigh = GUID.hexDigits(UInt32(truncatingIfNeeded: sentAt >> 32)).littleEndian
+        let stampLow = GUID.hexDigits(UInt32(truncatingIfNeeded: sentAt)).littleEndian
+        block.withUnsafeBytes { block in
+            let framesPerCopy = block.count / size
             _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: size * count) { buffer in
-                var frame = buffer.baseAddress!
-                frame.copyMemory(from: template.baseAddress!, byteCount: size)
-                first.guid.write(to: UnsafeMutableRawBufferPointer(start: frame + data, count: 36))
-                if head >= 0 { (frame + head).copyMemory(from: frame + data, byteCount: 36) }
-                BenchFrames.writeHex(sentAt, to: frame + stamp)
+                var copied = 0
+                while copied < count {
+                    let frames = Swift.min(framesPerCopy, count - copied)
+                    (buffer.baseAddress! + copied * size).copyMemory(from: block.baseAddress!, byteCount: frames * size)
+                    copied += frames
+                }
                 var sequence = first.sequence
-                for _ in 1..<count {
-                    let next = frame + size
-                    next.copyMemory(from: frame, byteCount: size)
+                for index in 0..<count {
+                    let frame = buffer.baseAddress! + index * size
+                    GUID(high: high, low: BenchMessageID.lowHalf(sequence: sequence)).write(to: UnsafeMutableRawBufferPointer(start: frame + data, count: 36))
+                    if head >= 0 { (frame + head).copyMemory(from: frame + data, byteCount: 36) }
+                    frame.storeBytes(of: stampHigh, toByteOffset: stamp, as: UInt64.self)
+                    frame.storeBytes(of: stampLow, toByteOffset: stamp + 8, as: UInt64.self)
                     sequence = (sequence &+ 1) & BenchMessageID.sequenceMask
-                    BenchFrames.writeGUIDLow(BenchMessageID.lowHalf(sequence: sequence), to: next + data + 19)
-                    if head >= 0 { (next + head + 19).copyMemory(from: next + data + 19, byteCount: 17) }
-                    frame = next
                 }
                 return size * count
             }
@@ -160,7 +173,7 @@ public struct AckFrameTemplate: Sendable {
             _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
                 let frame = buffer.baseAddress!
                 frame.copyMemory(from: template.baseAddress!, byteCount: template.count)
-                if head >= 0 { BenchFrames.writeGUIDLow(sequence, to: frame + head + 19) }
+                if head >= 0 { GUID.writeLowHalf(sequence, to: frame + head + 19) }
                 (frame + data).copyMemory(from: acknowledged, byteCount: 36)
                 return template.count
             }
@@ -271,22 +284,27 @@ public enum BenchFrames {
     /// its frames in one layout: the verb is read at offset 13 and the ids where the hints say
     /// (checked), with the search as the fallback for any other layout.
     public static func locate(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> LocatedFrame {
-        let verb: Range<Int>
-        if isKey("\"msg_type\"", at: 1, in: bytes), bytes[0] == UInt8(ascii: "{"), bytes[12] == UInt8(ascii: "\""),
-            let close = firstQuote(in: bytes, from: 13)
-        {
-            verb = 13..<close
-        } else {
-            guard let found = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return LocatedFrame(kind: .other) }
-            verb = found
-        }
         let kind: ScannedFrame.Kind
-        switch verb.count {
-        case 7 where equals(verb, "MESSAGE", in: bytes): kind = .message
-        case 3 where equals(verb, "ACK", in: bytes): kind = .ack
-        case 4 where equals(verb, "NACK", in: bytes): kind = .nack
-        case 7 where equals(verb, "ROUTING", in: bytes): kind = .routing
-        default: return LocatedFrame(kind: .other)
+        let relayLayout = bytes.count > 21 && bytes[0] == UInt8(ascii: "{") && isKey("\"msg_type\"", at: 1, in: bytes) && bytes[12] == UInt8(ascii: "\"")
+        if relayLayout && bytes.loadUnaligned(fromByteOffset: 13, as: UInt64.self) == Self.messageVerbWord {
+            kind = .message
+        } else if relayLayout && bytes.loadUnaligned(fromByteOffset: 13, as: UInt32.self) == Self.ackVerbWord {
+            kind = .ack
+        } else {
+            let verb: Range<Int>
+            if relayLayout, let close = firstQuote(in: bytes, from: 13) {
+                verb = 13..<close
+            } else {
+                guard let found = stringValue(of: "\"msg_type\"", in: bytes, from: 0) else { return LocatedFrame(kind: .other) }
+                verb = found
+            }
+            switch verb.count {
+            case 7 where equals(verb, "MESSAGE", in: bytes): kind = .message
+            case 3 where equals(verb, "ACK", in: bytes): kind = .ack
+            case 4 where equals(verb, "NACK", in: bytes): kind = .nack
+            case 7 where equals(verb, "ROUTING", in: bytes): kind = .routing
+            default: return LocatedFrame(kind: .other)
+            }
         }
         guard kind != .routing else { return LocatedFrame(kind: .routing) }
         let data: Int
@@ -337,13 +355,18 @@ public enum BenchFrames {
         return at
     }
 
-    /// `key` (quotes included) at `offset`, followed by `:"` (the value is a string).
+    /// `MESSAGE"` and `ACK"` as the words they are in memory (little-endian): the two verbs of the
+    /// hot path told from one load each.
+    static let messageVerbWord = UInt64(0x2245_4741_5353_454D)
+    static let ackVerbWord = UInt32(0x224B_4341)
+
+    /// `key` (quotes included) at `offset`, followed by `:` (a `memcmp` of constant length, which
+    /// the compiler turns into word compares).
     @inline(__always)
     private static func isKey(_ key: StaticString, at offset: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
         let count = key.utf8CodeUnitCount
         guard offset >= 0, offset + count + 1 < bytes.count else { return false }
-        for index in 0..<count where bytes[offset + index] != key.utf8Start[index] { return false }
-        return bytes[offset + count] == UInt8(ascii: ":")
+        return memcmp(bytes.baseAddress! + offset, key.utf8Start, count) == 0 && bytes[offset + count] == UInt8(ascii: ":")
     }
 
     /// Where the string value of `key` starts (just past its opening quote), searching from `start`.
@@ -430,45 +453,22 @@ public enum BenchFrames {
         return buffer.readBytes(length: buffer.readableBytes)!
     }
 
-    /// The last 17 characters of a GUID's canonical text (`xxxx-xxxxxxxxxxxx`, lower case): its low half.
-    @inline(__always)
-    static func writeGUIDLow(_ low: UInt64, to destination: UnsafeMutableRawPointer) {
-        writeHex(low >> 48, digits: 4, to: destination)
-        destination.storeBytes(of: UInt8(ascii: "-"), toByteOffset: 4, as: UInt8.self)
-        writeHex(low, digits: 12, to: destination + 5)
-    }
-
     /// The GUID whose 36 characters start at `offset` (a `LocatedFrame`'s `messageID`).
     @inline(__always)
     public static func id(at offset: Int, in bytes: UnsafeRawBufferPointer) -> GUID? {
         GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 36)]))
     }
 
-    /// The last `count` lower-case hex digits of `value` (all 16 by default).
+    /// The 16 lower-case hex digits of `value`.
     @inline(__always)
-    static func writeHex(_ value: UInt64, digits count: Int = 16, to destination: UnsafeMutableRawPointer) {
-        let digits: StaticString = "0123456789abcdef"
-        var rest = value
-        for index in stride(from: count - 1, through: 0, by: -1) {
-            destination.storeBytes(of: digits.utf8Start[Int(rest & 15)], toByteOffset: index, as: UInt8.self)
-            rest >>= 4
-        }
+    static func writeHex(_ value: UInt64, to destination: UnsafeMutableRawPointer) {
+        destination.storeBytes(of: GUID.hexDigits(UInt32(truncatingIfNeeded: value >> 32)).littleEndian, toByteOffset: 0, as: UInt64.self)
+        destination.storeBytes(of: GUID.hexDigits(UInt32(truncatingIfNeeded: value)).littleEndian, toByteOffset: 8, as: UInt64.self)
     }
 
     /// 16 hex digits (either case); nil when one is not a hex digit.
     @inline(__always)
     public static func parseHex(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
-        var value: UInt64 = 0
-        for byte in bytes {
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            value = value << 4 | UInt64(digit)
-        }
-        return value
+        GUID.hexValue(sixteenDigitsAt: 0, in: bytes)
     }
 }

@@ -33,27 +33,48 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// Parses the 36-character canonical form (`8-4-4-4-12` hex digits, any case), eight digits
     /// at a time: the four-digit groups are read in pairs, each pair as one word.
-    @inline(__always)
+    @inlinable @inline(__always)
     public init?(canonical bytes: UnsafeRawBufferPointer) {
         guard bytes.count == 36,
             bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"),
-            bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-"),
             let first = GUID.hexWord(GUID.word(bytes, at: 0)),
             let second = GUID.hexWord(GUID.word(bytes, at: 9, and: 14)),
+            let low = GUID.lowHalf(canonical: bytes)
+        else { return nil }
+        self.init(high: first << 32 | second, low: low)
+    }
+
+    /// The low half of the GUID whose canonical text is `bytes` (36 bytes), from its last 17
+    /// characters alone (`xxxx-xxxxxxxxxxxx` and the dash before them); nil when they are not that.
+    /// A reader that knows what the first half must be compares it as text and parses only this.
+    @inlinable @inline(__always)
+    public static func lowHalf(canonical bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard bytes.count == 36, bytes[18] == UInt8(ascii: "-"), bytes[23] == UInt8(ascii: "-"),
             let third = GUID.hexWord(GUID.word(bytes, at: 19, and: 24)),
             let last = GUID.hexWord(GUID.word(bytes, at: 28))
         else { return nil }
-        self.init(high: first << 32 | second, low: third << 32 | last)
+        return third << 32 | last
+    }
+
+    /// The value of the 16 hex digits (any case, first digit the most significant) at `offset`;
+    /// nil when one is not a hex digit.
+    @inlinable @inline(__always)
+    public static func hexValue(sixteenDigitsAt offset: Int, in bytes: UnsafeRawBufferPointer) -> UInt64? {
+        precondition(offset >= 0 && offset + 16 <= bytes.count)
+        guard let high = GUID.hexWord(GUID.word(bytes, at: offset)), let low = GUID.hexWord(GUID.word(bytes, at: offset + 8)) else {
+            return nil
+        }
+        return high << 32 | low
     }
 
     /// The eight bytes at `offset`, the first in the lowest byte.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func word(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
         UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
     /// The four bytes at `offset` then the four at `next`, as one word.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func word(_ bytes: UnsafeRawBufferPointer, at offset: Int, and next: Int) -> UInt64 {
         let low = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
         let high = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: next, as: UInt32.self)))
@@ -62,7 +83,7 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// Eight ASCII hex digits (first digit in the lowest byte) to their 32-bit value, in a few
     /// word operations; nil when a byte is not `0-9`, `a-f` or `A-F`.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func hexWord(_ word: UInt64) -> UInt64? {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
@@ -99,7 +120,7 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// Writes the lower-case canonical form (36 bytes) to `destination`, eight digits a word.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func write(to destination: UnsafeMutableRawBufferPointer) {
         precondition(destination.count >= 36)
         @inline(__always) func store(_ digits: UInt64, at offset: Int) {
@@ -109,23 +130,31 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
             destination.storeBytes(of: digits.littleEndian, toByteOffset: offset, as: UInt32.self)
         }
         let middle = GUID.hexDigits(UInt32(truncatingIfNeeded: high))  // bbbbcccc
-        let fourth = GUID.hexDigits(UInt32(truncatingIfNeeded: low >> 32))  // ddddeeee
         store(GUID.hexDigits(UInt32(truncatingIfNeeded: high >> 32)), at: 0)
         destination[8] = UInt8(ascii: "-")
         store(UInt32(truncatingIfNeeded: middle), at: 9)
         destination[13] = UInt8(ascii: "-")
         store(UInt32(truncatingIfNeeded: middle >> 32), at: 14)
         destination[18] = UInt8(ascii: "-")
-        store(UInt32(truncatingIfNeeded: fourth), at: 19)
-        destination[23] = UInt8(ascii: "-")
-        store(UInt32(truncatingIfNeeded: fourth >> 32), at: 24)
-        store(GUID.hexDigits(UInt32(truncatingIfNeeded: low)), at: 28)
+        GUID.writeLowHalf(low, to: destination.baseAddress! + 19)
+    }
+
+    /// Writes the last 17 characters of the canonical form of a GUID whose low half is `low`
+    /// (`xxxx-xxxxxxxxxxxx`, lower case) at `destination`: all a writer of many ids of one sender
+    /// needs to write anew per id.
+    @inlinable @inline(__always)
+    public static func writeLowHalf(_ low: UInt64, to destination: UnsafeMutableRawPointer) {
+        let fourth = GUID.hexDigits(UInt32(truncatingIfNeeded: low >> 32))  // ddddeeee
+        destination.storeBytes(of: UInt32(truncatingIfNeeded: fourth).littleEndian, toByteOffset: 0, as: UInt32.self)
+        destination.storeBytes(of: UInt8(ascii: "-"), toByteOffset: 4, as: UInt8.self)
+        destination.storeBytes(of: UInt32(truncatingIfNeeded: fourth >> 32).littleEndian, toByteOffset: 5, as: UInt32.self)
+        destination.storeBytes(of: GUID.hexDigits(UInt32(truncatingIfNeeded: low)).littleEndian, toByteOffset: 9, as: UInt64.self)
     }
 
     /// The eight lower-case hex digits of `value`, most significant first, as the bytes of a
     /// little-endian word (the inverse of `hexWord`), in a few word operations.
-    @inline(__always)
-    static func hexDigits(_ value: UInt32) -> UInt64 {
+    @inlinable @inline(__always)
+    public static func hexDigits(_ value: UInt32) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         // One nibble a byte, lowest nibble in the lowest byte ...
         var x = UInt64(value)

@@ -62,6 +62,20 @@ final class BenchCommandTests: RelayTestCase {
         XCTAssertEqual(seconds, 0.5, accuracy: 0.3, "--duration bounds the run: \(ran)")
     }
 
+    /// MESSAGEs of 200 KB come in many reads each: every frame is put together from pieces.
+    func testFramesLargerThanOneReadArriveWhole() throws {
+        let relay = try startRelay(config: unthrottled)
+        let bench = try startPtpchat(
+            ["bench", "--relay", relay.endpoint, "--conns", "2", "--window", "4", "--payload", "200000", "--messages", "60",
+             "--duration", "30", "--json"], name: "bench-large")
+        XCTAssertEqual(bench.waitForExit(timeout: 40), 0, "bench did not exit 0: \(bench.stderr)\n\(bench.stdout)")
+        let result = try summary(bench)
+        XCTAssertEqual(result["delivered"] as? Int, 60, "\(result)")
+        XCTAssertEqual(result["acked"] as? Int, 60)
+        XCTAssertEqual(result["unexpected_frames"] as? Int, 0)
+        XCTAssertEqual(result["errors"] as? Int, 0)
+    }
+
     func testCtrlCStopsSendingAndPrintsTheSummarySoFar() throws {
         let statsPort = try Sockets.freePort()
         let relay = try startRelay(config: unthrottled, arguments: ["--stats", "127.0.0.1:\(statsPort)"])

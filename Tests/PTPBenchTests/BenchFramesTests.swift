@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import PTPBench
+@testable import PTPBench
 import PTPProtocol
 import XCTest
 
@@ -96,8 +96,9 @@ final class BenchFramesTests: XCTestCase {
     /// The batch write is byte for byte `count` single writes (both heads, across the sequence
     /// number's wrap), and the scan reads each id and send time back.
     func testBatchWriteEqualsSingleWrites() throws {
-        for head in BenchFrameHead.allCases {
-            let template = MessageTemplate(from: sender, to: recipient, channelID: .random(), payload: 40, timestamp: "t", head: head)
+        // A block of 1, 3 and 8 frames: the batch of 5 copied in 5 runs, in 2, and in one.
+        for (head, batch) in BenchFrameHead.allCases.flatMap({ head in [1, 3, 8].map { (head, $0) } }) {
+            let template = MessageTemplate(from: sender, to: recipient, channelID: .random(), payload: 40, timestamp: "t", head: head, batch: batch)
             let first = BenchMessageID(connection: 0xABCD_EF01, run: 0x1234, sequence: (1 << 60) - 3)
             var batch = ByteBuffer()
             template.write(&batch, first: first, count: 5, sentAt: 0xFEDC_BA98_7654_3210)
@@ -106,7 +107,7 @@ final class BenchFramesTests: XCTestCase {
                 let id = BenchMessageID(connection: first.connection, run: first.run, sequence: (first.sequence + UInt64(offset)) & ((1 << 60) - 1))
                 template.write(&single, id: id.guid, sentAt: 0xFEDC_BA98_7654_3210)
             }
-            XCTAssertEqual(Array(batch.readableBytesView), Array(single.readableBytesView), "\(head)")
+            XCTAssertEqual(Array(batch.readableBytesView), Array(single.readableBytesView), "\(head), block of \(batch)")
             var none = ByteBuffer()
             template.write(&none, first: first, count: 0, sentAt: 1)
             XCTAssertEqual(none.readableBytes, 0)
@@ -199,6 +200,36 @@ final class BenchFramesTests: XCTestCase {
         // msg_type not first: searched.
         let late = "{\"msg_data\":{\"msg_id\":\"\(moved)\"},\"msg_type\":\"ACK\"}"
         XCTAssertEqual(Array(late.utf8).withUnsafeBytes { BenchFrames.scan($0, hints: &hints) }, ScannedFrame(kind: .ack, messageID: moved))
+    }
+
+    /// The verbs read as one word are the bytes of the verb and its closing quote.
+    func testVerbWords() {
+        XCTAssertEqual(Array("MESSAGE\"".utf8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, BenchFrames.messageVerbWord)
+        XCTAssertEqual(Array("ACK\"".utf8).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }, BenchFrames.ackVerbWord)
+        for (text, kind) in [("MESSAGES", ScannedFrame.Kind.other), ("ACKS", .other), ("NACK", .nack), ("ROUTING", .routing)] {
+            let frame = "{\"msg_type\":\"\(text)\",\"ttl\":1,\"flood\":false,\"msg_data\":{}}"
+            var hints = ScanHints()
+            XCTAssertEqual(Array(frame.utf8).withUnsafeBytes { BenchFrames.locate($0, hints: &hints) }.kind, kind, text)
+        }
+    }
+
+    /// A connection's ids are recognised by their text's first 20 characters and only their
+    /// sequence number parsed; another connection's, another run's or a stranger's are not.
+    func testTextPrefix() {
+        let prefix = BenchMessageID.TextPrefix(connection: 7, run: 3)
+        func text(_ id: GUID) -> [UInt8] { Array(id.description.utf8) }
+        for sequence: UInt64 in [0, 1, 0xABC, (1 << 60) - 1] {
+            let id = BenchMessageID(connection: 7, run: 3, sequence: sequence).guid
+            XCTAssertEqual(text(id).withUnsafeBytes { prefix.sequence(of: $0) }, sequence)
+        }
+        for other in [BenchMessageID(connection: 8, run: 3, sequence: 1).guid, BenchMessageID(connection: 7, run: 4, sequence: 1).guid, GUID.random()] {
+            XCTAssertFalse(text(other).withUnsafeBytes { prefix.starts($0) }, other.description)
+            XCTAssertNil(text(other).withUnsafeBytes { prefix.sequence(of: $0) })
+        }
+        var broken = text(BenchMessageID(connection: 7, run: 3, sequence: 5).guid)
+        broken[30] = UInt8(ascii: "g")
+        XCTAssertTrue(broken.withUnsafeBytes { prefix.starts($0) })
+        XCTAssertNil(broken.withUnsafeBytes { prefix.sequence(of: $0) }, "a digit that is not hex")
     }
 
     func testMessageIDRoundTripAndStrangers() {

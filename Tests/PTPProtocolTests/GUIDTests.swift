@@ -142,4 +142,28 @@ final class GUIDTests: XCTestCase {
         XCTAssertEqual(SenderTag(named).address, named)
         XCTAssertEqual(Array(SenderTag(bare).rendered), Array("node@\(IDs.a)".utf8))
     }
+
+    /// The low half read from the text alone, 16 hex digits anywhere in a buffer, and the 17
+    /// characters of a low half written alone: the same as the whole id's parsing and formatting.
+    func testLowHalfAndSixteenDigits() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let id = GUID(high: generator.next(), low: generator.next())
+            let text = Array(id.description.utf8)
+            XCTAssertEqual(text.withUnsafeBytes { GUID.lowHalf(canonical: $0) }, id.low)
+            var written = [UInt8](repeating: UInt8(ascii: "x"), count: 17)
+            written.withUnsafeMutableBytes { GUID.writeLowHalf(id.low, to: $0.baseAddress!) }
+            XCTAssertEqual(written, Array(text[19...]))
+            let value: UInt64 = generator.next()
+            let digits = Array(("zz" + String(repeating: "0", count: 16 - String(value, radix: 16).count) + String(value, radix: 16).uppercased()).utf8)
+            XCTAssertEqual(digits.withUnsafeBytes { GUID.hexValue(sixteenDigitsAt: 2, in: $0) }, value)
+        }
+        var bad = Array(GUID.random().description.utf8)
+        bad[35] = UInt8(ascii: "g")
+        XCTAssertNil(bad.withUnsafeBytes { GUID.lowHalf(canonical: $0) })
+        bad[35] = UInt8(ascii: "0")
+        bad[23] = UInt8(ascii: "0")
+        XCTAssertNil(bad.withUnsafeBytes { GUID.lowHalf(canonical: $0) }, "no dash")
+        XCTAssertNil(Array("0123456789abcdeX".utf8).withUnsafeBytes { GUID.hexValue(sixteenDigitsAt: 0, in: $0) })
+    }
 }

@@ -27,12 +27,16 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private let setup: Setup
     private let acks: AckFrameTemplate
+    /// How the ids of the MESSAGEs this connection expects start (its sender's), and of its own.
+    private let expectedIDs: BenchMessageID.TextPrefix?
+    private let ownIDs: BenchMessageID.TextPrefix
     private let loop: LoopState
     private let bound: EventLoopPromise<Void>
     private var context: ChannelHandlerContext?
     private var out = ByteBuffer()
-    /// The start of a frame whose rest has not come in yet.
-    private var pending: ByteBuffer?
+    /// The start of a frame whose rest has not come in yet, copied out of the read's buffer (held,
+    /// that buffer could not be reused for the next read); empty when none.
+    private var partial = ByteBuffer()
     private var hints = ScanHints()
     /// Frames from the relay above this size end the connection (PROFILE.md default limit).
     static let maxFrameBytes = 1 << 20
@@ -53,6 +57,8 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     init(setup: Setup, loop: LoopState) {
         self.setup = setup
         self.acks = AckFrameTemplate(from: setup.identity, head: setup.head)
+        self.expectedIDs = setup.expectedSender.map { BenchMessageID.TextPrefix(connection: UInt32($0), run: setup.run) }
+        self.ownIDs = BenchMessageID.TextPrefix(connection: UInt32(setup.index), run: setup.run)
         self.loop = loop
         self.bound = loop.eventLoop.makePromise(of: Void.self)
         self.budget = setup.budget
@@ -105,14 +111,17 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// relay-load takes (the frames of one read arrived together).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
-        if var held = pending {
-            pending = nil  // first, so that `held` is the only reference and grows in place
-            held.writeBuffer(&buffer)
-            buffer = held
-        }
         let now = RunControl.now()
         // Once per read, as the clock: per message it cost two atomic loads and a retain and release of `control`.
         let measuring = loop.control.isMeasuring(now)
+        if partial.readableBytes > 0 {
+            guard let whole = completePartial(from: &buffer) else { return frameTooLarge(context: context) }
+            guard whole else { return }
+            partial.withUnsafeReadableBytes { bytes in
+                if bytes.count > 4 { handle(UnsafeRawBufferPointer(rebasing: bytes[4...]), now: now, measuring: measuring) }
+            }
+            partial.clear()
+        }
         let cap = Self.maxFrameBytes
         let consumed = buffer.withUnsafeReadableBytes { bytes -> Int? in
             var offset = 0
@@ -125,14 +134,31 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             }
             return offset
         }
-        guard let consumed else {
-            loop.counters.unexpected += 1
-            Console.diagnostic("ptpchat bench: connection \(setup.index): a frame over \(cap) bytes; closing it")
-            context.close(promise: nil)
-            return
-        }
+        guard let consumed else { return frameTooLarge(context: context) }
         buffer.moveReaderIndex(forwardBy: consumed)
-        if buffer.readableBytes > 0 { pending = buffer }
+        if buffer.readableBytes > 0 { partial.writeBuffer(&buffer) }
+    }
+
+    /// Moves into `partial` only what its frame still lacks from the start of `buffer` (not the
+    /// whole read): true when the frame is whole, false when it needs more, nil when its length
+    /// is over the cap.
+    private func completePartial(from buffer: inout ByteBuffer) -> Bool? {
+        func take(upTo total: Int) {
+            let count = Swift.min(total - partial.readableBytes, buffer.readableBytes)
+            _ = buffer.withUnsafeReadableBytes { partial.writeBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+            buffer.moveReaderIndex(forwardBy: count)
+        }
+        if partial.readableBytes < 4 { take(upTo: 4) }
+        guard let length = partial.getInteger(at: partial.readerIndex, as: UInt32.self) else { return false }
+        guard length <= Self.maxFrameBytes else { return nil }
+        take(upTo: 4 + Int(length))
+        return partial.readableBytes == 4 + Int(length)
+    }
+
+    private func frameTooLarge(context: ChannelHandlerContext) {
+        loop.counters.unexpected += 1
+        Console.diagnostic("ptpchat bench: connection \(setup.index): a frame over \(Self.maxFrameBytes) bytes; closing it")
+        context.close(promise: nil)
     }
 
     private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
@@ -140,10 +166,14 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         switch located.kind {
         case .message: received(located, in: frame, now: now, measuring: measuring)
         case .ack:
-            answered(located.messageID >= 0 ? BenchFrames.id(at: located.messageID, in: frame) : nil, acked: true, now: now, measuring: measuring)
+            let sequence = located.messageID >= 0 ? ownIDs.sequence(of: Self.id(at: located.messageID, in: frame)) : nil
+            answered(sequence, acked: true, now: now, measuring: measuring)
         case .nack:
             let scanned = BenchFrames.scan(frame)
-            answered(scanned.messageID, acked: false, now: now, measuring: measuring, reason: scanned.reason)
+            let sequence = scanned.messageID.flatMap { BenchMessageID($0) }.flatMap {
+                $0.run == setup.run && Int($0.connection) == setup.index ? $0.sequence : nil
+            }
+            answered(sequence, acked: false, now: now, measuring: measuring, reason: scanned.reason)
         case .routing:
             if !isBound {
                 isBound = true
@@ -178,17 +208,23 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Receiving
 
+    /// The 36 characters of an id at `offset` of `frame` (`LocatedFrame.messageID`).
+    @inline(__always)
+    private static func id(at offset: Int, in frame: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + 36)])
+    }
+
+    /// Whose MESSAGE it is is read from the text of its id (compared, not parsed): the ACK copies
+    /// that text as it came.
     private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
-        guard located.messageID >= 0, let id = BenchFrames.id(at: located.messageID, in: frame) else {
+        guard located.messageID >= 0 else {
             loop.counters.unexpected += 1
             return
         }
-        // Every MESSAGE is ACKed, a stranger's too: the relay waits for it. The id is copied as it came.
+        // Every MESSAGE is ACKed, a stranger's too: the relay waits for it.
         ackSequence &+= 1
         acks.write(&out, sequence: ackSequence, acknowledging: frame.baseAddress! + located.messageID)
-        guard let bench = BenchMessageID(id), bench.run == setup.run, let expected = setup.expectedSender,
-            Int(bench.connection) == expected
-        else {
+        guard let expectedIDs, expectedIDs.starts(Self.id(at: located.messageID, in: frame)) else {
             loop.counters.unexpected += 1
             return
         }
@@ -196,18 +232,15 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         if measuring {
             loop.counters.deliveredInWindow += 1
             loop.counters.payloadBytesInWindow += UInt64(setup.payload)
-            if located.sendTime >= 0, let sentAt = BenchFrames.parseHex(UnsafeRawBufferPointer(rebasing: frame[located.sendTime..<(located.sendTime + 16)])),
-                sentAt <= now
-            {
+            if located.sendTime >= 0, let sentAt = GUID.hexValue(sixteenDigitsAt: located.sendTime, in: frame), sentAt <= now {
                 loop.delivery.record(now - sentAt)
             }
         }
     }
 
-    private func answered(_ id: GUID?, acked: Bool, now: UInt64, measuring: Bool, reason: String? = nil) {
-        guard let id, let bench = BenchMessageID(id), bench.run == setup.run,
-            Int(bench.connection) == setup.index, bench.sequence < nextSequence, outstanding > 0
-        else {
+    /// An ACK or NACK of this connection's MESSAGE number `sequence` (nil: not one of its ids in this run).
+    private func answered(_ sequence: UInt64?, acked: Bool, now: UInt64, measuring: Bool, reason: String? = nil) {
+        guard let sequence, sequence < nextSequence, outstanding > 0 else {
             loop.counters.unexpected += 1
             return
         }
@@ -216,7 +249,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             loop.counters.acked += 1
             if measuring {
                 loop.counters.ackedInWindow += 1
-                loop.ack.record(now &- sendTimes[Int(bench.sequence & sendTimeMask)])
+                loop.ack.record(now &- sendTimes[Int(sequence & sendTimeMask)])
             }
         } else {
             loop.counters.nacked += 1
