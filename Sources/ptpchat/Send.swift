@@ -18,7 +18,9 @@ struct Send: AsyncParsableCommand {
             the exit status is 1. --json prints one JSON object instead: "outcome" is "delivered", \
             "stored" (stored for at least one recipient, delivered to the others) or "refused", with \
             "msg_id" and the recipients under "delivered", "stored" and "refused" (each with its \
-            NACK "reason"). --plain sends the text as it is, on the existing C# client's built-in \
+            NACK "reason"); when no answer came, "outcome" is "failed", with "error" ("connection" \
+            or "timeout"; "refused" when the relay refused the connection itself), "message" in \
+            words and "exit_status" (the message may or may not have reached the relay). --plain sends the text as it is, on the existing C# client's built-in \
             channel, as that client sends and shows chat.
 
             Exit status: 0 delivered or stored, \(ClientError.refusedExitCode) refused by the relay, \
@@ -92,6 +94,7 @@ struct Send: AsyncParsableCommand {
             }
         } catch let error as ClientError {
             Console.diagnostic("ptpchat: \(error)")
+            if json { Console.output(Array(SendFailure(messageID: messageID, error: error).json.utf8)) }
             throw ExitCode(error.exitCode)
         }
         if json {
@@ -242,5 +245,42 @@ struct DeliveryReport: Equatable, Encodable {
         try container.encode(delivered.map(\.description), forKey: .delivered)
         try container.encode(stored, forKey: .stored)
         try container.encode(refused, forKey: .refused)
+    }
+}
+
+/// The `--json` line when no answer came for the message: why, in a word and in words.
+struct SendFailure: Encodable {
+    var messageID: GUID
+    var error: ClientError
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, error, message
+        case messageID = "msg_id"
+        case exitStatus = "exit_status"
+    }
+
+    /// `connection`, `timeout` or `refused` (the HELLO), as the exit status tells them apart.
+    var kind: String {
+        switch error {
+        case .refused: "refused"
+        case .connectFailed, .connectionLost: "connection"
+        case .timedOut: "timeout"
+        }
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(self) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode("failed", forKey: .outcome)
+        try container.encode(kind, forKey: .error)
+        try container.encode(error.description, forKey: .message)
+        try container.encode(messageID.description, forKey: .messageID)
+        try container.encode(error.exitCode, forKey: .exitStatus)
     }
 }

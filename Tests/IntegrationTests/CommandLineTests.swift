@@ -304,6 +304,32 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertTrue(sender.stderr.contains("timed out"), "no reason on stderr: \(sender.stderr)")
     }
 
+    /// `--json` says "failed" on stdout when no answer came: a relay that is not there (exit 2) and
+    /// one that never answers for the message (exit 3).
+    func testPtpchatSendJSONSaysFailedWhenNoAnswerCame() throws {
+        func outcome(_ child: ChildProcess) throws -> [String: Any] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(child.stdout.utf8)) as? [String: Any], "stdout: \(child.stdout) stderr: \(child.stderr)")
+        }
+        let nobody = try startPtpchat(
+            ["send", "--relay", "127.0.0.1:\(try Sockets.freePort())", "--to", Ids.make(), "--json", "hello?"], name: "send-nobody")
+        XCTAssertEqual(nobody.waitForExit(timeout: expectWithin), 2, nobody.stderr)
+        let failed = try outcome(nobody)
+        XCTAssertEqual(failed["outcome"] as? String, "failed")
+        XCTAssertEqual(failed["error"] as? String, "connection")
+        XCTAssertEqual(failed["exit_status"] as? Int, 2)
+        XCTAssertTrue((failed["message"] as? String)?.contains("cannot connect") == true, "\(failed)")
+        XCTAssertNotNil((failed["msg_id"] as? String).flatMap(GUID.init))
+
+        let relay = try startRelay()
+        let mute = try bind(relay, name: "mute")
+        let waiting = try startPtpchat(["send", "--relay", relay.endpoint, "--to", mute.id, "--timeout", "1", "--json", "there?"], name: "send-mute")
+        XCTAssertEqual(waiting.waitForExit(timeout: expectWithin), 3, waiting.stderr)
+        let timedOut = try outcome(waiting)
+        XCTAssertEqual(timedOut["outcome"] as? String, "failed")
+        XCTAssertEqual(timedOut["error"] as? String, "timeout")
+        XCTAssertEqual(timedOut["exit_status"] as? Int, 3)
+    }
+
     func testPtpchatListenKeepsAQuietConnectionAliveWithKeepalives() throws {
         let relay = try startRelay(config: "timeouts:\n  idle: 1\n")
         let listenerID = Ids.make()
