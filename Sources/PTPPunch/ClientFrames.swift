@@ -33,6 +33,25 @@ public enum ClientFrames {
         return out
     }
 
+    /// `GETKEY {msg_id, node_id, channel, channel_id}` with no `recipient_id`: addressed to the relay
+    /// itself, which holds no channel keys and answers NACK `not_a_member` at once (PROFILE.md
+    /// section 5), after whatever it wrote to this node before reading it.
+    public static func getKeyFromRelay(id messageID: GUID, from identity: SenderTag, channel: String, channelID: GUID) -> ByteBuffer {
+        var out = ByteBuffer()
+        FrameWriter.write(&out, verb: .getKey, messageID: messageID, ttl: 32, flood: false, sender: identity) { out in
+            out.writeASCII("{\"msg_id\":")
+            out.writeQuotedGUID(messageID)
+            out.writeASCII(",\"node_id\":")
+            out.writeQuotedGUID(identity.address.id)
+            out.writeASCII(",\"channel\":")
+            out.writeJSONString(channel)
+            out.writeASCII(",\"channel_id\":")
+            out.writeQuotedGUID(channelID)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+        return out
+    }
+
     /// A chat `MESSAGE` of `text` (base64 in `message`) on channel `cli`; head `msg_id` is `messageID`.
     /// `plain`: the text as it is, on the existing client's built-in channel, as that client sends
     /// and shows chat (CLIENT-FRAMES.md).

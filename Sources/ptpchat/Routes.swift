@@ -44,21 +44,18 @@ struct Routes: AsyncParsableCommand {
                 guard let relayID = session.relayID else { throw ClientError.connectionLost("the relay sent no id in its ROUTING") }
                 view.relay = relayID
                 // The relay writes a table too large for one frame as several ROUTING frames at once,
-                // before it reads the next frame from this node: the answer to an address discovery
-                // CONNECT sent now comes after the last of them.
-                let discoveryID = GUID.random()
-                let node = identity.address.id
-                try await session.send(
-                    ClientFrames.connect(
-                        id: discoveryID, from: identity, source: node, destination: relayID, src: ConnectAddress(host: nil, port: 1), dst: nil))
+                // before it reads the next frame from this node: its answer to a GETKEY addressed to
+                // it (NACK `not_a_member`, it holds no keys) comes after the last of them. A GETKEY
+                // has no side effect and no limit of its own (a CONNECT counted against
+                // `limits.connect_per_minute`).
+                let markerID = GUID.random()
+                try await session.send(ClientFrames.getKeyFromRelay(id: markerID, from: identity, channel: "routes", channelID: .random()))
                 while true {
                     let frame = try await session.next()
                     switch frame.verb {
                     case .routing:
                         view.apply(frame.line)
-                    case .connect where frame.connect?.sourceNode == node && frame.connect?.destinationNode == relayID:
-                        return view
-                    case .nack where frame.messageID == discoveryID:
+                    case .nack where frame.messageID == markerID:
                         return view
                     default:
                         continue
