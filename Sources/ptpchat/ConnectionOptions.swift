@@ -20,6 +20,11 @@ struct ConnectionOptions: ParsableArguments {
         help: ArgumentHelp("Seconds between keepalives sent to the relay.", valueName: "seconds", visibility: .hidden))
     var keepalive: Double = 20
 
+    @Option(
+        name: .customLong("handshake-timeout"),
+        help: ArgumentHelp("Seconds to wait for the connection, TLS and the relay's answer to HELLO.", valueName: "seconds"))
+    var handshakeTimeout: Double = 10
+
     @Flag(name: .long, help: "Speak TLS to the relay (its certificate is verified against --ca, else the system's roots).")
     var tls = false
 
@@ -40,6 +45,9 @@ struct ConnectionOptions: ParsableArguments {
         }
         if (cert == nil) != (key == nil) {
             throw ValidationError("--cert and --key go together")
+        }
+        guard handshakeTimeout > 0, handshakeTimeout <= 86_400 else {
+            throw ValidationError("--handshake-timeout must be more than 0 and at most 86400 seconds")
         }
         guard keepalive > 0, keepalive <= 86_400 else {
             throw ValidationError("--keepalive must be more than 0 and at most 86400 seconds")
@@ -64,6 +72,10 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     var keepaliveInterval: Duration { .milliseconds(Int64(keepalive * 1000)) }
+
+    /// `--handshake-timeout`; 10 s as the relay's own `timeouts.handshake`.
+    var handshakeLimit: Duration { .milliseconds(Int64(handshakeTimeout * 1000)) }
+    static let defaultHandshakeLimit = Duration.seconds(10)
 
     /// This node as written in `sender_id`: `name@GUID`. Without `--node-id` each call draws a new GUID.
     func makeIdentity() -> SenderTag {

@@ -89,7 +89,8 @@ struct Listen: AsyncParsableCommand {
         let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity, tls: try connection.makeTLS()) : nil
         do {
             try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
+                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
                 localPort: acceptPunch ? 0 : nil
             ) { session in
                 try await session.handshake()

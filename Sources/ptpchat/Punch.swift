@@ -61,7 +61,8 @@ struct Punch: AsyncParsableCommand {
         let report: PunchReport
         do {
             report = try await RelayLink.run(
-                endpoint: connection.relay, tls: exchange.tls, identity: identity, keepalive: connection.keepaliveInterval, localPort: 0,
+                endpoint: connection.relay, tls: exchange.tls, identity: identity,
+                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit, localPort: 0,
                 timeout: (exchange.deadline + Self.messageTimeout * 2 + .seconds(5), "after \(deadline) s + the message's time waiting for the punch")
             ) { session in
                 try await session.handshake()

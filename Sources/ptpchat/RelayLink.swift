@@ -3,6 +3,7 @@ import NIOPosix
 import PTPProtocol
 import PTPPunch
 import RelayTLS
+import Synchronization
 
 /// Opens the TCP connection (TLS over it with `tls`) to the relay and runs a conversation over it, with a keepalive every
 /// `keepalive` (20 s unless `--keepalive` says otherwise) and an optional overall time limit.
@@ -12,6 +13,9 @@ enum RelayLink {
 
     /// Connects to `endpoint` and runs `conversation` on the session until it returns or throws.
     /// With `timeout`, gives up with `ClientError.timedOut(what)` when it has not returned by then.
+    /// Whatever the conversation, gives up with `ClientError.timedOut` when the TLS handshake, HELLO
+    /// and the relay's first ROUTING (`RelaySession.handshake()`) have not ended within
+    /// `handshakeLimit`: a relay that accepts and never answers does not hold a `listen` forever.
     /// With `localPort`, the connection is made from that local port (0: one the kernel picks) with
     /// SO_REUSEADDR and SO_REUSEPORT, so that a punch can use the same port (docs/nat-traversal.md).
     static func run<Result: Sendable>(
@@ -19,6 +23,7 @@ enum RelayLink {
         tls: ClientTLS? = nil,
         identity: SenderTag,
         keepalive: Duration,
+        handshakeLimit: Duration = ConnectionOptions.defaultHandshakeLimit,
         localPort: Int? = nil,
         timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
@@ -52,9 +57,15 @@ enum RelayLink {
                         try await outbound.write(ClientFrames.keepalive)
                     }
                 }
+                let handshake = HandshakeProgress()
                 group.addTask {
-                    var session = RelaySession(identity: identity, frames: frames, outbound: outbound, localAddress: localAddress)
+                    var session = RelaySession(
+                        identity: identity, frames: frames, outbound: outbound, localAddress: localAddress, handshake: handshake)
                     return .finished(try await conversation(&session))
+                }
+                group.addTask {
+                    try await Task.sleep(for: handshakeLimit)
+                    return handshake.isDone ? .handshakeInTime : .handshakeTimedOut
                 }
                 if let timeout {
                     group.addTask {
@@ -69,7 +80,9 @@ enum RelayLink {
                     switch outcome {
                     case .finished(let result): return result
                     case .timedOut: throw ClientError.timedOut(timeout?.what ?? "")
-                    case .readerEnded: continue
+                    case .handshakeTimedOut:
+                        throw ClientError.timedOut("after \(handshakeLimit.seconds) s waiting for the relay's answer to HELLO (--handshake-timeout)")
+                    case .readerEnded, .handshakeInTime: continue
                     }
                 }
                 throw ClientError.connectionLost("no task left")
@@ -81,7 +94,10 @@ enum RelayLink {
         case finished(Result)
         case timedOut
         case readerEnded
+        case handshakeTimedOut
+        case handshakeInTime
     }
+
 
     private static func connect(to endpoint: Endpoint, tls: ClientTLS?, localPort: Int?) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         do {
@@ -111,4 +127,19 @@ enum RelayLink {
             throw ClientError.connectFailed(String(describing: error), endpoint: endpoint)
         }
     }
+}
+
+/// Whether `RelaySession.handshake()` has ended: set by the conversation's task, read by the
+/// handshake deadline's.
+final class HandshakeProgress: Sendable {
+    private let done = Atomic<Bool>(false)
+
+    var isDone: Bool { done.load(ordering: .acquiring) }
+
+    func markDone() { done.store(true, ordering: .releasing) }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for messages ("2.5").
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

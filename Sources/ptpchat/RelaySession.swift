@@ -15,11 +15,14 @@ struct RelaySession {
     let localAddress: SocketAddress?
     /// The relay's own id: `sender_id` of its first ROUTING, known once `handshake()` returned.
     private(set) var relayID: GUID?
+    /// Told when `handshake()` returned (the link's handshake deadline stops counting).
+    private let handshakeProgress: HandshakeProgress
 
     init(
         identity: SenderTag, frames: AsyncThrowingStream<InboundFrame, any Error>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        localAddress: SocketAddress?
+        localAddress: SocketAddress?, handshake: HandshakeProgress = HandshakeProgress()
     ) {
+        self.handshakeProgress = handshake
         self.identity = identity
         self.frames = frames
         self.iterator = frames.makeAsyncIterator()
@@ -54,6 +57,7 @@ struct RelaySession {
             switch frame.verb {
             case .routing:
                 relayID = frame.sender
+                handshakeProgress.markDone()
                 return frame
             case .nack: throw ClientError.refused(verb: "HELLO", reason: frame.reason, stored: frame.stored)
             default: continue

@@ -36,7 +36,8 @@ struct Routes: AsyncParsableCommand {
         let view: RouteView
         do {
             view = try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
+                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay's ROUTING")
             ) { session in
                 var view = RouteView()

@@ -74,7 +74,8 @@ struct Send: AsyncParsableCommand {
         let report: DeliveryReport
         do {
             report = try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity, keepalive: connection.keepaliveInterval,
+                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
+                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay to answer for the message")
             ) { session in
                 try await session.handshake()

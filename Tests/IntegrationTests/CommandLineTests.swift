@@ -330,6 +330,19 @@ final class CommandLineTests: RelayTestCase {
         XCTAssertEqual(timedOut["exit_status"] as? Int, 3)
     }
 
+    /// A "relay" that accepts (the kernel's backlog) and never says a word: every command gives up
+    /// after --handshake-timeout with the timeout's exit status, `listen` included.
+    func testPtpchatGivesUpOnARelayThatNeverAnswersHello() throws {
+        let port = try Sockets.freePort()
+        let silent = try Sockets.listening(port: port)
+        defer { Sockets.closeSocket(silent) }
+        for command in [["listen"], ["routes"], ["send", "--to", Ids.make(), "hello"]] {
+            let child = try startPtpchat(command + ["--relay", "127.0.0.1:\(port)", "--handshake-timeout", "0.5"], name: "silent-\(command[0])")
+            XCTAssertEqual(child.waitForExit(timeout: expectWithin), 3, "\(command[0]): \(child.stderr)")
+            XCTAssertTrue(child.stderr.contains("answer to HELLO (--handshake-timeout)"), "\(command[0]): \(child.stderr)")
+        }
+    }
+
     func testPtpchatListenKeepsAQuietConnectionAliveWithKeepalives() throws {
         let relay = try startRelay(config: "timeouts:\n  idle: 1\n")
         let listenerID = Ids.make()
