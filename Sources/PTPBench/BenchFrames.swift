@@ -56,7 +56,10 @@ public struct MessageTemplate: Sendable {
         precondition(stamp.count == 1, "the MESSAGE template holds one message")
         self.bytes = bytes
         let copies = Swift.max(1, Swift.min(batch, (64 << 10) / bytes.count))
-        block = Array([[UInt8]](repeating: bytes, count: copies).joined())
+        var block = [UInt8]()
+        block.reserveCapacity(copies * bytes.count)
+        for _ in 0..<copies { block.append(contentsOf: bytes) }
+        self.block = block
         headIDOffset = head == .client ? zeros[0] : -1
         dataIDOffset = zeros[zeros.count - 1]
         stampOffset = stamp[0] + 11
@@ -120,11 +123,14 @@ public struct MessageTemplate: Sendable {
 /// A recipient's `ACK {node_id, msg_id}` (`ttl` 1), written once and copied per ACK with its ids
 /// written in place.
 public struct AckFrameTemplate: Sendable {
-    private let bytes: [UInt8]
+    @usableFromInline let bytes: [UInt8]
     /// Where the ACK's own head `msg_id` goes (its first 19 characters, the node id's high half,
     /// written once); -1 with `BenchFrameHead.spec`.
-    private let headIDOffset: Int
-    private let dataIDOffset: Int
+    @usableFromInline let headIDOffset: Int
+    @usableFromInline let dataIDOffset: Int
+
+    /// The frame's length on the wire, length prefix included.
+    public var count: Int { bytes.count }
 
     public init(from node: SenderTag, head: BenchFrameHead = .client) {
         var bytes = BenchFrames.frame(verb: .ack, ttl: 1, head: head, sender: node) { out in
@@ -167,17 +173,24 @@ public struct AckFrameTemplate: Sendable {
     /// `GUID(high: node id's high, low: sequence)`).
     @inline(__always)
     public func write(_ out: inout ByteBuffer, sequence: UInt64, acknowledging acknowledged: UnsafeRawPointer) {
+        _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+            write(to: buffer.baseAddress!, sequence: sequence, acknowledging: acknowledged)
+            return count
+        }
+    }
+
+    /// The same ACK written to `destination`, which has room for `count` bytes: a reader that
+    /// answers many MESSAGEs of one read makes room for all their ACKs at once (a `ByteBuffer`
+    /// write per ACK cost more than the copying).
+    @inlinable @inline(__always)
+    public func write(to destination: UnsafeMutableRawPointer, sequence: UInt64, acknowledging acknowledged: UnsafeRawPointer) {
         let head = headIDOffset
         let data = dataIDOffset
         bytes.withUnsafeBytes { template in
-            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: template.count) { buffer in
-                let frame = buffer.baseAddress!
-                frame.copyMemory(from: template.baseAddress!, byteCount: template.count)
-                if head >= 0 { GUID.writeLowHalf(sequence, to: frame + head + 19) }
-                (frame + data).copyMemory(from: acknowledged, byteCount: 36)
-                return template.count
-            }
+            destination.copyMemory(from: template.baseAddress!, byteCount: template.count)
         }
+        if head >= 0 { GUID.writeLowHalf(sequence, to: destination + head + 19) }
+        (destination + data).copyMemory(from: acknowledged, byteCount: 36)
     }
 }
 

@@ -108,17 +108,31 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Splits the bytes into frames itself and scans each where it lies (no `ByteToMessageHandler`
     /// hop and no slice per frame: a slice retains the buffer); one clock reading per read, as
-    /// relay-load takes (the frames of one read arrived together).
+    /// relay-load takes (the frames of one read arrived together). The ACKs of the read's MESSAGEs
+    /// are written into room made once in `out`, for as many as the read can hold.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         let now = RunControl.now()
         // Once per read, as the clock: per message it cost two atomic loads and a retain and release of `control`.
         let measuring = loop.control.isMeasuring(now)
+        let mostMessages = (partial.readableBytes + buffer.readableBytes) / Self.smallestMessageFrame + 1
+        var withinCap = true
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: mostMessages * acks.count) { room in
+            var answers = AckRoom(room)
+            withinCap = readFrames(from: &buffer, now: now, measuring: measuring, answers: &answers)
+            return answers.used
+        }
+        if !withinCap { frameTooLarge(context: context) }
+    }
+
+    /// Handles the frame `partial` held once it is whole, then every whole frame of `buffer`, and
+    /// keeps the start of an incomplete one; false when a frame's length is over the cap.
+    private func readFrames(from buffer: inout ByteBuffer, now: UInt64, measuring: Bool, answers: inout AckRoom) -> Bool {
         if partial.readableBytes > 0 {
-            guard let whole = completePartial(from: &buffer) else { return frameTooLarge(context: context) }
-            guard whole else { return }
+            guard let whole = completePartial(from: &buffer) else { return false }
+            guard whole else { return true }
             partial.withUnsafeReadableBytes { bytes in
-                if bytes.count > 4 { handle(UnsafeRawBufferPointer(rebasing: bytes[4...]), now: now, measuring: measuring) }
+                if bytes.count > 4 { handle(UnsafeRawBufferPointer(rebasing: bytes[4...]), now: now, measuring: measuring, answers: &answers) }
             }
             partial.clear()
         }
@@ -129,15 +143,22 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
                 let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self).bigEndian)
                 if length > cap { return nil }
                 guard bytes.count - offset - 4 >= length else { break }
-                if length > 0 { handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now, measuring: measuring) }
+                if length > 0 {
+                    handle(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]), now: now, measuring: measuring, answers: &answers)
+                }
                 offset += 4 + length
             }
             return offset
         }
-        guard let consumed else { return frameTooLarge(context: context) }
+        guard let consumed else { return false }
         buffer.moveReaderIndex(forwardBy: consumed)
         if buffer.readableBytes > 0 { partial.writeBuffer(&buffer) }
+        return true
     }
+
+    /// A MESSAGE frame the bench answers has at least `"msg_type":"MESSAGE"` and a 36-character
+    /// `"msg_id"` (over 70 bytes with its length prefix): a read of N bytes holds at most N / 64 of them.
+    static let smallestMessageFrame = 64
 
     /// Moves into `partial` only what its frame still lacks from the start of `buffer` (not the
     /// whole read): true when the frame is whole, false when it needs more, nil when its length
@@ -161,10 +182,10 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
+    private func handle(_ frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool, answers: inout AckRoom) {
         let located = BenchFrames.locate(frame, hints: &hints)
         switch located.kind {
-        case .message: received(located, in: frame, now: now, measuring: measuring)
+        case .message: received(located, in: frame, now: now, measuring: measuring, answers: &answers)
         case .ack:
             let sequence = located.messageID >= 0 ? ownIDs.sequence(of: Self.id(at: located.messageID, in: frame)) : nil
             answered(sequence, acked: true, now: now, measuring: measuring)
@@ -216,14 +237,14 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Whose MESSAGE it is is read from the text of its id (compared, not parsed): the ACK copies
     /// that text as it came.
-    private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool) {
+    private func received(_ located: LocatedFrame, in frame: UnsafeRawBufferPointer, now: UInt64, measuring: Bool, answers: inout AckRoom) {
         guard located.messageID >= 0 else {
             loop.counters.unexpected += 1
             return
         }
         // Every MESSAGE is ACKed, a stranger's too: the relay waits for it.
         ackSequence &+= 1
-        acks.write(&out, sequence: ackSequence, acknowledging: frame.baseAddress! + located.messageID)
+        acks.write(to: answers.take(acks.count), sequence: ackSequence, acknowledging: frame.baseAddress! + located.messageID)
         guard let expectedIDs, expectedIDs.starts(Self.id(at: located.messageID, in: frame)) else {
             loop.counters.unexpected += 1
             return
@@ -298,5 +319,22 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         // Loopback writes complete inside the flush, so the storage is ours again and is reused.
         out.clear()
+    }
+}
+
+/// The room made in a connection's output buffer for the ACKs of one read, taken ACK by ACK.
+struct AckRoom {
+    private let room: UnsafeMutableRawBufferPointer
+    private(set) var used = 0
+
+    init(_ room: UnsafeMutableRawBufferPointer) {
+        self.room = room
+    }
+
+    /// The start of the next `count` bytes.
+    mutating func take(_ count: Int) -> UnsafeMutableRawPointer {
+        precondition(used + count <= room.count, "more ACKs than the read could hold MESSAGEs")
+        defer { used += count }
+        return room.baseAddress! + used
     }
 }
