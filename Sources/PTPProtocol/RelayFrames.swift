@@ -39,16 +39,21 @@ public enum RelayFrames {
         _ out: inout ByteBuffer, messageID: GUID, node: SenderTag, channel: String, channelID: String, ttl: Int, flood: Bool
     ) {
         FrameWriter.write(&out, verb: .join, messageID: messageID, ttl: ttl, flood: flood, sender: node) { out in
-            out.writeASCII("{\"msg_id\":")
-            out.writeQuotedGUID(messageID)
-            out.writeASCII(",\"node_id\":")
-            out.writeQuotedGUID(node.address.id)
-            out.writeASCII(",\"channel\":")
-            out.writeJSONString(channel)
-            out.writeASCII(",\"channel_id\":")
-            out.writeJSONString(channelID)
-            out.writeInteger(UInt8(ascii: "}"))
+            writeChannelRequest(&out, messageID: messageID, node: node.address.id, channel: channel, channelID: channelID)
         }
+    }
+
+    /// `{msg_id, node_id, channel, channel_id}`: the `msg_data` of JOIN and of GETKEY.
+    public static func writeChannelRequest(_ out: inout ByteBuffer, messageID: GUID, node: GUID, channel: String, channelID: String) {
+        out.writeASCII("{\"msg_id\":")
+        out.writeQuotedGUID(messageID)
+        out.writeASCII(",\"node_id\":")
+        out.writeQuotedGUID(node)
+        out.writeASCII(",\"channel\":")
+        out.writeJSONString(channel)
+        out.writeASCII(",\"channel_id\":")
+        out.writeJSONString(channelID)
+        out.writeInteger(UInt8(ascii: "}"))
     }
 
     /// `ACK {node_id: relay, msg_id}`, hop by hop (`ttl` 1).

@@ -39,15 +39,8 @@ public enum ClientFrames {
     public static func getKeyFromRelay(id messageID: GUID, from identity: SenderTag, channel: String, channelID: GUID) -> ByteBuffer {
         var out = ByteBuffer()
         FrameWriter.write(&out, verb: .getKey, messageID: messageID, ttl: 32, flood: false, sender: identity) { out in
-            out.writeASCII("{\"msg_id\":")
-            out.writeQuotedGUID(messageID)
-            out.writeASCII(",\"node_id\":")
-            out.writeQuotedGUID(identity.address.id)
-            out.writeASCII(",\"channel\":")
-            out.writeJSONString(channel)
-            out.writeASCII(",\"channel_id\":")
-            out.writeQuotedGUID(channelID)
-            out.writeInteger(UInt8(ascii: "}"))
+            RelayFrames.writeChannelRequest(
+                &out, messageID: messageID, node: identity.address.id, channel: channel, channelID: channelID.description)
         }
         return out
     }

@@ -21,13 +21,17 @@ final class BenchCommandTests: RelayTestCase {
         XCTAssertGreaterThan(latency["count"] as? Int ?? 0, 0, file: file, line: line)
     }
 
+    /// `ptpchat bench --json` with `options` against `relay`, which must exit 0: its summary.
+    private func boundedRun(_ relay: RelayProcess, _ options: [String], name: String) throws -> [String: Any] {
+        let bench = try startPtpchat(["bench", "--relay", relay.endpoint, "--duration", "30", "--json"] + options, name: name)
+        XCTAssertEqual(bench.waitForExit(timeout: 40), 0, "bench did not exit 0: \(bench.stderr)\n\(bench.stdout)")
+        return try summary(bench)
+    }
+
     func testBoundedRunDeliversAndAcksEveryMessage() throws {
         let relay = try startRelay(config: unthrottled)
-        let bench = try startPtpchat(
-            ["bench", "--relay", relay.endpoint, "--conns", "6", "--window", "8", "--payload", "64", "--messages", "3000",
-             "--duration", "30", "--threads", "2", "--json"], name: "bench-json")
-        XCTAssertEqual(bench.waitForExit(timeout: 40), 0, "bench did not exit 0: \(bench.stderr)\n\(bench.stdout)")
-        let result = try summary(bench)
+        let result = try boundedRun(
+            relay, ["--conns", "6", "--window", "8", "--payload", "64", "--messages", "3000", "--threads", "2"], name: "bench-json")
         XCTAssertEqual(result["sent"] as? Int, 3000, "--messages bounds the run: \(result)")
         XCTAssertEqual(result["delivered"] as? Int, 3000)
         XCTAssertEqual(result["acked"] as? Int, 3000)
@@ -65,11 +69,7 @@ final class BenchCommandTests: RelayTestCase {
     /// MESSAGEs of 200 KB come in many reads each: every frame is put together from pieces.
     func testFramesLargerThanOneReadArriveWhole() throws {
         let relay = try startRelay(config: unthrottled)
-        let bench = try startPtpchat(
-            ["bench", "--relay", relay.endpoint, "--conns", "2", "--window", "4", "--payload", "200000", "--messages", "60",
-             "--duration", "30", "--json"], name: "bench-large")
-        XCTAssertEqual(bench.waitForExit(timeout: 40), 0, "bench did not exit 0: \(bench.stderr)\n\(bench.stdout)")
-        let result = try summary(bench)
+        let result = try boundedRun(relay, ["--conns", "2", "--window", "4", "--payload", "200000", "--messages", "60"], name: "bench-large")
         XCTAssertEqual(result["delivered"] as? Int, 60, "\(result)")
         XCTAssertEqual(result["acked"] as? Int, 60)
         XCTAssertEqual(result["unexpected_frames"] as? Int, 0)
