@@ -81,10 +81,12 @@ def proc_status(pid, field):
     return 0
 
 
-def run_json(cmd, timeout):
-    """Runs a tool that prints one JSON line; {} (and the reason on stderr) when it does not."""
+def run_json(cmd, timeout, env=None):
+    """Runs a tool that prints one JSON line; {} (and the reason on stderr) when it does not.
+    `env`: variables added to this process's environment for the tool."""
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **env} if env else None)
     except subprocess.TimeoutExpired:
         log(f"timed out: {' '.join(cmd)}")
         return {}

@@ -12,7 +12,11 @@
 #            go through the same read/write functions, framing, batching (one write per connection
 #            per loop pass) and accounting, so the ratio measures the transport only. relay-load's
 #            plaintext thr runs next to it as a cross-check of tls-load. 100 conns in pairs, window
-#            64, payload 256, HELLO then MESSAGE/ACK; lost/unacked/dup counted.
+#            64, payload 256, HELLO then MESSAGE/ACK; lost/unacked/dup counted. The `tls` row takes
+#            OpenSSL's default suite order (AES-256-GCM first; the relay's BoringSSL follows the
+#            client's order), the `tls-aes128` row offers AES-128-GCM first as BoringSSL clients
+#            (ptpchat) do. srv_us and lg_us: the relay's and tls-load's CPU µs per delivered message
+#            (they share the cores: msg/s follows the sum); srv_x: the relay's TLS cost / plaintext's.
 # 2. hs      TLS handshakes/s: the relay's tls.listen vs `openssl s_server` on the same certificate,
 #            both measured by `openssl s_time -new` (one client tool, one connection at a time), next
 #            to the C baseline's plaintext accept rate (relay-load hs_per_s, HS_CONNS connections);

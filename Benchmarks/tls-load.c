@@ -1052,6 +1052,12 @@ int main(int argc, char **argv)
         SSL_CTX_set_session_cache_mode(G.ctx, SSL_SESS_CACHE_OFF); /* every handshake a full one */
         SSL_CTX_set_mode(G.ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                     (G.mode == M_HOLD ? SSL_MODE_RELEASE_BUFFERS : 0));
+        /* TLS_LOAD_CIPHERSUITES: the TLS 1.3 suites offered, in order (OpenSSL's default offers
+         * AES-256-GCM first, and the relay's BoringSSL follows the client's order): to measure what
+         * the suite costs, e.g. TLS_AES_128_GCM_SHA256 as BoringSSL clients (ptpchat) prefer. */
+        const char *suites = getenv("TLS_LOAD_CIPHERSUITES");
+        if (suites && *suites && !SSL_CTX_set_ciphersuites(G.ctx, suites))
+            die("TLS_LOAD_CIPHERSUITES: no usable suite");
         const char *v = getenv("TLS_LOAD_MAX_VERSION"); /* "1.2" pins TLS 1.2 */
         if (v && !strcmp(v, "1.2"))
             SSL_CTX_set_max_proto_version(G.ctx, TLS1_2_VERSION);
