@@ -31,8 +31,8 @@
 #            the default 200/s: its p99 would measure `throttled`, not the flood).
 #            Placement (FLOOD_PIN, default 0/1 with 2+ CPUs): the relay (every thread) and the good
 #            clients on CPU 0, the flood tools on CPU 1, in the calm run and the flood run alike.
-#            Unpinned (FLOOD_PIN=off), the flood tools take about one of the two cores in the
-#            flood run only: the relay and the good clients have two cores calm and about one
+#            Unpinned (FLOOD_PIN=off), the flood tools take up to one of the two cores (97 % on a
+#            quiet machine) in the flood run only: the relay and the good clients have two cores calm and about one
 #            under the flood, and the ratio measured mostly that, not the relay (the relay's own
 #            CPU under the flood is ~30-40 % of a core; see the relay CPU% column). Pinned, the
 #            relay pays all of its flood work (accept, its NIO channel, close, the FIN it sends) on
