@@ -8,13 +8,15 @@ and prints one table; the sizes are environment knobs (see security.sh).
   hs      TLS handshakes/s: the relay vs `openssl s_server`, both measured by `openssl s_time -new`,
           next to the plaintext accept rate of the C baseline relay (relay-load hs_per_s)
   mem     RSS per idle connection (HELLO said, TLS finished) at 1,000, 5,000 and 19,000
-  flood   100 good clients on the `lat` pattern with and without a connection flood: their p99,
+  flood   100 good clients on the `lat` pattern with and without a connection flood (placement:
+          FLOOD_PIN, see security.sh): their p99,
           the relay's peak RSS (VmHWM) and its refusal counters from /stats
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -45,7 +47,7 @@ FLOOD_TARGET = ENV.get("FLOOD_TARGET", "plain")  # or tls: the flood goes to the
 LAT_CONNS = int(ENV.get("LAT_CONNS", "100"))
 # Where the flood part runs each side (see security.sh): "RELAY_CPUS/FLOOD_CPUS" (taskset lists), or
 # "off" to let the scheduler place everything on the shared cores.
-FLOOD_PIN = ENV.get("FLOOD_PIN", "0/1" if (os.cpu_count() or 1) >= 2 else "off")
+FLOOD_PIN = ENV.get("FLOOD_PIN", "0/1" if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else "off")
 # Unlimited accept and per-node limits for thr, hs and mem: they measure the transport, not the limits.
 UNLIMITED = """limits:
   per_ip_connections: 0
