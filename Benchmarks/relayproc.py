@@ -11,10 +11,28 @@ import time
 import urllib.request
 
 
+_next_port = [0]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port: any the kernel picks, or, with BENCH_PORTS=LOW-HIGH set (a range
+    reserved for this run, where others run relays too), the next free one in that range."""
+    span = os.environ.get("BENCH_PORTS")
+    if not span:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    low, high = (int(x) for x in span.split("-"))
+    for _ in range(high - low + 1):
+        port = low + _next_port[0] % (high - low + 1)
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise SystemExit(f"no free port in BENCH_PORTS={span}")
 
 
 def wait_listening(port, seconds=10.0):

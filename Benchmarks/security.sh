@@ -33,6 +33,19 @@
 #            /stats (connection_limit, per_ip_limit, per_ip_rate, ...). The accept limits are the
 #            defaults here; the per-node budgets are off (a good lat client sends ~500 msg/s, over
 #            the default 200/s: its p99 would measure `throttled`, not the flood).
+#            Placement (FLOOD_PIN, default 0/1 with 2+ CPUs): the relay (every thread) and the good
+#            clients on CPU 0, the flood tools on CPU 1, in the calm run and the flood run alike.
+#            Unpinned (FLOOD_PIN=off), the flood tools take up to one of the two cores (97 % on a
+#            quiet machine) in the flood run only: the relay and the good clients have two cores calm and about one
+#            under the flood, and the ratio measured mostly that, not the relay (the relay's own
+#            CPU under the flood is ~30-40 % of a core; see the relay CPU% column). Pinned, the
+#            relay pays all of its flood work (accept, its NIO channel, close, the FIN it sends) on
+#            the CPU the good clients use, and the flood still runs as fast as one CPU lets the
+#            generator open connections (its conn/s is printed; compare it with the unpinned rate).
+#            On loopback the kernel's side of each flood handshake (SYN, SYN-ACK, the accept
+#            queue) runs on the sender's CPU, pinned or not: the relay machine's share of that is
+#            not in this figure either way. FLOOD_COMPARE=path adds a second relay binary (e.g. the
+#            previous build), measured in the same run, interleaved, each against its own calm run.
 #
 # thr, hs and mem run the relay with the accept and per-node limits off (limits.* = 0): they
 # measure the transport. Until the relay has TLS listeners their TLS rows print "n/a".
@@ -43,7 +56,9 @@
 # FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
 # [plain; tls: the flood hits the TLS listener, junk = a bad ClientHello],
 # FLOOD_RELAY_CONFIG [extra YAML for the flood relay: a limits: section; by default the per-node
-# budgets set to 0]; TLS_KEY_TYPE
+# budgets set to 0], FLOOD_PIN [0/1: RELAY_CPUS/FLOOD_CPUS for taskset, or off], FLOOD_COMPARE
+# [unset; a second relay binary]; BENCH_PORTS [unset: ports the kernel picks; LOW-HIGH: only
+# ports in that range, for a machine shared with other relays]; TLS_KEY_TYPE
 # [ec: P-256; rsa: RSA 2048]; TLS_LOAD_MAX_VERSION [unset; 1.2 pins tls-load to TLS 1.2];
 # RELAY_BIN [built here], BENCH_DIR [../shared/bench], SCRATCH_PATH [.build-release].
 #

@@ -8,13 +8,15 @@ and prints one table; the sizes are environment knobs (see security.sh).
   hs      TLS handshakes/s: the relay vs `openssl s_server`, both measured by `openssl s_time -new`,
           next to the plaintext accept rate of the C baseline relay (relay-load hs_per_s)
   mem     RSS per idle connection (HELLO said, TLS finished) at 1,000, 5,000 and 19,000
-  flood   100 good clients on the `lat` pattern with and without a connection flood: their p99,
+  flood   100 good clients on the `lat` pattern with and without a connection flood (placement:
+          FLOOD_PIN, see security.sh): their p99,
           the relay's peak RSS (VmHWM) and its refusal counters from /stats
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -43,6 +45,9 @@ FLOOD_MAX_OPEN = int(ENV.get("FLOOD_MAX_OPEN", "2000"))
 FLOOD_KIND = ENV.get("FLOOD_KIND", "mix")
 FLOOD_TARGET = ENV.get("FLOOD_TARGET", "plain")  # or tls: the flood goes to the TLS listener
 LAT_CONNS = int(ENV.get("LAT_CONNS", "100"))
+# Where the flood part runs each side (see security.sh): "RELAY_CPUS/FLOOD_CPUS" (taskset lists), or
+# "off" to let the scheduler place everything on the shared cores.
+FLOOD_PIN = ENV.get("FLOOD_PIN", "0/1" if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else "off")
 # Unlimited accept and per-node limits for thr, hs and mem: they measure the transport, not the limits.
 UNLIMITED = """limits:
   per_ip_connections: 0
@@ -109,16 +114,18 @@ class Bench:
         self.a = args
         self.cert, self.key = args.cert, args.key
 
-    def relay(self, prefix, extra=UNLIMITED):
+    def relay(self, prefix, extra=UNLIMITED, relay_bin=None):
         port, stats_port, tls_port = free_port(), free_port(), free_port()
         text = relay_config(port, stats_port, tls_port, self.cert, self.key, extra)
-        return port, stats_port, tls_port, running_relay(self.a.relay, prefix, text)
+        return port, stats_port, tls_port, running_relay(relay_bin or self.a.relay, prefix, text)
 
     def tls_load(self, *args, timeout=120, env=None):
         return run_json([self.a.tls_load, *map(str, args), "--quiet"], timeout, env)
 
     def relay_load(self, *args, timeout=120):
-        return run_json([self.a.relay_load, *map(str, args), "--quiet"], timeout)
+        """relay-load with `args`; a leading `taskset -c CPUS` runs it there."""
+        pin = list(args[:3]) if args and args[0] == "taskset" else []
+        return run_json([*pin, self.a.relay_load, *map(str, args[len(pin):]), "--quiet"], timeout)
 
     # ------------------------------------------------------------------ thr
     def thr(self):
@@ -322,11 +329,17 @@ class Bench:
         print("each connection said HELLO (TLS: after the handshake) and stays idle; the goal applies at 19,000")
 
     # ------------------------------------------------------------------ flood
-    def flood_run(self, with_flood):
-        port, stats_port, tls_port, ctx = self.relay("secbench-flood-", extra=ENV.get("FLOOD_RELAY_CONFIG", NODE_LIMITS_OFF))
+    def flood_run(self, with_flood, relay_bin=None):
+        port, stats_port, tls_port, ctx = self.relay("secbench-flood-", extra=ENV.get("FLOOD_RELAY_CONFIG", NODE_LIMITS_OFF),
+                                                     relay_bin=relay_bin)
         good_sources = ",".join(f"127.0.0.{100 + i}" for i in range(max(1, math.ceil(LAT_CONNS / 25))))
         flooders = []
+        relay_pin, flood_pin = ([], []) if FLOOD_PIN == "off" else \
+            (["taskset", "-c", FLOOD_PIN.split("/")[0]], ["taskset", "-c", FLOOD_PIN.split("/")[1]])
         with ctx as relay:
+            if relay_pin:  # every thread of the relay (its loops exist by now: it listens)
+                subprocess.run(["taskset", "-a", "-p", "-c", relay_pin[2], str(relay.pid)], check=True,
+                               stdout=subprocess.DEVNULL)
             flood_port = tls_port if FLOOD_TARGET == "tls" else port
             if FLOOD_TARGET == "tls" and not wait_listening(tls_port):
                 raise SystemExit("security_bench: FLOOD_TARGET=tls but the relay has no TLS listener")
@@ -335,11 +348,11 @@ class Bench:
                 for i in range(FLOOD_PROCS):
                     sources = ",".join(f"127.0.0.{2 + i * per + k}" for k in range(per))
                     flooders.append(subprocess.Popen(
-                        [self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 120),
+                        [*flood_pin, self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 120),
                          "--max-open", str(FLOOD_MAX_OPEN // FLOOD_PROCS), "--flood-kind", FLOOD_KIND, "--src-ips", sources,
                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
                 time.sleep(1)
-            good = self.relay_load("--port", port, "--conns", LAT_CONNS, "--window", 1, "--payload", 64,
+            good = self.relay_load(*relay_pin, "--port", port, "--conns", LAT_CONNS, "--window", 1, "--payload", 64,
                                    "--duration", DURATION, "--warmup", WARMUP, "--drain", 2, "--src-ips", good_sources,
                                    "--server-pids", relay.pid, timeout=DURATION + 60)
             flood = []
@@ -356,37 +369,49 @@ class Bench:
                 "accepted": snapshot["connections"]["accepted"]}
 
     def flood(self):
-        runs = {False: [], True: []}
+        # FLOOD_COMPARE=path: a second relay binary (e.g. an older build) measured in the same run,
+        # interleaved with this one, each against its own calm run.
+        variants = [("relay", self.a.relay)] + ([("compare", ENV["FLOOD_COMPARE"])] if ENV.get("FLOOD_COMPARE") else [])
+        runs = {(name, f): [] for name, _ in variants for f in (False, True)}
         for rep in range(REPS):
-            for with_flood in (False, True):
-                r = self.flood_run(with_flood)
-                runs[with_flood].append(r)
-                log(f"flood rep {rep + 1}/{REPS} {'flood' if with_flood else 'calm'}: p99 "
-                    f"{r['good'].get('lat_p99_us', 0):.0f} us, flood {sum(f.get('connected_per_s', 0) for f in r['flood']):.0f} conn/s")
+            for name, binary in variants:
+                for with_flood in (False, True):
+                    r = self.flood_run(with_flood, relay_bin=binary)
+                    runs[(name, with_flood)].append(r)
+                    log(f"flood rep {rep + 1}/{REPS} {name} {'flood' if with_flood else 'calm'}: p99 "
+                        f"{r['good'].get('lat_p99_us', 0):.0f} us, flood {sum(f.get('connected_per_s', 0) for f in r['flood']):.0f} conn/s")
+        pin = "unpinned" if FLOOD_PIN == "off" else \
+            f"relay and good clients on CPU {FLOOD_PIN.split('/')[0]}, flood tools on CPU {FLOOD_PIN.split('/')[1]}"
         print(f"\n## Connection flood ({FLOOD_PROCS} tls-load --mode flood processes from {FLOOD_SOURCES} addresses, "
               f"kind {FLOOD_KIND}, to the {FLOOD_TARGET} listener, at most {FLOOD_MAX_OPEN} open) while {LAT_CONNS} good clients run lat "
-              f"(window 1, payload 64); median of {REPS}, a fresh relay per run, default accept limits, per-node budgets off")
-        print(f"{'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'good_err':>8} {'lost':>5} "
-              f"{'flood conn/s':>12} {'flood CPU%':>10} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")
-        calm_p99 = median([r["good"] for r in runs[False]], "lat_p99_us")
-        for with_flood in (False, True):
-            rs = runs[with_flood]
-            goods = [r["good"] for r in rs]
-            p99 = median(goods, "lat_p99_us")
-            drops = {}
-            for r in rs:
-                for k, v in r["drops"].items():
-                    if v:
-                        drops[k] = drops.get(k, 0) + v
-            flood_rate = statistics.median([sum(f.get("connected_per_s", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
-            flood_cpu = statistics.median([sum(f.get("cpu_pct", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
-            print(f"{'flood' if with_flood else 'calm':6} {median(goods, 'delivered_per_s'):>10.0f} {median(goods, 'lat_p50_us'):>8.0f} "
-                  f"{p99:>8.0f} {ratio(p99, calm_p99):>6} {total(goods, 'errors'):>8} {total(goods, 'lost') + total(goods, 'unacked'):>5} "
-                  f"{flood_rate:>12.0f} {flood_cpu:>10.0f} {statistics.median([r['accepted'] for r in rs]):>9.0f} "
-                  f"{statistics.median([r['hwm'] for r in rs]) / 1024:>12.1f}  "
-                  + (" ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"))
+              f"(window 1, payload 64); median of {REPS}, a fresh relay per run, default accept limits, per-node budgets off; {pin}")
+        if len(variants) > 1:
+            print("relays: " + ", ".join(f"{name} = {binary}" for name, binary in variants))
+        print(f"{'relay':8} {'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'good_err':>8} {'lost':>5} "
+              f"{'flood conn/s':>12} {'flood CPU%':>10} {'relay CPU%':>10} {'other CPU%':>10} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")
+        for name, _ in variants:
+            calm_p99 = median([r["good"] for r in runs[(name, False)]], "lat_p99_us")
+            for with_flood in (False, True):
+                rs = runs[(name, with_flood)]
+                goods = [r["good"] for r in rs]
+                p99 = median(goods, "lat_p99_us")
+                drops = {}
+                for r in rs:
+                    for k, v in r["drops"].items():
+                        if v:
+                            drops[k] = drops.get(k, 0) + v
+                flood_rate = statistics.median([sum(f.get("connected_per_s", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
+                flood_cpu = statistics.median([sum(f.get("cpu_pct", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
+                print(f"{name:8} {'flood' if with_flood else 'calm':6} {median(goods, 'delivered_per_s'):>10.0f} "
+                      f"{median(goods, 'lat_p50_us'):>8.0f} "
+                      f"{p99:>8.0f} {ratio(p99, calm_p99):>6} {total(goods, 'errors'):>8} {total(goods, 'lost') + total(goods, 'unacked'):>5} "
+                      f"{flood_rate:>12.0f} {flood_cpu:>10.0f} {median(goods, 'srv_cpu_pct'):>10.0f} "
+                      f"{median(goods, 'other_cpu_pct'):>10.0f} {statistics.median([r['accepted'] for r in rs]):>9.0f} "
+                      f"{statistics.median([r['hwm'] for r in rs]) / 1024:>12.1f}  "
+                      + (" ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"))
         print("goal: flood p99 <= 2x calm p99; accepted = connections the relay accepted in the run (good + flood);\n"
-              "flood CPU% = the flood tools' own CPU (100 = one core), taken from the same two cores as the relay's")
+              "flood CPU% = the flood tools' own CPU, relay CPU% = the relay's during the good clients' run,\n"
+              "other CPU% = the rest of the machine's then (the flood tools and whatever else runs; 100 = one core)")
 
 
 def main():

@@ -39,4 +39,22 @@ final class AcceptGateTests: XCTestCase {
         XCTAssertNil(try server.readInbound(as: Channel.self))
         XCTAssertEqual(relay.counters.count(.perIPRate), 1)
     }
+
+    /// A Unix-domain listener (a socket systemd passes may be one): its connections have no IP
+    /// address and are admitted, counted in all. The gate learns the listener's kind once, when
+    /// the listener becomes active, not per connection.
+    func testAConnectionWithoutAnAddressOnAUnixListenerIsAdmittedAndCounted() throws {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let limiter = AcceptLimiter(limits: AcceptLimits(maxConnections: 0, perIPConnections: 1, perIPNewPerSecond: 1, perIPNewBurst: 1))
+        let server = EmbeddedChannel(handler: AcceptGate(limiter: limiter, shard: relay.shard), loop: relay.loop)
+        server.localAddress = try SocketAddress(unixDomainSocketPath: "/tmp/ptpchat-accept-gate-test.sock")
+        server.pipeline.fireChannelActive()
+        for _ in 0..<3 {
+            try server.writeInbound(try accepted(from: nil, on: relay.loop))
+            XCTAssertNotNil(try server.readInbound(as: Channel.self), "a Unix-socket connection was refused")
+        }
+        XCTAssertEqual(limiter.total, 3)
+        XCTAssertEqual(relay.counters.count(.goneAtAccept), 0)
+    }
 }

@@ -15,16 +15,35 @@ final class AcceptGate: ChannelInboundHandler {
     private let limiter: AcceptLimiter
     /// The shard whose loop the listening channel runs on (counters and logs).
     private let shard: RelayShard
+    /// Whether the listener is a TCP one (its connections have a remote IP), found once when it
+    /// becomes active: asked per connection, it cost a formatted address each time.
+    private var listensOnIP = true
 
     init(limiter: AcceptLimiter, shard: RelayShard) {
         self.limiter = limiter
         self.shard = shard
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        // Bound now (the initializer runs before the bind; an inherited socket is active once
+        // registered), and nothing is accepted before this: its address is known.
+        if let local = context.channel.localAddress { listensOnIP = Self.hasIP(local) }
+        context.fireChannelActive()
+    }
+
+    private static func hasIP(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4, .v6: return true
+        default: return false
+        }
+    }
+
+    // A flood is refused here, tens of thousands of times a second: the refusal formats nothing
+    // (an address becomes text only for a log line that is written) and touches the ledger once.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
         let remote = child.remoteAddress
-        if remote == nil, context.channel.localAddress?.ipAddress != nil {
+        if remote == nil, listensOnIP {
             // A TCP peer that reset the connection before the accept leaves no address to count it
             // by. Admitting it uncounted would let a flood of connect-and-reset past the per-IP
             // rate: it is dead anyway, so it is closed here.
@@ -41,9 +60,10 @@ final class AcceptGate: ChannelInboundHandler {
             context.fireChannelRead(data)
         case .refuse(let reason, let warn):
             shard.counters.drop(reason)
-            let ip = remote?.ipAddress ?? "?"
-            shard.logger.debug("connection refused at accept", metadata: ["ip": "\(ip)", "reason": "\(reason.rawValue)"])
+            shard.logger.debug(
+                "connection refused at accept", metadata: ["ip": "\(remote?.ipAddress ?? "?")", "reason": "\(reason.rawValue)"])
             if let refused = warn {
+                let ip = remote?.ipAddress ?? "?"
                 // The line fail2ban matches (deploy/fail2ban/ptpchat-relay.conf): keep its shape.
                 // Its filter expects `ip=` right after the message: the log handler sorts keys, and
                 // none here or in the shard's logger (`loop`) sorts before `ip`.
