@@ -1,6 +1,7 @@
 # Sourced by instructions.sh and instructions-hs.sh: what running the relay and the C baseline
 # under valgrind 3.19's callgrind takes here. Expects ROOT, BENCH, SCRATCH and NAME (for messages);
-# RELAY_BIN may name a relay build to use instead of building one. Sets WORK (removed on exit),
+# RELAY_BIN may name a relay build to use instead of building one; FLOOR_BIN a build of the NIO
+# floor relay (Benchmarks/NIOFloor), copied to WORK/floor. Sets WORK (removed on exit),
 # with WORK/relay, WORK/baseline (copies stripped of their debug information: valgrind 3.19
 # cannot read Swift's DWARF 5) and WORK/sigsuspend.so (a preload that copies the mask
 # sigsuspend is given: valgrind 3.19 writes into it, and libdispatch's is in read-only memory).
@@ -18,6 +19,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 cp "$RELAY_BIN" "$WORK/relay" && strip --strip-debug "$WORK/relay"
 cp "$BENCH/baseline-relay" "$WORK/baseline" && strip --strip-debug "$WORK/baseline"
+# FLOOR_BIN (Benchmarks/nio-floor.sh's build of Benchmarks/NIOFloor) adds the `floor` target.
+if [[ -n "${FLOOR_BIN:-}" ]]; then cp "$FLOOR_BIN" "$WORK/floor" && strip --strip-debug "$WORK/floor"; fi
 cat >"$WORK/sigsuspend.c" <<'CODE'
 #define _GNU_SOURCE
 #include <signal.h>

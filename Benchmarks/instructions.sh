@@ -8,6 +8,9 @@
 #   PROFILE=1 Benchmarks/instructions.sh        # also the relay's top functions (callgrind_annotate)
 #   KEEP=/tmp/cg Benchmarks/instructions.sh     # keep the callgrind files there (callgrind_annotate --tree=caller)
 #   SHAPE=conn Benchmarks/instructions.sh       # the conn load instead (1000 connections, window 8)
+#   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor relay" \
+#       BREAKDOWN=1 Benchmarks/instructions.sh  # with the NIO floor relay, and where each one's
+#                                               # instructions go (NIO, Swift runtime, libc, own code)
 #
 # Both run one event loop (`--threads 1`): with two, the count moves by ±4 % from run to run with
 # which shard each connection lands on (a copy for another shard goes through its batch); with
@@ -56,6 +59,9 @@ run() {
         baseline) valgrind --tool=callgrind --callgrind-out-file="$out" \
             "$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 1 >"$WORK/$target.log" 2>&1 &
             ;;
+        floor) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$WORK/floor" --port "$PORT" --bind 127.0.0.1 --threads 1 --quiet >"$WORK/$target.log" 2>&1 &
+            ;;
     esac
     pid=$!
     wait_port "$PORT" "$pid" || { echo "instructions.sh: $target did not start:" >&2; tail "$WORK/$target.log" >&2; exit 1; }
@@ -85,7 +91,7 @@ inclusive() {
 FRAME_SYMBOL='RelayShard.handleFrame'
 printf "%-9s %14s %14s %12s %8s %12s\n" target "Ir(N=$N1)" "Ir(N=$N2)" "Ir/msg" x_base "frames/msg"
 declare -A PER
-for target in baseline relay; do
+for target in ${TARGETS:-baseline relay}; do
     a=$(run "$target" "$N1")
     b=$(run "$target" "$N2")
     PER[$target]=$(( (b - a) / (N2 - N1) ))
@@ -102,6 +108,12 @@ done
 echo "Ir/msg = instructions per delivered message (MESSAGE in and out, ACK in and out), all threads;"
 echo "frames/msg = of those, the relay's $FRAME_SYMBOL (parse, validate, route, write), steadier from run to run."
 
+if [[ "${BREAKDOWN:-0}" == 1 ]] && command -v callgrind_annotate >/dev/null; then
+    echo
+    # shellcheck disable=SC2086
+    python3 "$ROOT/Benchmarks/cg_breakdown.py" --n1 "$N1" --n2 "$N2" --unit msg \
+        $(for t in ${TARGETS:-baseline relay}; do echo "$t=$WORK/$t.$N1.cg,$WORK/$t.$N2.cg"; done)
+fi
 if [[ -n "${KEEP:-}" ]]; then
     mkdir -p "$KEEP" && cp "$WORK"/*.cg "$WORK/relay" "$KEEP/"
 fi
