@@ -7,6 +7,9 @@
 #   STRACE=0 Benchmarks/instructions-hs.sh        # instructions only
 #   KEEP=/tmp/cg Benchmarks/instructions-hs.sh    # keep the callgrind files (callgrind_annotate --tree=caller)
 #   RELAY_BIN=/path/ptpchat-relay Benchmarks/instructions-hs.sh   # another build of the relay
+#   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor relay" \
+#       BREAKDOWN=1 Benchmarks/instructions-hs.sh  # with the NIO floor relay, and where each one's
+#                                                  # instructions go (Benchmarks/cg_breakdown.py)
 #
 # Each target runs twice, with C1 and then C2 connections (relay-load: connect, HELLO, wait for the
 # server's HELLO, two messages in all, close); (Ir(C2) - Ir(C1)) / (C2 - C1) leaves out start-up,
@@ -53,6 +56,7 @@ start() {
     case $target in
         relay) cmd=("$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --log-level warning) ;;
         baseline) cmd=("$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 2) ;;
+        floor) cmd=("$WORK/floor" --port "$PORT" --bind 127.0.0.1 --quiet) ;;
     esac
     case $tool in
         valgrind) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$WORK/$target.log" 2>&1 & ;;
@@ -88,7 +92,7 @@ EOF
 
 printf "%-9s %14s %14s %12s %8s\n" target "Ir(C=$C1)" "Ir(C=$C2)" "Ir/hs" x_base
 declare -A PER
-for target in baseline relay; do
+for target in ${TARGETS:-baseline relay}; do
     a=$(run valgrind "$target" "$C1")
     b=$(run valgrind "$target" "$C2")
     PER[$target]=$(( (b - a) / (C2 - C1) ))
@@ -100,7 +104,7 @@ echo "Ir/hs = user-space instructions per handshake (accept, HELLO both ways, fi
 if [[ "${STRACE:-1}" == 1 ]] && command -v strace >/dev/null; then
     echo
     printf "%-9s %10s  %s\n" target "calls/hs" "per syscall (calls per handshake)"
-    for target in baseline relay; do
+    for target in ${TARGETS:-baseline relay}; do
         run strace "$target" "$C1" >/dev/null
         run strace "$target" "$C2" >/dev/null
         python3 - "$WORK/strace.$target.$C1" "$WORK/strace.$target.$C2" "$((C2 - C1))" "$target" <<'EOF'
@@ -120,6 +124,12 @@ EOF
     done
 fi
 
+if [[ "${BREAKDOWN:-0}" == 1 ]] && command -v callgrind_annotate >/dev/null; then
+    echo
+    # shellcheck disable=SC2086
+    python3 "$ROOT/Benchmarks/cg_breakdown.py" --n1 "$C1" --n2 "$C2" --unit hs \
+        $(for t in ${TARGETS:-baseline relay}; do echo "$t=$WORK/valgrind.$t.$C1,$WORK/valgrind.$t.$C2"; done)
+fi
 if [[ -n "${KEEP:-}" ]]; then
     mkdir -p "$KEEP" && cp "$WORK"/valgrind.* "$WORK/relay" "$KEEP/"
 fi

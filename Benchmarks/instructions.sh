@@ -8,6 +8,7 @@
 #   PROFILE=1 Benchmarks/instructions.sh        # also the relay's top functions (callgrind_annotate)
 #   KEEP=/tmp/cg Benchmarks/instructions.sh     # keep the callgrind files there (callgrind_annotate --tree=caller)
 #   SHAPE=conn Benchmarks/instructions.sh       # the conn load instead (1000 connections, window 8)
+#   SHAPE=lat Benchmarks/instructions.sh        # the lat load (2 connections, window 1)
 #   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor relay" \
 #       BREAKDOWN=1 Benchmarks/instructions.sh  # with the NIO floor relay, and where each one's
 #                                               # instructions go (NIO, Swift runtime, libc, own code)
@@ -28,11 +29,14 @@ SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
 N1="${N1:-10000}"
 N2="${N2:-50000}"
 PORT="${RELAY_PORT:-17113}"
-# The load: the thr shape by default; SHAPE=conn for run-compare's conn (1000 conns, window 8).
+# The load: the thr shape by default; SHAPE=conn for run-compare's conn (1000 conns, window 8),
+# SHAPE=lat for its lat (2 conns, window 1, payload 64).
 case "${SHAPE:-thr}" in
     thr) LOAD=(--conns 100 --window 64 --payload 256 --pattern pair --quiet) ;;
     conn) LOAD=(--conns 1000 --window 8 --payload 256 --pattern pair --quiet) ;;
-    *) echo "instructions.sh: SHAPE is thr or conn" >&2; exit 2 ;;
+    # run-compare's lat: one message in flight, so every message is its own read, write and wake-up
+    lat) LOAD=(--conns 2 --window 1 --payload 64 --pattern pair --quiet) ;;
+    *) echo "instructions.sh: SHAPE is thr, conn or lat" >&2; exit 2 ;;
 esac
 
 NAME=instructions.sh
