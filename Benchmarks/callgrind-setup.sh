@@ -8,7 +8,8 @@
 # Turns the accept and per-node limits off, as compare.sh does.
 
 command -v valgrind >/dev/null || { echo "$NAME: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
-[[ -x "$BENCH/relay-load" && -x "$BENCH/baseline-relay" ]] || make -C "$BENCH" >&2
+# shellcheck source=Benchmarks/shared-bench-tools.sh
+source "$ROOT/Benchmarks/shared-bench-tools.sh"
 
 if [[ -z "${RELAY_BIN:-}" ]]; then
     swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2

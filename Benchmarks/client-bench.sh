@@ -27,16 +27,11 @@ LOAD_THREADS="${LOAD_THREADS:-1}"
 BENCH_THREADS="${BENCH_THREADS:-$(nproc)}"
 SHAPES="${SHAPES:-thr:100:16:64:free lat:2:1:64:same}"
 
-[[ -f "$BENCH/relay-load.c" ]] || { echo "client-bench.sh: no relay-load at $BENCH" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "client-bench.sh: needs python3" >&2; exit 2; }
-
-# relay-load is built next to its source, or in a cache folder when that one is read-only (CI).
+NAME=client-bench.sh
+# shellcheck source=Benchmarks/shared-bench-tools.sh
+source "$ROOT/Benchmarks/shared-bench-tools.sh"
 LOADBIN="$BENCH"
-if [[ ! -w "$BENCH" ]]; then
-    LOADBIN="${XDG_CACHE_HOME:-$HOME/.cache}/ptpchat-bench"
-    mkdir -p "$LOADBIN" && cp "$BENCH"/Makefile "$BENCH"/*.c "$BENCH"/*.h "$LOADBIN"/
-fi
-make -s -C "$LOADBIN" relay-load >&2
 
 swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
 swift build -c release --product ptpchat --scratch-path "$SCRATCH" >&2

@@ -1,18 +1,11 @@
 # Sourced by security.sh and memory.sh: the load tools and the relay they measure. Expects ROOT,
 # BENCH, SCRATCH and NAME (for messages); RELAY_BIN may name a relay build to use instead of
-# building one. Builds ../shared/bench (relay-load, baseline-relay; in the cache when that copy is
-# read-only, as run-compare.sh does) and Benchmarks/tls-load.c. Sets BENCH (maybe moved), WORK
+# building one. Builds ../shared/bench (relay-load, baseline-relay; in a cache folder:
+# shared-bench-tools.sh) and Benchmarks/tls-load.c. Sets BENCH (the cache folder), WORK
 # (removed on exit) with WORK/tls-load, and BIN, the relay.
 
-[[ -f "$BENCH/relay-load.c" ]] || { echo "$NAME: no harness at $BENCH" >&2; exit 2; }
-if [[ ! -x "$BENCH/relay-load" || ! -x "$BENCH/baseline-relay" ]]; then
-    if [[ ! -w "$BENCH" ]]; then # a read-only copy (CI): build in the cache, as run-compare.sh does
-        CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/ptpchat-bench"
-        mkdir -p "$CACHE" && cp "$BENCH"/Makefile "$BENCH"/*.c "$BENCH"/*.h "$CACHE"/
-        BENCH="$CACHE"
-    fi
-    make -C "$BENCH" >&2
-fi
+# shellcheck source=Benchmarks/shared-bench-tools.sh
+source "$ROOT/Benchmarks/shared-bench-tools.sh"
 
 WORK="$(mktemp -d -t "ptpchat-$NAME.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

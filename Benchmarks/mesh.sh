@@ -33,7 +33,9 @@ PORT_A="${PORT_A:-17011}"
 PORT_B="${PORT_B:-17012}"
 PORT_S="${PORT_S:-17013}"
 
-[[ -x "$BENCH/relay-load" ]] || { echo "mesh.sh: no relay-load at $BENCH (make -C $BENCH)" >&2; exit 2; }
+NAME=mesh.sh
+# shellcheck source=Benchmarks/shared-bench-tools.sh
+source "$ROOT/Benchmarks/shared-bench-tools.sh"
 command -v iptables >/dev/null || { echo "mesh.sh: needs iptables (apt-get install -y iptables) and root" >&2; exit 2; }
 
 swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
