@@ -130,7 +130,7 @@ public struct AckFrameTemplate: Sendable {
     @usableFromInline let dataIDOffset: Int
 
     /// The frame's length on the wire, length prefix included.
-    public var count: Int { bytes.count }
+    @inlinable public var count: Int { bytes.count }
 
     public init(from node: SenderTag, head: BenchFrameHead = .client) {
         var bytes = BenchFrames.frame(verb: .ack, ttl: 1, head: head, sender: node) { out in
