@@ -58,7 +58,7 @@ struct BenchRunner {
                 index: index, identity: identities[index],
                 message: peer.map {
                     MessageTemplate(from: identities[index], to: identities[$0].address.id, channelID: channelID, payload: shape.payload, timestamp: timestamp,
-                        head: shape.head, batch: shape.window)
+                        head: shape.head)
                 },
                 expectedSender: pattern.sender(to: index, count: count), budget: budget, window: shape.window, payload: shape.payload,
                 run: runID, head: shape.head)
