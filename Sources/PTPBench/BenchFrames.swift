@@ -266,12 +266,8 @@ public enum BenchFrames {
     public static func scan(_ bytes: UnsafeRawBufferPointer, hints: inout ScanHints) -> ScannedFrame {
         let located = locate(bytes, hints: &hints)
         var scanned = ScannedFrame(kind: located.kind)
-        if located.messageID >= 0 {
-            scanned.messageID = GUID(canonical: UnsafeRawBufferPointer(rebasing: bytes[located.messageID..<(located.messageID + 36)]))
-        }
-        if located.sendTime >= 0 {
-            scanned.sentAt = parseHex(UnsafeRawBufferPointer(rebasing: bytes[located.sendTime..<(located.sendTime + 16)]))
-        }
+        if located.messageID >= 0 { scanned.messageID = id(at: located.messageID, in: bytes) }
+        if located.sendTime >= 0 { scanned.sentAt = GUID.hexValue(sixteenDigitsAt: located.sendTime, in: bytes) }
         if located.kind == .nack, located.data >= 0, let reason = stringValue(of: "\"reason\"", in: bytes, from: located.data) {
             scanned.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[reason]), as: UTF8.self)
         }
@@ -463,11 +459,5 @@ public enum BenchFrames {
     static func writeHex(_ value: UInt64, to destination: UnsafeMutableRawPointer) {
         destination.storeBytes(of: GUID.hexDigits(UInt32(truncatingIfNeeded: value >> 32)).littleEndian, toByteOffset: 0, as: UInt64.self)
         destination.storeBytes(of: GUID.hexDigits(UInt32(truncatingIfNeeded: value)).littleEndian, toByteOffset: 8, as: UInt64.self)
-    }
-
-    /// 16 hex digits (either case); nil when one is not a hex digit.
-    @inline(__always)
-    public static func parseHex(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
-        GUID.hexValue(sixteenDigitsAt: 0, in: bytes)
     }
 }

@@ -23,13 +23,7 @@ public enum ClientFrames {
     /// `ACK {node_id, msg_id}`, hop by hop (`ttl` 1).
     public static func ack(_ acknowledged: GUID, from identity: SenderTag) -> ByteBuffer {
         var out = ByteBuffer()
-        FrameWriter.write(&out, verb: .ack, messageID: .random(), ttl: 1, flood: false, sender: identity) { out in
-            out.writeASCII("{\"node_id\":")
-            out.writeQuotedGUID(identity.address.id)
-            out.writeASCII(",\"msg_id\":")
-            out.writeQuotedGUID(acknowledged)
-            out.writeInteger(UInt8(ascii: "}"))
-        }
+        RelayFrames.ack(&out, messageID: .random(), acknowledging: acknowledged, relay: identity)
         return out
     }
 

@@ -77,6 +77,17 @@ struct ConnectionOptions: ParsableArguments {
     var handshakeLimit: Duration { .milliseconds(Int64(handshakeTimeout * 1000)) }
     static let defaultHandshakeLimit = Duration.seconds(10)
 
+    /// `RelayLink.run` to `--relay` with this command's keepalive and handshake deadline: the one
+    /// place a command's options become a link, so that a new one reaches every command.
+    func link<Result: Sendable>(
+        identity: SenderTag, tls: ClientTLS?, localPort: Int? = nil, timeout: (limit: Duration, what: String)? = nil,
+        conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
+    ) async throws -> Result {
+        try await RelayLink.run(
+            endpoint: relay, tls: tls, identity: identity, keepalive: keepaliveInterval, handshakeLimit: handshakeLimit,
+            localPort: localPort, timeout: timeout, conversation: conversation)
+    }
+
     /// This node as written in `sender_id`: `name@GUID`. Without `--node-id` each call draws a new GUID.
     func makeIdentity() -> SenderTag {
         let given = nodeID.flatMap { NodeAddress($0) }

@@ -88,11 +88,7 @@ struct Listen: AsyncParsableCommand {
         let output = output
         let responder = acceptPunch ? PunchAnswering(listen: self, identity: identity, tls: try connection.makeTLS()) : nil
         do {
-            try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
-                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
-                localPort: acceptPunch ? 0 : nil
-            ) { session in
+            try await connection.link(identity: identity, tls: try connection.makeTLS(), localPort: acceptPunch ? 0 : nil) { session in
                 try await session.handshake()
                 for channel in channels {
                     try await session.send(ClientFrames.join(channelID: channel, channel: channelName, from: identity))

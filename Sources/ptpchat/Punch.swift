@@ -60,9 +60,8 @@ struct Punch: AsyncParsableCommand {
             deadline: .milliseconds(Int64(deadline * 1000)), usesRTTHint: !noRTTHint, text: text)
         let report: PunchReport
         do {
-            report = try await RelayLink.run(
-                endpoint: connection.relay, tls: exchange.tls, identity: identity,
-                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit, localPort: 0,
+            report = try await connection.link(
+                identity: identity, tls: exchange.tls, localPort: 0,
                 timeout: (exchange.deadline + Self.messageTimeout * 2 + .seconds(5), "after \(deadline) s + the message's time waiting for the punch")
             ) { session in
                 try await session.handshake()

@@ -81,7 +81,7 @@ enum RelayLink {
                     case .finished(let result): return result
                     case .timedOut: throw ClientError.timedOut(timeout?.what ?? "")
                     case .handshakeTimedOut:
-                        throw ClientError.timedOut("after \(handshakeLimit.seconds) s waiting for the relay's answer to HELLO (--handshake-timeout)")
+                        throw ClientError.timedOut("after \(handshakeLimit) waiting for the relay's answer to HELLO (--handshake-timeout)")
                     case .readerEnded, .handshakeInTime: continue
                     }
                 }
@@ -139,7 +139,3 @@ final class HandshakeProgress: Sendable {
     func markDone() { done.store(true, ordering: .releasing) }
 }
 
-extension Duration {
-    /// Whole and fractional seconds, for messages ("2.5").
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -35,9 +35,8 @@ struct Routes: AsyncParsableCommand {
         let identity = connection.makeIdentity()
         let view: RouteView
         do {
-            view = try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
-                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
+            view = try await connection.link(
+                identity: identity, tls: try connection.makeTLS(),
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay's ROUTING")
             ) { session in
                 var view = RouteView()

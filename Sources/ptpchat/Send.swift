@@ -73,9 +73,8 @@ struct Send: AsyncParsableCommand {
         let messageID = GUID.random()
         let report: DeliveryReport
         do {
-            report = try await RelayLink.run(
-                endpoint: connection.relay, tls: try connection.makeTLS(), identity: identity,
-                keepalive: connection.keepaliveInterval, handshakeLimit: connection.handshakeLimit,
+            report = try await connection.link(
+                identity: identity, tls: try connection.makeTLS(),
                 timeout: (.milliseconds(Int64(timeout * 1000)), "after \(timeout) s waiting for the relay to answer for the message")
             ) { session in
                 try await session.handshake()
@@ -227,12 +226,7 @@ struct DeliveryReport: Equatable, Encodable {
 
     /// One JSON object: `outcome`, `msg_id`, `delivered` (node ids), `stored` and `refused`
     /// (`{node_id, reason}` each); keys sorted.
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(self) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    var json: String { sortedJSON(self) }
 
     enum CodingKeys: String, CodingKey {
         case outcome, delivered, stored, refused
@@ -269,12 +263,7 @@ struct SendFailure: Encodable {
         }
     }
 
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(self) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    var json: String { sortedJSON(self) }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -284,4 +273,12 @@ struct SendFailure: Encodable {
         try container.encode(messageID.description, forKey: .messageID)
         try container.encode(error.exitCode, forKey: .exitStatus)
     }
+}
+
+/// One JSON object, keys sorted: what `send --json` prints.
+private func sortedJSON(_ value: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(value) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
 }

@@ -174,13 +174,7 @@ final class BenchFramesTests: XCTestCase {
         let relayTag = SenderTag(NodeAddress(id: .random(), name: "relay"))
         func relayAck(_ acknowledged: GUID, head: GUID) -> ByteBuffer {
             var out = ByteBuffer()
-            FrameWriter.write(&out, verb: .ack, messageID: head, ttl: 1, flood: false, sender: relayTag) { out in
-                out.writeASCII("{\"node_id\":")
-                out.writeQuotedGUID(relayTag.address.id)
-                out.writeASCII(",\"msg_id\":")
-                out.writeQuotedGUID(acknowledged)
-                out.writeASCII("}")
-            }
+            RelayFrames.ack(&out, messageID: head, acknowledging: acknowledged, relay: relayTag)
             return body(of: out)
         }
         var hints = ScanHints()
