@@ -168,6 +168,8 @@ extension ConfigurationKey {
             integer("limits.per_ip_connections", \.limits.perIPConnections),
             number("limits.per_ip_new_per_second", \.limits.perIPNewPerSecond, allowZero: true),
             integer("limits.per_ip_new_burst", \.limits.perIPNewBurst),
+            number("limits.accept_refusals_per_second", \.limits.acceptRefusalsPerSecond, allowZero: true),
+            integer("limits.accept_refusals_burst", \.limits.acceptRefusalsBurst),
             number("limits.node_messages_per_second", \.limits.nodeMessagesPerSecond, allowZero: true),
             integer("limits.node_messages_burst", \.limits.nodeMessagesBurst),
             number("limits.node_bytes_per_second", \.limits.nodeBytesPerSecond, allowZero: true),

@@ -37,6 +37,10 @@ public struct RelayConfiguration: Sendable, Equatable {
         public var perIPConnections: Int = 64
         public var perIPNewPerSecond: Double = 20
         public var perIPNewBurst: Int = 50
+        /// Connections closed at accept per second, all listeners together; over it the listener
+        /// stops accepting for a moment (the kernel's backlog holds the rest).
+        public var acceptRefusalsPerSecond: Double = 1000
+        public var acceptRefusalsBurst: Int = 2000
         public var nodeMessagesPerSecond: Double = 200
         public var nodeMessagesBurst: Int = 1000
         public var nodeBytesPerSecond: Double = 1_048_576

@@ -11,9 +11,10 @@ import XCTest
 /// node, the HELLO frame cap, and a reload lowering `limits.max_frame_bytes` for an open connection.
 final class LimitsTests: RelayTestCase {
     /// A relay with its stats endpoint on a free port and `limits` (YAML lines under `limits:`).
-    private func startLimitedRelay(_ limits: [String]) throws -> (RelayProcess, statsPort: UInt16) {
+    private func startLimitedRelay(_ limits: [String], threads: Int? = nil) throws -> (RelayProcess, statsPort: UInt16) {
         let statsPort = try Sockets.freePort()
-        let config = "stats:\n  listen: 127.0.0.1:\(statsPort)\nlimits:\n" + limits.map { "  \($0)\n" }.joined()
+        var config = "stats:\n  listen: 127.0.0.1:\(statsPort)\nlimits:\n" + limits.map { "  \($0)\n" }.joined()
+        if let threads { config += "relay:\n  threads: \(threads)\n" }
         let relay = try startRelay(config: config)
         _ = try HTTPProbe.waitForAnswer(port: statsPort, timeout: expectWithin)
         return (relay, statsPort)
@@ -112,6 +113,42 @@ final class LimitsTests: RelayTestCase {
         if let matched = try Fail2banFilter.runFail2banRegex(on: relay.child.stderrURL) {
             XCTAssertEqual(matched, 1, "fail2ban-regex matched \(matched) lines of the relay's output")
         }
+    }
+
+    /// Refusals over `limits.accept_refusals_*` pause accepting: a connection that meets every
+    /// limit waits in the kernel's backlog until the pause ends, while open connections keep
+    /// exchanging messages. One warning line for the pauses.
+    func testRefusalsOverTheirBudgetPauseAcceptingButNotOpenConnections() throws {
+        // 4 connections per address, none more during the test; refusals: a burst of 1, then one
+        // every 2 s (a pause lasts until one is back). One listener (each event loop has its own,
+        // and each pauses when it refuses over the shared budget).
+        let (relay, statsPort) = try startLimitedRelay(
+            ["per_ip_new_per_second: 0.01", "per_ip_new_burst: 4", "accept_refusals_per_second: 0.5", "accept_refusals_burst: 1"],
+            threads: 1)
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        var hammer: [TestClient] = []
+        for index in 0..<8 { hammer.append(try connect(relay, label: "hammer\(index)", source: "127.0.0.7")) }
+        waitForDrop(statsPort, "accept_paused", atLeast: 1)
+
+        let waiting = try connect(relay, label: "waiting", source: "127.0.0.8")
+        XCTAssertNil(waiting.receive(timeout: 0.5), "a connection was accepted during a 2 s pause")
+        // Open connections are untouched meanwhile.
+        let id = Ids.make()
+        XCTAssertTrue(alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id)))
+        XCTAssertNotNil(bob.client.receive(timeout: expectWithin) { $0.verb == "MESSAGE" && $0.dataMessageID?.lowercased() == id })
+        XCTAssertTrue(bob.client.send(json: Frames.ack(from: bob, acknowledging: id)))
+        XCTAssertEqual(alice.client.receive(timeout: expectWithin) { $0.verb == "ACK" }?.verb, "ACK")
+
+        expectAdmitted(waiting)
+        let admitted = hammer.filter { $0.receive(timeout: expectWithin)?.verb == "HELLO" }
+        XCTAssertEqual(admitted.count, 4, "the per-IP burst")
+        XCTAssertEqual(hammer.filter { $0.isClosed }.count, 4, "the rest refused")
+        XCTAssertEqual(try drops(statsPort)["per_ip_rate"], 4)
+        let warnings = relay.child.stderrLines.filter { $0.contains("level=warning") && $0.contains("accepting paused") }
+        XCTAssertEqual(warnings.count, 1, warnings.joined(separator: "\n"))
+        XCTAssertTrue(warnings.first?.contains("reason=accept_paused") ?? false, warnings.first ?? "")
+        XCTAssertNil(try Fail2banFilter.load().host(in: warnings.first ?? ""), "the pause names no address to ban")
     }
 
     // MARK: Per-node read budget

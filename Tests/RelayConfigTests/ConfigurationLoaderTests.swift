@@ -83,6 +83,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.perIPConnections, 64)
         XCTAssertEqual(c.limits.perIPNewPerSecond, 20)
         XCTAssertEqual(c.limits.perIPNewBurst, 50)
+        XCTAssertEqual(c.limits.acceptRefusalsPerSecond, 1000)
+        XCTAssertEqual(c.limits.acceptRefusalsBurst, 2000)
         XCTAssertEqual(c.limits.nodeMessagesPerSecond, 200)
         XCTAssertEqual(c.limits.nodeMessagesBurst, 1000)
         XCTAssertEqual(c.limits.nodeBytesPerSecond, 1_048_576)
@@ -116,8 +118,8 @@ final class ConfigurationLoaderTests: XCTestCase {
     }
 
     func testKnownKeysAreThoseOfTheProfile() {
-        XCTAssertEqual(ConfigurationLoader.keys.count, 48)
-        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 48)
+        XCTAssertEqual(ConfigurationLoader.keys.count, 50)
+        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 50)
         XCTAssertTrue(ConfigurationLoader.keys.contains("compat.legacy_clients"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("limits.max_frame_bytes"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("tls.client_ca"))
@@ -163,6 +165,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         "limits.per_ip_connections": "8",
         "limits.per_ip_new_per_second": "2.5",
         "limits.per_ip_new_burst": "7",
+        "limits.accept_refusals_per_second": "0.5",
+        "limits.accept_refusals_burst": "9",
         "limits.node_messages_per_second": "50",
         "limits.node_messages_burst": "500",
         "limits.node_bytes_per_second": "65536",
@@ -229,6 +233,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.perIPConnections, 8)
         XCTAssertEqual(c.limits.perIPNewPerSecond, 2.5)
         XCTAssertEqual(c.limits.perIPNewBurst, 7)
+        XCTAssertEqual(c.limits.acceptRefusalsPerSecond, 0.5)
+        XCTAssertEqual(c.limits.acceptRefusalsBurst, 9)
         XCTAssertEqual(c.limits.nodeMessagesPerSecond, 50)
         XCTAssertEqual(c.limits.nodeMessagesBurst, 500)
         XCTAssertEqual(c.limits.nodeBytesPerSecond, 65536)

@@ -35,6 +35,8 @@ final class ReloadabilityTests: XCTestCase {
         "limits.per_ip_connections": { $0.limits.perIPConnections = 3 },
         "limits.per_ip_new_per_second": { $0.limits.perIPNewPerSecond = 3 },
         "limits.per_ip_new_burst": { $0.limits.perIPNewBurst = 3 },
+        "limits.accept_refusals_per_second": { $0.limits.acceptRefusalsPerSecond = 3 },
+        "limits.accept_refusals_burst": { $0.limits.acceptRefusalsBurst = 3 },
         "limits.node_messages_per_second": { $0.limits.nodeMessagesPerSecond = 3 },
         "limits.node_messages_burst": { $0.limits.nodeMessagesBurst = 3 },
         "limits.node_bytes_per_second": { $0.limits.nodeBytesPerSecond = 3 },

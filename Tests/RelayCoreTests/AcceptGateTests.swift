@@ -57,4 +57,68 @@ final class AcceptGateTests: XCTestCase {
         XCTAssertEqual(limiter.total, 3)
         XCTAssertEqual(relay.counters.count(.goneAtAccept), 0)
     }
+
+    /// Refusals over `limits.accept_refusals_*` stop the listener's reads (the kernel's backlog
+    /// holds what comes meanwhile) until the pause is over; one count and one warning per pause.
+    func testRefusalsOverTheirBudgetHoldTheListenersReadsUntilThePauseEnds() throws {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let limiter = AcceptLimiter(
+            limits: AcceptLimits(
+                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 1, perIPNewBurst: 1,
+                refusalsPerSecond: 10, refusalsBurst: 2))
+        let counter = ReadCounter()
+        let server = EmbeddedChannel(loop: relay.loop)
+        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: limiter, shard: relay.shard)])
+        server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        server.pipeline.fireChannelActive()
+
+        server.read()
+        XCTAssertEqual(counter.reads, 1, "a listener within its budget accepts")
+        try server.writeInbound(try accepted(from: "127.0.0.9", on: relay.loop))
+        XCTAssertNotNil(try server.readInbound(as: Channel.self))
+        // Two refusals are the burst; the third pauses.
+        for _ in 0..<3 { try server.writeInbound(try accepted(from: "127.0.0.9", on: relay.loop)) }
+        XCTAssertEqual(relay.counters.count(.perIPRate), 3)
+        XCTAssertEqual(relay.counters.count(.acceptPaused), 1)
+        server.read()
+        server.read()
+        XCTAssertEqual(counter.reads, 1, "no read while paused")
+
+        // The rest of a read cycle still comes through the gate, and meets the limits as usual.
+        try server.writeInbound(try accepted(from: "127.0.0.10", on: relay.loop))
+        XCTAssertNotNil(try server.readInbound(as: Channel.self), "another address is still admitted")
+        XCTAssertEqual(relay.counters.count(.acceptPaused), 1, "one count per pause")
+
+        relay.loop.advanceTime(by: .milliseconds(50))
+        XCTAssertEqual(counter.reads, 1, "a tenth of a second's worth of budget (one refusal) is not back yet")
+        relay.loop.advanceTime(by: .milliseconds(60))
+        XCTAssertEqual(counter.reads, 2, "the held read goes once the pause is over")
+        server.read()
+        XCTAssertEqual(counter.reads, 3, "and reads pass again")
+        _ = try server.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A flood of connect-and-reset leaves no address: it pauses accepting like any refusal.
+    func testConnectionsGoneAtAcceptChargeTheRefusalBudget() throws {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let limiter = AcceptLimiter(
+            limits: AcceptLimits(
+                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0,
+                refusalsPerSecond: 10, refusalsBurst: 1))
+        let counter = ReadCounter()
+        let server = EmbeddedChannel(loop: relay.loop)
+        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: limiter, shard: relay.shard)])
+        server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        server.pipeline.fireChannelActive()
+        for _ in 0..<2 { try server.writeInbound(try accepted(from: nil, on: relay.loop)) }
+        XCTAssertEqual(relay.counters.count(.goneAtAccept), 2)
+        XCTAssertEqual(relay.counters.count(.acceptPaused), 1)
+        server.read()
+        XCTAssertEqual(counter.reads, 0)
+        relay.loop.advanceTime(by: .milliseconds(100))
+        XCTAssertEqual(counter.reads, 1)
+        _ = try server.finish(acceptAlreadyClosed: true)
+    }
 }

@@ -100,4 +100,54 @@ final class AcceptLedgerTests: XCTestCase {
         for _ in 0..<10_000 { XCTAssertEqual(ledger.admit(key("127.0.0.2"), now: start), .admit) }
         XCTAssertEqual(ledger.total, 10_000)
     }
+
+    func testRefusalsOverTheirBudgetAskForAPauseUntilATenthOfASecondIsBack() {
+        var budget = limits(total: 1)
+        budget.refusalsPerSecond = 50
+        budget.refusalsBurst = 10
+        var ledger = AcceptLedger(limits: budget, now: start)
+        for refusal in 1...10 { XCTAssertNil(ledger.chargeRefusal(now: start), "refusal \(refusal) is within the burst") }
+        XCTAssertEqual(ledger.chargeRefusal(now: start), .milliseconds(100), "5 refusals at 50 a second")
+        XCTAssertEqual(ledger.chargeRefusal(now: at(0.01)), .milliseconds(90), "half a refusal back")
+        for _ in 0..<5 { XCTAssertNil(ledger.chargeRefusal(now: at(0.1)), "5 back") }
+        XCTAssertNotNil(ledger.chargeRefusal(now: at(0.1)))
+
+        budget.refusalsPerSecond = 0
+        ledger.update(budget)
+        for _ in 0..<1_000 { XCTAssertNil(ledger.chargeRefusal(now: at(0.2)), "0 is unlimited, after a reload too") }
+        budget.refusalsPerSecond = 1_000
+        budget.refusalsBurst = 2
+        ledger.update(budget)
+        XCTAssertNil(ledger.chargeRefusal(now: at(0.2)))
+        XCTAssertNil(ledger.chargeRefusal(now: at(0.2)))
+        XCTAssertEqual(ledger.chargeRefusal(now: at(0.2)), .milliseconds(2), "a tenth of a second's worth, at most the burst")
+    }
+
+    func testTheLimiterChargesOnlyRefusals() {
+        var budget = limits(perIP: 1)
+        budget.refusalsPerSecond = 1
+        budget.refusalsBurst = 1
+        let limiter = AcceptLimiter(limits: budget, now: start)
+        for ip in 2..<50 {
+            let (verdict, pause) = limiter.admit(key("127.0.0.\(ip)"), now: start)
+            XCTAssertEqual(verdict, .admit)
+            XCTAssertNil(pause, "admitted connections never pause accepting")
+        }
+        let first = limiter.admit(key("127.0.0.2"), now: start)
+        XCTAssertEqual(first.verdict, .refuse(.perIPLimit, warn: 1))
+        XCTAssertNil(first.pause, "the burst of one")
+        let second = limiter.admit(key("127.0.0.3"), now: start)
+        XCTAssertEqual(second.verdict, .refuse(.perIPLimit, warn: 1))
+        XCTAssertEqual(second.pause, .milliseconds(1000))
+        XCTAssertEqual(limiter.chargeRefusal(now: start), .milliseconds(1000), "gone at accept counts too")
+    }
+
+    func testPausesWarnAtMostOnceAMinuteForTheWholeRelay() {
+        var ledger = AcceptLedger(limits: limits(), now: start)
+        XCTAssertEqual(ledger.notePause(now: start), 1, "the first pause warns")
+        XCTAssertNil(ledger.notePause(now: at(1)))
+        XCTAssertNil(ledger.notePause(now: at(59)))
+        XCTAssertEqual(ledger.notePause(now: at(60)), 3, "a minute later, with the pauses since")
+        XCTAssertNil(ledger.notePause(now: at(61)))
+    }
 }

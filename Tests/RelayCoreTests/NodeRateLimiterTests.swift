@@ -4,17 +4,6 @@ import XCTest
 
 @testable import RelayCore
 
-/// Counts the `read()` calls that reach the head of the pipeline (the socket).
-private final class ReadCounter: ChannelOutboundHandler {
-    typealias OutboundIn = NIOAny
-    var reads = 0
-
-    func read(context: ChannelHandlerContext) {
-        reads += 1
-        context.read()
-    }
-}
-
 /// Collects the frames passed on to the connection handler.
 private final class FrameSink: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer

@@ -37,19 +37,23 @@ enum AddressKey: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The accept limits of PROFILE.md section 10 (`limits.max_connections`,
-/// `limits.per_ip_connections`, `limits.per_ip_new_per_second` / `_burst`; 0 is unlimited).
+/// `limits.per_ip_connections`, `limits.per_ip_new_per_second` / `_burst`), and the relay's own
+/// budget of refusals (`limits.accept_refusals_per_second` / `_burst`); 0 is unlimited.
 struct AcceptLimits: Sendable, Equatable {
     var maxConnections: Int
     var perIPConnections: Int
     var perIPNewPerSecond: Double
     var perIPNewBurst: Int
+    var refusalsPerSecond: Double = 0
+    var refusalsBurst: Int = 0
 }
 
 extension AcceptLimits {
     init(_ limits: RelayConfiguration.Limits) {
         self.init(
             maxConnections: limits.maxConnections, perIPConnections: limits.perIPConnections,
-            perIPNewPerSecond: limits.perIPNewPerSecond, perIPNewBurst: limits.perIPNewBurst)
+            perIPNewPerSecond: limits.perIPNewPerSecond, perIPNewBurst: limits.perIPNewBurst,
+            refusalsPerSecond: limits.acceptRefusalsPerSecond, refusalsBurst: limits.acceptRefusalsBurst)
     }
 }
 
@@ -80,10 +84,16 @@ struct AcceptLedger: Sendable {
     private(set) var total = 0
     private var entries: [AddressKey: Entry] = [:]
     private var lastSweep: NIODeadline
+    /// Refusals of every listener together: what a flood may make the relay spend on connections
+    /// it closes at once (an accept, a close and their kernel work, about 18 µs each).
+    private var refusals: TokenBucket
+    private var pausesSinceWarning = 0
+    private var lastPauseWarning: NIODeadline?
 
     init(limits: AcceptLimits, now: NIODeadline) {
         self.limits = limits
         self.lastSweep = now
+        self.refusals = TokenBucket(rate: limits.refusalsPerSecond, burst: Double(limits.refusalsBurst), now: now)
     }
 
     /// Addresses remembered now.
@@ -130,6 +140,26 @@ struct AcceptLedger: Sendable {
         return .refuse(refusal, warn: refused)
     }
 
+    /// A connection closed at accept (refused, or gone before it): charged to the refusal budget.
+    /// Over it, the time the listener should stop accepting for (until a tenth of a second's
+    /// worth of refusals is back: one timer per pause, not one per refusal); nil within it.
+    mutating func chargeRefusal(now: NIODeadline) -> TimeAmount? {
+        refusals.reconfigure(rate: limits.refusalsPerSecond, burst: Double(limits.refusalsBurst), now: now)
+        if refusals.take(now: now) { return nil }
+        let resumeLevel = min(refusals.burst, max(1, refusals.rate / 10))
+        return max(refusals.timeUntil(holding: resumeLevel), .milliseconds(1))
+    }
+
+    /// A listener paused: the pauses to report when a warning line is due (at most one a minute
+    /// for the whole relay, whose listeners pause each on its own), nil otherwise.
+    mutating func notePause(now: NIODeadline) -> Int? {
+        pausesSinceWarning += 1
+        if let last = lastPauseWarning, now - last < Self.warningInterval { return nil }
+        lastPauseWarning = now
+        defer { pausesSinceWarning = 0 }
+        return pausesSinceWarning
+    }
+
     /// A connection `admit` counted closed.
     mutating func release(_ key: AddressKey?, now: NIODeadline) {
         total = max(total - 1, 0)
@@ -164,8 +194,25 @@ final class AcceptLimiter: Sendable {
         self.ledger = NIOLockedValueBox(AcceptLedger(limits: limits, now: now))
     }
 
-    func admit(_ key: AddressKey?, now: NIODeadline = .now()) -> AcceptLedger.Verdict {
-        ledger.withLockedValue { $0.admit(key, now: now) }
+    /// The verdict on a new connection and, for a refusal over the refusal budget, how long the
+    /// listener should pause accepting.
+    func admit(_ key: AddressKey?, now: NIODeadline = .now()) -> (verdict: AcceptLedger.Verdict, pause: TimeAmount?) {
+        ledger.withLockedValue { ledger in
+            let verdict = ledger.admit(key, now: now)
+            guard case .refuse = verdict else { return (verdict, nil) }
+            return (verdict, ledger.chargeRefusal(now: now))
+        }
+    }
+
+    /// A connection closed at accept for another reason (gone before it): charged to the refusal
+    /// budget; the pause, as `admit`'s.
+    func chargeRefusal(now: NIODeadline = .now()) -> TimeAmount? {
+        ledger.withLockedValue { $0.chargeRefusal(now: now) }
+    }
+
+    /// A listener paused accepting: the number of pauses to log when a warning is due.
+    func notePause(now: NIODeadline = .now()) -> Int? {
+        ledger.withLockedValue { $0.notePause(now: now) }
     }
 
     func release(_ key: AddressKey?, now: NIODeadline = .now()) {

@@ -6,18 +6,36 @@ import NIOCore
 /// it is over `limits.max_connections`, `limits.per_ip_connections` or the per-IP new-connection
 /// rate. An admitted connection is counted until it closes.
 ///
+/// Every connection closed here costs an accept, a close and NIO's channel for it (about 18 µs
+/// in all), however cheap the verdict: a flood of them takes the CPU of the connections that are
+/// working. So refusals have a budget of their own, shared by all listeners
+/// (`limits.accept_refusals_per_second` / `_burst`): over it, the listener stops accepting (its
+/// `read()` is held back, as `NodeRateLimiter` does for a connection) until a tenth of a second's
+/// worth of budget is back. Meanwhile the kernel's backlog holds new connections, and drops
+/// SYNs once it is full; open connections are untouched. Each listener (one per event loop and
+/// address) pauses on its own, when it refuses over the shared budget; the warning line is the
+/// relay's, at most one a minute.
+///
 /// Runs on the listening channel's event loop, which is a shard's loop: refusals are counted on
 /// that shard.
-final class AcceptGate: ChannelInboundHandler {
+final class AcceptGate: ChannelDuplexHandler {
     typealias InboundIn = Channel
     typealias InboundOut = Channel
+    typealias OutboundIn = NIOAny
 
+    // Set once.
     private let limiter: AcceptLimiter
     /// The shard whose loop the listening channel runs on (counters and logs).
     private let shard: RelayShard
+
+    // Owned by the listening channel's event loop.
     /// Whether the listener is a TCP one (its connections have a remote IP), found once when it
     /// becomes active: asked per connection, it cost a formatted address each time.
     private var listensOnIP = true
+    /// Set while accepting is paused: the `read()` that ends the pause.
+    private var resumeTimer: Scheduled<Void>?
+    /// A `read()` arrived during the pause and was not passed on.
+    private var isReadHeld = false
 
     init(limiter: AcceptLimiter, shard: RelayShard) {
         self.limiter = limiter
@@ -50,10 +68,12 @@ final class AcceptGate: ChannelInboundHandler {
             shard.counters.drop(.goneAtAccept)
             shard.logger.debug("connection gone at accept", metadata: ["reason": "\(DropReason.goneAtAccept.rawValue)"])
             child.close(promise: nil)
+            if let pause = limiter.chargeRefusal() { pauseAccepting(context: context, for: pause) }
             return
         }
         let key = AddressKey(remote)
-        switch limiter.admit(key) {
+        let (verdict, pause) = limiter.admit(key)
+        switch verdict {
         case .admit:
             let limiter = self.limiter
             child.closeFuture.whenComplete { _ in limiter.release(key) }
@@ -72,6 +92,51 @@ final class AcceptGate: ChannelInboundHandler {
                 shard.logger.warning("connections refused at accept", metadata: metadata)
             }
             child.close(promise: nil)
+            if let pause { pauseAccepting(context: context, for: pause) }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard resumeTimer == nil else {
+            isReadHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelPause()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelPause()
+    }
+
+    private func cancelPause() {
+        resumeTimer?.cancel()
+        resumeTimer = nil
+    }
+
+    /// Stops accepting for `pause` (the rest of the current read cycle's connections still come,
+    /// and meet the limits as usual). One count and one timer per pause.
+    private func pauseAccepting(context: ChannelHandlerContext, for pause: TimeAmount) {
+        guard resumeTimer == nil else { return }
+        shard.counters.drop(.acceptPaused)
+        if let pauses = limiter.notePause() {
+            shard.logger.warning(
+                "accepting paused: too many connections closed at accept",
+                metadata: [
+                    "reason": "\(DropReason.acceptPaused.rawValue)", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
+                    "pauses": "\(pauses)", "limit": "limits.accept_refusals_per_second",
+                ])
+        }
+        resumeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
+            resumeTimer = nil
+            if isReadHeld {
+                isReadHeld = false
+                context.read()
+            }
         }
     }
 }

@@ -57,6 +57,10 @@ public enum DropReason: String, CaseIterable, Sendable {
     /// A new connection whose peer had already reset it when the relay accepted it (it has no
     /// address left to count it by): closed at once, before any limit could be charged.
     case goneAtAccept = "gone_at_accept"
+    /// A listener stopped accepting for a moment: the connections closed at accept went over
+    /// `limits.accept_refusals_per_second` / `_burst` (one count per pause; nothing is dropped by
+    /// it, new connections wait in the kernel's backlog).
+    case acceptPaused = "accept_paused"
     /// A CONNECT over `limits.connect_per_minute`: NACK `rate_limited`, never forwarded.
     case connectRate = "connect_rate"
     /// A CONNECT over `limits.connect_pair_per_minute` (its pair of nodes): NACK `rate_limited`,
