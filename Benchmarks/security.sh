@@ -17,6 +17,10 @@
 #            client's order), the `tls-aes128` row offers AES-128-GCM first as BoringSSL clients
 #            (ptpchat) do. srv_us and lg_us: the relay's and tls-load's CPU µs per delivered message
 #            (they share the cores: msg/s follows the sum); srv_x: the relay's TLS cost / plaintext's.
+#            A second table (THR_PIN, default 0/1 with 2+ CPUs) runs the relay alone on CPU 0 with one
+#            event loop and every client on CPU 1: msg/s is then the relay's own capacity, and the
+#            ratio its own TLS cost, not OpenSSL's in the client (tls-load's TLS costs it 2.8x its
+#            plaintext CPU per message, and on shared cores that CPU is taken from the relay).
 # 2. hs      TLS handshakes/s: the relay's tls.listen vs `openssl s_server` on the same certificate,
 #            both measured by `openssl s_time -new` (one client tool, one connection at a time), next
 #            to the C baseline's plaintext accept rate (relay-load hs_per_s, HS_CONNS connections);
@@ -53,7 +57,7 @@
 # Knobs (environment, defaults in brackets): REPS [3], DURATION [5], WARMUP [1]; THR_CONNS [100],
 # THR_WINDOW [64], THR_PAYLOAD [256]; HS_SECONDS [5], HS_CONNS [5000]; MEM_COUNTS
 # [1000,5000,19000], MEM_PER_PROC [5000], MEM_TIMEOUT [180]; LAT_CONNS [100], FLOOD_PROCS [2],
-# FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
+# THR_PIN [0/1: RELAY_CPU/CLIENT_CPU, or off], FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
 # [plain; tls: the flood hits the TLS listener, junk = a bad ClientHello],
 # FLOOD_RELAY_CONFIG [extra YAML for the flood relay: a limits: section; by default the per-node
 # budgets set to 0], FLOOD_PIN [0/1: RELAY_CPUS/FLOOD_CPUS for taskset, or off], FLOOD_COMPARE

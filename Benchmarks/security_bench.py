@@ -48,6 +48,9 @@ LAT_CONNS = int(ENV.get("LAT_CONNS", "100"))
 # Where the flood part runs each side (see security.sh): "RELAY_CPUS/FLOOD_CPUS" (taskset lists), or
 # "off" to let the scheduler place everything on the shared cores.
 FLOOD_PIN = ENV.get("FLOOD_PIN", "0/1" if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else "off")
+# The thr part's second table (see security.sh): "RELAY_CPU/CLIENT_CPU", or "off" for the shared-cores
+# table only.
+THR_PIN = ENV.get("THR_PIN", "0/1" if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else "off")
 # Unlimited accept and per-node limits for thr, hs and mem: they measure the transport, not the limits.
 UNLIMITED = """limits:
   per_ip_connections: 0
@@ -67,10 +70,11 @@ NODE_LIMITS_OFF = """limits:
 """
 
 
-def relay_config(port, stats_port, tls_port, cert, key, extra=""):
+def relay_config(port, stats_port, tls_port, cert, key, extra="", threads=None):
     return f"""relay:
   listen: ["127.0.0.1:{port}"]
   name: secbench
+{f"  threads: {threads}" if threads else ""}
   data_dir: "{{work}}/data"
 stats:
   listen: "127.0.0.1:{stats_port}"
@@ -114,13 +118,15 @@ class Bench:
         self.a = args
         self.cert, self.key = args.cert, args.key
 
-    def relay(self, prefix, extra=UNLIMITED, relay_bin=None):
+    def relay(self, prefix, extra=UNLIMITED, relay_bin=None, threads=None):
         port, stats_port, tls_port = free_port(), free_port(), free_port()
-        text = relay_config(port, stats_port, tls_port, self.cert, self.key, extra)
+        text = relay_config(port, stats_port, tls_port, self.cert, self.key, extra, threads)
         return port, stats_port, tls_port, running_relay(relay_bin or self.a.relay, prefix, text)
 
     def tls_load(self, *args, timeout=120, env=None):
-        return run_json([self.a.tls_load, *map(str, args), "--quiet"], timeout, env)
+        """tls-load with `args`; a leading `taskset -c CPUS` runs it there."""
+        pin = list(args[:3]) if args and args[0] == "taskset" else []
+        return run_json([*pin, self.a.tls_load, *map(str, args[len(pin):]), "--quiet"], timeout, env)
 
     def relay_load(self, *args, timeout=120):
         """relay-load with `args`; a leading `taskset -c CPUS` runs it there."""
@@ -129,8 +135,18 @@ class Bench:
 
     # ------------------------------------------------------------------ thr
     def thr(self):
-        port, stats_port, tls_port, ctx = self.relay("secbench-thr-")
+        self.thr_placement(None)
+        if THR_PIN != "off":
+            self.thr_placement(THR_PIN.split("/"))
+
+    def thr_placement(self, cpus):
+        """One thr table: on the shared cores (`cpus` None), or the relay alone on cpus[0] with one
+        event loop and every client on cpus[1]."""
+        port, stats_port, tls_port, ctx = self.relay("secbench-thr-", threads=1 if cpus else None)
+        client_pin = ["taskset", "-c", cpus[1]] if cpus else []
         with ctx as relay:
+            if cpus:  # every thread of the relay (its loops exist by now: it listens)
+                subprocess.run(["taskset", "-a", "-p", "-c", cpus[0], str(relay.pid)], check=True, stdout=subprocess.DEVNULL)
             has_tls = wait_listening(tls_port)
             common = ["--conns", THR_CONNS, "--window", THR_WINDOW, "--payload", THR_PAYLOAD,
                       "--duration", DURATION, "--warmup", WARMUP, "--drain", 3]
@@ -147,9 +163,9 @@ class Bench:
                     before = cpu_ticks(relay.pid)
                     t0 = time.monotonic()
                     if name == "relay-load":
-                        row = self.relay_load("--port", port, *common, "--label", name, timeout=limit)
+                        row = self.relay_load(*client_pin, "--port", port, *common, "--label", name, timeout=limit)
                     else:
-                        row = self.tls_load("--port", tls_port if is_tls else port, *(["--tls"] if is_tls else []),
+                        row = self.tls_load(*client_pin, "--port", tls_port if is_tls else port, *(["--tls"] if is_tls else []),
                                             *common, "--label", name, timeout=limit, env=suite_env.get(name))
                     if row:
                         wall = time.monotonic() - t0
@@ -161,11 +177,13 @@ class Bench:
                         if row.get("delivered_per_s"):
                             row["lg_us_per_msg"] = row.get("lg_cpu_pct", 0) * 1e4 / row["delivered_per_s"]
                         runs[name].append(row)
-                    log(f"thr rep {rep + 1}/{REPS} {name}: {row.get('delivered_per_s', 0):.0f} msg/s")
+                    log(f"thr{' pinned' if cpus else ''} rep {rep + 1}/{REPS} {name}: {row.get('delivered_per_s', 0):.0f} msg/s")
         plain = median(runs["plain"], "delivered_per_s")
         plain_srv = median(runs["plain"], "srv_us_per_msg")
+        placement = (f"the relay alone on CPU {cpus[0]} with one event loop, the clients on CPU {cpus[1]}: the relay's "
+                     "own capacity" if cpus else "relay and clients on the shared cores")
         print(f"\n## thr over TLS vs plaintext ({THR_CONNS} conns in pairs, window {THR_WINDOW}, payload {THR_PAYLOAD}, "
-              f"{DURATION:g} s, median of {REPS} interleaved runs)")
+              f"{DURATION:g} s, median of {REPS} interleaved runs; {placement})")
         print(f"{'client':11} {'transport':10} {'msg/s':>9} {'x_plain':>8} {'p50_us':>8} {'p99_us':>8} {'lgCPU%':>6} "
               f"{'srvCPU%':>7} {'srv_us':>6} {'srv_x':>5} {'lg_us':>5} {'lost':>5} {'unacked':>7} {'dup':>4} {'err':>4} runs")
         for name, client, transport in (("plain", "tls-load", "plain"), ("tls", "tls-load", "tls"),
@@ -184,8 +202,9 @@ class Bench:
         suites = sorted({r.get("negotiated", "?") for r in runs["tls"] + runs["tls-aes128"]})
         print("goal: tls-load tls / tls-load plain >= 0.70; relay-load's row cross-checks tls-load's plaintext figure"
               + (f"; TLS: {', '.join(suites)}" if suites else ""))
-        print("srv_us: the relay's CPU µs per delivered message (srv_x: / plaintext's), lg_us: tls-load's; both share "
-              "the cores, so msg/s moves with the sum of the two")
+        print("srv_us: the relay's CPU µs per delivered message (srv_x: / plaintext's), lg_us: tls-load's; "
+              + ("each has a CPU of its own, so msg/s follows the busier side (the relay at ~100 % srvCPU%)" if cpus
+                 else "both share the cores, so msg/s moves with the sum of the two"))
 
     # ------------------------------------------------------------------ handshakes
     def s_time(self, port):
