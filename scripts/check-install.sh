@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks `make install` and `make uninstall`: installs into a temporary PREFIX (and once more under
 # a DESTDIR), then runs each installed program (--version, --help), renders each man page with
-# `man -l`, asks each bash and fish completion for the subcommands as the shell would, parses each
-# zsh completion (zsh -n), and checks that uninstall removes every file. Last line: "N passed,
+# `man -l`, asks each bash, zsh and fish completion for the subcommands as the shell would (zsh in
+# a pseudo-terminal: scripts/zsh-completion-offers.zsh), and checks that uninstall removes every file. Last line: "N passed,
 # N failed"; exit 1 on any failure. CONFIG=debug (the default here) installs the build `make test`
 # made; CONFIG=release installs what `make install` installs.
 set -uo pipefail
@@ -20,8 +20,8 @@ fail() { failed=$((failed + 1)); echo "FAIL  $1"; [[ $# -lt 2 ]] || sed 's/^/   
 check() { local name=$1; shift; local out; if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out"; fi; }
 
 version=$(sed -nE 's/.*static let number = "([^"]+)".*/\1/p' Sources/PTPProtocol/ProjectVersion.swift)
-subcommands_ptpchat="listen send routes punch"
-subcommands_relay="serve mailbox"
+subcommands_ptpchat="listen send routes punch bench"
+subcommands_relay="serve mailbox check-config"
 
 # The subcommands bash offers after "PROGRAM <TAB>", from the installed completion script.
 bash_offers() {
@@ -74,8 +74,20 @@ check_tree() {
         fi
         local zsh_script="$root/share/zsh/site-functions/_$program"
         if [[ -s $zsh_script ]] && head -n 1 "$zsh_script" | grep -q "^#compdef $program\$"; then
-            if command -v zsh >/dev/null 2>&1; then check "$label: zsh completion parses (zsh -n)" zsh -n "$zsh_script"
-            else pass "$label: zsh completion is there (#compdef $program)"; fi
+            if command -v zsh >/dev/null 2>&1; then
+                check "$label: zsh completion parses (zsh -n)" zsh -n "$zsh_script"
+                # zsh's completion system in a terminal, as at "PROGRAM <TAB>" (compinit, the
+                # installed directory on fpath).
+                if offered=$(timeout 60 zsh scripts/zsh-completion-offers.zsh "${zsh_script%/*}" "$program " 2>&1); then
+                    missing=""
+                    for sub in $subs; do grep -qx "$sub" <<<"$offered" || missing+=" $sub"; done
+                    if [[ -z $missing ]]; then pass "$label: zsh completes '$program <TAB>' to its subcommands"; else fail "$label: zsh completion lacks$missing" "$offered"; fi
+                else
+                    fail "$label: zsh completion of $program" "$offered"
+                fi
+            else
+                pass "$label: zsh completion is there (#compdef $program; no zsh to run it)"
+            fi
         else
             fail "$label: zsh completion $zsh_script" "$(head -n 3 "$zsh_script" 2>&1)"
         fi
