@@ -134,7 +134,8 @@ enum DashboardPage {
     static let script = #"""
 
         "use strict";
-        // Polls ./stats every second (./routes every fifth poll) and keeps WINDOW seconds of samples.
+        // Polls ./stats every second (./routes every fifth poll, and when the filter changes) and
+        // keeps WINDOW seconds of samples.
         const POLL_MS = 1000, RETRY_MS = 2000, WINDOW = 300, ROUTES_EVERY = 5, ROUTE_ROWS = 200;
         const $ = (id) => document.getElementById(id);
         const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -276,16 +277,32 @@ enum DashboardPage {
           }
         }
 
+        // The relay filters and cuts the table (routes?limit=&match=): a page never fetches more
+        // rows than it shows, however many routes the relay has.
+        function routesPath() {
+          const filter = $("routes-filter").value.trim();
+          return "routes?limit=" + ROUTE_ROWS + (filter ? "&match=" + encodeURIComponent(filter) : "");
+        }
+
+        async function fetchRoutes() {
+          const asked = $("routes-filter").value.trim();
+          const answer = await get(routesPath());
+          if ($("routes-filter").value.trim() !== asked) return;  // typed on meanwhile: a newer fetch follows
+          routes = answer;
+          routes.filter = asked;
+          renderRoutes();
+        }
+
         function renderRoutes() {
           if (!routes) return;
           const tbody = $("routes");
-          const filter = $("routes-filter").value.trim().toLowerCase();
-          const rows = (routes.routes || []).filter((r) => !filter || r.node.toLowerCase().includes(filter));
+          const rows = routes.routes || [];
+          const matched = routes.matched === undefined ? rows.length : routes.matched;
           tbody.replaceChildren();
-          show("routes-count", (filter ? rows.length + " of " : "") + routes.count + " routes"
-            + (rows.length > ROUTE_ROWS ? ", first " + ROUTE_ROWS + " shown" : ""), routes.count);
-          if (!rows.length) return emptyRow(tbody, 5, filter ? "No route matches." : "No routes yet.");
-          for (const r of rows.slice(0, ROUTE_ROWS)) {
+          show("routes-count", (routes.filter ? matched + " of " : "") + routes.count + " routes"
+            + (matched > rows.length ? ", first " + rows.length + " shown" : ""), routes.count);
+          if (!rows.length) return emptyRow(tbody, 5, routes.filter ? "No route matches." : "No routes yet.");
+          for (const r of rows) {
             const at = r.node.lastIndexOf("@");
             const row = document.createElement("tr");
             cell(row, at > 0 ? r.node.slice(0, at) : "–");
@@ -413,7 +430,7 @@ enum DashboardPage {
             const stats = await get("stats");
             const now = record(stats, performance.now() / 1000);
             render(stats, now);
-            if (polls % ROUTES_EVERY === 0) { routes = await get("routes"); renderRoutes(); }
+            if (polls % ROUTES_EVERY === 0) await fetchRoutes();
             polls++;
             document.body.dataset.polls = String(polls);
             linkState(true);
@@ -426,7 +443,11 @@ enum DashboardPage {
           setTimeout(poll, Math.max(0, (up ? POLL_MS : RETRY_MS) - (performance.now() - begun)));
         }
 
-        $("routes-filter").addEventListener("input", renderRoutes);
+        let filterTimer = null;
+        $("routes-filter").addEventListener("input", () => {
+          clearTimeout(filterTimer);
+          filterTimer = setTimeout(() => fetchRoutes().catch((error) => linkState(false, error)), 250);
+        });
         window.addEventListener("resize", drawAll);
         poll();
 

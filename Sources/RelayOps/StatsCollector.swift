@@ -145,11 +145,14 @@ public final class StatsCollector: Sendable {
     }
 
     /// `GET /routes`: the route table, one entry per reachable node: `node` (`name@GUID`), `ttl`
-    /// (relay hops), `via` (`local` or the peer relay's id), `legacy`.
-    public func routesJSON() throws -> [UInt8] {
-        let rows = routeSource()
+    /// (relay hops), `via` (`local` or the peer relay's id), `legacy`; `count` is every route,
+    /// `matched` those `query.match` selects, of which `routes` holds the first `query.limit`.
+    public func routesJSON(_ query: RouteQuery = RouteQuery()) throws -> [UInt8] {
+        let all = routeSource()
+        let (rows, matched) = query.select(all)
         let body: [String: Any] = [
-            "count": rows.count,
+            "count": all.count,
+            "matched": matched,
             "routes": rows.map { ["node": $0.node, "ttl": $0.ttl, "via": $0.via, "legacy": $0.legacy] as [String: Any] },
         ]
         return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) + [0x0A]

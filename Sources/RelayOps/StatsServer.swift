@@ -102,7 +102,14 @@ final class StatsHTTPHandler: ChannelInboundHandler {
         case "/stats":
             produce(head: head, context: context, contentType: "application/json") { try await $0.statsJSON() }
         case "/routes":
-            produce(head: head, context: context, contentType: "application/json") { try $0.routesJSON() }
+            let query: RouteQuery
+            do {
+                query = try RouteQuery(uri: head.uri)
+            } catch {
+                send(.badRequest, "text/plain", Array("\(error.reason)\n".utf8), head: head, context: context)
+                return
+            }
+            produce(head: head, context: context, contentType: "application/json") { try $0.routesJSON(query) }
         case "/metrics":
             produce(head: head, context: context, contentType: "text/plain; version=0.0.4") { try await $0.prometheusText() }
         default:

@@ -67,7 +67,7 @@ final class DashboardTests: OpsTestCase {
         let probe = try launch(
             URL(fileURLWithPath: python),
             [Self.probeScript.path, "http://127.0.0.1:\(statsPort)/", "--chromium", chromium, "--gap", "3", "--timeout", "45",
-             "--screenshot", screenshot.path, "--then-disconnected", "15"],
+             "--screenshot", screenshot.path, "--filter", "BOB", "--then-disconnected", "15"],
             environment: [:], name: "dashboard-probe")
         // Load while the page takes its readings.
         let deadline = Deadline(60)
@@ -109,6 +109,10 @@ final class DashboardTests: OpsTestCase {
         let routeNames = Set(second.rows("routeRows").compactMap(\.first))
         XCTAssertTrue(routeNames.isSuperset(of: ["alice", "bob"]), "route table: \(second.rows("routeRows"))")
         XCTAssertTrue(FileManager.default.fileExists(atPath: screenshot.path), "no screenshot")
+        // The filter asks the relay (routes?limit=&match=): only bob's row, named as a match.
+        let filtered = try XCTUnwrap((report["filtered"] as? [String: Any]).map(Reading.init), "no filtered reading")
+        XCTAssertEqual(filtered.rows("routeRows").compactMap(\.first), ["bob"], "\(filtered.rows("routeRows"))")
+        XCTAssertTrue(filtered.text("routes-count")?.hasPrefix("1 of ") ?? false, filtered.text("routes-count") ?? "none")
 
         // The endpoint goes away: the page says so and keeps trying.
         relay.child.stop()

@@ -132,6 +132,17 @@ final class StatsHTTPHandlerTests: XCTestCase {
         XCTAssertTrue(response.body.contains("did not answer"), response.body)
     }
 
+    func testRoutesTakesALimitAndAMatchAndRefusesABadLimit() async throws {
+        let routes = try await get("/routes?limit=5&match=x")
+        XCTAssertEqual(routes.status, 200)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(routes.body.utf8)) as? [String: Any])
+        XCTAssertEqual(json["count"] as? Int, 0)
+        XCTAssertEqual(json["matched"] as? Int, 0)
+        let bad = try await get("/routes?limit=lots")
+        XCTAssertEqual(bad.status, 400)
+        XCTAssertTrue(bad.body.contains("limit must be a whole number"), bad.body)
+    }
+
     func testUnknownPathsAre404() async throws {
         for path in ["/nope", "/stats/x", "/healthz2", "/Metrics", "/index.htm", "/dashboard"] {
             let response = try await get(path)

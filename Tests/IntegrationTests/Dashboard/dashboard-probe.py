@@ -7,7 +7,7 @@ Tests/IntegrationTests/DashboardTests.swift, and by hand for docs/dashboard.png:
 
     dashboard-probe.py http://127.0.0.1:9002/ --gap 4 --screenshot docs/dashboard.png
 
-Prints one JSON line when the two readings are taken: {"readings": [...], "errors": [...],
+Prints one JSON line when the two readings are taken: {"readings": [...], "filtered": ..., "errors": [...],
 "failed": [...], "foreign": [...], "requests": N}. A reading maps each element id with a number
 or text of interest to {"text", "value"}, plus the rows of the peer and route tables. With
 --then-disconnected S it goes on watching and prints a second line, {"disconnected": true|false,
@@ -165,6 +165,8 @@ def main():
     parser.add_argument("--dark", action="store_true", help="prefers-color-scheme: dark")
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--filter", metavar="TEXT", help="then type TEXT into the route filter and take a third reading, "
+                        "\"filtered\", once the page shows the relay's answer")
     parser.add_argument("--then-disconnected", type=float, metavar="S", help="then wait up to S seconds for 'disconnected'")
     options = parser.parse_args()
     parts = urlsplit(options.url)
@@ -200,8 +202,19 @@ def main():
                                                           "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
             with open(options.screenshot, "wb") as file:
                 file.write(base64.b64decode(shot["data"]))
+        filtered = None
+        if options.filter:
+            # As a person types: the value, then an input event; the page asks the relay for the
+            # matching rows and says "N of M routes" once it has them.
+            browser.evaluate("(() => { const box = document.getElementById('routes-filter'); box.value = %s;"
+                             " box.dispatchEvent(new Event('input')); return true; })()" % json.dumps(options.filter))
+            while " of " not in (browser.evaluate("document.getElementById('routes-count').textContent") or ""):
+                if time.monotonic() > deadline + 10:
+                    raise TimeoutError(f"the route table did not show the filter {options.filter!r}")
+                browser.pump(0.1)
+            filtered = json.loads(browser.evaluate(READ))
         watcher.take(browser.events)
-        print(json.dumps({"readings": readings, "errors": watcher.errors, "failed": watcher.failed,
+        print(json.dumps({"readings": readings, "filtered": filtered, "errors": watcher.errors, "failed": watcher.failed,
                           "foreign": watcher.foreign, "requests": watcher.requests}), flush=True)
         if options.then_disconnected:
             start = time.monotonic()
