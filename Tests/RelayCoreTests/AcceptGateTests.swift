@@ -13,6 +13,16 @@ final class AcceptGateTests: XCTestCase {
         return (server, limiter)
     }
 
+    /// An active TCP listener whose `read()` calls that pass the gate are counted.
+    private func countingListener(_ relay: TestRelay, limits: AcceptLimits) throws -> (EmbeddedChannel, ReadCounter) {
+        let counter = ReadCounter()
+        let server = EmbeddedChannel(loop: relay.loop)
+        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: AcceptLimiter(limits: limits), shard: relay.shard)])
+        server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
+        server.pipeline.fireChannelActive()
+        return (server, counter)
+    }
+
     private func accepted(from ip: String?, on loop: EmbeddedEventLoop) throws -> EmbeddedChannel {
         let child = EmbeddedChannel(loop: loop)
         child.remoteAddress = try ip.map { try SocketAddress(ipAddress: $0, port: 40000) }
@@ -63,15 +73,10 @@ final class AcceptGateTests: XCTestCase {
     func testRefusalsOverTheirBudgetHoldTheListenersReadsUntilThePauseEnds() throws {
         let relay = TestRelay()
         defer { relay.shutdown() }
-        let limiter = AcceptLimiter(
+        let (server, counter) = try countingListener(
+            relay,
             limits: AcceptLimits(
-                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 1, perIPNewBurst: 1,
-                refusalsPerSecond: 10, refusalsBurst: 2))
-        let counter = ReadCounter()
-        let server = EmbeddedChannel(loop: relay.loop)
-        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: limiter, shard: relay.shard)])
-        server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
-        server.pipeline.fireChannelActive()
+                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 1, perIPNewBurst: 1, refusalsPerSecond: 10, refusalsBurst: 2))
 
         server.read()
         XCTAssertEqual(counter.reads, 1, "a listener within its budget accepts")
@@ -103,15 +108,10 @@ final class AcceptGateTests: XCTestCase {
     func testConnectionsGoneAtAcceptChargeTheRefusalBudget() throws {
         let relay = TestRelay()
         defer { relay.shutdown() }
-        let limiter = AcceptLimiter(
+        let (server, counter) = try countingListener(
+            relay,
             limits: AcceptLimits(
-                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0,
-                refusalsPerSecond: 10, refusalsBurst: 1))
-        let counter = ReadCounter()
-        let server = EmbeddedChannel(loop: relay.loop)
-        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: limiter, shard: relay.shard)])
-        server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
-        server.pipeline.fireChannelActive()
+                maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0, refusalsPerSecond: 10, refusalsBurst: 1))
         for _ in 0..<2 { try server.writeInbound(try accepted(from: nil, on: relay.loop)) }
         XCTAssertEqual(relay.counters.count(.goneAtAccept), 2)
         XCTAssertEqual(relay.counters.count(.acceptPaused), 1)
