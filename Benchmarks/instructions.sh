@@ -99,7 +99,8 @@ for target in ${TARGETS:-baseline relay}; do
     a=$(run "$target" "$N1")
     b=$(run "$target" "$N2")
     PER[$target]=$(( (b - a) / (N2 - N1) ))
-    ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.2f", x / y }')
+    ratio=-  # against the baseline, when it ran first (TARGETS may leave it out)
+    [[ -n "${PER[baseline]:-}" ]] && ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.2f", x / y }')
     frames=-
     if [[ $target == relay ]] && command -v callgrind_annotate >/dev/null; then
         # The mangled name of RelayShard.handleFrame(_:_:).
