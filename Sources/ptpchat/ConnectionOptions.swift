@@ -71,21 +71,21 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    var keepaliveInterval: Duration { .milliseconds(Int64(keepalive * 1000)) }
+    /// `--keepalive` and `--handshake-timeout`, for every link a command opens (to `--relay`, and
+    /// to a `--probe`).
+    var timing: LinkTiming {
+        LinkTiming(keepalive: .milliseconds(Int64(keepalive * 1000)), handshakeLimit: .milliseconds(Int64(handshakeTimeout * 1000)))
+    }
 
-    /// `--handshake-timeout`; 10 s as the relay's own `timeouts.handshake`.
-    var handshakeLimit: Duration { .milliseconds(Int64(handshakeTimeout * 1000)) }
-    static let defaultHandshakeLimit = Duration.seconds(10)
-
-    /// `RelayLink.run` to `--relay` with this command's keepalive and handshake deadline: the one
-    /// place a command's options become a link, so that a new one reaches every command.
+    /// `RelayLink.run` to `--relay` with this command's timing: the one place a command's options
+    /// become a link, so that a new one reaches every command.
     func link<Result: Sendable>(
         identity: SenderTag, tls: ClientTLS?, localPort: Int? = nil, timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
     ) async throws -> Result {
         try await RelayLink.run(
-            endpoint: relay, tls: tls, identity: identity, keepalive: keepaliveInterval, handshakeLimit: handshakeLimit,
-            localPort: localPort, timeout: timeout, conversation: conversation)
+            endpoint: relay, tls: tls, identity: identity, timing: timing, localPort: localPort, timeout: timeout,
+            conversation: conversation)
     }
 
     /// This node as written in `sender_id`: `name@GUID`. Without `--node-id` each call draws a new GUID.
@@ -104,4 +104,11 @@ struct Recipient: ExpressibleByArgument, Sendable {
         guard let address = NodeAddress(argument) else { return nil }
         id = address.id
     }
+}
+
+/// How a link to a relay keeps time: a keepalive every `keepalive`, and at most `handshakeLimit`
+/// for the connection, TLS and the relay's answer to HELLO.
+struct LinkTiming: Sendable {
+    var keepalive: Duration
+    var handshakeLimit: Duration
 }

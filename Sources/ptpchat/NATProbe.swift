@@ -9,14 +9,14 @@ enum NATProbe {
     /// real one is bound on the relay connection, and a second HELLO with it would be refused
     /// `id_in_use`. Gives up at `deadline`.
     static func observe(
-        from localPort: Int, probe: Endpoint, tls: ClientTLS?, keepalive: Duration, until deadline: ContinuousClock.Instant
+        from localPort: Int, probe: Endpoint, tls: ClientTLS?, timing: LinkTiming, until deadline: ContinuousClock.Instant
     ) async -> Result<ConnectAddress, ProbeFailure> {
         let throwaway = SenderTag(NodeAddress(id: .random(), name: "probe"))
         let remaining = deadline - ContinuousClock.now
         guard remaining > .zero else { return .failure(ProbeFailure(reason: "no time left")) }
         do {
             let seen = try await RelayLink.run(
-                endpoint: probe, tls: tls, identity: throwaway, keepalive: keepalive, localPort: localPort,
+                endpoint: probe, tls: tls, identity: throwaway, timing: timing, localPort: localPort,
                 timeout: (remaining, "waiting for the probe's address discovery answer")
             ) { session in
                 try await session.handshake()

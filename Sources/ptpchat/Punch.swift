@@ -56,7 +56,7 @@ struct Punch: AsyncParsableCommand {
         let identity = connection.makeIdentity()
         guard peer.id != identity.address.id else { throw ValidationError("--to is this node's own id") }
         let exchange = PunchExchange(
-            identity: identity, peer: peer.id, probe: probe, tls: try connection.makeTLS(), keepalive: connection.keepaliveInterval,
+            identity: identity, peer: peer.id, probe: probe, tls: try connection.makeTLS(), timing: connection.timing,
             deadline: .milliseconds(Int64(deadline * 1000)), usesRTTHint: !noRTTHint, text: text)
         let report: PunchReport
         do {
@@ -87,7 +87,7 @@ struct PunchExchange: Sendable {
     let peer: GUID
     let probe: Endpoint?
     let tls: ClientTLS?
-    let keepalive: Duration
+    let timing: LinkTiming
     let deadline: Duration
     let usesRTTHint: Bool
     let text: String
@@ -152,7 +152,7 @@ struct PunchExchange: Sendable {
                         guard let probe else { continue }
                         group.addTask {
                             let result = await NATProbe.observe(
-                                from: localPort, probe: probe, tls: tls, keepalive: keepalive, until: giveUpAt)
+                                from: localPort, probe: probe, tls: tls, timing: timing, until: giveUpAt)
                             switch result {
                             case .success(let seen): sink.yield(.machine(.probed(seen)))
                             case .failure(let why): sink.yield(.machine(.probeFailed(why.reason)))

@@ -16,13 +16,13 @@ struct PunchAnswering: Sendable {
     let noDirect: Bool
     let probe: Endpoint?
     let tls: ClientTLS?
-    let keepalive: Duration
+    let timing: LinkTiming
 
     init(listen: Listen, identity: SenderTag, tls: ClientTLS?) {
         self.identity = identity
         self.tls = tls
         probe = listen.probe
-        keepalive = listen.connection.keepaliveInterval
+        timing = listen.connection.timing
         json = listen.json
         output = listen.output
         deadline = .milliseconds(Int64(listen.punchDeadline * 1000))
@@ -133,10 +133,10 @@ struct PunchAnswering: Sendable {
                             nat = NATType.classify(local: local, relay: address, probe: nil)
                             if let probe {
                                 // `ready` once the probe answered: a test or a lab waits for it.
-                                let (tls, keepalive) = (tls, keepalive)
+                                let (tls, timing) = (tls, timing)
                                 group.addTask {
                                     let result = await NATProbe.observe(
-                                        from: localPort, probe: probe, tls: tls, keepalive: keepalive,
+                                        from: localPort, probe: probe, tls: tls, timing: timing,
                                         until: .now + Listen.discoveryTimeout)
                                     sink.yield(.probed(result))
                                 }

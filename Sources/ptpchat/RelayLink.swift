@@ -6,7 +6,7 @@ import RelayTLS
 import Synchronization
 
 /// Opens the TCP connection (TLS over it with `tls`) to the relay and runs a conversation over it, with a keepalive every
-/// `keepalive` (20 s unless `--keepalive` says otherwise) and an optional overall time limit.
+/// `timing.keepalive` (20 s unless `--keepalive` says otherwise) and an optional overall time limit.
 enum RelayLink {
     /// Frames from the relay above this size end the connection (PROFILE.md default limit).
     static let maxFrameBytes = 1 << 20
@@ -15,15 +15,14 @@ enum RelayLink {
     /// With `timeout`, gives up with `ClientError.timedOut(what)` when it has not returned by then.
     /// Whatever the conversation, gives up with `ClientError.timedOut` when the TLS handshake, HELLO
     /// and the relay's first ROUTING (`RelaySession.handshake()`) have not ended within
-    /// `handshakeLimit`: a relay that accepts and never answers does not hold a `listen` forever.
+    /// `timing.handshakeLimit`: a relay that accepts and never answers does not hold a `listen` forever.
     /// With `localPort`, the connection is made from that local port (0: one the kernel picks) with
     /// SO_REUSEADDR and SO_REUSEPORT, so that a punch can use the same port (docs/nat-traversal.md).
     static func run<Result: Sendable>(
         endpoint: Endpoint,
         tls: ClientTLS? = nil,
         identity: SenderTag,
-        keepalive: Duration,
-        handshakeLimit: Duration = ConnectionOptions.defaultHandshakeLimit,
+        timing: LinkTiming,
         localPort: Int? = nil,
         timeout: (limit: Duration, what: String)? = nil,
         conversation: @escaping @Sendable (inout RelaySession) async throws -> Result
@@ -53,7 +52,7 @@ enum RelayLink {
                 }
                 group.addTask {
                     while true {
-                        try await Task.sleep(for: keepalive)
+                        try await Task.sleep(for: timing.keepalive)
                         try await outbound.write(ClientFrames.keepalive)
                     }
                 }
@@ -64,7 +63,7 @@ enum RelayLink {
                     return .finished(try await conversation(&session))
                 }
                 group.addTask {
-                    try await Task.sleep(for: handshakeLimit)
+                    try await Task.sleep(for: timing.handshakeLimit)
                     return handshake.isDone ? .handshakeInTime : .handshakeTimedOut
                 }
                 if let timeout {
@@ -81,7 +80,7 @@ enum RelayLink {
                     case .finished(let result): return result
                     case .timedOut: throw ClientError.timedOut(timeout?.what ?? "")
                     case .handshakeTimedOut:
-                        throw ClientError.timedOut("after \(handshakeLimit) waiting for the relay's answer to HELLO (--handshake-timeout)")
+                        throw ClientError.timedOut("after \(timing.handshakeLimit) waiting for the relay's answer to HELLO (--handshake-timeout)")
                     case .readerEnded, .handshakeInTime: continue
                     }
                 }
@@ -97,7 +96,6 @@ enum RelayLink {
         case handshakeTimedOut
         case handshakeInTime
     }
-
 
     private static func connect(to endpoint: Endpoint, tls: ClientTLS?, localPort: Int?) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         do {
@@ -138,4 +136,3 @@ final class HandshakeProgress: Sendable {
 
     func markDone() { done.store(true, ordering: .releasing) }
 }
-
