@@ -96,8 +96,9 @@ for target in ${TARGETS:-baseline relay}; do
     a=$(run valgrind "$target" "$C1")
     b=$(run valgrind "$target" "$C2")
     PER[$target]=$(( (b - a) / (C2 - C1) ))
-    printf "%-9s %14d %14d %12d %8s\n" "$target" "$a" "$b" "${PER[$target]}" \
-        "$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.1f", x / y }')"
+    ratio=-  # against the baseline, when it ran first (TARGETS may leave it out)
+    [[ -n "${PER[baseline]:-}" ]] && ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.1f", x / y }')
+    printf "%-9s %14d %14d %12d %8s\n" "$target" "$a" "$b" "${PER[$target]}" "$ratio"
 done
 echo "Ir/hs = user-space instructions per handshake (accept, HELLO both ways, first ROUTING, close), all threads."
 

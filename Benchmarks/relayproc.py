@@ -3,6 +3,7 @@ temporary directory, and a wait until it listens."""
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def start_relay(relay_bin, prefix, config_text):
         f.write(text)
     port = int(text.split('listen: ["127.0.0.1:')[1].split('"')[0])
     relay = subprocess.Popen([relay_bin, "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relay.work_dir = work  # for `running_relay` to remove
     for _ in range(400):
         try:
             socket.create_connection(("127.0.0.1", port)).close()
@@ -71,13 +73,15 @@ def start_relay(relay_bin, prefix, config_text):
 
 @contextlib.contextmanager
 def running_relay(relay_bin, prefix, config_text):
-    """`start_relay`, stopped again when the block ends (also on error)."""
+    """`start_relay`, stopped again when the block ends (also on error), its temporary directory
+    (configuration, data) removed."""
     relay = start_relay(relay_bin, prefix, config_text)
     try:
         yield relay
     finally:
         relay.terminate()
         relay.wait(timeout=60)
+        shutil.rmtree(relay.work_dir, ignore_errors=True)
 
 
 def stats(port):
