@@ -89,6 +89,7 @@ let package = Package(
                 "RelayStore",
                 "RelayMesh",
                 "RelayTLS",
+                "CSocketFilter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -97,6 +98,8 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings
         ),
+        // Linux's socket filter definitions (linux/filter.h): the ban list at the listening sockets.
+        .systemLibrary(name: "CSocketFilter"),
         // The system's libsystemd (libsystemd-dev): sd_notify, watchdog, socket activation.
         .systemLibrary(
             name: "CSystemd",

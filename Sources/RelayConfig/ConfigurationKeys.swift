@@ -170,6 +170,8 @@ extension ConfigurationKey {
             integer("limits.per_ip_new_burst", \.limits.perIPNewBurst),
             number("limits.accept_refusals_per_second", \.limits.acceptRefusalsPerSecond, allowZero: true),
             integer("limits.accept_refusals_burst", \.limits.acceptRefusalsBurst),
+            integer("limits.ban_after_refusals", \.limits.banAfterRefusals),
+            number("limits.ban_seconds", \.limits.banSeconds, allowZero: false),
             number("limits.node_messages_per_second", \.limits.nodeMessagesPerSecond, allowZero: true),
             integer("limits.node_messages_burst", \.limits.nodeMessagesBurst),
             number("limits.node_bytes_per_second", \.limits.nodeBytesPerSecond, allowZero: true),

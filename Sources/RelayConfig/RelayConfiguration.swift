@@ -41,6 +41,10 @@ public struct RelayConfiguration: Sendable, Equatable {
         /// stops accepting for a moment (the kernel's backlog holds the rest).
         public var acceptRefusalsPerSecond: Double = 1000
         public var acceptRefusalsBurst: Int = 2000
+        /// Refusals at accept of one address (IPv6: /64) within a minute that ban it: its SYNs are
+        /// dropped by the kernel, at the listening sockets, for `banSeconds` (0: never ban).
+        public var banAfterRefusals: Int = 100
+        public var banSeconds: Double = 600
         public var nodeMessagesPerSecond: Double = 200
         public var nodeMessagesBurst: Int = 1000
         public var nodeBytesPerSecond: Double = 1_048_576

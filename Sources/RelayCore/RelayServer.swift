@@ -183,7 +183,7 @@ public final class RelayServer: Sendable {
                 // listening channel's loop is a shard's (its counters take the refusals).
                 let owner = shards.first { $0.eventLoop === server.eventLoop } ?? shards[0]
                 return server.eventLoop.makeCompletedFuture {
-                    try server.pipeline.syncOperations.addHandler(AcceptGate(limiter: context.acceptLimiter, shard: owner))
+                    try server.pipeline.syncOperations.addHandler(AcceptGate(limiter: context.acceptLimiter, bans: context.listenerBans, shard: owner))
                 }
             }
             .childChannelInitializer { channel in

@@ -20,6 +20,8 @@ public struct RelaySnapshot: Sendable {
     public var storeBytes: Int
     /// `store.max_bytes`: the offline buffer refuses messages beyond it (0: not known).
     public var storeMaxBytes: Int = 0
+    /// Addresses banned at the listening sockets now (`limits.ban_after_refusals`).
+    public var bannedAddresses: Int = 0
     /// The mesh: peer relays and the route table (PROFILE.md section 9).
     public var mesh = MeshStatus()
 
@@ -152,6 +154,7 @@ extension RelayServer {
             handshaking: handshaking, legacyClients: context.legacyClients.count, nodes: context.registry.count,
             counters: counters, storeMessages: totals.0, storeBytes: totals.1)
         snapshot.storeMaxBytes = context.configuration.store.maxBytes
+        snapshot.bannedAddresses = context.listenerBans.bannedCount
         snapshot.mesh = meshStatus()
         return snapshot
     }

@@ -97,7 +97,8 @@ public final class StatsCollector: Sendable {
             "state": readiness.current.rawValue,
             "uptime_s": (snapshot.uptime * 10).rounded() / 10,
             "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": snapshot.mesh.peersUp,
-                            "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed],
+                            "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed,
+                            "banned_addresses": snapshot.bannedAddresses],
             "nodes_known": snapshot.nodes,
             "relayed": relayed,
             "messages_relayed": snapshot.messagesRelayed,
@@ -177,6 +178,7 @@ final class RelayMetrics: Sendable {
     private let ready: Metrics.Gauge
     /// `store.max_bytes`: the "store filling" alert divides `ptpchat_store_bytes` by it.
     private let storeMaxBytes: Metrics.Gauge
+    private let bannedAddresses: Metrics.Gauge
     /// `mesh.peers` entries not connected now: the "peer unreachable" alert.
     private let meshPeersConnecting: Metrics.Gauge
     private let clients: Metrics.Gauge
@@ -215,6 +217,7 @@ final class RelayMetrics: Sendable {
         buildInfo = Metrics.Gauge(label: "ptpchat_build_info", dimensions: [("version", ProjectVersion.number)], factory: factory)
         ready = Metrics.Gauge(label: "ptpchat_ready", factory: factory)
         storeMaxBytes = Metrics.Gauge(label: "ptpchat_store_max_bytes", factory: factory)
+        bannedAddresses = Metrics.Gauge(label: "ptpchat_banned_addresses", factory: factory)
         meshPeersConnecting = Metrics.Gauge(label: "ptpchat_mesh_peers_connecting", factory: factory)
         clients = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "client")], factory: factory)
         handshaking = Metrics.Gauge(label: "ptpchat_connections", dimensions: [("kind", "handshaking")], factory: factory)
@@ -256,6 +259,7 @@ final class RelayMetrics: Sendable {
         buildInfo.record(1)
         ready.record(isReady ? 1 : 0)
         storeMaxBytes.record(snapshot.storeMaxBytes)
+        bannedAddresses.record(snapshot.bannedAddresses)
         meshPeersConnecting.record(snapshot.mesh.peersConnecting)
         clients.record(snapshot.clients)
         handshaking.record(snapshot.handshaking)

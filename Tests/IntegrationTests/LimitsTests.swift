@@ -151,6 +151,76 @@ final class LimitsTests: RelayTestCase {
         XCTAssertNil(try Fail2banFilter.load().host(in: warnings.first ?? ""), "the pause names no address to ban")
     }
 
+    /// An address refused `limits.ban_after_refusals` times within a minute is banned in the
+    /// kernel: every listening socket (one per event loop here) drops its SYNs, so its handshakes
+    /// no longer even reach the accept queue, while other addresses and its connection already
+    /// open are untouched. One warning line, `address_banned` counted, the gauge in `/stats`; the
+    /// ban ends after `limits.ban_seconds` and the filter goes.
+    func testAnAddressThatKeepsHammeringIsBannedInTheKernel() throws {
+        let (relay, statsPort) = try startLimitedRelay([
+            "per_ip_new_per_second: 0.01", "per_ip_new_burst: 1", "ban_after_refusals: 3", "ban_seconds: 3",
+        ])
+        let port = relay.port
+        let open = try connect(relay, label: "open", source: "127.0.0.11")
+        expectAdmitted(open)
+        for index in 0..<3 { expectRefused(try connect(relay, label: "hammer\(index)", source: "127.0.0.11")) }
+        waitForDrop(statsPort, "address_banned", atLeast: 1)
+        XCTAssertEqual(try bannedAddresses(statsPort), 1)
+
+        // Several tries: the kernel hands each to one of the listeners (SO_REUSEPORT); each has the list.
+        for attempt in 0..<4 {
+            XCTAssertFalse(try Sockets.handshakeCompletes(port: port, source: "127.0.0.11", within: 0.3), "SYN \(attempt) answered")
+        }
+        let other = try connect(relay, label: "other", source: "127.0.0.12")
+        expectAdmitted(other)
+        XCTAssertTrue(open.send(json: ["msg_type": "HELLO", "ttl": 1, "flood": false, "msg_data": ["node_id": Ids.make(), "name": "open"]]))
+        XCTAssertFalse(open.isClosed, "the connection open before the ban was cut")
+
+        let warnings = relay.child.stderrLines.filter { $0.contains("level=warning") && $0.contains("address banned") }
+        XCTAssertEqual(warnings.count, 1, warnings.joined(separator: "\n"))
+        XCTAssertTrue(warnings.first?.contains("ip=127.0.0.11") ?? false, warnings.first ?? "")
+
+        // The ban ends: the kernel answers again (the relay still refuses it at accept: the
+        // address's new-connection budget is spent), and the filter is gone.
+        let lifted = Deadline.poll(timeout: expectWithin) {
+            (try? Sockets.handshakeCompletes(port: port, source: "127.0.0.11", within: 0.3)) ?? false
+        }
+        XCTAssertTrue(lifted, "the ban did not end")
+        XCTAssertEqual(try bannedAddresses(statsPort), 0)
+        XCTAssertEqual(try drops(statsPort)["address_banned"], 1)
+    }
+
+    /// A reload turning bans off (`ban_after_refusals: 0`) lifts the bans in force: the filter
+    /// leaves the listening sockets at once, long before the ban would have ended.
+    func testAReloadTurningBansOffLiftsThem() throws {
+        let (relay, statsPort) = try startLimitedRelay([
+            "per_ip_new_per_second: 0.01", "per_ip_new_burst: 1", "ban_after_refusals: 2", "ban_seconds: 3600",
+        ])
+        let port = relay.port
+        for index in 0..<3 { _ = try connect(relay, label: "hammer\(index)", source: "127.0.0.13") }
+        waitForDrop(statsPort, "address_banned", atLeast: 1)
+        XCTAssertFalse(try Sockets.handshakeCompletes(port: port, source: "127.0.0.13", within: 0.3), "not banned")
+
+        let file = relay.directory.appendingPathComponent("relay.yaml")
+        let config = try String(contentsOf: file, encoding: .utf8)
+        try config.replacingOccurrences(of: "ban_after_refusals: 2", with: "ban_after_refusals: 0")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let linesBefore = relay.child.stderrLines.count
+        relay.child.signal(SIGHUP)
+        XCTAssertNotNil(
+            relay.child.waitForStderrLine(containing: "configuration reloaded", after: linesBefore, timeout: expectWithin), "no reload")
+        let lifted = Deadline.poll(timeout: expectWithin) {
+            (try? Sockets.handshakeCompletes(port: port, source: "127.0.0.13", within: 0.3)) ?? false
+        }
+        XCTAssertTrue(lifted, "the ban outlived the reload that turned bans off")
+        XCTAssertEqual(try bannedAddresses(statsPort), 0)
+    }
+
+    private func bannedAddresses(_ statsPort: UInt16) throws -> Int? {
+        let json = try XCTUnwrap(HTTPProbe.request(port: statsPort, path: "/stats").json)
+        return (json["connections"] as? [String: Any])?["banned_addresses"] as? Int
+    }
+
     // MARK: Per-node read budget
 
     func testANodeOverItsMessageBudgetIsSlowedAndLosesNothing() throws {

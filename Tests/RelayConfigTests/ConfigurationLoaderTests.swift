@@ -85,6 +85,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.perIPNewBurst, 50)
         XCTAssertEqual(c.limits.acceptRefusalsPerSecond, 1000)
         XCTAssertEqual(c.limits.acceptRefusalsBurst, 2000)
+        XCTAssertEqual(c.limits.banAfterRefusals, 100)
+        XCTAssertEqual(c.limits.banSeconds, 600)
         XCTAssertEqual(c.limits.nodeMessagesPerSecond, 200)
         XCTAssertEqual(c.limits.nodeMessagesBurst, 1000)
         XCTAssertEqual(c.limits.nodeBytesPerSecond, 1_048_576)
@@ -118,8 +120,8 @@ final class ConfigurationLoaderTests: XCTestCase {
     }
 
     func testKnownKeysAreThoseOfTheProfile() {
-        XCTAssertEqual(ConfigurationLoader.keys.count, 50)
-        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 50)
+        XCTAssertEqual(ConfigurationLoader.keys.count, 52)
+        XCTAssertEqual(Set(ConfigurationLoader.keys).count, 52)
         XCTAssertTrue(ConfigurationLoader.keys.contains("compat.legacy_clients"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("limits.max_frame_bytes"))
         XCTAssertTrue(ConfigurationLoader.keys.contains("tls.client_ca"))
@@ -167,6 +169,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         "limits.per_ip_new_burst": "7",
         "limits.accept_refusals_per_second": "0.5",
         "limits.accept_refusals_burst": "9",
+        "limits.ban_after_refusals": "40",
+        "limits.ban_seconds": "90.5",
         "limits.node_messages_per_second": "50",
         "limits.node_messages_burst": "500",
         "limits.node_bytes_per_second": "65536",
@@ -235,6 +239,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.limits.perIPNewBurst, 7)
         XCTAssertEqual(c.limits.acceptRefusalsPerSecond, 0.5)
         XCTAssertEqual(c.limits.acceptRefusalsBurst, 9)
+        XCTAssertEqual(c.limits.banAfterRefusals, 40)
+        XCTAssertEqual(c.limits.banSeconds, 90.5)
         XCTAssertEqual(c.limits.nodeMessagesPerSecond, 50)
         XCTAssertEqual(c.limits.nodeMessagesBurst, 500)
         XCTAssertEqual(c.limits.nodeBytesPerSecond, 65536)

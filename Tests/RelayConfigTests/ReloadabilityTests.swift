@@ -37,6 +37,8 @@ final class ReloadabilityTests: XCTestCase {
         "limits.per_ip_new_burst": { $0.limits.perIPNewBurst = 3 },
         "limits.accept_refusals_per_second": { $0.limits.acceptRefusalsPerSecond = 3 },
         "limits.accept_refusals_burst": { $0.limits.acceptRefusalsBurst = 3 },
+        "limits.ban_after_refusals": { $0.limits.banAfterRefusals = 3 },
+        "limits.ban_seconds": { $0.limits.banSeconds = 3 },
         "limits.node_messages_per_second": { $0.limits.nodeMessagesPerSecond = 3 },
         "limits.node_messages_burst": { $0.limits.nodeMessagesBurst = 3 },
         "limits.node_bytes_per_second": { $0.limits.nodeBytesPerSecond = 3 },

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOEmbedded
 import XCTest
@@ -6,9 +7,14 @@ import XCTest
 
 /// The accept gate on a listening channel: what it lets through to the child initializer.
 final class AcceptGateTests: XCTestCase {
-    private func listener(_ relay: TestRelay, limits: AcceptLimits) throws -> (EmbeddedChannel, AcceptLimiter) {
+    /// Bans off unless a test turns them on.
+    private static func bans(afterRefusals: Int = 0) -> ListenerBans {
+        ListenerBans(settings: BanSettings(afterRefusals: afterRefusals, duration: .seconds(60)), logger: Logger(label: "test"))
+    }
+
+    private func listener(_ relay: TestRelay, limits: AcceptLimits, bans: ListenerBans = bans()) throws -> (EmbeddedChannel, AcceptLimiter) {
         let limiter = AcceptLimiter(limits: limits)
-        let server = EmbeddedChannel(handler: AcceptGate(limiter: limiter, shard: relay.shard), loop: relay.loop)
+        let server = EmbeddedChannel(handler: AcceptGate(limiter: limiter, bans: bans, shard: relay.shard), loop: relay.loop)
         server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
         return (server, limiter)
     }
@@ -17,7 +23,7 @@ final class AcceptGateTests: XCTestCase {
     private func countingListener(_ relay: TestRelay, limits: AcceptLimits) throws -> (EmbeddedChannel, ReadCounter) {
         let counter = ReadCounter()
         let server = EmbeddedChannel(loop: relay.loop)
-        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: AcceptLimiter(limits: limits), shard: relay.shard)])
+        try server.pipeline.syncOperations.addHandlers([counter, AcceptGate(limiter: AcceptLimiter(limits: limits), bans: Self.bans(), shard: relay.shard)])
         server.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9001)
         server.pipeline.fireChannelActive()
         return (server, counter)
@@ -50,6 +56,47 @@ final class AcceptGateTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(.perIPRate), 1)
     }
 
+    /// An address refused `limits.ban_after_refusals` times within a minute is banned once: one
+    /// `address_banned`, the other addresses untouched. (Putting the list into the kernel needs a
+    /// real listening socket: `LimitsTests.testAnAddressThatKeepsHammeringIsBannedInTheKernel`.)
+    func testAnAddressRefusedTooOftenIsBannedOnce() throws {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let bans = Self.bans(afterRefusals: 3)
+        let (server, _) = try listener(
+            relay, limits: AcceptLimits(maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0.001, perIPNewBurst: 1), bans: bans)
+        for ip in ["127.0.0.7", "127.0.0.8"] {
+            try server.writeInbound(try accepted(from: ip, on: relay.loop))
+            XCTAssertNotNil(try server.readInbound(as: Channel.self), "the burst of one admits the first")
+        }
+        for attempt in 1...5 {
+            try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop))
+            XCTAssertNil(try server.readInbound(as: Channel.self))
+            XCTAssertEqual(relay.counters.count(.addressBanned), attempt >= 3 ? 1 : 0, "after refusal \(attempt)")
+        }
+        try server.writeInbound(try accepted(from: "127.0.0.8", on: relay.loop))
+        XCTAssertNil(try server.readInbound(as: Channel.self))
+        XCTAssertEqual(relay.counters.count(.perIPRate), 6)
+        XCTAssertTrue(bans.isBanned(AddressKey(try SocketAddress(ipAddress: "127.0.0.7", port: 1))!))
+        XCTAssertFalse(bans.isBanned(AddressKey(try SocketAddress(ipAddress: "127.0.0.8", port: 1))!))
+        XCTAssertEqual(bans.bannedCount, 1)
+    }
+
+    /// Refusals because the relay is full (`limits.max_connections`) never ban the address.
+    func testRefusalsOfAFullRelayNeverBan() throws {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let bans = Self.bans(afterRefusals: 2)
+        let (server, _) = try listener(relay, limits: AcceptLimits(maxConnections: 1, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0), bans: bans)
+        try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop))
+        XCTAssertNotNil(try server.readInbound(as: Channel.self))
+        for _ in 0..<5 { try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop)) }
+        XCTAssertNil(try server.readInbound(as: Channel.self))
+        XCTAssertEqual(relay.counters.count(.connectionLimit), 5)
+        XCTAssertEqual(relay.counters.count(.addressBanned), 0)
+        XCTAssertEqual(bans.bannedCount, 0)
+    }
+
     /// A Unix-domain listener (a socket systemd passes may be one): its connections have no IP
     /// address and are admitted, counted in all. The gate learns the listener's kind once, when
     /// the listener becomes active, not per connection.
@@ -57,7 +104,7 @@ final class AcceptGateTests: XCTestCase {
         let relay = TestRelay()
         defer { relay.shutdown() }
         let limiter = AcceptLimiter(limits: AcceptLimits(maxConnections: 0, perIPConnections: 1, perIPNewPerSecond: 1, perIPNewBurst: 1))
-        let server = EmbeddedChannel(handler: AcceptGate(limiter: limiter, shard: relay.shard), loop: relay.loop)
+        let server = EmbeddedChannel(handler: AcceptGate(limiter: limiter, bans: Self.bans(), shard: relay.shard), loop: relay.loop)
         server.localAddress = try SocketAddress(unixDomainSocketPath: "/tmp/ptpchat-accept-gate-test.sock")
         server.pipeline.fireChannelActive()
         for _ in 0..<3 {

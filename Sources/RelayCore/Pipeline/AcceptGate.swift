@@ -16,6 +16,9 @@ import NIOCore
 /// address) pauses on its own, when it refuses over the shared budget; the warning line is the
 /// relay's, at most one a minute.
 ///
+/// An address refused `limits.ban_after_refusals` times within a minute is banned at the
+/// listening sockets (`ListenerBans`): the kernel drops its SYNs until the ban ends.
+///
 /// Runs on the listening channel's event loop, which is a shard's loop: refusals are counted on
 /// that shard.
 final class AcceptGate: ChannelDuplexHandler {
@@ -25,6 +28,7 @@ final class AcceptGate: ChannelDuplexHandler {
 
     // Set once.
     private let limiter: AcceptLimiter
+    private let bans: ListenerBans
     /// The shard whose loop the listening channel runs on (counters and logs).
     private let shard: RelayShard
 
@@ -37,8 +41,9 @@ final class AcceptGate: ChannelDuplexHandler {
     /// A `read()` arrived during the pause and was not passed on.
     private var isReadHeld = false
 
-    init(limiter: AcceptLimiter, shard: RelayShard) {
+    init(limiter: AcceptLimiter, bans: ListenerBans, shard: RelayShard) {
         self.limiter = limiter
+        self.bans = bans
         self.shard = shard
     }
 
@@ -46,6 +51,7 @@ final class AcceptGate: ChannelDuplexHandler {
         // Bound now (the initializer runs before the bind; an inherited socket is active once
         // registered), and nothing is accepted before this: its address is known.
         if let local = context.channel.localAddress { listensOnIP = Self.hasIP(local) }
+        if listensOnIP { bans.register(context.channel) }
         context.fireChannelActive()
     }
 
@@ -91,9 +97,24 @@ final class AcceptGate: ChannelDuplexHandler {
                 if let key, case .v6 = key { metadata["prefix"] = "\(key)" }
                 shard.logger.warning("connections refused at accept", metadata: metadata)
             }
+            // A full relay (`connection_limit`) is not this address's doing: it never bans.
+            if let key, reason != .connectionLimit, bans.refused(key, on: context.eventLoop) {
+                noteBan(key, remote: remote, reason: reason)
+            }
             child.close(promise: nil)
             if let pause { pauseAccepting(context: context, for: pause) }
         }
+    }
+
+    private func noteBan(_ key: AddressKey, remote: SocketAddress?, reason: DropReason) {
+        shard.counters.drop(.addressBanned)
+        let settings = bans.settings
+        var metadata: Logger.Metadata = [
+            "ip": "\(remote?.ipAddress ?? "?")", "reason": "\(DropReason.addressBanned.rawValue)", "refused_by": "\(reason.rawValue)",
+            "refusals": "\(settings.afterRefusals)", "seconds": "\(settings.duration.nanoseconds / 1_000_000_000)",
+        ]
+        if case .v6 = key { metadata["prefix"] = "\(key)" }
+        shard.logger.warning("address banned at the listening sockets", metadata: metadata)
     }
 
     func read(context: ChannelHandlerContext) {
@@ -106,11 +127,13 @@ final class AcceptGate: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelPause()
+        bans.unregister(context.channel)
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelPause()
+        bans.unregister(context.channel)
     }
 
     private func cancelPause() {

@@ -25,6 +25,8 @@ final class RelayContext: Sendable {
     let mesh: MeshRouter
     /// Connections in all and per address, for the accept limits of every listener.
     let acceptLimiter: AcceptLimiter
+    /// Addresses banned at the listening sockets (`limits.ban_*`), for every listener.
+    let listenerBans: ListenerBans
     /// `limits.connect_pair_per_minute`: the CONNECT budget of each pair of nodes, for every shard.
     let connectPairs = ConnectPairLimiter()
 
@@ -40,6 +42,7 @@ final class RelayContext: Sendable {
         self.channels = ChannelDirectory(ttl: configuration.channels.ttl)
         self.mesh = MeshRouter(identity: identity)
         self.acceptLimiter = AcceptLimiter(limits: AcceptLimits(configuration.limits))
+        self.listenerBans = ListenerBans(settings: BanSettings(configuration.limits), logger: logger)
     }
 
     /// Applies new settings to what is shared; each shard takes them in `RelayShard.apply`.
@@ -48,6 +51,7 @@ final class RelayContext: Sendable {
         floods.update(window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond, burst: configuration.limits.floodBurst)
         channels.update(ttl: configuration.channels.ttl)
         acceptLimiter.update(AcceptLimits(configuration.limits))
+        listenerBans.update(BanSettings(configuration.limits))
     }
 }
 

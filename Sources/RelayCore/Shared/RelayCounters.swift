@@ -61,6 +61,10 @@ public enum DropReason: String, CaseIterable, Sendable {
     /// `limits.accept_refusals_per_second` / `_burst` (one count per pause; nothing is dropped by
     /// it, new connections wait in the kernel's backlog).
     case acceptPaused = "accept_paused"
+    /// An address was banned at the listening sockets: refused at accept
+    /// `limits.ban_after_refusals` times within a minute (one count per ban; the SYNs the kernel
+    /// drops for it meanwhile are not counted).
+    case addressBanned = "address_banned"
     /// A CONNECT over `limits.connect_per_minute`: NACK `rate_limited`, never forwarded.
     case connectRate = "connect_rate"
     /// A CONNECT over `limits.connect_pair_per_minute` (its pair of nodes): NACK `rate_limited`,

@@ -113,6 +113,33 @@ enum Sockets {
         return fd
     }
 
+    /// Whether a TCP handshake to 127.0.0.1:`port` from `source` completes within `seconds` (the
+    /// kernel's part only: a listener whose filter drops the SYNs never answers). The socket is
+    /// closed either way.
+    static func handshakeCompletes(port: UInt16, source: String, within seconds: Double) throws -> Bool {
+        let fd = try makeTCPSocket()
+        defer { closeSocket(fd) }
+        var local = loopback(port: 0)
+        local.sin_addr.s_addr = inet_addr(source)
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw failure("bind to \(source)") }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var address = loopback(port: port)
+        let started = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if started == 0 { return true }
+        guard errno == EINPROGRESS else { throw failure("connect to 127.0.0.1:\(port)") }
+        var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&entry, 1, Int32(seconds * 1000)) == 1 else { return false }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        return error == 0
+    }
+
     /// `send(2)` without SIGPIPE; returns the bytes written or -1 (errno set).
     static func sendSome(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
         send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
