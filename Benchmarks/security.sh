@@ -60,7 +60,8 @@
 # THR_PIN [0/1: RELAY_CPU/CLIENT_CPU, or off], FLOOD_SOURCES [8], FLOOD_MAX_OPEN [2000], FLOOD_KIND [mix: close|junk|idle|mix], FLOOD_TARGET
 # [plain; tls: the flood hits the TLS listener, junk = a bad ClientHello],
 # FLOOD_RELAY_CONFIG [extra YAML for the flood relay: a limits: section; by default the per-node
-# budgets set to 0], FLOOD_PIN [0/1: RELAY_CPUS/FLOOD_CPUS for taskset, or off], FLOOD_COMPARE
+# budgets set to 0], FLOOD_LEAD [1: seconds the flood runs before the good clients connect; 30 for
+# a flood in its steady state, after the relay's bans], FLOOD_PIN [0/1: RELAY_CPUS/FLOOD_CPUS for taskset, or off], FLOOD_COMPARE
 # [unset; a second relay binary]; BENCH_PORTS [unset: ports the kernel picks; LOW-HIGH: only
 # ports in that range, for a machine shared with other relays]; TLS_KEY_TYPE
 # [ec: P-256; rsa: RSA 2048]; TLS_LOAD_MAX_VERSION [unset; 1.2 pins tls-load to TLS 1.2];

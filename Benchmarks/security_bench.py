@@ -41,6 +41,9 @@ MEM_PER_PROC = int(ENV.get("MEM_PER_PROC", "5000"))
 MEM_TIMEOUT = float(ENV.get("MEM_TIMEOUT", "180"))
 FLOOD_PROCS = int(ENV.get("FLOOD_PROCS", "2"))
 FLOOD_SOURCES = int(ENV.get("FLOOD_SOURCES", "8"))
+# Seconds the flood runs before the good clients connect: 1 s is its start, 30 s a flood in its
+# steady state (the relay's bans, limits.ban_after_refusals, take hold within a minute).
+FLOOD_LEAD = float(ENV.get("FLOOD_LEAD", "1"))
 FLOOD_MAX_OPEN = int(ENV.get("FLOOD_MAX_OPEN", "2000"))
 FLOOD_KIND = ENV.get("FLOOD_KIND", "mix")
 FLOOD_TARGET = ENV.get("FLOOD_TARGET", "plain")  # or tls: the flood goes to the TLS listener
@@ -93,6 +96,13 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def connect_seconds(goods):
+    """How long the good clients took to connect and say HELLO (median of the runs), from
+    relay-load's handshake rate; `-` when none connected."""
+    times = [LAT_CONNS / g["hs_per_s"] for g in goods if g.get("hs_per_s")]
+    return f"{statistics.median(times):.2f}" if times else "-"
 
 
 def median(rows, key):
@@ -370,7 +380,7 @@ class Bench:
                         [*flood_pin, self.a.tls_load, "--mode", "flood", "--port", str(flood_port), "--duration", str(DURATION + 120),
                          "--max-open", str(FLOOD_MAX_OPEN // FLOOD_PROCS), "--flood-kind", FLOOD_KIND, "--src-ips", sources,
                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
-                time.sleep(1)
+                time.sleep(FLOOD_LEAD)
             good = self.relay_load(*relay_pin, "--port", port, "--conns", LAT_CONNS, "--window", 1, "--payload", 64,
                                    "--duration", DURATION, "--warmup", WARMUP, "--drain", 2, "--src-ips", good_sources,
                                    "--server-pids", relay.pid, timeout=DURATION + 60)
@@ -403,10 +413,11 @@ class Bench:
             f"relay and good clients on CPU {FLOOD_PIN.split('/')[0]}, flood tools on CPU {FLOOD_PIN.split('/')[1]}"
         print(f"\n## Connection flood ({FLOOD_PROCS} tls-load --mode flood processes from {FLOOD_SOURCES} addresses, "
               f"kind {FLOOD_KIND}, to the {FLOOD_TARGET} listener, at most {FLOOD_MAX_OPEN} open) while {LAT_CONNS} good clients run lat "
-              f"(window 1, payload 64); median of {REPS}, a fresh relay per run, default accept limits, per-node budgets off; {pin}")
+              f"(window 1, payload 64), connecting {FLOOD_LEAD:g} s into the flood; median of {REPS}, a fresh relay per run, "
+              f"default accept limits, per-node budgets off; {pin}")
         if len(variants) > 1:
             print("relays: " + ", ".join(f"{name} = {binary}" for name, binary in variants))
-        print(f"{'relay':8} {'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'good_err':>8} {'lost':>5} "
+        print(f"{'relay':8} {'run':6} {'good msg/s':>10} {'p50_us':>8} {'p99_us':>8} {'x_p99':>6} {'conn_s':>6} {'good_err':>8} {'lost':>5} "
               f"{'flood conn/s':>12} {'flood CPU%':>10} {'relay CPU%':>10} {'other CPU%':>10} {'accepted':>9} {'peak_RSS_MiB':>12}  refusals (/stats drops, summed)")
         for name, _ in variants:
             calm_p99 = median([r["good"] for r in runs[(name, False)]], "lat_p99_us")
@@ -423,12 +434,14 @@ class Bench:
                 flood_cpu = statistics.median([sum(f.get("cpu_pct", 0) for f in r["flood"]) for r in rs]) if with_flood else 0
                 print(f"{name:8} {'flood' if with_flood else 'calm':6} {median(goods, 'delivered_per_s'):>10.0f} "
                       f"{median(goods, 'lat_p50_us'):>8.0f} "
-                      f"{p99:>8.0f} {ratio(p99, calm_p99):>6} {total(goods, 'errors'):>8} {total(goods, 'lost') + total(goods, 'unacked'):>5} "
+                      f"{p99:>8.0f} {ratio(p99, calm_p99):>6} {connect_seconds(goods):>6} {total(goods, 'errors'):>8} "
+                      f"{total(goods, 'lost') + total(goods, 'unacked'):>5} "
                       f"{flood_rate:>12.0f} {flood_cpu:>10.0f} {median(goods, 'srv_cpu_pct'):>10.0f} "
                       f"{median(goods, 'other_cpu_pct'):>10.0f} {statistics.median([r['accepted'] for r in rs]):>9.0f} "
                       f"{statistics.median([r['hwm'] for r in rs]) / 1024:>12.1f}  "
                       + (" ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"))
-        print("goal: flood p99 <= 2x calm p99; accepted = connections the relay accepted in the run (good + flood);\n"
+        print("goal: flood p99 <= 2x calm p99; conn_s = seconds for the good clients to connect and say HELLO (median;\n"
+              f"relay-load gives up on one after 20 s: good_err, summed); accepted = connections the relay accepted in the run (good + flood);\n"
               "flood CPU% = the flood tools' own CPU, relay CPU% = the relay's during the good clients' run,\n"
               "other CPU% = the rest of the machine's then (the flood tools and whatever else runs; 100 = one core)")
 
