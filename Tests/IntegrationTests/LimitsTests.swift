@@ -20,6 +20,21 @@ final class LimitsTests: RelayTestCase {
         return (relay, statsPort)
     }
 
+    /// Edits the relay's configuration file and reloads it (SIGHUP), waiting for the reload's line.
+    private func reload(_ relay: RelayProcess, replacing old: String, with new: String, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
+        let path = relay.directory.appendingPathComponent("relay.yaml")
+        let config = try String(contentsOf: path, encoding: .utf8)
+        XCTAssertTrue(config.contains(old), "the configuration has no \(old)", file: file, line: line)
+        try config.replacingOccurrences(of: old, with: new).write(to: path, atomically: true, encoding: .utf8)
+        let linesBefore = relay.child.stderrLines.count
+        relay.child.signal(SIGHUP)
+        XCTAssertNotNil(
+            relay.child.waitForStderrLine(containing: "configuration reloaded", after: linesBefore, timeout: expectWithin), "no reload",
+            file: file, line: line)
+    }
+
     private func drops(_ statsPort: UInt16, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Int] {
         let response = try HTTPProbe.request(port: statsPort, path: "/stats")
         let json = try XCTUnwrap(response.json, "/stats: \(response)", file: file, line: line)
@@ -201,14 +216,7 @@ final class LimitsTests: RelayTestCase {
         waitForDrop(statsPort, "address_banned", atLeast: 1)
         XCTAssertFalse(try Sockets.handshakeCompletes(port: port, source: "127.0.0.13", within: 0.3), "not banned")
 
-        let file = relay.directory.appendingPathComponent("relay.yaml")
-        let config = try String(contentsOf: file, encoding: .utf8)
-        try config.replacingOccurrences(of: "ban_after_refusals: 2", with: "ban_after_refusals: 0")
-            .write(to: file, atomically: true, encoding: .utf8)
-        let linesBefore = relay.child.stderrLines.count
-        relay.child.signal(SIGHUP)
-        XCTAssertNotNil(
-            relay.child.waitForStderrLine(containing: "configuration reloaded", after: linesBefore, timeout: expectWithin), "no reload")
+        try reload(relay, replacing: "ban_after_refusals: 2", with: "ban_after_refusals: 0")
         let lifted = Deadline.poll(timeout: expectWithin) {
             (try? Sockets.handshakeCompletes(port: port, source: "127.0.0.13", within: 0.3)) ?? false
         }
@@ -307,14 +315,7 @@ final class LimitsTests: RelayTestCase {
         alice.client.send(json: Frames.message(from: alice, to: [bob.id], text: String(repeating: "x", count: 20_000)))
         XCTAssertNotNil(bob.client.receive(verb: "MESSAGE", timeout: expectWithin))
 
-        let file = relay.directory.appendingPathComponent("relay.yaml")
-        let config = try String(contentsOf: file, encoding: .utf8)
-        try config.replacingOccurrences(of: "max_frame_bytes: 1048576", with: "max_frame_bytes: 8192")
-            .write(to: file, atomically: true, encoding: .utf8)
-        let linesBefore = relay.child.stderrLines.count
-        relay.child.signal(SIGHUP)
-        XCTAssertNotNil(
-            relay.child.waitForStderrLine(containing: "configuration reloaded", after: linesBefore, timeout: expectWithin), "no reload")
+        try reload(relay, replacing: "max_frame_bytes: 1048576", with: "max_frame_bytes: 8192")
         alice.client.send(json: Frames.message(from: alice, to: [bob.id], text: String(repeating: "x", count: 10_000)))
         XCTAssertTrue(alice.client.expectClosed(timeout: expectWithin), "the open connection passed a frame over the new cap")
         XCTAssertEqual(try drops(statsPort)["frame_too_large"], 1)
