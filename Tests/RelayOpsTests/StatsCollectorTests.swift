@@ -60,13 +60,14 @@ final class StatsCollectorTests: XCTestCase {
     }
 
     /// The gauges the alert rules need: readiness, the store's capacity, unconnected `mesh.peers`
-    /// entries; and the build's version as a label.
+    /// entries; the addresses banned now; and the build's version as a label.
     func testMetricsForTheAlertsFollowReadinessStoreCapacityAndPeers() async throws {
         let fake = FakeRelay()
         let readiness = Readiness()
         let collector = StatsCollector(readiness: readiness, source: fake.source())
         fake.change { snapshot in
             snapshot.storeMaxBytes = 1_000_000
+            snapshot.bannedAddresses = 3
             snapshot.mesh.peers = [
                 MeshStatus.Peer(relayID: nil, name: "r2", address: "127.0.0.1:9101", state: "up"),
                 MeshStatus.Peer(relayID: nil, name: nil, address: "127.0.0.1:9102", state: "connecting"),
@@ -76,6 +77,7 @@ final class StatsCollectorTests: XCTestCase {
         var series = prometheusSeries(String(decoding: try await collector.prometheusText(), as: UTF8.self))
         XCTAssertEqual(series["ptpchat_ready"], 0, "starting is not ready")
         XCTAssertEqual(series["ptpchat_store_max_bytes"], 1_000_000)
+        XCTAssertEqual(series["ptpchat_banned_addresses"], 3)
         XCTAssertEqual(series["ptpchat_mesh_peers"], 1)
         XCTAssertEqual(series["ptpchat_mesh_peers_connecting"], 2)
         XCTAssertEqual(series[#"ptpchat_build_info{version="\#(ProjectVersion.number)"}"#], 1, "\(series)")
