@@ -11,11 +11,11 @@ import XCTest
 /// node, the HELLO frame cap, and a reload lowering `limits.max_frame_bytes` for an open connection.
 final class LimitsTests: RelayTestCase {
     /// A relay with its stats endpoint on a free port and `limits` (YAML lines under `limits:`).
-    private func startLimitedRelay(_ limits: [String], threads: Int? = nil) throws -> (RelayProcess, statsPort: UInt16) {
+    private func startLimitedRelay(_ limits: [String], threads: Int? = nil, arguments: [String] = []) throws -> (RelayProcess, statsPort: UInt16) {
         let statsPort = try Sockets.freePort()
         var config = "stats:\n  listen: 127.0.0.1:\(statsPort)\nlimits:\n" + limits.map { "  \($0)\n" }.joined()
         if let threads { config += "relay:\n  threads: \(threads)\n" }
-        let relay = try startRelay(config: config)
+        let relay = try startRelay(config: config, arguments: arguments)
         _ = try HTTPProbe.waitForAnswer(port: statsPort, timeout: expectWithin)
         return (relay, statsPort)
     }
@@ -203,6 +203,32 @@ final class LimitsTests: RelayTestCase {
         XCTAssertTrue(lifted, "the ban did not end")
         XCTAssertEqual(try bannedAddresses(statsPort), 0)
         XCTAssertEqual(try drops(statsPort)["address_banned"], 1)
+    }
+
+    /// Over IPv6 the ban is the address's /64, and the filter reads the IPv6 header: ::1 hammering
+    /// the relay's [::1] listener is banned there, while IPv4 clients still get in.
+    func testAnIPv6AddressIsBannedByItsSlashSixtyFour() throws {
+        let port6 = try Sockets.freePort()
+        let (relay, statsPort) = try startLimitedRelay(
+            ["per_ip_new_per_second: 0.01", "per_ip_new_burst: 1", "ban_after_refusals: 3", "ban_seconds: 3600"],
+            arguments: ["--listen", "[::1]:\(port6)"])
+        var connected = 0
+        let listening = Deadline.poll(timeout: expectWithin) {
+            guard let done = try? Sockets.handshakeCompletesIPv6(port: port6, within: 1) else { return true }
+            if done { connected += 1 }
+            return done
+        }
+        guard listening, connected > 0 else { throw XCTSkip("no IPv6 loopback here") }
+        // The first connection took the burst; three more refusals ban ::/64.
+        for _ in 0..<3 { XCTAssertEqual(try Sockets.handshakeCompletesIPv6(port: port6, within: expectWithin), true) }
+        waitForDrop(statsPort, "address_banned", atLeast: 1)
+        for attempt in 0..<4 {
+            XCTAssertEqual(try Sockets.handshakeCompletesIPv6(port: port6, within: 0.3), false, "SYN \(attempt) over IPv6 answered")
+        }
+        expectAdmitted(try connect(relay, label: "v4", source: "127.0.0.14"))
+        let warnings = relay.child.stderrLines.filter { $0.contains("address banned") }
+        XCTAssertEqual(warnings.count, 1, warnings.joined(separator: "\n"))
+        XCTAssertTrue(warnings.first?.contains("prefix=0:0:0:0::/64") ?? false, warnings.first ?? "")
     }
 
     /// A reload turning bans off (`ban_after_refusals: 0`) lifts the bans in force: the filter

@@ -132,12 +132,41 @@ enum Sockets {
         }
         if started == 0 { return true }
         guard errno == EINPROGRESS else { throw failure("connect to 127.0.0.1:\(port)") }
+        return connectionCompletes(fd, within: seconds)
+    }
+
+    /// Whether the non-blocking connect under way on `fd` completes within `seconds`.
+    private static func connectionCompletes(_ fd: Int32, within seconds: Double) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         guard poll(&entry, 1, Int32(seconds * 1000)) == 1 else { return false }
         var error: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
         return error == 0
+    }
+
+    /// As `handshakeCompletes`, over IPv6 from ::1 to [::1]:`port`; nil when this machine has no
+    /// IPv6 loopback.
+    static func handshakeCompletesIPv6(port: UInt16, within seconds: Double) throws -> Bool? {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_INET6, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { return nil }
+        defer { closeSocket(fd) }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        address.sin6_addr = in6addr_loopback
+        let started = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        if started == 0 { return true }
+        if errno == EADDRNOTAVAIL || errno == ENETUNREACH { return nil }
+        guard errno == EINPROGRESS else { throw failure("connect to [::1]:\(port)") }
+        return connectionCompletes(fd, within: seconds)
     }
 
     /// `send(2)` without SIGPIPE; returns the bytes written or -1 (errno set).
