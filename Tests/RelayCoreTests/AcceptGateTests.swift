@@ -64,7 +64,9 @@ final class AcceptGateTests: XCTestCase {
         defer { relay.shutdown() }
         let bans = Self.bans(afterRefusals: 3)
         let (server, _) = try listener(
-            relay, limits: AcceptLimits(maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0.001, perIPNewBurst: 1), bans: bans)
+            relay,
+            limits: AcceptLimits(maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 0.001, perIPNewBurst: 1, banAfterRefusals: 3),
+            bans: bans)
         for ip in ["127.0.0.7", "127.0.0.8"] {
             try server.writeInbound(try accepted(from: ip, on: relay.loop))
             XCTAssertNotNil(try server.readInbound(as: Channel.self), "the burst of one admits the first")
@@ -87,7 +89,9 @@ final class AcceptGateTests: XCTestCase {
         let relay = TestRelay()
         defer { relay.shutdown() }
         let bans = Self.bans(afterRefusals: 2)
-        let (server, _) = try listener(relay, limits: AcceptLimits(maxConnections: 1, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0), bans: bans)
+        let (server, _) = try listener(
+            relay, limits: AcceptLimits(maxConnections: 1, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0, banAfterRefusals: 2),
+            bans: bans)
         try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop))
         XCTAssertNotNil(try server.readInbound(as: Channel.self))
         for _ in 0..<5 { try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop)) }

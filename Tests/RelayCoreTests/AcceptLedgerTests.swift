@@ -54,7 +54,7 @@ final class AcceptLedgerTests: XCTestCase {
         var now = 1.0
         while now < 59.5 {
             now += 0.01
-            if case .refuse(_, let warn) = ledger.admit(a, now: at(now)) {
+            if case .refuse(_, let warn, _) = ledger.admit(a, now: at(now)) {
                 XCTAssertNil(warn, "no second warning within the minute (at \(now) s)")
                 refusedSince += 1
             }
@@ -62,7 +62,7 @@ final class AcceptLedgerTests: XCTestCase {
         // Past the minute: the next refusal warns (a token that came meanwhile is taken first).
         var verdict = ledger.admit(a, now: at(60.001))
         if verdict == .admit { verdict = ledger.admit(a, now: at(60.001)) }
-        guard case .refuse(.perIPRate, let warn) = verdict else { return XCTFail("not refused: \(verdict)") }
+        guard case .refuse(.perIPRate, let warn, _) = verdict else { return XCTFail("not refused: \(verdict)") }
         XCTAssertEqual(warn, refusedSince + 2, "the warning counts every refusal since the last one")
     }
 
@@ -92,6 +92,70 @@ final class AcceptLedgerTests: XCTestCase {
         XCTAssertEqual(ledger.admit(a, now: at(30)), .refuse(.perIPRate, warn: nil), "still within the minute")
         ledger.release(a, now: at(31))
         ledger.sweep(now: at(61))
+        XCTAssertEqual(ledger.trackedAddresses, 0)
+    }
+
+    /// The refusal that is an address's `banAfterRefusals`-th within a minute asks for a ban; the
+    /// count then starts again. Refusals spread over more than a minute never do, nor do refusals
+    /// of a full relay (not one address's doing), nor anything when bans are off.
+    func testTheRefusalThatReachesTheBanCountWithinAMinuteAsksForABan() {
+        var banning = limits(total: 3, rate: 0.001, burst: 1)
+        banning.banAfterRefusals = 3
+        var ledger = AcceptLedger(limits: banning, now: start)
+        let a = key("192.0.2.1")
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.admit(a, now: at(1)), .refuse(.perIPRate, warn: 1))
+        XCTAssertEqual(ledger.admit(a, now: at(2)), .refuse(.perIPRate, warn: nil))
+        XCTAssertEqual(ledger.admit(a, now: at(3)), .refuse(.perIPRate, warn: nil, ban: true), "the third within the minute")
+        XCTAssertEqual(ledger.admit(a, now: at(4)), .refuse(.perIPRate, warn: nil), "the count starts again")
+
+        let b = key("192.0.2.2")
+        XCTAssertEqual(ledger.admit(b, now: start), .admit)
+        for minute in 0..<4 {
+            for second in [0.0, 30.0] {
+                guard case .refuse(_, _, let ban) = ledger.admit(b, now: at(100 + Double(minute) * 61 + second)) else {
+                    return XCTFail("admitted")
+                }
+                XCTAssertFalse(ban, "two refusals a minute")
+            }
+        }
+
+        XCTAssertEqual(ledger.admit(key("192.0.2.3"), now: at(400)), .admit)
+        for _ in 0..<5 {
+            XCTAssertEqual(ledger.admit(key("192.0.2.4"), now: at(400)), .refuse(.connectionLimit, warn: nil), "the relay is full")
+        }
+
+        banning.banAfterRefusals = 0
+        ledger.update(banning)
+        ledger.release(key("192.0.2.3"), now: at(500))
+        for second in 0..<5 {
+            guard case .refuse(_, _, let ban) = ledger.admit(a, now: at(500 + Double(second))) else { return XCTFail("admitted") }
+            XCTAssertFalse(ban, "bans off")
+        }
+    }
+
+    /// An address counting toward a ban is remembered for the minute of its count, even with
+    /// nothing else to remember: no connection, a full bucket, its warning minute over (after a
+    /// ban the count starts later than the warning minute).
+    func testAnAddressCountingTowardABanIsRememberedForItsMinute() {
+        var banning = limits(rate: 100, burst: 1)
+        banning.banAfterRefusals = 2
+        var ledger = AcceptLedger(limits: banning, now: start)
+        let a = key("192.0.2.1")
+        XCTAssertEqual(ledger.admit(a, now: start), .admit)
+        XCTAssertEqual(ledger.admit(a, now: start), .refuse(.perIPRate, warn: 1))
+        XCTAssertEqual(ledger.admit(a, now: at(0.001)), .refuse(.perIPRate, warn: nil, ban: true))
+        XCTAssertEqual(ledger.admit(a, now: at(50)), .admit)
+        XCTAssertEqual(ledger.admit(a, now: at(50)), .refuse(.perIPRate, warn: nil), "a new count from 50 s")
+        ledger.release(a, now: at(55))
+        ledger.release(a, now: at(55))
+        ledger.sweep(now: at(65))
+        XCTAssertEqual(ledger.trackedAddresses, 1, "its warning minute is over, its count's is not")
+        XCTAssertEqual(ledger.admit(a, now: at(70)), .admit)
+        XCTAssertEqual(ledger.admit(a, now: at(70)), .refuse(.perIPRate, warn: 3, ban: true), "the count survived the sweep")
+        ledger.release(a, now: at(71))
+        ledger.release(a, now: at(71))
+        ledger.sweep(now: at(131))
         XCTAssertEqual(ledger.trackedAddresses, 0)
     }
 

@@ -46,6 +46,8 @@ struct AcceptLimits: Sendable, Equatable {
     var perIPNewBurst: Int
     var refusalsPerSecond: Double = 0
     var refusalsBurst: Int = 0
+    /// Refusals of one address within a minute that ban it (`limits.ban_after_refusals`; 0: never).
+    var banAfterRefusals: Int = 0
 }
 
 extension AcceptLimits {
@@ -53,7 +55,8 @@ extension AcceptLimits {
         self.init(
             maxConnections: limits.maxConnections, perIPConnections: limits.perIPConnections,
             perIPNewPerSecond: limits.perIPNewPerSecond, perIPNewBurst: limits.perIPNewBurst,
-            refusalsPerSecond: limits.acceptRefusalsPerSecond, refusalsBurst: limits.acceptRefusalsBurst)
+            refusalsPerSecond: limits.acceptRefusalsPerSecond, refusalsBurst: limits.acceptRefusalsBurst,
+            banAfterRefusals: limits.banAfterRefusals)
     }
 }
 
@@ -66,8 +69,9 @@ struct AcceptLedger: Sendable {
     enum Verdict: Equatable, Sendable {
         case admit
         /// `warn` is set when this refusal should be logged as a warning: the refusals of this
-        /// address since its last warning (at most one a minute per address).
-        case refuse(DropReason, warn: Int?)
+        /// address since its last warning (at most one a minute per address). `ban`: this refusal
+        /// is the address's `banAfterRefusals`-th within a minute (`ListenerBans` bans it).
+        case refuse(DropReason, warn: Int?, ban: Bool = false)
     }
 
     private struct Entry {
@@ -75,9 +79,29 @@ struct AcceptLedger: Sendable {
         var newConnections: TokenBucket
         var lastWarning: NIODeadline?
         var refusedSinceWarning = 0
+        /// Refusals counted toward a ban, in the window of a minute that began at the first.
+        var strikeWindowStart: NIODeadline?
+        var strikes = 0
+
+        /// One more refusal toward a ban: true when it reaches `banAfter` within the window (the
+        /// count then starts again).
+        mutating func strike(now: NIODeadline, banAfter: Int) -> Bool {
+            guard banAfter > 0 else { return false }
+            if let start = strikeWindowStart, now - start < AcceptLedger.banWindow {
+                strikes += 1
+            } else {
+                strikeWindowStart = now
+                strikes = 1
+            }
+            guard strikes >= banAfter else { return false }
+            strikeWindowStart = nil
+            strikes = 0
+            return true
+        }
     }
 
     static let warningInterval = TimeAmount.seconds(60)
+    static let banWindow = TimeAmount.seconds(60)
     static let sweepInterval = TimeAmount.seconds(10)
 
     private(set) var limits: AcceptLimits
@@ -130,14 +154,15 @@ struct AcceptLedger: Sendable {
             total += 1
             return .admit
         }
+        let ban = entry.strike(now: now, banAfter: limits.banAfterRefusals)
         entry.refusedSinceWarning += 1
         if let last = entry.lastWarning, now - last < Self.warningInterval {
-            return .refuse(refusal, warn: nil)
+            return .refuse(refusal, warn: nil, ban: ban)
         }
         let refused = entry.refusedSinceWarning
         entry.lastWarning = now
         entry.refusedSinceWarning = 0
-        return .refuse(refusal, warn: refused)
+        return .refuse(refusal, warn: refused, ban: ban)
     }
 
     /// A connection closed at accept (refused, or gone before it): charged to the refusal budget.
@@ -180,6 +205,7 @@ struct AcceptLedger: Sendable {
 
     private static func isForgettable(_ entry: Entry, now: NIODeadline) -> Bool {
         guard entry.connections == 0, entry.newConnections.isFull(now: now) else { return false }
+        if let start = entry.strikeWindowStart, now - start < banWindow { return false }
         guard let last = entry.lastWarning else { return true }
         return now - last >= warningInterval
     }

@@ -1,8 +1,8 @@
 import NIOCore
 import RelayConfig
 
-/// When an address that keeps being refused at accept is banned, and for how long
-/// (`limits.ban_after_refusals`, `limits.ban_seconds`).
+/// How long a ban lasts, and whether bans are on at all (`limits.ban_after_refusals`,
+/// `limits.ban_seconds`). When an address is banned is `AcceptLedger`'s count of its refusals.
 struct BanSettings: Sendable, Equatable {
     /// Refusals of one address within a minute that ban it; 0: never ban.
     var afterRefusals: Int
@@ -17,29 +17,20 @@ extension BanSettings {
     }
 }
 
-/// The addresses banned at the listening sockets, and the refusals that lead there. A pure value
-/// (the time is passed in); `ListenerBans` shares it and puts the list into the kernel.
+/// The addresses banned at the listening sockets and when each ban ends. A pure value (the time is
+/// passed in); `ListenerBans` shares it and puts the list into the kernel.
 ///
 /// Every connection refused at accept still costs the relay an accept and a close, and while a
 /// flood keeps the kernel's accept queue full a legitimate new client's handshake is dropped with
 /// the flood's. A banned address's SYNs are dropped by the kernel before they take a place in that
-/// queue. Refusals are counted per address in windows of a minute; at `afterRefusals` in one
-/// window the address is banned until `duration` has passed. The list holds at most `capacity`
-/// addresses (the socket filter's size): a new ban over it replaces the one that ends first.
+/// queue. The list holds at most `capacity` addresses (the socket filter's size): a new ban over it
+/// replaces the one that ends first.
 struct AddressBans: Sendable {
     /// The most addresses banned at once: the socket filter checks an IPv6 /64 in 5 instructions,
     /// and a classic BPF program holds at most 4,096.
     static let capacity = 512
-    static let window = TimeAmount.seconds(60)
-
-    private struct Strikes {
-        var windowStart: NIODeadline
-        var refusals: Int
-    }
 
     private(set) var settings: BanSettings
-    /// Refusals in the current window, per address refused lately (forgotten a window later).
-    private var strikes: [AddressKey: Strikes] = [:]
     /// Banned addresses and when each ban ends.
     private(set) var banned: [AddressKey: NIODeadline] = [:]
 
@@ -52,20 +43,11 @@ struct AddressBans: Sendable {
 
     func isBanned(_ key: AddressKey) -> Bool { banned[key] != nil }
 
-    /// `key` was refused at accept: true when this refusal bans it (once per ban; a connection
-    /// already in the kernel's queue when the ban began is still refused, and counts for nothing).
-    mutating func refused(_ key: AddressKey, now: NIODeadline) -> Bool {
+    /// Bans `key` for `settings.duration`: true when that is a new ban (false while bans are off,
+    /// or when it is banned already: a ban is not extended by refusals of connections that were in
+    /// the kernel's queue before it began).
+    mutating func ban(_ key: AddressKey, now: NIODeadline) -> Bool {
         guard settings.isEnabled, banned[key] == nil else { return false }
-        var entry = strikes[key] ?? Strikes(windowStart: now, refusals: 0)
-        if now - entry.windowStart >= Self.window {
-            entry = Strikes(windowStart: now, refusals: 0)
-        }
-        entry.refusals += 1
-        guard entry.refusals >= settings.afterRefusals else {
-            strikes[key] = entry
-            return false
-        }
-        strikes[key] = nil
         if banned.count >= Self.capacity, let first = banned.min(by: { $0.value < $1.value }) {
             banned[first.key] = nil
         }
@@ -73,23 +55,19 @@ struct AddressBans: Sendable {
         return true
     }
 
-    /// Lifts the bans that have ended and forgets windows that are over; true when the list of
-    /// banned addresses changed.
+    /// Lifts the bans that have ended; true when the list changed.
     mutating func expire(now: NIODeadline) -> Bool {
-        strikes = strikes.filter { now - $0.value.windowStart < Self.window }
         let before = banned.count
         banned = banned.filter { $0.value > now }
         return banned.count != before
     }
 
     /// A reload. Bans already made keep their end; disabling bans lifts them all. True when the
-    /// list of banned addresses changed.
+    /// list changed.
     mutating func update(_ settings: BanSettings) -> Bool {
         self.settings = settings
-        guard !settings.isEnabled else { return false }
-        strikes = [:]
-        let changed = !banned.isEmpty
+        guard !settings.isEnabled, !banned.isEmpty else { return false }
         banned = [:]
-        return changed
+        return true
     }
 }

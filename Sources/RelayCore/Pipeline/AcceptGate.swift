@@ -84,7 +84,7 @@ final class AcceptGate: ChannelDuplexHandler {
             let limiter = self.limiter
             child.closeFuture.whenComplete { _ in limiter.release(key) }
             context.fireChannelRead(data)
-        case .refuse(let reason, let warn):
+        case .refuse(let reason, let warn, let ban):
             shard.counters.drop(reason)
             shard.logger.debug(
                 "connection refused at accept", metadata: ["ip": "\(remote?.ipAddress ?? "?")", "reason": "\(reason.rawValue)"])
@@ -97,8 +97,7 @@ final class AcceptGate: ChannelDuplexHandler {
                 if let key, case .v6 = key { metadata["prefix"] = "\(key)" }
                 shard.logger.warning("connections refused at accept", metadata: metadata)
             }
-            // A full relay (`connection_limit`) is not this address's doing: it never bans.
-            if let key, reason != .connectionLimit, bans.refused(key, on: context.eventLoop) {
+            if ban, let key, bans.ban(key, on: context.eventLoop) {
                 noteBan(key, remote: remote, reason: reason)
             }
             child.close(promise: nil)

@@ -7,8 +7,8 @@ import CSocketFilter
 #endif
 
 /// The relay's ban list in the kernel (`limits.ban_after_refusals`, `limits.ban_seconds`): an
-/// address refused at accept that many times within a minute has its SYNs dropped at every
-/// listening socket, by a socket filter (`BanFilterProgram`), until its ban ends. What fail2ban
+/// address refused at accept that many times within a minute (`AcceptLedger` counts) has its SYNs
+/// dropped at every listening socket, by a socket filter (`BanFilterProgram`), until its ban ends. What fail2ban
 /// does with a firewall rule, without fail2ban: during a connection flood the flooding addresses
 /// no longer fill the kernel's accept queue, so a legitimate new client's handshake gets a place.
 ///
@@ -63,10 +63,11 @@ final class ListenerBans: Sendable {
         state.withLockedValue { _ = $0.listeners.removeValue(forKey: ObjectIdentifier(listener)) }
     }
 
-    /// `key` was refused at accept, on a listener of `loop`: true when that bans it now.
-    func refused(_ key: AddressKey, on loop: EventLoop, now: NIODeadline = .now()) -> Bool {
+    /// Bans `key` (its refusals on a listener of `loop` reached the count): true when that is a
+    /// new ban.
+    func ban(_ key: AddressKey, on loop: EventLoop, now: NIODeadline = .now()) -> Bool {
         let (isNewBan, listeners) = state.withLockedValue { state -> (Bool, [Channel]) in
-            guard state.bans.refused(key, now: now) else { return (false, []) }
+            guard state.bans.ban(key, now: now) else { return (false, []) }
             scheduleExpiry(&state, on: loop)
             return (true, Self.listChanged(&state))
         }
