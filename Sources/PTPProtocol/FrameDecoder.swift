@@ -64,9 +64,10 @@ public enum Framing {
 
 /// The largest frame a connection may send now, in bytes (0: no cap). One per connection, shared by
 /// its decoder and the code that changes the cap; confined to the connection's event loop (not
-/// Sendable, no lock: the decoder pays one load per frame). `FrameReader` is one itself (one
-/// object per connection fewer).
-public class FrameSizeCap {
+/// Sendable, no lock: the decoder pays one load per frame). Open so that the object that splits
+/// the frames can be the cap itself (`FrameReader`, the relay's `ConnectionHandler`): one object
+/// per connection fewer.
+open class FrameSizeCap {
     public var bytes: Int
 
     public init(bytes: Int) {

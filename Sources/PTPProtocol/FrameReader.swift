@@ -1,25 +1,23 @@
 import NIOCore
 
-/// The first handler of the relay's connection pipeline: splits the byte stream into frames
-/// (`Framing.nextFrame`: a 4-byte big-endian length, then the JSON; keepalives dropped) and
-/// passes each on as a slice of the bytes read, without a copy.
+/// A channel handler that splits the byte stream into frames (`FrameSplitter`) and passes each on
+/// as a slice of the bytes read, without a copy: the relay's framing for the tests' clients and
+/// simulated links. The relay's own connections split in `ConnectionHandler` (one handler hop per
+/// read instead of two per frame).
 ///
-/// It does what NIO's `ByteToMessageHandler(FrameDecoder)` did here, with less: no queue of
-/// buffers, no decoder state machine, and nothing kept between reads unless a frame is cut across
-/// them. That is about 0.35 KiB less per open connection and fewer instructions per frame
-/// (docs/performance.md has the measurements). The client keeps `FrameDecoder`.
+/// It does what NIO's `ByteToMessageHandler(FrameDecoder)` does, with less: no queue of buffers, no
+/// decoder state machine, and nothing kept between reads unless a frame is cut across them. The
+/// client keeps `FrameDecoder`.
 ///
 /// Frames are handed on synchronously; nothing above this handler feeds bytes back into it.
 ///
-/// It is the connection's `FrameSizeCap` too: `bytes` is read for every frame; the shard raises it
-/// at the HELLO and a reload lowers it.
+/// It is its own `FrameSizeCap`: `bytes` is read for every frame.
 public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
 
     // Owned by the connection's event loop.
-    /// The start of a frame cut across reads; nil between whole frames.
-    private var partial: ByteBuffer?
+    private var splitter = FrameSplitter()
     /// A frame was over the cap: the error went up (the connection closes) and anything more the
     /// peer sends is dropped unread.
     private var failed = false
@@ -32,48 +30,83 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableCh
         guard !failed else { return }
         var input = unwrapInboundIn(data)
         do {
-            if var head = partial {
-                // Only the frame cut across reads is copied; the rest is read in place.
-                guard Self.complete(&head, from: &input, cap: bytes) else {
-                    partial = head
-                    return
-                }
-                partial = nil
-                if let frame = try Framing.nextFrame(in: &head, cap: bytes) {
-                    context.fireChannelRead(wrapInboundOut(frame))
-                }
-            }
-            while let frame = try Framing.nextFrame(in: &input, cap: bytes) {
+            try splitter.split(&input, cap: bytes, allocator: context.channel.allocator) { frame in
                 context.fireChannelRead(wrapInboundOut(frame))
             }
         } catch {
             failed = true
-            partial = nil
+            splitter.reset()
             context.fireErrorCaught(error)
-            return
+        }
+    }
+
+    /// The capacity held for a frame cut across reads (for tests).
+    var heldCapacity: Int { splitter.heldCapacity }
+}
+
+/// Splits the bytes of a connection's reads into frames (`Framing.nextFrame`: a 4-byte big-endian
+/// length, then the JSON; keepalives dropped), handing each on as a slice of the bytes read, without
+/// a copy. Only a frame cut across reads is copied, and nothing is kept between reads otherwise.
+///
+/// `FrameReader` is this as a channel handler; the relay's `ConnectionHandler` holds one itself, so
+/// a frame reaches the shard with no channel handler hop (`NIOAny`) of its own.
+public struct FrameSplitter {
+    /// The start of a frame cut across reads; nil between whole frames.
+    @usableFromInline var partial: ByteBuffer?
+
+    public init() {}
+
+    /// The capacity held for a frame cut across reads.
+    public var heldCapacity: Int { partial?.capacity ?? 0 }
+
+    /// Forgets a frame begun in earlier reads (after a framing error the stream is not read on).
+    public mutating func reset() {
+        partial = nil
+    }
+
+    /// Calls `body` with each whole frame of `input`, after the rest of a frame begun in earlier
+    /// reads, and keeps the start of a frame that `input` cuts. A length over `cap` (0: no cap)
+    /// throws as soon as its 4 bytes are in.
+    @inlinable
+    public mutating func split(
+        _ input: inout ByteBuffer, cap: Int, allocator: ByteBufferAllocator, _ body: (ByteBuffer) -> Void
+    ) throws(FramingError) {
+        if partial != nil {
+            // Taken out first: a second reference would make each write to it copy the storage.
+            var head = partial!
+            partial = nil
+            guard Self.complete(&head, from: &input, cap: cap) else {
+                partial = head
+                return
+            }
+            if let frame = try Framing.nextFrame(in: &head, cap: cap) {
+                body(frame)
+            }
+        }
+        while let frame = try Framing.nextFrame(in: &input, cap: cap) {
+            body(frame)
         }
         if input.readableBytes > 0 {
             // A copy of its own: holding a slice would keep the whole receive buffer (up to
             // 32 KiB) and make NIO allocate a new one for the next read. Sized for the bytes that
             // came, never for the length announced: four bytes must not make the relay reserve a
             // frame of up to the cap (found by Fuzz/fuzz-frame-decoder).
-            var head = context.channel.allocator.buffer(capacity: input.readableBytes)
+            var head = allocator.buffer(capacity: input.readableBytes)
             head.writeBuffer(&input)
             partial = head
         }
     }
 
-    /// The capacity held for a frame cut across reads (for tests).
-    var heldCapacity: Int { partial?.capacity ?? 0 }
-
     /// The length prefix plus the body of the frame at the front of `bytes`, once its length is in.
-    private static func frameSize(startingWith bytes: ByteBuffer) -> Int? {
+    @inlinable
+    static func frameSize(startingWith bytes: ByteBuffer) -> Int? {
         bytes.getInteger(at: bytes.readerIndex, as: UInt32.self).map { 4 + Int($0) }
     }
 
     /// Moves bytes from the front of `input` into `head` until `head` holds one whole frame (or a
     /// length over `cap`, for `Framing.nextFrame` to refuse); false when `input` ran out first.
-    private static func complete(_ head: inout ByteBuffer, from input: inout ByteBuffer, cap: Int) -> Bool {
+    @inlinable
+    static func complete(_ head: inout ByteBuffer, from input: inout ByteBuffer, cap: Int) -> Bool {
         func move(_ count: Int) {
             var slice = input.readSlice(length: min(count, input.readableBytes))!
             head.writeBuffer(&slice)
@@ -84,7 +117,7 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableCh
         }
         let size = frameSize(startingWith: head)!
         if cap > 0 && size - 4 > cap { return true }
-        // Grows with what arrives (see `channelRead`).
+        // Grows with what arrives (see `split`).
         move(size - head.readableBytes)
         return head.readableBytes == size
     }

@@ -59,19 +59,19 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: framing (its cap set by the shard:
-    /// `FrameCaps.beforeHello` until the HELLO), the per-node read budget, the shard. (Idle and
-    /// keepalive timeouts are the shard's idle sweep; the outbound water marks are set by the
-    /// shard at open: both follow a reload.)
+    /// A connection's pipeline, accepted or dialed: the per-node read budget, then the connection
+    /// handler, which splits the frames (its cap set by the shard: `FrameCaps.beforeHello` until
+    /// the HELLO) and hands them to the shard. (Idle and keepalive timeouts are the shard's idle
+    /// sweep; the outbound water marks are set by the shard at open: both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let frameReader = FrameReader(maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes))
         let rateLimiter = NodeRateLimiter(policy: shard)
         try channel.pipeline.syncOperations.addHandlers([
-            frameReader,
             rateLimiter,
-            ConnectionHandler(shard: shard, dialedPeer: dialedPeer, frameCap: frameReader, rateLimiter: rateLimiter),
+            ConnectionHandler(
+                shard: shard, dialedPeer: dialedPeer,
+                maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes), rateLimiter: rateLimiter),
         ])
     }
 

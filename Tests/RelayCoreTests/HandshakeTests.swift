@@ -283,6 +283,22 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), [ids[2]])
     }
 
+    /// The connection handler splits the frames itself: a stream fed one byte a read (the length
+    /// prefix cut too), with keepalives between the frames, gives the same messages in order.
+    func testFramesFedOneByteAReadArriveWholeAndInOrder() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let ids = [Node.newID(), Node.newID(), Node.newID()]
+        let keepalive: [UInt8] = [0, 0, 0, 0]
+        let bytes = ids.flatMap { keepalive + frameBytes(Frames.message(from: Node.a, to: [Node.b], id: $0)) }
+        for byte in bytes {
+            alice.send(bytes: [byte])
+        }
+        XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
+    }
+
     func testWelcomeRoutingChunkedAt8KiB() {
         let relay = TestRelay()
         defer { relay.shutdown() }

@@ -324,8 +324,9 @@ final class MeshRelaySimulation {
         guard let dialer = relays[edge.a].relay, let acceptor = relays[edge.b].relay, links[edge] == nil else { return }
         func channel(on relay: TestRelay, dialedPeer: String?, remote: Int) -> EmbeddedChannel {
             let handlers: [ChannelHandler] = [
-                FrameReader(maxFrameBytes: relay.configuration.limits.maxFrameBytes),
-                ConnectionHandler(shard: relay.shard, dialedPeer: dialedPeer),
+                ConnectionHandler(
+                    shard: relay.shard, dialedPeer: dialedPeer, maxFrameBytes: relay.configuration.limits.maxFrameBytes,
+                    shardSetsCap: false)
             ]
             let channel = EmbeddedChannel(handlers: handlers, loop: relay.loop)
             do {

@@ -4,14 +4,19 @@ import XCTest
 
 @testable import RelayCore
 
-/// Collects the frames passed on to the connection handler.
+/// Stands for `ConnectionHandler`: takes each buffer passed on as one frame that is not an answer,
+/// and tells the limiter so.
 private final class FrameSink: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     var frames = 0
+    var limiter: NodeRateLimiter?
 }
 
 extension FrameSink {
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) { frames += 1 }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        frames += 1
+        limiter?.countFrame()
+    }
 }
 
 /// The rates the test sets, and the throttling episodes it counts.
@@ -35,6 +40,7 @@ final class NodeRateLimiterTests: XCTestCase {
     private func makeChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         let limiter = NodeRateLimiter(policy: policy)
+        sink.limiter = limiter
         try channel.pipeline.syncOperations.addHandlers([counter, limiter, sink])
         return channel
     }
@@ -103,7 +109,7 @@ final class NodeRateLimiterTests: XCTestCase {
         rates = NodeRates(messagesPerSecond: 0, messagesBurst: 0, bytesPerSecond: 1000, bytesBurst: 1000)
         let channel = try makeChannel()
         defer { _ = try? channel.finish() }
-        try send(channel, frames: 1, size: 2996)  // 3000 bytes with the length prefix
+        try send(channel, frames: 1, size: 3000)
         channel.read()
         XCTAssertEqual(counter.reads, 0)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1999))

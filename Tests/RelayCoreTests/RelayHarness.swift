@@ -302,14 +302,13 @@ final class TestRelay {
         let shard = shards[index]
         let loop = loops[index]
         // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
-        // With `maxFrameBytes` the decoder has a fixed cap of its own; without it the shard sets
-        // the cap (the HELLO cap first) as in the server.
-        let frameReader = FrameReader(maxFrameBytes: maxFrameBytes ?? 0)
+        // With `maxFrameBytes` the frame cap is fixed; without it the shard sets it (the HELLO cap
+        // first) as in the server.
         let rateLimiter = NodeRateLimiter(policy: shard)
         let handlers: [ChannelHandler] = [
-            frameReader,
             rateLimiter,
-            ConnectionHandler(shard: shard, frameCap: maxFrameBytes == nil ? frameReader : nil, rateLimiter: rateLimiter),
+            ConnectionHandler(
+                shard: shard, maxFrameBytes: maxFrameBytes ?? 0, shardSetsCap: maxFrameBytes == nil, rateLimiter: rateLimiter),
         ]
         let channel = EmbeddedChannel(handlers: handlers, loop: loop)
         nextPort += 1

@@ -2,39 +2,70 @@ import NIOCore
 import PTPProtocol
 import RelayTLS
 
-/// The last handler of a connection's pipeline: hands frames to the shard, tells it when bytes
-/// came in (its idle sweep) and when the channel's writability changed (its outbound limits), and
-/// closes on framing errors with a reason.
-final class ConnectionHandler: ChannelInboundHandler {
+/// The last handler of a connection's pipeline: splits the bytes read into frames and hands each to
+/// the shard (no channel handler hop per frame: a read of 64 frames is one `channelRead`), tells it
+/// when bytes came in (its idle sweep) and when the channel's writability changed (its outbound
+/// limits), and closes on framing errors with a reason.
+///
+/// It is the connection's `FrameSizeCap`: `bytes` is read for every frame; the shard raises it at
+/// the HELLO and a reload lowers it.
+final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    // Set once.
     private let shard: RelayShard
     /// The `mesh.peers` entry this connection was dialed to; nil for an accepted connection.
     private let dialedPeer: String?
-    /// The cap the connection's frame decoder reads; the shard sets it.
-    private let frameCap: FrameSizeCap?
-    /// The connection's per-node read budget (just before this handler), told which frames were
-    /// answers; nil where the pipeline has none.
+    /// False: the cap stays at what it was made with (the tests' fixed caps); true: the shard sets it.
+    private let shardSetsCap: Bool
+    /// The connection's per-node read budget (just before this handler), told of every frame that
+    /// is not an answer; nil where the pipeline has none.
     private let rateLimiter: NodeRateLimiter?
-    private var connection: Connection?
 
-    init(shard: RelayShard, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil, rateLimiter: NodeRateLimiter? = nil) {
+    // Owned by the connection's event loop.
+    private var connection: Connection?
+    private var splitter = FrameSplitter()
+    /// A frame was over the cap: the connection is closing, and anything more the peer sends is
+    /// dropped unread (its bytes would start mid-frame).
+    private var framingFailed = false
+
+    init(
+        shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true,
+        rateLimiter: NodeRateLimiter? = nil
+    ) {
         self.shard = shard
         self.dialedPeer = dialedPeer
-        self.frameCap = frameCap
+        self.shardSetsCap = shardSetsCap
         self.rateLimiter = rateLimiter
+        super.init(bytes: maxFrameBytes)
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection = shard.open(context, dialedPeer: dialedPeer, frameCap: frameCap)
+        connection = shard.open(context, dialedPeer: dialedPeer, frameCap: shardSetsCap ? self : nil)
         shard.flushAll()
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection else { return }
-        if shard.handleFrame(connection, unwrapInboundIn(data)) {
-            rateLimiter?.forgiveAnswer()
+        guard !framingFailed else { return }
+        var input = unwrapInboundIn(data)
+        do {
+            try splitter.split(&input, cap: bytes, allocator: context.channel.allocator) { frame in
+                // A frame can close the connection (`connection` is then nil): the rest is dropped.
+                guard let connection else { return }
+                if !shard.handleFrame(connection, frame) {
+                    rateLimiter?.countFrame()
+                }
+            }
+        } catch {
+            framingFailed = true
+            splitter.reset()
+            guard let connection else {
+                context.close(promise: nil)
+                return
+            }
+            shard.counters.drop(.frameTooLarge)
+            shard.close(connection, reason: error.description)
         }
     }
 
@@ -72,12 +103,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        if let framing = error as? FramingError {
-            shard.counters.drop(.frameTooLarge)
-            shard.close(connection, reason: framing.description)
-        } else {
-            shard.logger.debug("connection error", metadata: ["conn": "\(connection.logID)", "error": "\(error)"])
-            shard.close(connection, reason: "\(error)")
-        }
+        shard.logger.debug("connection error", metadata: ["conn": "\(connection.logID)", "error": "\(error)"])
+        shard.close(connection, reason: "\(error)")
     }
 }

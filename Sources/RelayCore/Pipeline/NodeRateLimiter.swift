@@ -14,14 +14,14 @@ protocol NodeRatePolicy: AnyObject {
     func noteThrottled(_ channel: Channel)
 }
 
-/// Messages and bytes per second per node (PROFILE.md section 10), enforced by not reading: frames
-/// are counted as they pass; when a budget is spent, the next `read()` is held back (as
-/// SwiftNIO's `HTTPServerPipelineHandler` does) until a timer says the budget allows more. The
-/// kernel's buffers fill and TCP slows the sender; nothing is dropped, and frames already decoded
-/// are still delivered.
+/// Messages and bytes per second per node (PROFILE.md section 10), enforced by not reading: bytes
+/// are counted as they pass, frames as `ConnectionHandler` splits them (`countFrame`); when a
+/// budget is spent, the next `read()` is held back (as SwiftNIO's `HTTPServerPipelineHandler` does)
+/// until a timer says the budget allows more. The kernel's buffers fill and TCP slows the sender;
+/// nothing is dropped, and frames already read are still delivered.
 ///
-/// Sits between the frame decoder and `ConnectionHandler`. Everything here runs on the
-/// connection's event loop.
+/// Sits just before `ConnectionHandler` (after TLS, if any), where the reads pass whole. Everything
+/// here runs on the connection's event loop.
 ///
 /// What one read cycle takes in is delivered whatever the budget (up to `Reads.normal`: 16 reads
 /// of up to 32 KiB), so during a throttling episode the connection reads in small pieces
@@ -71,19 +71,19 @@ final class NodeRateLimiter: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if !isExempt {
-            uncountedFrames += 1
-            // The length prefix counts too: it is bytes the peer made the relay read.
-            uncountedBytes += unwrapInboundIn(data).readableBytes + 4
+            // Length prefixes and keepalives count too: they are bytes the peer made the relay read.
+            uncountedBytes += unwrapInboundIn(data).readableBytes
         }
         context.fireChannelRead(data)
     }
 
-    /// The frame just passed on was an ACK or NACK: it answers what the relay sent, at the pace the
-    /// relay sends, so it is not charged to the message budget (its bytes still are). Otherwise a
-    /// recipient taking a stored backlog faster than the budget could not ACK it in time, and the
-    /// relay would deliver it again (`timeouts.ack`).
-    func forgiveAnswer() {
-        if uncountedFrames > 0 { uncountedFrames -= 1 }
+    /// `ConnectionHandler` split one more frame out of the bytes passed on, and it was not an ACK or
+    /// NACK. An answer to what the relay sent comes at the pace the relay sends, so it is not
+    /// charged to the message budget (its bytes still are). Otherwise a recipient taking a stored
+    /// backlog faster than the budget could not ACK it in time, and the relay would deliver it
+    /// again (`timeouts.ack`).
+    func countFrame() {
+        if !isExempt { uncountedFrames += 1 }
     }
 
     func read(context: ChannelHandlerContext) {

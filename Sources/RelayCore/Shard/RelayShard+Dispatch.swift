@@ -3,8 +3,11 @@ import PTPProtocol
 
 extension RelayShard {
     /// One inbound frame: parse, validate, check the sender, route by verb. Returns whether it
-    /// was an answer (ACK or NACK) to something the relay sent.
+    /// was an answer (ACK or NACK) to something the relay sent. Never inlined into the connection
+    /// handler's read loop: it is the one symbol the profiles (Benchmarks/instructions.sh) count as
+    /// the relay's work per frame, apart from NIO's and the framing's (one call a frame).
     @discardableResult
+    @inline(never)
     func handleFrame(_ connection: Connection, _ frame: ByteBuffer) -> Bool {
         guard connection.phase != .closing else { return false }
         counters.framesIn += 1
