@@ -313,6 +313,42 @@ final class JSONTapeTests: XCTestCase {
         }
     }
 
+    /// Strings are scanned sixteen bytes at a time, then eight, then one: a stop (the closing quote,
+    /// an escape, a control byte, a non-ASCII byte) is found at every offset of every block, with
+    /// the text ending at every distance after it.
+    func testEveryStopIsFoundAtEveryOffset() throws {
+        for length in 0..<40 {
+            for trailing in [0, 1, 7, 8, 9, 15, 16, 17, 40] {
+                // `["xx…x"` then `trailing` spaces and `]`: the string's content is `length` bytes.
+                let prefix: [UInt8] = [0x5B, 0x22]
+                let content = (0..<length).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+                let tail = [0x22] + Array(repeating: UInt8(0x20), count: trailing) + [0x5D]
+                let tape = try parse(prefix + content + tail).get()
+                XCTAssertEqual(tape[1].kind, .string)
+                XCTAssertEqual(Int(tape[1].start), 2)
+                XCTAssertEqual(Int(tape[1].end), 2 + length, "length \(length), trailing \(trailing)")
+                XCTAssertFalse(tape[1].escaped)
+
+                // A control byte, the least above the plain range and its neighbours, at `length`.
+                let control = prefix + content + [0x1F] + content + tail
+                assertInvalid(control, .unexpected(offset: 2 + length))
+                for plain: UInt8 in [0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F] {
+                    let tape = try parse(prefix + content + [plain] + content + tail).get()
+                    XCTAssertEqual(Int(tape[1].end), 3 + 2 * length, "byte \(plain) at \(length)")
+                }
+                // An escape at `length`: the string goes on past it.
+                let escaped = try parse(prefix + content + Array(#"\""#.utf8) + content + tail).get()
+                XCTAssertTrue(escaped[1].escaped)
+                XCTAssertEqual(Int(escaped[1].end), 4 + 2 * length)
+                // A two-byte scalar at `length`, valid; a lone continuation byte there, invalid.
+                let accented = try parse(prefix + content + [0xC3, 0xA9] + content + tail).get()
+                XCTAssertEqual(Int(accented[1].end), 4 + 2 * length)
+                XCTAssertFalse(accented.isCompactASCII)
+                assertInvalid(prefix + content + [0x80] + content + tail, .invalidUTF8(offset: 2 + length))
+            }
+        }
+    }
+
     func testNonASCIIOutsideStringsRefused() {
         assertInvalid([0x5B, 0xC3, 0xA9, 0x5D])
         assertInvalid([0xEF, 0xBB, 0xBF, 0x7B, 0x7D])  // BOM
