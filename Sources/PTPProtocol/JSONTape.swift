@@ -330,7 +330,12 @@ private struct Parser {
                 guard bytes[position] == UInt8(ascii: ":") else { throw .unexpected(offset: position) }
                 position &+= 1
                 skipWhitespace()
-                try value(depth: depth)
+                // Most member values are strings: parsed here, without `value`'s dispatch.
+                if position < length && bytes[position] == UInt8(ascii: "\"") {
+                    try string()
+                } else {
+                    try value(depth: depth)
+                }
                 skipWhitespace()
                 guard position < length else { throw .truncated }
                 if bytes[position] == UInt8(ascii: ",") {
