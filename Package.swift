@@ -90,6 +90,7 @@ let package = Package(
                 "RelayMesh",
                 "RelayTLS",
                 "CSocketFilter",
+                "CPrefetch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -100,6 +101,8 @@ let package = Package(
         ),
         // Linux's socket filter definitions (linux/filter.h): the ban list at the listening sockets.
         .systemLibrary(name: "CSocketFilter"),
+        // A cache prefetch hint (__builtin_prefetch): the de-duplication table's lookup.
+        .systemLibrary(name: "CPrefetch"),
         // The system's libsystemd (libsystemd-dev): sd_notify, watchdog, socket activation.
         .systemLibrary(
             name: "CSystemd",

@@ -27,4 +27,24 @@ final class RecentDeliveriesTests: XCTestCase {
         XCTAssertFalse(table.contains(recipient: bob, id))
         XCTAssertFalse(table.contains(recipient: alice, GUID(high: 42, low: 44)))
     }
+
+    /// A table of 2 MiB or more starts on a 2 MiB boundary inside a larger mapping (for huge
+    /// pages): every slot, to the last, is inside it. A smaller one is the mapping itself.
+    func testEverySlotOfAnAlignedTableIsUsable() {
+        for capacity in [1 << 17, 1 << 18, 1 << 12] {
+            let table = RecentDeliveries(capacity: capacity)
+            let recipient = RecentDeliveries.key(GUID(high: 7, low: 9))
+            var random = SeededRandom(seed: UInt64(capacity))
+            // Eight ids a slot: every slot is written, the last ones too.
+            let ids = (0..<(8 * capacity)).map { _ in GUID(high: random.next(), low: random.next()) }
+            for id in ids {
+                table.prefetch(recipient: recipient, id)
+                table.insert(recipient: recipient, id)
+            }
+            // The last `capacity / 8` ids were written after nearly all others: most are still there.
+            let recent = ids.suffix(capacity / 8)
+            let remembered = recent.filter { table.contains(recipient: recipient, $0) }.count
+            XCTAssertGreaterThan(remembered, recent.count * 3 / 4, "capacity \(capacity)")
+        }
+    }
 }

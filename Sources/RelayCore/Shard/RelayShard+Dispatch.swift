@@ -29,6 +29,10 @@ extension RelayShard {
                 handleHello(connection, envelope)
                 return false
             }
+            if envelope.verb == .message, let recipient = envelope.recipients.first, let messageID = envelope.messageID {
+                // The de-duplication lookup of the delivery (`deliverFrame`) misses the cache.
+                recentDeliveries.prefetch(recipient: RecentDeliveries.key(recipient), messageID)
+            }
             route(connection, envelope, bytes)
             return envelope.verb == .ack || envelope.verb == .nack
         }
