@@ -9,6 +9,8 @@
 #   Benchmarks/nio-floor.sh                         # REPS=3 DURATION=5: about 3 minutes
 #   REPS=5 Benchmarks/nio-floor.sh                  # any run-compare knob passes through
 #   FLOOR_THREADS=1 Benchmarks/nio-floor.sh         # the floor's loops (default: one per core)
+#   FLOOR_CMD="exec /old/ptpchat-relay --listen 127.0.0.1:18302 --data-dir /tmp/d" Benchmarks/nio-floor.sh
+#                                                   # another build in the floor's place (A/B)
 #
 # Builds both in release: the floor with its own scratch path (Benchmarks/NIOFloor/.build), the
 # relay as compare.sh does (SCRATCH_PATH, default .build-release; or RELAY_BIN names a build). The relay runs with the accept
@@ -43,7 +45,9 @@ export RELAY_PORT="${RELAY_PORT:-18303}"
 STATS_PORT="${STATS_PORT:-18304}"
 FLOOR_ARGS=()
 [[ -n "${FLOOR_THREADS:-}" ]] && FLOOR_ARGS=(--threads "$FLOOR_THREADS")
-export FLOOR_CMD="exec '$FLOOR_BIN' --port $FLOOR_PORT --bind 127.0.0.1 --quiet ${FLOOR_ARGS[*]:-}"
+# FLOOR_CMD from the caller replaces the floor: e.g. another relay build, for an A/B of two builds
+# interleaved in one run (its rows are then labelled `floor`).
+export FLOOR_CMD="${FLOOR_CMD:-exec '$FLOOR_BIN' --port $FLOOR_PORT --bind 127.0.0.1 --quiet ${FLOOR_ARGS[*]:-}}"
 export RELAY_CMD="exec '$RELAY_BIN' --listen 127.0.0.1:$RELAY_PORT --stats 127.0.0.1:$STATS_PORT --data-dir '$DATA' --log-level warning ${RELAY_ARGS:-}"
 export TARGETS="${TARGETS:-baseline floor relay}"
 export OUT_DIR="$OUT"
