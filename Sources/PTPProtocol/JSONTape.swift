@@ -73,7 +73,7 @@ public struct JSONTape: Sendable {
             count = 0
             throw .tooLong(bytes: bytes.count)
         }
-        var parser = Parser(bytes: bytes, storage: storage)
+        var parser = Parser(bytes: bytes, storage: .passUnretained(storage), base: storage.base, capacity: storage.capacity)
         defer {
             base = storage.base
             count = parser.count
@@ -251,23 +251,26 @@ private struct Parser {
     let bytes: UnsafePointer<UInt8>
     let length: Int
     var position = 0
-    let storage: TokenStorage
+    /// The tape's, which holds it for the whole parse: not retained again per frame (an init's
+    /// class argument is retained for it, even into an `unowned(unsafe)` property).
+    let storage: Unmanaged<TokenStorage>
     var base: UnsafeMutablePointer<JSONTape.Token>
     var capacity: Int
     var count = 0
     var compact = true
 
-    init(bytes: UnsafeRawBufferPointer, storage: TokenStorage) {
+    init(bytes: UnsafeRawBufferPointer, storage: Unmanaged<TokenStorage>, base: UnsafeMutablePointer<JSONTape.Token>, capacity: Int) {
         self.bytes = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? Parser.emptyText
         self.length = bytes.count
         self.storage = storage
-        self.base = storage.base
-        self.capacity = storage.capacity
+        self.base = base
+        self.capacity = capacity
     }
 
     @inline(__always)
     mutating func append(_ token: JSONTape.Token) {
         if count == capacity {
+            let storage = storage.takeUnretainedValue()
             storage.grow()
             base = storage.base
             capacity = storage.capacity

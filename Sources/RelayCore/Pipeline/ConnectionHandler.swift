@@ -47,12 +47,14 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !framingFailed else { return }
+        guard !framingFailed, let connection else { return }
         var input = unwrapInboundIn(data)
+        // Read once a read, not once a frame (each read of a class's property retains it). A frame
+        // that closes the connection leaves it `.closing`: `handleFrame` drops the rest.
+        let shard = self.shard
+        let rateLimiter = self.rateLimiter
         do {
             try splitter.split(&input, cap: bytes, allocator: context.channel.allocator) { frame in
-                // A frame can close the connection (`connection` is then nil): the rest is dropped.
-                guard let connection else { return }
                 if !shard.handleFrame(connection, frame) {
                     rateLimiter?.countFrame()
                 }
@@ -60,10 +62,6 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
         } catch {
             framingFailed = true
             splitter.reset()
-            guard let connection else {
-                context.close(promise: nil)
-                return
-            }
             shard.counters.drop(.frameTooLarge)
             shard.close(connection, reason: error.description)
         }
