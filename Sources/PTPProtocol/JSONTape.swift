@@ -381,7 +381,7 @@ private struct Parser {
         base[index].next = Int32(truncatingIfNeeded: count)
     }
 
-    /// Inlined into its four callers: a call per string (nearly half the tokens) cost its
+    /// Inlined where it is called: a call per string (nearly half the tokens) cost its
     /// prologue and the scan's constants each time (callgrind: 315 instructions a message).
     @inline(__always)
     mutating func string() throws(JSONTape.ParseError) {
