@@ -41,7 +41,7 @@ public enum FrameWriter {
         let lengthIndex = out.writerIndex
         // One capacity check, then plain stores: the head is at most this long.
         let maximum = 4 + 200 + sender.rendered.count
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: maximum) { buffer in
+        out.writeInPlace(minimumWritableBytes: maximum) { buffer in
             var cursor = HeadCursor(buffer: buffer)
             cursor.put(UInt32(0))
             cursor.put("{\"msg_type\":\"")
@@ -63,7 +63,7 @@ public enum FrameWriter {
     /// together here (Benchmarks/instructions.sh), these a few dozen.
     @inline(__always)
     public static func end(_ out: inout ByteBuffer, lengthIndex: Int) {
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: 1) { buffer in
+        out.writeInPlace(minimumWritableBytes: 1) { buffer in
             buffer[0] = UInt8(ascii: "}")
             return 1
         }
@@ -212,7 +212,7 @@ public struct AckTemplate: @unchecked Sendable {
         let head = headIDOffset
         let data = dataIDOffset
         let template = bytes
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+        out.writeInPlace(minimumWritableBytes: count) { buffer in
             buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
             messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
             acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))

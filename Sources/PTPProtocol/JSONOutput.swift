@@ -1,5 +1,23 @@
 import NIOCore
 
+extension ByteBuffer {
+    /// NIO's `writeWithUnsafeMutableBytes(minimumWritableBytes:_:)` without its slice of the
+    /// storage: NIO takes `dropFirst(writerIndex)` of it, a call of about 60 instructions, four
+    /// times a relayed message (callgrind). `body` gets the writable bytes and returns how many it
+    /// wrote.
+    @inlinable @inline(__always)
+    @discardableResult
+    public mutating func writeInPlace(minimumWritableBytes: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        reserveCapacity(minimumWritableBytes: minimumWritableBytes)
+        let start = writerIndex
+        let written = withVeryUnsafeMutableBytes { storage in
+            body(UnsafeMutableRawBufferPointer(start: storage.baseAddress! + start, count: storage.count - start))
+        }
+        moveWriterIndex(forwardBy: written)
+        return written
+    }
+}
+
 /// Writing compact, ASCII-only JSON (`\uXXXX` escapes) into a ByteBuffer.
 extension ByteBuffer {
     @inline(__always)
@@ -12,7 +30,7 @@ extension ByteBuffer {
     public mutating func writeQuotedGUID(_ guid: GUID) {
         reserveCapacity(minimumWritableBytes: 38)
         writeInteger(UInt8(ascii: "\""))
-        writeWithUnsafeMutableBytes(minimumWritableBytes: 36) { pointer in
+        writeInPlace(minimumWritableBytes: 36) { pointer in
             guid.write(to: pointer)
             return 36
         }
@@ -71,7 +89,7 @@ extension ByteBuffer {
             // One copy into reserved space (`writeBytes` cost about 300 instructions over the copy).
             let count = source.count
             guard count > 0 else { return }
-            writeWithUnsafeMutableBytes(minimumWritableBytes: count) { buffer in
+            writeInPlace(minimumWritableBytes: count) { buffer in
                 buffer.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: count)
                 return count
             }

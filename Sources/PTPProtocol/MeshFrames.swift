@@ -50,7 +50,7 @@ public enum MeshFrames {
             out.writeASCII("node")
         }
         out.writeInteger(UInt8(ascii: "@"))
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: 36) { pointer in
+        out.writeInPlace(minimumWritableBytes: 36) { pointer in
             entry.node.id.write(to: pointer)
             return 36
         }
