@@ -39,7 +39,8 @@ public struct FrameDecoder: ByteToMessageDecoder {
 }
 
 /// The splitting itself, shared by `FrameDecoder` (NIO's `ByteToMessageHandler`, for the client and
-/// the fuzz target) and the relay's own `FrameReader` handler.
+/// the fuzz target) and the relay's own `FrameSplitter` (its connection handler's, and
+/// `FrameReader`'s).
 public enum Framing {
     /// Takes the next complete frame off the front of `buffer`, skipping keepalives; nil when the
     /// buffer ends before a whole frame. A length over `cap` (0: no cap) throws as soon as its 4

@@ -4,7 +4,7 @@ import NIOEmbedded
 import PTPProtocol
 
 /// Both framers, `FrameDecoder` (NIO's `ByteToMessageHandler`, the client's) and `FrameReader` (the
-/// relay's), on an arbitrary byte stream cut into chunks at points the fuzzer chooses, the cap
+/// relay's `FrameSplitter`, which its connection handler holds, as a handler), on an arbitrary byte stream cut into chunks at points the fuzzer chooses, the cap
 /// changed mid-stream as the relay changes it (the HELLO raises it, a reload lowers it).
 ///
 /// Input: byte 0 picks the frame cap (0 = none, else 1...255 bytes, so that both "over the cap"
