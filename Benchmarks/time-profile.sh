@@ -64,7 +64,7 @@ kill -TERM "$relay"
 wait "$relay" || true
 
 perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null >"$WORK/report.txt"
-python3 - "$WORK/load.json" "$WORK/report.txt" "${SERVER:-relay}" <<'PY'
+python3 - "$WORK/load.json" "$WORK/report.txt" "${SERVER:-relay}" "$(basename "${SERVER_CMD[0]}")" <<'PY'
 import json, re, sys
 load = json.load(open(sys.argv[1]))
 bad = {k: load[k] for k in ("lost", "dup", "errors") if load.get(k)}
@@ -86,7 +86,7 @@ def category(dso, kind, symbol):
         return "envelope (fields, ids)"
     if "memmove" in symbol or "memcpy" in symbol:
         return "libc memmove/memcpy"
-    if dso in ("ptpchat-relay", "nio-floor-relay", "baseline-relay"):
+    if dso == sys.argv[4]:  # the server's own binary
         return "NIO" if re.match(r"\$s(7NIOCore|8NIOPosix)", symbol) else "the server's other code"
     if dso.startswith("libswiftCore"):
         return "Swift runtime, other"
