@@ -71,10 +71,9 @@ public struct FrameSplitter {
     public mutating func split(
         _ input: inout ByteBuffer, cap: Int, allocator: ByteBufferAllocator, _ body: (ByteBuffer) -> Void
     ) throws(FramingError) {
-        if partial != nil {
-            // Taken out first: a second reference would make each write to it copy the storage.
-            var head = partial!
-            partial = nil
+        // Taken out, not copied: with `partial` still holding it, each write to it would copy the
+        // storage.
+        if var head = partial.take() {
             guard Self.complete(&head, from: &input, cap: cap) else {
                 partial = head
                 return

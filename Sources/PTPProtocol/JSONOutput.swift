@@ -3,11 +3,13 @@ import NIOCore
 extension ByteBuffer {
     /// NIO's `writeWithUnsafeMutableBytes(minimumWritableBytes:_:)` without its slice of the
     /// storage: NIO takes `dropFirst(writerIndex)` of it, a call of about 60 instructions, four
-    /// times a relayed message (callgrind). `body` gets the writable bytes and returns how many it
-    /// wrote.
+    /// times a relayed message (callgrind). `body` gets the writable bytes (at least one) and
+    /// returns how many it wrote.
     @inlinable @inline(__always)
     @discardableResult
     public mutating func writeInPlace(minimumWritableBytes: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        // Some room, so that the storage has an address.
+        precondition(minimumWritableBytes > 0, "writeInPlace needs room for at least one byte")
         reserveCapacity(minimumWritableBytes: minimumWritableBytes)
         let start = writerIndex
         let written = withVeryUnsafeMutableBytes { storage in

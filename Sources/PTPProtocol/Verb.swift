@@ -50,14 +50,11 @@ public enum Verb: UInt8, CaseIterable, Sendable {
         let count = bytes.count
         guard count >= 3, count <= 14 else { return nil }
         // The name in two little-endian words, zero-padded, read with two copies instead of a loop.
-        // From the base pointer: slicing the buffer (`prefix`, `[8...]`) went through the generic
-        // `dropFirst`, about 90 instructions a frame.
-        let base = bytes.baseAddress!
         var low: UInt64 = 0
         var high: UInt64 = 0
-        withUnsafeMutableBytes(of: &low) { $0.baseAddress!.copyMemory(from: base, byteCount: min(count, 8)) }
+        withUnsafeMutableBytes(of: &low) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(8))) }
         if count > 8 {
-            withUnsafeMutableBytes(of: &high) { $0.baseAddress!.copyMemory(from: base + 8, byteCount: count - 8) }
+            withUnsafeMutableBytes(of: &high) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[8...])) }
         }
         // Clearing bit 5 of each byte maps `a-z` onto `A-Z` and no other byte onto a capital
         // letter: a match means each byte was the name's letter in one case or the other.

@@ -141,4 +141,32 @@ final class JSONOutputTests: XCTestCase {
         out.writeDecimal(123456)
         XCTAssertEqual(String(buffer: out), "\"\(IDs.a)\"091099100-5123456")
     }
+
+    /// `writeInPlace` writes at the writer index of the buffer it is given, also when that buffer
+    /// is a slice of a larger one (its storage offset) or was read from, and grows it when needed.
+    func testWriteInPlaceWritesAtTheWriterIndex() {
+        func put(_ text: String, into out: inout ByteBuffer) {
+            let bytes = Array(text.utf8)
+            let written = out.writeInPlace(minimumWritableBytes: bytes.count) { room in
+                XCTAssertGreaterThanOrEqual(room.count, bytes.count)
+                room.copyBytes(from: bytes)
+                return bytes.count
+            }
+            XCTAssertEqual(written, bytes.count)
+        }
+        var out = ByteBuffer(string: "ab")
+        XCTAssertEqual(out.readInteger(as: UInt8.self), UInt8(ascii: "a"))
+        put("cd", into: &out)
+        XCTAssertEqual(String(buffer: out), "bcd")
+
+        let whole = ByteBuffer(string: "0123456789")
+        var slice = whole.getSlice(at: 3, length: 4)!
+        put("xyz", into: &slice)
+        XCTAssertEqual(String(buffer: slice), "3456xyz")
+        XCTAssertEqual(String(buffer: whole), "0123456789", "the buffer it was sliced from is not written")
+
+        var small = ByteBuffer()
+        put(String(repeating: "q", count: 5000), into: &small)
+        XCTAssertEqual(small.readableBytes, 5000)
+    }
 }

@@ -251,8 +251,8 @@ final class Connection {
         get { extras?.storedBacklog ?? StoredBacklog() }
         _modify { yield &withExtras.storedBacklog }
     }
-    /// The cap its frame decoder reads (set by the shard: the HELLO raises it, a reload changes
-    /// it); nil where the pipeline has a fixed cap of its own.
+    /// The frame cap its connection handler reads as it splits the frames (set by the shard: the
+    /// HELLO raises it, a reload changes it); nil where the pipeline has a fixed cap of its own.
     let frameCap: FrameSizeCap?
     /// `limits.connect_per_minute` for this node: unlimited until its first CONNECT, where the
     /// shard sets the rate in force (a full bucket, as at open).
