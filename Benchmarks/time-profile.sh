@@ -2,7 +2,7 @@
 # Where the relay's *time* goes under load (issue 10), next to where its instructions go
 # (instructions.sh): callgrind counts instructions, not the cycles an atomic retain or a cache miss
 # costs. The relay runs with one event loop on CPU 0, relay-load's thr shape (100 connections in
-# pairs, window 64, payload 256) on CPU 1, so the relay is the bottleneck at 100 % of its CPU; `perf
+# pairs, window 64, payload 256) on CPU 1, so the server is the bottleneck at 100 % of its CPU; `perf
 # record` samples it (cpu-clock: this machine's VM has no hardware counters) for PROFILE_SECONDS [8] s.
 # Prints msg/s, then the relay's samples by category and its top functions.
 #
@@ -53,15 +53,16 @@ case "${SERVER:-relay}" in
     *) echo "$NAME: SERVER is relay, floor or baseline" >&2; exit 2 ;;
 esac
 taskset -c 0 "${SERVER_CMD[@]}" >"$WORK/server.log" 2>&1 &
-relay=$!
+server=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-perf record -F 2000 -g -p "$relay" -o "$WORK/perf.data" -- sleep "$SECONDS_SAMPLED" >"$WORK/perf.log" 2>&1 &
+(echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || { echo "$NAME: the server did not start:" >&2; tail "$WORK/server.log" >&2; exit 1; }
+perf record -F 2000 -g -p "$server" -o "$WORK/perf.data" -- sleep "$SECONDS_SAMPLED" >"$WORK/perf.log" 2>&1 &
 recorder=$!
 taskset -c 1 "$BENCH/relay-load" --port "$PORT" --conns 100 --window 64 --payload 256 --pattern pair \
     --duration $((SECONDS_SAMPLED + 1)) --quiet >"$WORK/load.json"
 wait "$recorder" || true
-kill -TERM "$relay"
-wait "$relay" || true
+kill -TERM "$server"
+wait "$server" || true
 
 perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null >"$WORK/report.txt"
 python3 - "$WORK/load.json" "$WORK/report.txt" "${SERVER:-relay}" "$(basename "${SERVER_CMD[0]}")" <<'PY'
