@@ -97,6 +97,51 @@ final class JSONTapeTests: XCTestCase {
         XCTAssertEqual(tape.tokens.count, 5)
     }
 
+    /// The parse tests the structural byte it expects before it skips white space: white space
+    /// at any gap of a document gives the same tokens, and a stray byte at any gap is refused at
+    /// that byte. Gaps are the places before and after each structural byte outside strings.
+    func testWhitespaceAndStrayBytesAtEveryGap() throws {
+        let compact = #"{"a":[1,{"b":true},"s",[],{}],"c":{},"d":null,"e":-2.5e3,"f":"x\"y","g":[[false]]}"#
+        let bytes = Array(compact.utf8)
+        var gaps: Set<Int> = [0, bytes.count]
+        var inString = false
+        var escaped = false
+        for (offset, byte) in bytes.enumerated() {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            if byte == UInt8(ascii: "\"") { inString = true }
+            if "{}[]:,".utf8.contains(byte) { gaps.formUnion([offset, offset + 1]) }
+        }
+        let expected = try parse(bytes).get()
+        func shape(_ tape: JSONTape, _ text: [UInt8]) -> [String] {
+            tape.tokens.map { token in
+                let content = token.kind == .string ? String(decoding: text[Int(token.start)..<Int(token.end)], as: UTF8.self) : ""
+                return "\(token.kind) \(token.next) \(token.escaped) \(content)"
+            }
+        }
+        XCTAssertGreaterThan(gaps.count, 40)
+        for gap in gaps.sorted() {
+            for space in [" ", "\n\t", "\r  "] {
+                let spaced = Array(bytes[..<gap]) + Array(space.utf8) + Array(bytes[gap...])
+                let tape = try parse(spaced).get()
+                XCTAssertEqual(shape(tape, spaced), shape(expected, bytes), "white space at \(gap)")
+                XCTAssertFalse(tape.isCompactASCII)
+            }
+            let stray = Array(bytes[..<gap]) + [UInt8(ascii: "x")] + Array(bytes[gap...])
+            assertInvalid(stray, gap == bytes.count ? .trailingBytes(offset: gap) : .unexpected(offset: gap))
+            // The same with white space before the stray byte: refused at the stray byte still.
+            let spacedStray = Array(bytes[..<gap]) + Array("  ".utf8) + [UInt8(ascii: "x")] + Array(bytes[gap...])
+            assertInvalid(spacedStray, gap == bytes.count ? .trailingBytes(offset: gap + 2) : .unexpected(offset: gap + 2))
+            // Cut off at the gap (and after white space there): truncated, unless it is the end.
+            if gap > 0 && gap < bytes.count {
+                assertInvalid(Array(bytes[..<gap]), .truncated)
+                assertInvalid(Array(bytes[..<gap]) + Array(" \n".utf8), .truncated)
+            }
+        }
+    }
+
     func testNumberRangesAndIntegers() throws {
         let text = #"[0,-7,123456789012345678,1.5,2e3,-1E-2,1234567890123456789]"#
         let bytes = Array(text.utf8)
