@@ -324,21 +324,26 @@ private struct Parser {
         skipWhitespace()
         guard position < length else { throw .truncated }
         if bytes[position] != UInt8(ascii: "}") {
+            // One string scan for keys and for the values that are strings (most of them): the
+            // scan is inlined at one place (at two, the compiler called it for the values).
+            var atKey = true
             while true {
                 guard position < length else { throw .truncated }
                 guard bytes[position] == UInt8(ascii: "\"") else { throw .unexpected(offset: position) }
                 try string()
-                skipWhitespace()
-                guard position < length else { throw .truncated }
-                guard bytes[position] == UInt8(ascii: ":") else { throw .unexpected(offset: position) }
-                position &+= 1
-                skipWhitespace()
-                // Most member values are strings: parsed here, without `value`'s dispatch.
-                if position < length && bytes[position] == UInt8(ascii: "\"") {
-                    try string()
-                } else {
+                if atKey {
+                    skipWhitespace()
+                    guard position < length else { throw .truncated }
+                    guard bytes[position] == UInt8(ascii: ":") else { throw .unexpected(offset: position) }
+                    position &+= 1
+                    skipWhitespace()
+                    if position < length && bytes[position] == UInt8(ascii: "\"") {
+                        atKey = false
+                        continue
+                    }
                     try value(depth: depth)
                 }
+                atKey = true
                 skipWhitespace()
                 guard position < length else { throw .truncated }
                 if bytes[position] == UInt8(ascii: ",") {
