@@ -302,6 +302,31 @@ final class MessageReaderTests: XCTestCase {
         }
     }
 
+    /// `Verb(bytes:)` against a plain case-insensitive comparison: every name with each of its
+    /// bytes replaced by every byte value, and every name cut short or run on by a byte.
+    func testVerbMatchesExactlyTheNamesInAnyCase() {
+        func reference(_ bytes: [UInt8]) -> Verb? {
+            func folded(_ byte: UInt8) -> UInt8 { (0x61...0x7A).contains(byte) ? byte - 0x20 : byte }
+            return Verb.allCases.first { Array($0.name.utf8) == bytes.map(folded) }
+        }
+        var checked = 0
+        for verb in Verb.allCases {
+            let name = Array(verb.name.utf8)
+            for position in name.indices {
+                for byte in UInt8.min...UInt8.max {
+                    var mutated = name
+                    mutated[position] = byte
+                    XCTAssertEqual(mutated.withUnsafeBytes { Verb(bytes: $0) }, reference(mutated), "\(mutated)")
+                    checked += 1
+                }
+            }
+            for variant in [Array(name.dropLast()), Array(name.dropFirst()), name + [UInt8(ascii: "S")], [UInt8(ascii: "X")] + name] {
+                XCTAssertEqual(variant.withUnsafeBytes { Verb(bytes: $0) }, reference(variant), "\(variant)")
+            }
+        }
+        XCTAssertGreaterThan(checked, 20_000)
+    }
+
     /// `Verb(bytes:)` must match the whole name: trailing NUL bytes are not part of any verb. (Not
     /// reachable through `MessageReader`, whose tape refuses raw control bytes in strings, but the
     /// initializer is public.)
