@@ -27,6 +27,38 @@ final class GUIDTests: XCTestCase {
         }
     }
 
+    /// The parse against a plain byte-by-byte one: every byte of an id replaced by every value.
+    func testEveryByteAtEveryPositionAgainstAPlainParse() {
+        func reference(_ bytes: [UInt8]) -> GUID? {
+            guard bytes.count == 36 else { return nil }
+            var digits: [UInt64] = []
+            for (offset, byte) in bytes.enumerated() {
+                if [8, 13, 18, 23].contains(offset) {
+                    guard byte == UInt8(ascii: "-") else { return nil }
+                    continue
+                }
+                guard let value = GUID.hexValue(byte) else { return nil }
+                digits.append(UInt64(value))
+            }
+            let high = digits[..<16].reduce(0) { $0 << 4 | $1 }
+            let low = digits[16...].reduce(0) { $0 << 4 | $1 }
+            return GUID(high: high, low: low)
+        }
+        let original = Array("0b370041-Cd1E-40aC-aC59-0136bBA850fE".utf8)
+        var refused = 0
+        for position in original.indices {
+            for byte in UInt8.min...UInt8.max {
+                var mutated = original
+                mutated[position] = byte
+                let parsed = mutated.withUnsafeBytes { GUID(canonical: $0) }
+                XCTAssertEqual(parsed, reference(mutated), "byte \(byte) at \(position)")
+                if parsed == nil { refused += 1 }
+            }
+        }
+        // At a digit 22 values of 256 are digits; at a dash only the dash.
+        XCTAssertEqual(refused, 32 * (256 - 22) + 4 * 255)
+    }
+
     func testFormattingLowerCaseCanonical() {
         let guid = GUID("0B370041-CD1E-40AC-AC59-0136BBA850FE")!
         XCTAssertEqual(guid.description, "0b370041-cd1e-40ac-ac59-0136bba850fe")
