@@ -511,6 +511,8 @@ private struct Parser {
         position &+= size
     }
 
+    /// Inlined: with the literal known, its compare is one or two word compares, not a `memcmp` call.
+    @inline(__always)
     mutating func literal(_ text: StaticString, _ kind: JSONTape.Kind) throws(JSONTape.ParseError) {
         let size = text.utf8CodeUnitCount
         guard position + size <= length else { throw .truncated }
