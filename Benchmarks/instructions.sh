@@ -103,9 +103,10 @@ for target in ${TARGETS:-baseline relay}; do
     [[ -n "${PER[baseline]:-}" ]] && ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.2f", x / y }')
     frames=-
     if [[ $target == relay ]] && command -v callgrind_annotate >/dev/null; then
-        # The mangled name of RelayShard.handleFrame(_:_:).
-        fa=$(inclusive "$WORK/relay.$N1.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_7NIOCore10ByteBufferVtF ')
-        fb=$(inclusive "$WORK/relay.$N2.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_7NIOCore10ByteBufferVtF ')
+        # The mangled name of RelayShard.handleFrame(_:_:) up to its frame's type (a ByteBuffer
+        # before 2026-12-06, the bytes since): the first line, the largest inclusive count.
+        fa=$(inclusive "$WORK/relay.$N1.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_')
+        fb=$(inclusive "$WORK/relay.$N2.cg" '9RelayCore0A5ShardC11handleFrameySbAA10ConnectionC_')
         frames=$(( (fb - fa) / (N2 - N1) ))
     fi
     printf "%-9s %14d %14d %12d %8s %12s\n" "$target" "$a" "$b" "${PER[$target]}" "$ratio" "$frames"

@@ -1,8 +1,7 @@
 import NIOCore
 
 /// A channel handler that splits the byte stream into frames (`FrameSplitter`) and passes each on
-/// as a slice of the bytes read, without a copy: the relay's framing for the tests' clients and
-/// simulated links. The relay's own connections split in `ConnectionHandler` (one handler hop per
+/// in a buffer of its own: the relay's framing for the tests' clients and simulated links. The relay's own connections split in `ConnectionHandler` (one handler hop per
 /// read instead of two per frame).
 ///
 /// It does what NIO's `ByteToMessageHandler(FrameDecoder)` does, with less: no queue of buffers, no
@@ -30,8 +29,11 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableCh
         guard !failed else { return }
         var input = unwrapInboundIn(data)
         do {
-            try splitter.split(&input, cap: bytes, allocator: context.channel.allocator) { frame in
-                context.fireChannelRead(wrapInboundOut(frame))
+            let allocator = context.channel.allocator
+            try splitter.split(&input, cap: bytes, allocator: allocator) { frame in
+                var copy = allocator.buffer(capacity: frame.count)
+                copy.writeBytes(frame)
+                context.fireChannelRead(wrapInboundOut(copy))
             }
         } catch {
             failed = true
@@ -44,9 +46,10 @@ public final class FrameReader: FrameSizeCap, ChannelInboundHandler, RemovableCh
     var heldCapacity: Int { splitter.heldCapacity }
 }
 
-/// Splits the bytes of a connection's reads into frames (`Framing.nextFrame`: a 4-byte big-endian
-/// length, then the JSON; keepalives dropped), handing each on as a slice of the bytes read, without
-/// a copy. Only a frame cut across reads is copied, and nothing is kept between reads otherwise.
+/// Splits the bytes of a connection's reads into frames (as `Framing.nextFrame`: a 4-byte
+/// big-endian length, then the JSON; keepalives dropped), lending each frame's bytes where they
+/// were read, without a copy. Only a frame cut across reads is copied, and nothing is kept between
+/// reads otherwise.
 ///
 /// `FrameReader` is this as a channel handler; the relay's `ConnectionHandler` holds one itself, so
 /// a frame reaches the shard with no channel handler hop (`NIOAny`) of its own.
@@ -64,12 +67,14 @@ public struct FrameSplitter {
         partial = nil
     }
 
-    /// Calls `body` with each whole frame of `input`, after the rest of a frame begun in earlier
-    /// reads, and keeps the start of a frame that `input` cuts. A length over `cap` (0: no cap)
-    /// throws as soon as its 4 bytes are in.
+    /// Calls `body` with the bytes of each whole frame of `input` (after its length prefix), after
+    /// the rest of a frame begun in earlier reads, and keeps the start of a frame that `input`
+    /// cuts. A length over `cap` (0: no cap) throws as soon as its 4 bytes are in. The bytes are
+    /// lent for the call: the frames read whole are walked in place, with no reference to the
+    /// buffer's storage taken per frame (a slice each was a retain and a release per frame).
     @inlinable
     public mutating func split(
-        _ input: inout ByteBuffer, cap: Int, allocator: ByteBufferAllocator, _ body: (ByteBuffer) -> Void
+        _ input: inout ByteBuffer, cap: Int, allocator: ByteBufferAllocator, _ body: (UnsafeRawBufferPointer) -> Void
     ) throws(FramingError) {
         // Taken out, not copied: with `partial` still holding it, each write to it would copy the
         // storage.
@@ -79,12 +84,13 @@ public struct FrameSplitter {
                 return
             }
             if let frame = try Framing.nextFrame(in: &head, cap: cap) {
-                body(frame)
+                frame.withUnsafeReadableBytes(body)
             }
         }
-        while let frame = try Framing.nextFrame(in: &input, cap: cap) {
-            body(frame)
+        let consumed = try input.withUnsafeReadableBytes { bytes throws(FramingError) -> Int in
+            try Self.forEachWholeFrame(in: bytes, cap: cap, body)
         }
+        input.moveReaderIndex(forwardBy: consumed)
         if input.readableBytes > 0 {
             // A copy of its own: holding a slice would keep the whole receive buffer (up to
             // 32 KiB) and make NIO allocate a new one for the next read. Sized for the bytes that
@@ -94,6 +100,30 @@ public struct FrameSplitter {
             head.writeBuffer(&input)
             partial = head
         }
+    }
+
+    /// `Framing.nextFrame` over bytes in place: calls `body` with each whole frame's bytes, skips
+    /// keepalives, and returns how many bytes it went through (the frames and keepalives before a
+    /// cut frame or the end). Throws at a length over `cap` (0: no cap) once its 4 bytes are in.
+    @inlinable
+    static func forEachWholeFrame(
+        in bytes: UnsafeRawBufferPointer, cap: Int, _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws(FramingError) -> Int {
+        var offset = 0
+        while bytes.count - offset >= 4 {
+            let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            if length == 0 {
+                offset += 4
+                continue
+            }
+            if cap > 0 && length > cap {
+                throw .frameTooLarge(length: length, limit: cap)
+            }
+            guard bytes.count - offset - 4 >= length else { break }
+            body(UnsafeRawBufferPointer(rebasing: bytes[(offset + 4)..<(offset + 4 + length)]))
+            offset += 4 + length
+        }
+        return offset
     }
 
     /// The length prefix plus the body of the frame at the front of `bytes`, once its length is in.

@@ -8,34 +8,32 @@ extension RelayShard {
     /// the relay's work per frame, apart from NIO's and the framing's (one call a frame).
     @discardableResult
     @inline(never)
-    func handleFrame(_ connection: Connection, _ frame: ByteBuffer) -> Bool {
+    func handleFrame(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Bool {
         guard connection.phase != .closing else { return false }
         counters.framesIn += 1
-        counters.bytesIn += frame.readableBytes
-        return frame.withUnsafeReadableBytes { bytes -> Bool in
-            let envelope: Envelope
-            do throws(InvalidMessage) {
-                envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
-            } catch {
-                refuseInvalid(connection, error)
-                return false
-            }
-            if connection.phase == .awaitingHello {
-                guard envelope.verb == .hello else {
-                    counters.drop(.handshakeViolation)
-                    close(connection, reason: "first frame is \(envelope.verb.name), not HELLO")
-                    return false
-                }
-                handleHello(connection, envelope)
-                return false
-            }
-            if envelope.verb == .message, let recipient = envelope.recipients.first, let messageID = envelope.messageID {
-                // The de-duplication lookup of the delivery (`deliverFrame`) misses the cache.
-                recentDeliveries.prefetch(recipient: RecentDeliveries.key(recipient), messageID)
-            }
-            route(connection, envelope, bytes)
-            return envelope.verb == .ack || envelope.verb == .nack
+        counters.bytesIn += bytes.count
+        let envelope: Envelope
+        do throws(InvalidMessage) {
+            envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
+        } catch {
+            refuseInvalid(connection, error)
+            return false
         }
+        if connection.phase == .awaitingHello {
+            guard envelope.verb == .hello else {
+                counters.drop(.handshakeViolation)
+                close(connection, reason: "first frame is \(envelope.verb.name), not HELLO")
+                return false
+            }
+            handleHello(connection, envelope)
+            return false
+        }
+        if envelope.verb == .message, let recipient = envelope.recipients.first, let messageID = envelope.messageID {
+            // The de-duplication lookup of the delivery (`deliverFrame`) misses the cache.
+            recentDeliveries.prefetch(recipient: RecentDeliveries.key(recipient), messageID)
+        }
+        route(connection, envelope, bytes)
+        return envelope.verb == .ack || envelope.verb == .nack
     }
 
     private func refuseInvalid(_ connection: Connection, _ error: InvalidMessage) {
