@@ -361,30 +361,49 @@ private struct Fields {
 /// The `msg_data` members validation and routing look at, found in one pass over the object.
 /// A member whose value is `null` counts as absent. A key given twice: the last one counts, `null`
 /// included (as `JSONTape.member`).
+///
+/// Each member's value token is kept in 32 bits, all in one vector (-1: absent): 128 bytes made
+/// and copied with a few vector moves, where 23 `Int?` took 368 bytes, set one by one for every
+/// frame and copied with a `memcpy` call (Benchmarks/instructions.sh).
 struct DataMembers {
-    var msgID: Int?
-    var nodeID: Int?
-    var recipient: Int?
-    var recipientID: Int?
-    var timestamp: Int?
-    var channel: Int?
-    var channelID: Int?
-    var message: Int?
-    var attachment: Int?
-    var certificate: Int?
-    var cipher: Int?
-    var key: Int?
-    var reason: Int?
-    var stored: Int?
-    var nodes: Int?
-    var members: Int?
-    var closed: Int?
-    var src: Int?
-    var dst: Int?
-    var srcNodeID: Int?
-    var dstNodeID: Int?
-    var version: Int?
-    var attributes: Int?
+    enum Member: Int {
+        case msgID, nodeID, recipient, recipientID, timestamp, channel, channelID, message, attachment, certificate, cipher, key, reason, stored, nodes, members, closed, src, dst, srcNodeID, dstNodeID, version, attributes
+    }
+
+    private var tokens = SIMD32<Int32>(repeating: -1)
+
+    @inline(__always)
+    subscript(member: Member) -> Int? {
+        get {
+            let token = tokens[member.rawValue]
+            return token < 0 ? nil : Int(token)
+        }
+        set { tokens[member.rawValue] = newValue.map { Int32(truncatingIfNeeded: $0) } ?? -1 }
+    }
+
+    var msgID: Int? { get { self[.msgID] } set { self[.msgID] = newValue } }
+    var nodeID: Int? { get { self[.nodeID] } set { self[.nodeID] = newValue } }
+    var recipient: Int? { get { self[.recipient] } set { self[.recipient] = newValue } }
+    var recipientID: Int? { get { self[.recipientID] } set { self[.recipientID] = newValue } }
+    var timestamp: Int? { get { self[.timestamp] } set { self[.timestamp] = newValue } }
+    var channel: Int? { get { self[.channel] } set { self[.channel] = newValue } }
+    var channelID: Int? { get { self[.channelID] } set { self[.channelID] = newValue } }
+    var message: Int? { get { self[.message] } set { self[.message] = newValue } }
+    var attachment: Int? { get { self[.attachment] } set { self[.attachment] = newValue } }
+    var certificate: Int? { get { self[.certificate] } set { self[.certificate] = newValue } }
+    var cipher: Int? { get { self[.cipher] } set { self[.cipher] = newValue } }
+    var key: Int? { get { self[.key] } set { self[.key] = newValue } }
+    var reason: Int? { get { self[.reason] } set { self[.reason] = newValue } }
+    var stored: Int? { get { self[.stored] } set { self[.stored] = newValue } }
+    var nodes: Int? { get { self[.nodes] } set { self[.nodes] = newValue } }
+    var members: Int? { get { self[.members] } set { self[.members] = newValue } }
+    var closed: Int? { get { self[.closed] } set { self[.closed] = newValue } }
+    var src: Int? { get { self[.src] } set { self[.src] = newValue } }
+    var dst: Int? { get { self[.dst] } set { self[.dst] = newValue } }
+    var srcNodeID: Int? { get { self[.srcNodeID] } set { self[.srcNodeID] = newValue } }
+    var dstNodeID: Int? { get { self[.dstNodeID] } set { self[.dstNodeID] = newValue } }
+    var version: Int? { get { self[.version] } set { self[.version] = newValue } }
+    var attributes: Int? { get { self[.attributes] } set { self[.attributes] = newValue } }
 
     mutating func collect(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, object: Int) {
         tape.forEachMember(of: object) { keyIndex, valueIndex in
