@@ -283,6 +283,22 @@ final class MessageReaderTests: XCTestCase {
         XCTAssertEqual(expectValid(message)?.recipients, [IDs.guid(IDs.b)])
     }
 
+    /// The texts a few verbs carry live together, made on the first one set: an envelope with
+    /// none (MESSAGE, ACK) has none, setting nil keeps it so, and each text reads back on its own.
+    func testEnvelopeTextsAreMadeOnlyWhenOneIsSet() {
+        var envelope = Envelope(verb: .ack, ttl: 1, flood: false, data: 1)
+        XCTAssertNil(envelope.texts)
+        envelope.reason = nil
+        envelope.channelID = nil
+        XCTAssertNil(envelope.texts)
+        envelope.meshNonce = "n"
+        XCTAssertNotNil(envelope.texts)
+        envelope.reason = "r"
+        XCTAssertEqual([envelope.meshNonce, envelope.meshProof, envelope.channelID, envelope.reason], ["n", nil, nil, "r"])
+        envelope.meshNonce = nil
+        XCTAssertEqual([envelope.meshNonce, envelope.reason], [nil, "r"])
+    }
+
     func testVerbInAnyLetterCase() {
         for name in ["message", "Message", "mEsSaGe", "MESSAGE"] {
             let json = frame(
