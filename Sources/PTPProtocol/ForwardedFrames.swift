@@ -25,12 +25,14 @@ public enum Forwarding {
 
 /// The JSON a frame was read from: its tape and its bytes, for copying parts of it into the copy.
 public struct ReceivedJSON {
-    public let tape: JSONTape
+    /// The tape's tokens in place (no reference to its storage, so no reference counting for
+    /// the copies the send path makes): read it before the tape parses again.
+    public let tape: JSONTape.View
     public let bytes: UnsafeRawBufferPointer
 
     @inline(__always)
     public init(tape: JSONTape, bytes: UnsafeRawBufferPointer) {
-        self.tape = tape
+        self.tape = tape.view
         self.bytes = bytes
     }
 }

@@ -90,7 +90,7 @@ public enum FrameWriter {
     /// `skip` returns true. Returns the number of members written.
     @discardableResult
     public static func copyMembers(
-        _ out: inout ByteBuffer, tape: JSONTape, bytes: UnsafeRawBufferPointer, object: Int, leadingComma: Bool,
+        _ out: inout ByteBuffer, tape: JSONTape.View, bytes: UnsafeRawBufferPointer, object: Int, leadingComma: Bool,
         skip: (UnsafeRawBufferPointer) -> Bool = { _ in false }
     ) -> Int {
         var written = 0
@@ -107,7 +107,7 @@ public enum FrameWriter {
     }
 
     /// Copies a whole value (object, array, scalar) as compact ASCII JSON.
-    public static func copyValue(_ out: inout ByteBuffer, tape: JSONTape, bytes: UnsafeRawBufferPointer, token: Int) {
+    public static func copyValue(_ out: inout ByteBuffer, tape: JSONTape.View, bytes: UnsafeRawBufferPointer, token: Int) {
         let value = tape[token]
         let start = Int(value.kind == .string ? value.start - 1 : value.start)
         let end = Int(value.kind == .string ? value.end + 1 : value.end)

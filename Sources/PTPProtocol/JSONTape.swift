@@ -84,110 +84,167 @@ public struct JSONTape: Sendable {
 
     // MARK: Reading
 
+    /// The tokens of the last parse as a plain pointer and count, without the storage's reference:
+    /// copied without reference counting, where a copy of the tape retains its storage (the field
+    /// reader and the frame writer each held one: an atomic retain and release per frame). Valid,
+    /// as any copy of the tape, until the tape parses again.
     @inline(__always)
-    public subscript(index: Int) -> Token {
-        precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "token index out of range")
-        return base[index]
-    }
+    public var view: View { View(base: base, count: count, isCompactASCII: isCompactASCII) }
 
-    /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
-    /// written with escapes never matches (protocol keys are plain lower-case ASCII).
-    ///
-    /// A key given twice: the last one counts, as in `MessageReader`'s one-pass reading of the
-    /// head and `msg_data` and in most JSON readers (the clients'). With the first one here, a
-    /// frame validated on one value was routed on another (found by Fuzz/fuzz-message-reader).
+    @inline(__always)
+    public subscript(index: Int) -> Token { view[index] }
+
+    /// See `View.member(_:in:of:)`.
+    @inline(__always)
     public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
-        guard object >= 0, object < count, self[object].kind == .object else { return nil }
-        let end = Int(self[object].next)
-        var index = object + 1
-        var found: Int?
-        while index < end {
-            let keyToken = self[index]
-            if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
-                found = index + 1
-            }
-            index = Int(self[index + 1].next)
-        }
-        return found
+        view.member(key, in: object, of: bytes)
     }
 
-    /// Calls `body` with (key token index, value token index) for every member of an object.
     @inline(__always)
     public func forEachMember<E: Error>(of object: Int, _ body: (Int, Int) throws(E) -> Void) throws(E) {
-        let end = Int(self[object].next)
-        var index = object + 1
-        while index < end {
-            try body(index, index + 1)
-            index = Int(self[index + 1].next)
-        }
+        try view.forEachMember(of: object, body)
     }
 
-    /// Calls `body` with the token index of every element of an array.
     @inline(__always)
     public func forEachElement<E: Error>(of array: Int, _ body: (Int) throws(E) -> Void) throws(E) {
-        let end = Int(self[array].next)
-        var index = array + 1
-        while index < end {
-            try body(index)
-            index = Int(self[index].next)
-        }
+        try view.forEachElement(of: array, body)
     }
 
-    public func count(of container: Int) -> Int {
-        var count = 0
-        if self[container].kind == .object {
-            forEachMember(of: container) { _, _ in count += 1 }
-        } else {
-            forEachElement(of: container) { _ in count += 1 }
-        }
-        return count
-    }
+    public func count(of container: Int) -> Int { view.count(of: container) }
 
-    /// Whether `bytes[start..<end]` is `key`. With a literal key, inlined, the compiler turns the
-    /// `memcmp` of a constant length into a few word compares (the byte loop it replaces cost about
-    /// 5 instructions a byte on every key of every frame).
     @inline(__always)
     public static func equals(_ key: StaticString, _ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Bool {
-        let length = key.utf8CodeUnitCount
-        guard end - start == length else { return false }
-        guard length > 0 else { return true }
-        return memcmp(key.utf8Start, bytes.baseAddress! + start, length) == 0
+        View.equals(key, bytes, start, end)
     }
 
-    /// The raw bytes of a string's content (escapes not decoded).
-    public func rawString(_ index: Int, of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        let token = self[index]
-        return UnsafeRawBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)])
-    }
+    public func rawString(_ index: Int, of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer { view.rawString(index, of: bytes) }
 
-    /// The decoded content of a string token.
-    public func string(_ index: Int, of bytes: UnsafeRawBufferPointer) -> String {
-        let token = self[index]
-        let raw = rawString(index, of: bytes)
-        if !token.escaped { return String(decoding: raw, as: UTF8.self) }
-        return JSONTape.unescape(raw)
-    }
+    public func string(_ index: Int, of bytes: UnsafeRawBufferPointer) -> String { view.string(index, of: bytes) }
 
-    /// An integer token's value (nil for fractions, exponents or out-of-range numbers).
-    public func integer(_ index: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
-        let token = self[index]
-        guard token.kind == .number else { return nil }
-        var value = 0
-        var position = Int(token.start)
-        let end = Int(token.end)
-        var negative = false
-        if bytes[position] == UInt8(ascii: "-") {
-            negative = true
-            position += 1
+    public func integer(_ index: Int, of bytes: UnsafeRawBufferPointer) -> Int? { view.integer(index, of: bytes) }
+
+    /// A tape's tokens read in place (`JSONTape.view`). Every reader of a frame's tape on the hot
+    /// path takes one of these.
+    public struct View: @unchecked Sendable {
+        @usableFromInline let base: UnsafeMutablePointer<Token>
+        /// Tokens of the parse.
+        public let count: Int
+        /// See `JSONTape.isCompactASCII`.
+        public let isCompactASCII: Bool
+
+        @inline(__always)
+        init(base: UnsafeMutablePointer<Token>, count: Int, isCompactASCII: Bool) {
+            self.base = base
+            self.count = count
+            self.isCompactASCII = isCompactASCII
         }
-        guard end - position <= 18 else { return nil }
-        while position < end {
-            let byte = bytes[position]
-            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-            value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            position += 1
+
+
+        @inline(__always)
+        public subscript(index: Int) -> Token {
+            precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "token index out of range")
+            return base[index]
         }
-        return negative ? -value : value
+
+        /// The value of `key` in the object at `object`, or nil. Keys are compared as raw bytes; a key
+        /// written with escapes never matches (protocol keys are plain lower-case ASCII).
+        ///
+        /// A key given twice: the last one counts, as in `MessageReader`'s one-pass reading of the
+        /// head and `msg_data` and in most JSON readers (the clients'). With the first one here, a
+        /// frame validated on one value was routed on another (found by Fuzz/fuzz-message-reader).
+        public func member(_ key: StaticString, in object: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
+            guard object >= 0, object < count, self[object].kind == .object else { return nil }
+            let end = Int(self[object].next)
+            var index = object + 1
+            var found: Int?
+            while index < end {
+                let keyToken = self[index]
+                if !keyToken.escaped && Self.equals(key, bytes, Int(keyToken.start), Int(keyToken.end)) {
+                    found = index + 1
+                }
+                index = Int(self[index + 1].next)
+            }
+            return found
+        }
+
+        /// Calls `body` with (key token index, value token index) for every member of an object.
+        @inline(__always)
+        public func forEachMember<E: Error>(of object: Int, _ body: (Int, Int) throws(E) -> Void) throws(E) {
+            let end = Int(self[object].next)
+            var index = object + 1
+            while index < end {
+                try body(index, index + 1)
+                index = Int(self[index + 1].next)
+            }
+        }
+
+        /// Calls `body` with the token index of every element of an array.
+        @inline(__always)
+        public func forEachElement<E: Error>(of array: Int, _ body: (Int) throws(E) -> Void) throws(E) {
+            let end = Int(self[array].next)
+            var index = array + 1
+            while index < end {
+                try body(index)
+                index = Int(self[index].next)
+            }
+        }
+
+        public func count(of container: Int) -> Int {
+            var count = 0
+            if self[container].kind == .object {
+                forEachMember(of: container) { _, _ in count += 1 }
+            } else {
+                forEachElement(of: container) { _ in count += 1 }
+            }
+            return count
+        }
+
+        /// Whether `bytes[start..<end]` is `key`. With a literal key, inlined, the compiler turns the
+        /// `memcmp` of a constant length into a few word compares (the byte loop it replaces cost about
+        /// 5 instructions a byte on every key of every frame).
+        @inline(__always)
+        public static func equals(_ key: StaticString, _ bytes: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Bool {
+            let length = key.utf8CodeUnitCount
+            guard end - start == length else { return false }
+            guard length > 0 else { return true }
+            return memcmp(key.utf8Start, bytes.baseAddress! + start, length) == 0
+        }
+
+        /// The raw bytes of a string's content (escapes not decoded).
+        public func rawString(_ index: Int, of bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+            let token = self[index]
+            return UnsafeRawBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)])
+        }
+
+        /// The decoded content of a string token.
+        public func string(_ index: Int, of bytes: UnsafeRawBufferPointer) -> String {
+            let token = self[index]
+            let raw = rawString(index, of: bytes)
+            if !token.escaped { return String(decoding: raw, as: UTF8.self) }
+            return JSONTape.unescape(raw)
+        }
+
+        /// An integer token's value (nil for fractions, exponents or out-of-range numbers).
+        public func integer(_ index: Int, of bytes: UnsafeRawBufferPointer) -> Int? {
+            let token = self[index]
+            guard token.kind == .number else { return nil }
+            var value = 0
+            var position = Int(token.start)
+            let end = Int(token.end)
+            var negative = false
+            if bytes[position] == UInt8(ascii: "-") {
+                negative = true
+                position += 1
+            }
+            guard end - position <= 18 else { return nil }
+            while position < end {
+                let byte = bytes[position]
+                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                position += 1
+            }
+            return negative ? -value : value
+        }
     }
 
     static func unescape(_ raw: UnsafeRawBufferPointer) -> String {

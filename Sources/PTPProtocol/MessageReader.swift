@@ -12,10 +12,10 @@ public struct MessageReader: Sendable {
         } catch {
             throw InvalidMessage(error.description)
         }
-        return try Self.envelope(tape, bytes, handshakeDone: handshakeDone)
+        return try Self.envelope(tape.view, bytes, handshakeDone: handshakeDone)
     }
 
-    static func envelope(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, handshakeDone: Bool) throws(InvalidMessage) -> Envelope {
+    static func envelope(_ tape: JSONTape.View, _ bytes: UnsafeRawBufferPointer, handshakeDone: Bool) throws(InvalidMessage) -> Envelope {
         guard tape[0].kind == .object else { throw InvalidMessage("frame is not a JSON object") }
         let fields = Fields(tape: tape, bytes: bytes)
 
@@ -33,13 +33,13 @@ public struct MessageReader: Sendable {
             let start = Int(token.start)
             let end = Int(token.end)
             switch end - start {
-            case 3 where JSONTape.equals("ttl", bytes, start, end): ttlToken = value
-            case 5 where JSONTape.equals("flood", bytes, start, end): floodToken = value
-            case 6 where JSONTape.equals("msg_id", bytes, start, end): headIDToken = value
-            case 8 where JSONTape.equals("msg_type", bytes, start, end): verbToken = value
-            case 8 where JSONTape.equals("msg_data", bytes, start, end): dataToken = value
-            case 9 where JSONTape.equals("sender_id", bytes, start, end): senderToken = value
-            case 9 where JSONTape.equals("target_id", bytes, start, end): targetToken = value
+            case 3 where JSONTape.View.equals("ttl", bytes, start, end): ttlToken = value
+            case 5 where JSONTape.View.equals("flood", bytes, start, end): floodToken = value
+            case 6 where JSONTape.View.equals("msg_id", bytes, start, end): headIDToken = value
+            case 8 where JSONTape.View.equals("msg_type", bytes, start, end): verbToken = value
+            case 8 where JSONTape.View.equals("msg_data", bytes, start, end): dataToken = value
+            case 9 where JSONTape.View.equals("sender_id", bytes, start, end): senderToken = value
+            case 9 where JSONTape.View.equals("target_id", bytes, start, end): targetToken = value
             default: break
             }
         }
@@ -152,7 +152,7 @@ private struct FieldError: Error {
 
 /// Typed access to `msg_data` members, throwing a reason that names the key.
 private struct Fields {
-    let tape: JSONTape
+    let tape: JSONTape.View
     let bytes: UnsafeRawBufferPointer
 
     func guid(_ token: Int) -> GUID? {
@@ -244,8 +244,8 @@ private struct Fields {
                 if let type = try optionalString("node_type", attributes) {
                     let start = Int(tape[type].start)
                     let end = Int(tape[type].end)
-                    envelope.declaresServer = JSONTape.equals("server", bytes, start, end)
-                    envelope.declaresLegacyClient = envelope.declaresLegacyClient || JSONTape.equals("string", bytes, start, end)
+                    envelope.declaresServer = JSONTape.View.equals("server", bytes, start, end)
+                    envelope.declaresLegacyClient = envelope.declaresLegacyClient || JSONTape.View.equals("string", bytes, start, end)
                 }
                 // The mesh proof attributes: a value that is not a string is no value (never refused).
                 if let nonce = member("mesh_nonce", attributes), tape[nonce].kind == .string {
@@ -405,14 +405,14 @@ struct DataMembers {
     var version: Int? { get { self[.version] } set { self[.version] = newValue } }
     var attributes: Int? { get { self[.attributes] } set { self[.attributes] = newValue } }
 
-    mutating func collect(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, object: Int) {
+    mutating func collect(_ tape: JSONTape.View, _ bytes: UnsafeRawBufferPointer, object: Int) {
         tape.forEachMember(of: object) { keyIndex, valueIndex in
             let key = tape[keyIndex]
             guard !key.escaped else { return }
             let value: Int? = tape[valueIndex].kind == .null ? nil : valueIndex
             let start = Int(key.start)
             let end = Int(key.end)
-            @inline(__always) func matches(_ name: StaticString) -> Bool { JSONTape.equals(name, bytes, start, end) }
+            @inline(__always) func matches(_ name: StaticString) -> Bool { JSONTape.View.equals(name, bytes, start, end) }
             switch end - start {
             case 3:
                 if matches("key") { self.key = value } else if matches("src") { src = value } else if matches("dst") { dst = value }

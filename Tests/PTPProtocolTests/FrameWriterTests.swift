@@ -309,20 +309,20 @@ final class FrameWriterTests: XCTestCase {
         source.withUnsafeBytes { raw in
             do throws(JSONTape.ParseError) { try tape.parse(raw) } catch { XCTFail("\(error)") }
             var members = ByteBuffer()
-            let count = FrameWriter.copyMembers(&members, tape: tape, bytes: raw, object: 0, leadingComma: false) {
+            let count = FrameWriter.copyMembers(&members, tape: tape.view, bytes: raw, object: 0, leadingComma: false) {
                 $0.count == 4 && JSONTape.equals("skip", $0, 0, 4)
             }
             XCTAssertEqual(count, 2)
             XCTAssertEqual(String(buffer: members), #""a":"\u00e9","c":[1,2]"#)
             var value = ByteBuffer()
-            FrameWriter.copyValue(&value, tape: tape, bytes: raw, token: 0)
+            FrameWriter.copyValue(&value, tape: tape.view, bytes: raw, token: 0)
             XCTAssertEqual(String(buffer: value), #"{"a":"\u00e9","skip":1,"c":[1,2]}"#)
             var leading = ByteBuffer()
-            FrameWriter.copyMembers(&leading, tape: tape, bytes: raw, object: 0, leadingComma: true)
+            FrameWriter.copyMembers(&leading, tape: tape.view, bytes: raw, object: 0, leadingComma: true)
             XCTAssertEqual(String(buffer: leading), #","a":"\u00e9","skip":1,"c":[1,2]"#)
             guard let a = tape.member("a", in: 0, of: raw) else { return XCTFail("no a") }
             var string = ByteBuffer()
-            FrameWriter.copyValue(&string, tape: tape, bytes: raw, token: a)
+            FrameWriter.copyValue(&string, tape: tape.view, bytes: raw, token: a)
             XCTAssertEqual(String(buffer: string), #""\u00e9""#)
         }
     }
