@@ -78,7 +78,7 @@ public enum TapeChecks {
     /// kinds, same decoded strings, same number text.
     public static func compactCopy(_ tape: JSONTape, _ bytes: UnsafeRawBufferPointer, into copyTape: inout JSONTape) {
         var out = ByteBuffer()
-        FrameWriter.copyValue(&out, tape: tape, bytes: bytes, token: 0)
+        FrameWriter.copyValue(&out, tape: tape.view, bytes: bytes, token: 0)
         let copy = out.fuzzBytes
         fuzzCheck(copy.allSatisfy { $0 < 0x80 }, "compact copy is not ASCII", bytes)
         copy.withUnsafeBytes { copied in
