@@ -43,6 +43,16 @@ public struct Envelope: Sendable {
     /// the instructions per relayed message). Setting nil where there are none keeps it nil.
     var texts: Texts?
 
+    /// Sets one of the texts in place; nil where there are none leaves them none.
+    @inline(__always)
+    private mutating func setText(_ value: String?, _ assign: (inout Texts, String?) -> Void) {
+        if texts == nil {
+            guard value != nil else { return }
+            texts = Texts()
+        }
+        assign(&texts!, value)
+    }
+
     struct Texts: Sendable {
         var meshNonce: String?
         var meshProof: String?
@@ -53,22 +63,22 @@ public struct Envelope: Sendable {
     /// HELLO: `attributes.mesh_nonce` when it is a string (PROFILE.md section 9), else nil.
     public var meshNonce: String? {
         get { texts?.meshNonce }
-        set { if newValue != nil || texts != nil { texts = texts ?? Texts(); texts!.meshNonce = newValue } }
+        set { setText(newValue) { $0.meshNonce = $1 } }
     }
     /// HELLO: `attributes.mesh_proof` when it is a string (PROFILE.md section 9), else nil.
     public var meshProof: String? {
         get { texts?.meshProof }
-        set { if newValue != nil || texts != nil { texts = texts ?? Texts(); texts!.meshProof = newValue } }
+        set { setText(newValue) { $0.meshProof = $1 } }
     }
     /// CHANNEL: `msg_data.channel_id`.
     public var channelID: String? {
         get { texts?.channelID }
-        set { if newValue != nil || texts != nil { texts = texts ?? Texts(); texts!.channelID = newValue } }
+        set { setText(newValue) { $0.channelID = $1 } }
     }
     /// ACK and NACK: `msg_data.reason` of a NACK.
     public var reason: String? {
         get { texts?.reason }
-        set { if newValue != nil || texts != nil { texts = texts ?? Texts(); texts!.reason = newValue } }
+        set { setText(newValue) { $0.reason = $1 } }
     }
 
     /// The node the message says it comes from: `msg_data.node_id`, else head `sender_id`; the

@@ -38,9 +38,9 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
-/// The splitting itself, shared by `FrameDecoder` (NIO's `ByteToMessageHandler`, for the client and
-/// the fuzz target) and the relay's own `FrameSplitter` (its connection handler's, and
-/// `FrameReader`'s).
+/// The splitting itself for `FrameDecoder` (NIO's `ByteToMessageHandler`, for the client and the
+/// fuzz target). The relay's own `FrameSplitter` applies the same rule to bytes in place
+/// (`forEachWholeFrame`); `FrameDecoderTests` and Fuzz/fuzz-frame-decoder hold the two to it.
 public enum Framing {
     /// Takes the next complete frame off the front of `buffer`, skipping keepalives; nil when the
     /// buffer ends before a whole frame. A length over `cap` (0: no cap) throws as soon as its 4

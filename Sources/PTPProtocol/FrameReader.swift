@@ -1,8 +1,9 @@
 import NIOCore
 
 /// A channel handler that splits the byte stream into frames (`FrameSplitter`) and passes each on
-/// in a buffer of its own: the relay's framing for the tests' clients and simulated links. The relay's own connections split in `ConnectionHandler` (one handler hop per
-/// read instead of two per frame).
+/// in a buffer of its own: the relay's framing for the tests' clients and simulated links. The
+/// relay's own connections split in `ConnectionHandler` (one handler hop per read instead of two
+/// per frame).
 ///
 /// It does what NIO's `ByteToMessageHandler(FrameDecoder)` does, with less: no queue of buffers, no
 /// decoder state machine, and nothing kept between reads unless a frame is cut across them. The
@@ -83,8 +84,9 @@ public struct FrameSplitter {
                 partial = head
                 return
             }
-            if let frame = try Framing.nextFrame(in: &head, cap: cap) {
-                frame.withUnsafeReadableBytes(body)
+            // `complete` left one whole frame (or a keepalive, or a length over the cap) in it.
+            _ = try head.withUnsafeReadableBytes { bytes throws(FramingError) -> Int in
+                try Self.forEachWholeFrame(in: bytes, cap: cap, body)
             }
         }
         let consumed = try input.withUnsafeReadableBytes { bytes throws(FramingError) -> Int in
@@ -102,7 +104,8 @@ public struct FrameSplitter {
         }
     }
 
-    /// `Framing.nextFrame` over bytes in place: calls `body` with each whole frame's bytes, skips
+    /// The splitter's one walk over frames (the rule of `Framing.nextFrame`, which NIO's
+    /// `FrameDecoder` uses, over bytes in place): calls `body` with each whole frame's bytes, skips
     /// keepalives, and returns how many bytes it went through (the frames and keepalives before a
     /// cut frame or the end). Throws at a length over `cap` (0: no cap) once its 4 bytes are in.
     @inlinable

@@ -141,11 +141,7 @@ public struct GUID: Hashable, Sendable, Comparable, CustomStringConvertible {
         let lower = word | (ones &* 0x20)
         let valid = between(word, 0x2F, 0x3A) | between(lower, 0x60, 0x67)
         guard valid == highs, word & highs == 0 else { return nil }
-        var value = (lower & (ones &* 0x0F)) &+ 9 &* ((lower >> 6) & ones)
-        value = ((value << 4) | (value >> 8)) & 0x00FF_00FF_00FF_00FF
-        value = ((value << 8) | (value >> 16)) & 0x0000_FFFF_0000_FFFF
-        value = ((value << 16) | (value >> 32)) & 0xFFFF_FFFF
-        return value
+        return hexWordValue(word)
     }
 
     public init?(_ string: String) {

@@ -126,7 +126,7 @@ public struct JSONTape: Sendable {
     /// A tape's tokens read in place (`JSONTape.view`). Every reader of a frame's tape on the hot
     /// path takes one of these.
     public struct View: @unchecked Sendable {
-        @usableFromInline let base: UnsafeMutablePointer<Token>
+        let base: UnsafeMutablePointer<Token>
         /// Tokens of the parse.
         public let count: Int
         /// See `JSONTape.isCompactASCII`.
@@ -138,7 +138,6 @@ public struct JSONTape: Sendable {
             self.count = count
             self.isCompactASCII = isCompactASCII
         }
-
 
         @inline(__always)
         public subscript(index: Int) -> Token {

@@ -100,7 +100,7 @@ public enum Verb: UInt8, CaseIterable, Sendable {
 
     /// Each verb's name packed into two little-endian words, for comparison without loops; at the
     /// verb's raw value.
-    private static let packedNames: [(verb: Verb, length: Int, low: UInt64, high: UInt64)] = Verb.allCases.map { verb in
+    private static let packedNames: [(low: UInt64, high: UInt64)] = Verb.allCases.map { verb in
         var packed: (UInt64, UInt64) = (0, 0)
         let name = verb.wireName
         for index in 0..<name.utf8CodeUnitCount {
@@ -111,6 +111,6 @@ public enum Verb: UInt8, CaseIterable, Sendable {
                 packed.1 |= byte << (8 * UInt64(index - 8))
             }
         }
-        return (verb, name.utf8CodeUnitCount, packed.0, packed.1)
+        return packed
     }
 }

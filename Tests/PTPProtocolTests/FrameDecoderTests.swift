@@ -5,9 +5,8 @@ import XCTest
 @testable import PTPProtocol
 
 /// Every case runs through both framers: NIO's `ByteToMessageHandler(FrameDecoder)` (the client's,
-/// `Framing.nextFrame`) and `FrameReader` (the relay's `FrameSplitter`, which walks the frames read
-/// whole in place and uses `Framing.nextFrame` only for a frame cut across reads). They must
-/// behave alike.
+/// `Framing.nextFrame`) and `FrameReader` (the relay's `FrameSplitter`, which walks the frames in
+/// place with a loop of its own). They must behave alike.
 final class FrameDecoderTests: XCTestCase {
     fileprivate enum Framer: CaseIterable {
         case decoder, reader
