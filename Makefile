@@ -8,7 +8,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps run test bench bench-security bench-all release clean build-both manuals install uninstall check-install
+.PHONY: deps bench-deps run test bench bench-security bench-all release clean build-both manuals install uninstall check-install
 
 # CONFIG=debug installs the debug build (the install check reuses the build of `make test`);
 # BUILD_PATH is SwiftPM's scratch path for build-both, manuals and install.
@@ -89,13 +89,16 @@ test: deps
 	skipped=$$(echo "$$line" | grep -oE '[0-9]+ tests? skipped' | grep -oE '^[0-9]+' || echo 0); \
 	echo "$$((total - failed - skipped)) passed, $$failed failed, $$skipped skipped"
 
-bench: deps
+bench-deps:
+	./scripts/install-deps.sh --bench
+
+bench: bench-deps
 	./Benchmarks/compare.sh
 
-bench-security: deps
+bench-security: bench-deps
 	./Benchmarks/security.sh
 
-bench-all: deps
+bench-all: bench-deps
 	./Benchmarks/all.sh
 
 clean:

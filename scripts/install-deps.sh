@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build, the tests and the benchmarks need, when missing.
+# Installs the Debian packages the build and the tests need, when missing; with --bench also what
+# the benchmarks measure with (make bench, bench-security, bench-all).
 # Needs root (or sudo) on a fresh machine; a no-op when everything is there.
 set -euo pipefail
 # iproute2, iptables, nftables, gcc and libnetfilter-queue-dev: the NAT lab (Tests/IntegrationTests/NATLab,
@@ -10,6 +11,12 @@ set -euo pipefail
 # zsh and fish completions.
 PACKAGES=(ca-certificates python3 procps libsqlite3-dev sqlite3 libsystemd-dev systemd openssl
     iproute2 iptables nftables gcc libc6-dev libnetfilter-queue-dev chromium prometheus man-db zsh fish)
+# --bench: nats-server, the third server of compare.sh's table (issue 10 compares against it);
+# valgrind for instructions.sh and instructions-hs.sh; linux-perf for time-profile.sh; libssl-dev
+# for security.sh's TLS load generator.
+if [[ ${1:-} == --bench ]]; then
+    PACKAGES+=(nats-server valgrind linux-perf libssl-dev)
+fi
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
