@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// A sender's MESSAGE, written once with `FrameWriter` and then copied for every message with its two
-/// ids and its send time written in place (as the relay's `AckTemplate`): formatting a frame anew
+/// ids and its send time written in place (as the relay's `FrameTemplate`): formatting a frame anew
 /// per message would make the load generator the bottleneck.
 ///
 /// `msg_data.message` is `payload` base64 characters: 16 hex digits of the send time in nanoseconds

@@ -14,7 +14,7 @@ public struct SenderTag: Sendable {
 
         init(_ address: NodeAddress) {
             self.address = address
-            self.rendered = Array(address.description.utf8)
+            self.rendered = address.renderedBytes
         }
     }
 
@@ -183,39 +183,70 @@ struct HeadCursor {
     }
 }
 
-/// The relay's ACK frame is the same bytes every time but for two ids: it is copied from a
-/// template and the ids are written in place.
-public struct AckTemplate: @unchecked Sendable {
-    /// Allocated once and never freed or written after `init`: a relay has one template for its
-    /// lifetime, and reading it takes no reference counting on the hot path.
+/// A frame the relay writes often that is the same bytes every time but for one or two ids: it is
+/// rendered once with zero ids, then copied and the ids written in place.
+public struct FrameTemplate: @unchecked Sendable {
+    /// Allocated once and never freed or written after `init`: a relay has its templates for its
+    /// lifetime, and reading one takes no reference counting on the hot path.
     private let bytes: UnsafeRawBufferPointer
-    private let headIDOffset: Int
-    private let dataIDOffset: Int
+    private let firstIDOffset: Int
+    /// -1 for a template with one id.
+    private let secondIDOffset: Int
 
-    public init(relay: SenderTag) {
+    /// `render` writes the frame with `GUID.zero` for each of the `ids` (1 or 2) that `write`
+    /// fills in, in the order it fills them, and nowhere else.
+    init(ids: Int, _ render: (inout ByteBuffer) -> Void) {
+        precondition(ids == 1 || ids == 2)
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        RelayFrames.ack(&buffer, messageID: .zero, acknowledging: .zero, relay: relay)
+        render(&buffer)
         let bytes = buffer.readBytes(length: buffer.readableBytes)!
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
         storage.copyBytes(from: bytes)
         self.bytes = UnsafeRawBufferPointer(storage)
         let found = bytes.offsets(of: Array(GUID.zero.description.utf8))
-        // Head `msg_id` first, then `msg_data.node_id` is the relay (not zero), then `msg_data.msg_id`.
-        precondition(found.count == 2, "ACK template must hold two zero ids")
-        headIDOffset = found[0]
-        dataIDOffset = found[1]
+        precondition(found.count == ids, "a frame template must hold exactly \(ids) zero ids")
+        firstIDOffset = found[0]
+        secondIDOffset = ids == 2 ? found[1] : -1
     }
 
+    /// The relay's ACK: the head's `msg_id`, then `msg_data.msg_id` (`msg_data.node_id` is the
+    /// relay, not zero).
+    public static func ack(relay: SenderTag) -> FrameTemplate {
+        FrameTemplate(ids: 2) { RelayFrames.ack(&$0, messageID: .zero, acknowledging: .zero, relay: relay) }
+    }
+
+    /// The HELLO a relay without a mesh key sends every connection it accepts: the head's
+    /// `msg_id` (`msg_data.node_id` is the relay). Rendering it took about 3,800 instructions
+    /// of a handshake (Benchmarks/instructions-hs.sh).
+    public static func hello(relay: SenderTag) -> FrameTemplate {
+        FrameTemplate(ids: 1) { MeshFrames.hello(&$0, messageID: .zero, relay: relay, nonce: nil, proof: nil) }
+    }
+
+    /// A template with one id.
     @inline(__always)
-    public func write(_ out: inout ByteBuffer, messageID: GUID, acknowledging: GUID) {
+    public func write(_ out: inout ByteBuffer, messageID: GUID) {
         let count = bytes.count
-        let head = headIDOffset
-        let data = dataIDOffset
+        let first = firstIDOffset
         let template = bytes
         out.writeInPlace(minimumWritableBytes: count) { buffer in
             buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
-            messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[head..<(head + 36)]))
-            acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[data..<(data + 36)]))
+            messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[first..<(first + 36)]))
+            return count
+        }
+    }
+
+    /// A template with two ids, such as the ACK's.
+    @inline(__always)
+    public func write(_ out: inout ByteBuffer, messageID: GUID, acknowledging: GUID) {
+        let count = bytes.count
+        let first = firstIDOffset
+        let second = secondIDOffset
+        assert(second >= 0, "a template with one id")
+        let template = bytes
+        out.writeInPlace(minimumWritableBytes: count) { buffer in
+            buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)
+            messageID.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[first..<(first + 36)]))
+            acknowledging.write(to: UnsafeMutableRawBufferPointer(rebasing: buffer[second..<(second + 36)]))
             return count
         }
     }

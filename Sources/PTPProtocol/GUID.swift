@@ -286,7 +286,24 @@ public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `name@GUID`, with `node` standing in for a missing name.
-    public var description: String { "\(name ?? "node")@\(id)" }
+    public var description: String { String(decoding: renderedBytes, as: UTF8.self) }
+
+    /// `description`'s bytes, written in place: a tag is rendered for every node that says HELLO,
+    /// and the interpolation and copy cost about 2,000 instructions of a handshake
+    /// (Benchmarks/instructions-hs.sh).
+    public var renderedBytes: [UInt8] {
+        var name = self.name ?? "node"
+        return name.withUTF8 { name in
+            let count = name.count + 1 + 36
+            return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                let bytes = UnsafeMutableRawBufferPointer(buffer)
+                bytes.copyMemory(from: UnsafeRawBufferPointer(name))
+                bytes[name.count] = UInt8(ascii: "@")
+                id.write(to: UnsafeMutableRawBufferPointer(rebasing: bytes[(name.count + 1)...]))
+                initialized = count
+            }
+        }
+    }
 }
 
 /// A fast, non-cryptographic generator for the relay's own message ids (xoshiro256**), seeded from

@@ -126,28 +126,36 @@ struct NodeRecord: Sendable {
     /// in withdrawals (a route too long to advertise, a poisoned reverse) is repeated as it is:
     /// nothing broke here, so it must not ask the origin for a new number (which would come back
     /// just as long, and ask again). Nil when the node was only ever known without numbers.
-    var withdrawalSeq: UInt32? {
-        RouteSequence.newest(feasibility.map { RouteSequence.broken($0.seq) }, newestHeard)
+    var withdrawalSeq: UInt32? { Self.withdrawalSeq(peer) }
+
+    private static func withdrawalSeq(_ routing: PeerRouting) -> UInt32? {
+        RouteSequence.newest(routing.feasibility.map { RouteSequence.broken($0.seq) }, routing.newestHeard)
     }
 
     /// The number in the poisoned entry sent to the next hop: the route's own, or a newer one
     /// this relay heard of. A newer number in that entry travels hop by hop to the origin along
     /// the routes, which then makes a new number (see `RouteTable`): that is how a relay that
     /// lost its route asks the origin for one, without a message type of its own.
-    var poisonSeq: UInt32? {
-        selected?.seq.map { RouteSequence.newest($0, newestHeard ?? $0) }
+    var poisonSeq: UInt32? { Self.poisonSeq(peer) }
+
+    private static func poisonSeq(_ routing: PeerRouting) -> UInt32? {
+        routing.selected?.seq.map { RouteSequence.newest($0, routing.newestHeard ?? $0) }
     }
 
-    var advertised: AdvertisedState {
+    var advertised: AdvertisedState { advertised(peer) }
+
+    /// With the peer routing read once: each read of a property above copies it out of its box.
+    private func advertised(_ routing: PeerRouting) -> AdvertisedState {
         if let localSeq {
             return AdvertisedState(ttl: 1, seq: localSeq, legacy: legacy, name: node.name)
         }
-        if let selected {
+        if let selected = routing.selected {
             return AdvertisedState(
-                ttl: selected.distance, seq: selected.seq, nextHop: selected.peer, poisonSeq: poisonSeq,
+                ttl: selected.distance, seq: selected.seq, nextHop: selected.peer, poisonSeq: Self.poisonSeq(routing),
                 legacy: legacy, name: node.name)
         }
-        return AdvertisedState(ttl: MeshRouteEntry.unreachable, seq: withdrawalSeq, legacy: legacy, name: node.name)
+        return AdvertisedState(
+            ttl: MeshRouteEntry.unreachable, seq: Self.withdrawalSeq(routing), legacy: legacy, name: node.name)
     }
 
     /// The entry for `peer`, with poisoned reverse: a peer that is the next hop hears `ttl` 32.
@@ -198,7 +206,8 @@ struct NodeRecord: Sendable {
         self.legacy = legacy
         guard localSeq == nil else { return }
         localSeq = newestKnown.map(RouteSequence.nextEven(after:)) ?? initialSeq
-        selected = nil
+        // A change to the peer routing stores a new box: none when there is nothing to clear.
+        if selected != nil { selected = nil }
     }
 
     /// The node left this relay: it becomes unreachable with the odd number above its own (the
@@ -206,9 +215,12 @@ struct NodeRecord: Sendable {
     mutating func dropLocal() {
         guard let seq = localSeq else { return }
         localSeq = nil
+        // Both in one change: each setter stores a new box (a client's close took two).
+        var routing = peer
         // Distance 0: no route at the old number can be feasible, since every one of them led here.
-        feasibility = Feasibility(seq: seq, distance: 0)
-        newestHeard = RouteSequence.newest(newestHeard, RouteSequence.broken(seq))
+        routing.feasibility = Feasibility(seq: seq, distance: 0)
+        routing.newestHeard = RouteSequence.newest(routing.newestHeard, RouteSequence.broken(seq))
+        peer = routing
         reselect()
     }
 
@@ -224,7 +236,15 @@ struct NodeRecord: Sendable {
     /// vector, only when no peer offers the node with one.
     mutating func reselect() {
         guard localSeq == nil else { return }
-        let current = selected?.peer
+        let routing = peer
+        guard !routing.offers.isEmpty else {
+            // No route (a client that left, with no peer offering it): nothing to store when
+            // there was none before.
+            if routing.selected != nil { selected = nil }
+            return
+        }
+        let offers = routing.offers
+        let current = routing.selected?.peer
         var best: RouteOffer?
         var anyNumbered = false
         for offer in offers where offer.seq != nil {
@@ -270,6 +290,9 @@ struct NodeRecord: Sendable {
     }
 
     var summary: Summary {
-        Summary(advertised: advertised, reachable: isReachable, via: selected?.peer)
+        let routing = peer
+        return Summary(
+            advertised: advertised(routing), reachable: localSeq != nil || routing.selected != nil,
+            via: routing.selected?.peer)
     }
 }

@@ -139,7 +139,7 @@ final class FrameWriterTests: XCTestCase {
     func testAckTemplateMatchesAckWriter() {
         for relayTag in [relay, SenderTag(NodeAddress(id: IDs.guid(IDs.relay), name: nil)),
                          SenderTag(NodeAddress(id: GUID.random(), name: String(repeating: "r", count: 64)))] {
-            let template = AckTemplate(relay: relayTag)
+            let template = FrameTemplate.ack(relay: relayTag)
             var fromTemplate = ByteBuffer()
             var fromWriter = ByteBuffer()
             fromTemplate.writeString("prefix")  // the template writes at the writer index
@@ -149,6 +149,25 @@ final class FrameWriterTests: XCTestCase {
                 let acknowledged = GUID.random()
                 template.write(&fromTemplate, messageID: id, acknowledging: acknowledged)
                 RelayFrames.ack(&fromWriter, messageID: id, acknowledging: acknowledged, relay: relayTag)
+            }
+            XCTAssertEqual(Array(fromTemplate.readableBytesView), Array(fromWriter.readableBytesView))
+            fromTemplate.moveReaderIndex(forwardBy: 6)
+            XCTAssertEqual(frames(fromTemplate).count, 5)
+        }
+    }
+
+    func testHelloTemplateMatchesHelloWriter() {
+        for relayTag in [relay, SenderTag(NodeAddress(id: IDs.guid(IDs.relay), name: nil)),
+                         SenderTag(NodeAddress(id: GUID.random(), name: String(repeating: "r", count: 64)))] {
+            let template = FrameTemplate.hello(relay: relayTag)
+            var fromTemplate = ByteBuffer()
+            var fromWriter = ByteBuffer()
+            fromTemplate.writeString("prefix")  // the template writes at the writer index
+            fromWriter.writeString("prefix")
+            for _ in 0..<5 {
+                let id = GUID.random()
+                template.write(&fromTemplate, messageID: id)
+                MeshFrames.hello(&fromWriter, messageID: id, relay: relayTag, nonce: nil, proof: nil)
             }
             XCTAssertEqual(Array(fromTemplate.readableBytesView), Array(fromWriter.readableBytesView))
             fromTemplate.moveReaderIndex(forwardBy: 6)

@@ -26,7 +26,11 @@ extension RelayShard {
         let nonce = connection.meshHandshake?.initialAttributes?.nonce
         if dialedPeer == nil {
             write(to: connection) { out in
-                MeshFrames.hello(&out, messageID: newMessageID(), relay: relay, nonce: nonce, proof: nil)
+                if let nonce {
+                    MeshFrames.hello(&out, messageID: newMessageID(), relay: relay, nonce: nonce, proof: nil)
+                } else {
+                    helloTemplate.write(&out, messageID: newMessageID())
+                }
             }
         }
     }

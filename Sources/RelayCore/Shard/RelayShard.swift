@@ -15,7 +15,8 @@ final class RelayShard: @unchecked Sendable {
     let index: Int
     let eventLoop: EventLoop
     let context: RelayContext
-    let ackTemplate: AckTemplate
+    let ackTemplate: FrameTemplate
+    let helloTemplate: FrameTemplate
     /// Recently ACKed deliveries of every shard (de-duplication; shared, locked inside).
     let recentDeliveries: RecentDeliveries
     /// The output buffer of every connection between flushes: one storage for all of them.
@@ -76,6 +77,7 @@ final class RelayShard: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.context = context
         self.ackTemplate = context.ackTemplate
+        self.helloTemplate = context.helloTemplate
         self.recentDeliveries = context.recentDeliveries
         let configuration = context.configuration
         self.configuration = configuration
@@ -267,7 +269,8 @@ final class RelayShard: @unchecked Sendable {
     }
 
     func flushOutbox() {
-        for (target, batch) in outbox.take() {
+        let shards = shards
+        outbox.take { target, batch in
             let shard = shards[target]
             shard.eventLoop.execute {
                 shard.receive(batch)

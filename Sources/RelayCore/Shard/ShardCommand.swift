@@ -36,8 +36,9 @@ struct ShardBatch: Sendable {
     var frames: ByteBuffer
     var commands: [ShardCommand] = []
 
-    init(allocator: ByteBufferAllocator) {
-        frames = allocator.buffer(capacity: 0)
+    /// `frameCapacity`: the bytes the frames are expected to take (the last batch's).
+    init(frameCapacity: Int) {
+        frames = ByteBufferAllocator().buffer(capacity: frameCapacity)
     }
 
     var isEmpty: Bool { commands.isEmpty }

@@ -18,7 +18,9 @@ final class RelayContext: Sendable {
     let legacyClients = LegacyRoster()
     let floods: FloodGuard
     let channels: ChannelDirectory
-    let ackTemplate: AckTemplate
+    let ackTemplate: FrameTemplate
+    /// The HELLO sent at accept when there is no mesh key (with one, each carries its own nonce).
+    let helloTemplate: FrameTemplate
     let recentDeliveries = RecentDeliveries(capacity: 1 << 20)
     let store: StoreAccess
     /// The route table and the peer relays (PROFILE.md section 9).
@@ -34,7 +36,8 @@ final class RelayContext: Sendable {
         self.store = store
         self.settings = NIOLockedValueBox(configuration)
         self.identity = SenderTag(identity)
-        self.ackTemplate = AckTemplate(relay: self.identity)
+        self.ackTemplate = FrameTemplate.ack(relay: self.identity)
+        self.helloTemplate = FrameTemplate.hello(relay: self.identity)
         self.logger = logger
         self.floods = FloodGuard(
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,
