@@ -2,7 +2,7 @@
 ///
 /// Only the head and the `msg_data` keys that routing and validation look at are read; the rest of
 /// the frame stays in the tape as byte ranges and is copied to the wire as it is.
-public struct Envelope: Sendable {
+public struct Envelope: Sendable, Equatable {
     /// The verb as routed: a HELLO that carries `message` and `recipient` after the handshake is
     /// the existing client's chat frame and reads as `.message`, with `isLabelledChat` set.
     public var verb: Verb
@@ -53,7 +53,7 @@ public struct Envelope: Sendable {
         assign(&texts!, value)
     }
 
-    struct Texts: Sendable {
+    struct Texts: Sendable, Equatable {
         var meshNonce: String?
         var meshProof: String?
         var channelID: String?

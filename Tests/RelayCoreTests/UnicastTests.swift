@@ -305,6 +305,50 @@ final class UnicastTests: XCTestCase {
         alice.expectAck(id)
     }
 
+    /// ACKs that repeat the connection's last one but for the id skip the parse
+    /// (`RepeatedAck`): each still settles its own message, an unknown id is still counted, and
+    /// one in another node's name is still refused, in its own id, up to the close.
+    func testRepeatedAcksAreHandledAsTheFirst() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        // relay-load's ACK: Bob's node id, then the id.
+        func ack(_ id: String, from node: String) -> String {
+            #"{"msg_type":"ACK","ttl":1,"flood":false,"msg_data":{"node_id":"\#(node)","msg_id":"\#(id)"}}"#
+        }
+        func deliver(_ id: String, answer: String) {
+            alice.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+            XCTAssertEqual(bob.receiveOne()?.msgID, id)
+            bob.send(answer)
+            alice.expectAck(id)
+        }
+        let ids = (0..<4).map { _ in Node.newID() }
+        for id in ids { deliver(id, answer: ack(id, from: Node.b)) }
+        // The existing client's ACK shape, then back: a new shape is parsed and remembered.
+        let other = Node.newID()
+        deliver(other, answer: Frames.ack(other))
+        let again = Node.newID()
+        deliver(again, answer: ack(again, from: Node.b))
+        // Already settled, and never sent: no awaited message.
+        bob.send(ack(ids[0], from: Node.b))
+        bob.send(ack(Node.newID(), from: Node.b))
+        bob.expectNothing()
+        alice.expectNothing()
+        XCTAssertEqual(relay.counters.count(.unknownAck), 2)
+        // In Alice's name: refused with each frame's own id; the third closes the connection.
+        let spoofed = (0..<3).map { _ in Node.newID() }
+        for (index, id) in spoofed.enumerated() {
+            bob.send(ack(id, from: Node.a))
+            guard let nack = bob.receiveOne() else { return }
+            XCTAssertEqual(nack.type, "NACK")
+            XCTAssertEqual(nack.reason, "spoofed_sender")
+            XCTAssertEqual(nack.dataMsgID, id)
+            XCTAssertEqual(bob.isActive, index < 2)
+        }
+        XCTAssertEqual(relay.counters.count(DropReason.spoofedSender), 3)
+    }
+
     func testSpoofedSenderNackAndCloseAfterThreeStrikes() {
         let relay = TestRelay()
         defer { relay.shutdown() }

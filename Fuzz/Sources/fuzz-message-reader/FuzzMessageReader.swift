@@ -55,7 +55,25 @@ public func fuzzMessageReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
     }
 
     checkForwardedFrame(envelope, frame, input)
+    checkRepeatedAck(envelope, frame, handshakeDone: handshakeDone, input)
     return 0
+}
+
+/// An ACK the relay remembers reads back as the reader read it, and so does a copy with other
+/// ids in its id fields (RepeatedAckTests tries the frames a few edits away).
+func checkRepeatedAck(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {
+    guard envelope.verb == .ack, let ack = reader.repeatedAck(frame, envelope) else { return }
+    fuzzCheck(ack.envelope(of: frame) == envelope, "a remembered ACK reads back differently", input)
+    var copy = Array(frame)
+    let id = Array(GUID.random().description.uppercased().utf8)
+    for offset in reader.tape.tokens.indices where reader.tape[offset].kind == .string {
+        let token = reader.tape[offset]
+        guard token.end - token.start == 36, GUID(canonical: UnsafeRawBufferPointer(rebasing: frame[Int(token.start)..<Int(token.end)])) != nil else { continue }
+        copy.replaceSubrange(Int(token.start)..<Int(token.end), with: id)
+    }
+    guard let repeated = copy.withUnsafeBytes({ ack.envelope(of: $0) }) else { return }
+    let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: handshakeDone) }
+    fuzzCheck(repeated == full, "a repeated ACK reads differently from its parse", input)
 }
 
 func checkVerbRequirements(_ envelope: Envelope, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {

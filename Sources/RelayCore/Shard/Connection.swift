@@ -234,6 +234,9 @@ final class Connection {
     }
     var isDirty = false
     var awaiting = AwaitingAcks()
+    /// The last ACK it sent that was parsed in full: the next ones, the same bytes but for the
+    /// acknowledged id, are read without a parse (`RepeatedAck`). Dropped when it goes quiet.
+    var lastAck: RepeatedAck?
     var spoofStrikes: Int {
         get { extras?.spoofStrikes ?? 0 }
         set { if newValue != 0 || extras != nil { withExtras.spoofStrikes = newValue } }
@@ -393,6 +396,7 @@ final class Connection {
     /// spell that filled them); called by the idle sweep for a connection that went quiet.
     func releaseIdleStorage() {
         awaiting.releaseStorageIfEmpty()
+        lastAck = nil
         guard let extras else { return }
         if extras.routingPending.isEmpty && extras.routingPending.capacity > 0 { extras.routingPending = [:] }
         if extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }

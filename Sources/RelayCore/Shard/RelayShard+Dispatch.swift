@@ -12,12 +12,20 @@ extension RelayShard {
         guard connection.phase != .closing else { return false }
         counters.framesIn += 1
         counters.bytesIn += bytes.count
+        if connection.phase == .bound, let lastAck = connection.lastAck, let messageID = lastAck.messageID(of: bytes) {
+            // The connection's last ACK again but for its ids: validated as that one was.
+            handleRepeatedAck(connection, lastAck, messageID, bytes)
+            return true
+        }
         let envelope: Envelope
         do throws(InvalidMessage) {
             envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
         } catch {
             refuseInvalid(connection, error)
             return false
+        }
+        if envelope.verb == .ack && connection.phase == .bound {
+            connection.lastAck = reader.repeatedAck(bytes, envelope)
         }
         if connection.phase == .awaitingHello {
             guard envelope.verb == .hello else {
@@ -60,8 +68,8 @@ extension RelayShard {
     private func route(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
         switch envelope.verb {
         case .ack:
-            guard checkSender(connection, envelope) else { return }
-            handleAck(from: connection, envelope)
+            guard checkSender(connection, envelope), let messageID = envelope.messageID else { return }
+            handleAck(from: connection, messageID: messageID)
         case .nack:
             guard checkSender(connection, envelope) else { return }
             handleNack(from: connection, envelope)
@@ -89,14 +97,40 @@ extension RelayShard {
     /// On a client connection every message must come from the bound node.
     /// A peer relay carries other nodes' messages and is exempt (PROFILE.md section 3).
     func checkSender(_ connection: Connection, _ envelope: Envelope, claimed: GUID? = nil) -> Bool {
-        if connection.isPeer { return true }
-        guard let bound = connection.nodeID else { return false }
+        switch senderCheck(connection, envelope, claimed: claimed) {
+        case .matches: return true
+        case .unbound: return false
+        case .spoofed:
+            refuseSpoofed(connection, envelope)
+            return false
+        }
+    }
+
+    enum SenderCheck {
+        case matches, unbound, spoofed
+    }
+
+    @inline(__always)
+    func senderCheck(_ connection: Connection, _ envelope: Envelope, claimed: GUID? = nil) -> SenderCheck {
+        if connection.isPeer { return .matches }
+        guard let bound = connection.nodeID else { return .unbound }
         let mismatch =
             (envelope.dataNodeID.map { $0.id != bound } ?? false) || (envelope.sender.map { $0.id != bound } ?? false)
             || (claimed.map { $0 != bound } ?? false)
-        guard mismatch else { return true }
-        refuseSpoofed(connection, envelope)
-        return false
+        return mismatch ? .spoofed : .matches
+    }
+
+    /// An ACK that repeats the connection's last one but for its ids (`RepeatedAck`): routed as
+    /// `route` routes an ACK, without a copy of its envelope unless it must be refused.
+    private func handleRepeatedAck(_ connection: Connection, _ lastAck: RepeatedAck, _ messageID: GUID, _ bytes: UnsafeRawBufferPointer) {
+        switch senderCheck(connection, lastAck.remembered) {
+        case .matches: handleAck(from: connection, messageID: messageID)
+        case .unbound: return
+        case .spoofed:
+            // Refused in this frame's name: its envelope, ids and all.
+            guard let envelope = lastAck.envelope(of: bytes) else { return }
+            refuseSpoofed(connection, envelope)
+        }
     }
 
     func refuseSpoofed(_ connection: Connection, _ envelope: Envelope) {

@@ -226,8 +226,7 @@ extension RelayShard {
     }
 
     /// An ACK from a neighbour: the hop for that message is done.
-    func handleAck(from connection: Connection, _ envelope: Envelope) {
-        guard let messageID = envelope.messageID else { return }
+    func handleAck(from connection: Connection, messageID: GUID) {
         guard let entry = connection.awaiting.removeValue(forKey: messageID) else {
             counters.drop(.unknownAck)
             logger.debug("ACK for no awaited message", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
