@@ -3,8 +3,11 @@
 /// Ids are the shard's own sequence numbers, never chosen by a peer, so SipHash (about 150
 /// instructions a lookup, and a relayed message looks its connections up at least twice:
 /// Benchmarks/instructions.sh) buys nothing here. Owned by the shard's event loop, as the shard is.
-struct ConnectionTable {
-    private var byID: [Key: Connection] = [:]
+///
+/// The table holds one reference to each connection, taken and given back by hand, so that
+/// `withConnection` can lend one without reference counting (see there).
+final class ConnectionTable {
+    private var byID: [Key: Unmanaged<Connection>] = [:]
 
     struct Key: Hashable {
         let id: UInt64
@@ -21,17 +24,46 @@ struct ConnectionTable {
         }
     }
 
+    deinit {
+        for connection in byID.values { connection.release() }
+    }
+
     subscript(id: UInt64) -> Connection? {
-        get { byID[Key(id: id)] }
-        set { byID[Key(id: id)] = newValue }
+        get { byID[Key(id: id)]?.takeUnretainedValue() }
+        set {
+            let replaced =
+                if let newValue {
+                    byID.updateValue(.passRetained(newValue), forKey: Key(id: id))
+                } else {
+                    byID.removeValue(forKey: Key(id: id))
+                }
+            replaced?.release()
+        }
+    }
+
+    /// `body` with connection `id`, lent by the table: no retain and release around it. A
+    /// relayed message looks up the connection it came from when its ACK returns, and the atomic
+    /// retain of an object the cache has lost since was about 5 % of a message's time
+    /// (Benchmarks/time-profile.sh); a plain read of it overlaps with other work, a locked
+    /// increment does not. Safe while the table or the connection's handler (which holds it
+    /// until its channel is inactive, after the shard's `closed`) keeps it: `body` must not
+    /// close the connection.
+    @inline(__always)
+    func withConnection<Result>(_ id: UInt64, _ body: (Connection) -> Result) -> Result? {
+        guard let connection = byID[Key(id: id)] else { return nil }
+        return connection._withUnsafeGuaranteedRef(body)
     }
 
     @discardableResult
-    mutating func removeValue(forKey id: UInt64) -> Connection? {
-        byID.removeValue(forKey: Key(id: id))
+    func removeValue(forKey id: UInt64) -> Connection? {
+        byID.removeValue(forKey: Key(id: id))?.takeRetainedValue()
     }
 
-    var values: Dictionary<Key, Connection>.Values { byID.values }
+    /// Every connection, held by the array: a loop over them may close some (and the table then
+    /// gives its reference back).
+    var values: [Connection] {
+        byID.values.map { $0.takeUnretainedValue() }
+    }
 
     var count: Int { byID.count }
 

@@ -130,11 +130,11 @@ extension RelayShard {
     func send(_ delivery: Delivery, verb: Verb, to nextHop: NextHop, frame body: (inout ByteBuffer) -> Void) {
         let location = nextHop.location
         if location.shard == index {
-            guard let target = connections[location.connection] else {
+            // Lent by the table (no retain): a delivery writes, stores or defers; it closes nothing.
+            guard let written = connections.withConnection(location.connection, { deliverFrame(to: $0, delivery, body: body) }) else {
                 targetGone(delivery, frame: body)
                 return
             }
-            let written = deliverFrame(to: target, delivery, body: body)
             if written > 0 { counters.relayed(verb, bytes: written) }
         } else {
             let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
@@ -379,10 +379,12 @@ extension RelayShard {
         case .stored(let seq):
             resolveStored(seq, messageID: messageID, outcome)
         case .connection(_, let id):
-            guard let connection = connections[id] else { return }
-            switch outcome {
-            case .acked: sendAck(to: connection, acknowledging: messageID)
-            case .stored, .storedForSlowConsumer, .failed, .refused: sendNack(to: connection, refusing: messageID, outcome)
+            // Lent by the table (no retain): the ACK or NACK is written, nothing closes it.
+            connections.withConnection(id) { connection in
+                switch outcome {
+                case .acked: sendAck(to: connection, acknowledging: messageID)
+                case .stored, .storedForSlowConsumer, .failed, .refused: sendNack(to: connection, refusing: messageID, outcome)
+                }
             }
         case .split(_, let id, let token):
             let connection = connections[id]

@@ -46,7 +46,7 @@ final class RelayShard: @unchecked Sendable {
 
     // MARK: This loop only
 
-    var connections = ConnectionTable()
+    let connections = ConnectionTable()
     /// Replica of the node registry: where each node's connection is, and how it is announced.
     var directory = NodeDirectory()
     /// Messages sent to several next hops, awaiting all their answers.
