@@ -236,7 +236,24 @@ final class Connection {
     var awaiting = AwaitingAcks()
     /// The last ACK it sent that was parsed in full: the next ones, the same bytes but for the
     /// acknowledged id, are read without a parse (`RepeatedAck`). Dropped when it goes quiet.
-    var lastAck: RepeatedAck?
+    var lastAck: RepeatedAck? {
+        get { lastAckReference?.takeUnretainedValue() }
+        set {
+            lastAckReference?.release()
+            lastAckReference = newValue.map { .passRetained($0) }
+        }
+    }
+    /// `lastAck`, held by hand so that reading it for every frame takes no retain and release
+    /// (`withLastAck`).
+    private var lastAckReference: Unmanaged<RepeatedAck>?
+
+    /// `body` with `lastAck`, lent without reference counting; nil when there is none. `body` must
+    /// not set `lastAck`.
+    @inline(__always)
+    func withLastAck<Result>(_ body: (RepeatedAck) -> Result?) -> Result? {
+        guard let reference = lastAckReference else { return nil }
+        return reference._withUnsafeGuaranteedRef(body)
+    }
     var spoofStrikes: Int {
         get { extras?.spoofStrikes ?? 0 }
         set { if newValue != 0 || extras != nil { withExtras.spoofStrikes = newValue } }
@@ -367,6 +384,10 @@ final class Connection {
         return made
     }
 
+    deinit {
+        lastAckReference?.release()
+    }
+
     init(
         id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, handshakeTimeout: TimeAmount,
         frameCap: FrameSizeCap? = nil
@@ -391,6 +412,18 @@ final class Connection {
     }
 
     var nodeID: GUID? { tag?.address.id }
+
+    /// Registers a delivery just written at `offset` as awaiting this connection's ACK; false when
+    /// the message is awaited already (its upstream then hears from that delivery). A method, so
+    /// that the entry is made and claimed on `self` as it is: from the shard, the access to
+    /// `awaiting` and the closure that makes the entry each retained the connection.
+    @inline(__always)
+    func await(_ messageID: GUID, _ delivery: Delivery, deadline: NIODeadline, offset: Int, length: Int) -> Bool {
+        var isNew = false
+        awaiting[messageID, default: AwaitingAck(delivery, deadline: deadline, chunk: currentChunk, offset: offset, length: length)]
+            .claim(for: delivery.upstream, isNew: &isNew)
+        return isNew
+    }
 
     /// Gives back the storage of its per-connection tables that are empty (sized for the busy
     /// spell that filled them); called by the idle sweep for a connection that went quiet.

@@ -12,9 +12,9 @@ extension RelayShard {
         guard connection.phase != .closing else { return false }
         counters.framesIn += 1
         counters.bytesIn += bytes.count
-        if connection.phase == .bound, let lastAck = connection.lastAck, let messageID = lastAck.messageID(of: bytes) {
+        if connection.phase == .bound, let messageID = connection.withLastAck({ $0.messageID(of: bytes) }) {
             // The connection's last ACK again but for its ids: validated as that one was.
-            handleRepeatedAck(connection, lastAck, messageID, bytes)
+            handleRepeatedAck(connection, messageID, bytes)
             return true
         }
         let envelope: Envelope
@@ -122,13 +122,13 @@ extension RelayShard {
 
     /// An ACK that repeats the connection's last one but for its ids (`RepeatedAck`): routed as
     /// `route` routes an ACK, without a copy of its envelope unless it must be refused.
-    private func handleRepeatedAck(_ connection: Connection, _ lastAck: RepeatedAck, _ messageID: GUID, _ bytes: UnsafeRawBufferPointer) {
-        switch senderCheck(connection, lastAck.remembered) {
+    private func handleRepeatedAck(_ connection: Connection, _ messageID: GUID, _ bytes: UnsafeRawBufferPointer) {
+        switch connection.withLastAck({ senderCheck(connection, $0.remembered) }) {
         case .matches: handleAck(from: connection, messageID: messageID)
-        case .unbound: return
+        case .unbound, nil: return
         case .spoofed:
             // Refused in this frame's name: its envelope, ids and all.
-            guard let envelope = lastAck.envelope(of: bytes) else { return }
+            guard let envelope = connection.lastAck?.envelope(of: bytes) else { return }
             refuseSpoofed(connection, envelope)
         }
     }

@@ -206,12 +206,7 @@ extension RelayShard {
         // A peer relay ACKs only after its own next hop did (or stored it): it gets twice as long,
         // so its answer, not this relay's timeout, settles the hop.
         let deadline = clock.now + (connection.isPeer ? ackTimeout * 2 : ackTimeout)
-        var isNew = false
-        connection.awaiting[
-            messageID,
-            default: AwaitingAck(delivery, deadline: deadline, chunk: connection.currentChunk, offset: before, length: length)
-        ].claim(for: delivery.upstream, isNew: &isNew)
-        guard isNew else {
+        guard connection.await(messageID, delivery, deadline: deadline, offset: before, length: length) else {
             connection.out.moveWriterIndex(to: before)
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
