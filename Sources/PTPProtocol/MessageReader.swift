@@ -15,6 +15,7 @@ public struct MessageReader: Sendable {
         return try Self.envelope(tape.view, bytes, handshakeDone: handshakeDone)
     }
 
+    @inline(__always)
     static func envelope(_ tape: JSONTape.View, _ bytes: UnsafeRawBufferPointer, handshakeDone: Bool) throws(InvalidMessage) -> Envelope {
         guard tape[0].kind == .object else { throw InvalidMessage("frame is not a JSON object") }
         let fields = Fields(tape: tape, bytes: bytes)
