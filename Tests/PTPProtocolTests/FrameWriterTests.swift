@@ -136,42 +136,41 @@ final class FrameWriterTests: XCTestCase {
         XCTAssertNil(second?["recipient"])
     }
 
-    func testAckTemplateMatchesAckWriter() {
+    /// A template's frames are the writer's, byte for byte, for relays with a name, without one and
+    /// with the longest one: `write` writes one frame both ways with the same fresh ids.
+    private func checkTemplate(
+        _ make: (SenderTag) -> FrameTemplate,
+        _ write: (FrameTemplate, SenderTag, inout ByteBuffer, inout ByteBuffer) -> Void,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         for relayTag in [relay, SenderTag(NodeAddress(id: IDs.guid(IDs.relay), name: nil)),
                          SenderTag(NodeAddress(id: GUID.random(), name: String(repeating: "r", count: 64)))] {
-            let template = FrameTemplate.ack(relay: relayTag)
+            let template = make(relayTag)
             var fromTemplate = ByteBuffer()
             var fromWriter = ByteBuffer()
             fromTemplate.writeString("prefix")  // the template writes at the writer index
             fromWriter.writeString("prefix")
-            for _ in 0..<5 {
-                let id = GUID.random()
-                let acknowledged = GUID.random()
-                template.write(&fromTemplate, messageID: id, acknowledging: acknowledged)
-                RelayFrames.ack(&fromWriter, messageID: id, acknowledging: acknowledged, relay: relayTag)
-            }
-            XCTAssertEqual(Array(fromTemplate.readableBytesView), Array(fromWriter.readableBytesView))
+            for _ in 0..<5 { write(template, relayTag, &fromTemplate, &fromWriter) }
+            XCTAssertEqual(Array(fromTemplate.readableBytesView), Array(fromWriter.readableBytesView), file: file, line: line)
             fromTemplate.moveReaderIndex(forwardBy: 6)
-            XCTAssertEqual(frames(fromTemplate).count, 5)
+            XCTAssertEqual(frames(fromTemplate).count, 5, file: file, line: line)
+        }
+    }
+
+    func testAckTemplateMatchesAckWriter() {
+        checkTemplate(FrameTemplate.ack) { template, relayTag, fromTemplate, fromWriter in
+            let id = GUID.random()
+            let acknowledged = GUID.random()
+            template.write(&fromTemplate, messageID: id, acknowledging: acknowledged)
+            RelayFrames.ack(&fromWriter, messageID: id, acknowledging: acknowledged, relay: relayTag)
         }
     }
 
     func testHelloTemplateMatchesHelloWriter() {
-        for relayTag in [relay, SenderTag(NodeAddress(id: IDs.guid(IDs.relay), name: nil)),
-                         SenderTag(NodeAddress(id: GUID.random(), name: String(repeating: "r", count: 64)))] {
-            let template = FrameTemplate.hello(relay: relayTag)
-            var fromTemplate = ByteBuffer()
-            var fromWriter = ByteBuffer()
-            fromTemplate.writeString("prefix")  // the template writes at the writer index
-            fromWriter.writeString("prefix")
-            for _ in 0..<5 {
-                let id = GUID.random()
-                template.write(&fromTemplate, messageID: id)
-                MeshFrames.hello(&fromWriter, messageID: id, relay: relayTag, nonce: nil, proof: nil)
-            }
-            XCTAssertEqual(Array(fromTemplate.readableBytesView), Array(fromWriter.readableBytesView))
-            fromTemplate.moveReaderIndex(forwardBy: 6)
-            XCTAssertEqual(frames(fromTemplate).count, 5)
+        checkTemplate(FrameTemplate.hello) { template, relayTag, fromTemplate, fromWriter in
+            let id = GUID.random()
+            template.write(&fromTemplate, messageID: id)
+            MeshFrames.hello(&fromWriter, messageID: id, relay: relayTag, nonce: nil, proof: nil)
         }
     }
 
