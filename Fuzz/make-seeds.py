@@ -54,6 +54,9 @@ VERB_TABLE = [
 RAW_EXTRA = [
     b'{"a":1,"a":2}', b'[1,-0,0.5,-1.5e10,1E+2,123456789012345678,1234567890123456789]', b'"\\u0000"',
     b' { "msg_type" : "ACK" , "msg_data" : { "msg_id" : "%s" } } ' % MID.encode(),
+    # ACKs whose ids are all zeros (no id at all) and that repeat a key (RepeatedAck leaves both to the reader).
+    b'{"msg_data":{"msg_id":"00000000-0000-0000-0000-000000000000"},"msg_type":"ACK","msg_id":"00000000-0000-0000-0000-000000000000"}',
+    b'{"msg_type":"ACK","msg_id":"%s","msg_data":{"msg_id":"%s","msg_id":"%s"}}' % (B.encode(), MID.encode(), A.encode()),
     b'[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
     b'{"s":"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"}', b'true', b'false', b'null', b'{}', b'[]',
 ]

@@ -241,7 +241,7 @@ public struct FrameTemplate: @unchecked Sendable {
         let count = bytes.count
         let first = firstIDOffset
         let second = secondIDOffset
-        assert(second >= 0, "a template with one id")
+        precondition(second >= 0, "a template with one id")
         let template = bytes
         out.writeInPlace(minimumWritableBytes: count) { buffer in
             buffer.baseAddress!.copyMemory(from: template.baseAddress!, byteCount: count)

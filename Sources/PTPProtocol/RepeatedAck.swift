@@ -16,6 +16,11 @@ import Darwin
 /// Made by `MessageReader.repeatedAck(_:_:)` right after the full read of an ACK. Owned by the
 /// connection it came from (one per connection, on its event loop).
 public final class RepeatedAck: @unchecked Sendable {
+    /// The longest ACK remembered. A client's ACK is about 150-200 bytes; one padded up to the
+    /// frame cap (white space, extra keys) is parsed every time instead of pinning that much
+    /// memory on its connection.
+    public static let maximumBytes = 512
+
     /// The validated frame. Allocated once per instance, never written after `init`.
     private let frame: UnsafeMutableRawBufferPointer
     /// Where `msg_data.msg_id`'s 36 characters are.
@@ -91,7 +96,7 @@ extension MessageReader {
     /// nil for other verbs, or when an id field is not a plain 36-character string (an escape in
     /// it, say), which a byte compare cannot stand for.
     public func repeatedAck(_ bytes: UnsafeRawBufferPointer, _ envelope: Envelope) -> RepeatedAck? {
-        guard envelope.verb == .ack, let data = onlyMember("msg_data", in: 0, bytes), tape[data].kind == .object,
+        guard envelope.verb == .ack, bytes.count <= RepeatedAck.maximumBytes, let data = onlyMember("msg_data", in: 0, bytes), tape[data].kind == .object,
             let dataID = plainGUID(onlyMember("msg_id", in: data, bytes), bytes)
         else { return nil }
         var headID: Int?

@@ -89,6 +89,10 @@ final class RepeatedAckTests: XCTestCase {
         let escaped = "\\u00" + String(IDs.message.unicodeScalars.first!.value, radix: 16) + IDs.message.dropFirst()
         XCTAssertNil(read(#"{"msg_type":"ACK","msg_data":{"msg_id":"\#(escaped)"}}"#))
         XCTAssertNil(remember(#"{"msg_type":"ACK","msg_data":{"msg_id":"\#(escaped)"}}"#))
+        // Padded past `maximumBytes`: parsed every time rather than kept.
+        let padded = #"{"msg_type":"ACK","pad":"\#(String(repeating: "x", count: RepeatedAck.maximumBytes))","msg_data":{"msg_id":"\#(IDs.message)"}}"#
+        XCTAssertNotNil(read(padded))
+        XCTAssertNil(remember(padded))
         // A repeated key: which one the reader takes is its rule, not this type's.
         XCTAssertNil(remember(#"{"msg_type":"ACK","msg_data":{"msg_id":"\#(IDs.b)","msg_id":"\#(IDs.message)"}}"#))
         XCTAssertNil(remember(#"{"msg_type":"ACK","msg_data":{"msg_id":"\#(IDs.b)"},"msg_data":{"msg_id":"\#(IDs.message)"}}"#))

@@ -59,21 +59,46 @@ public func fuzzMessageReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
     return 0
 }
 
-/// An ACK the relay remembers reads back as the reader read it, and so does a copy with other
-/// ids in its id fields (RepeatedAckTests tries the frames a few edits away).
+/// An ACK the relay remembers reads back as the reader read it, and so do copies with other ids
+/// in its `msg_id` fields (head and `msg_data`, each a fresh id from the input or all zeros):
+/// whenever `RepeatedAck` answers for a copy, the reader reads the copy the same way.
+/// (RepeatedAckTests also tries the frames a few byte edits away.)
 func checkRepeatedAck(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {
     guard envelope.verb == .ack, let ack = reader.repeatedAck(frame, envelope) else { return }
-    fuzzCheck(ack.envelope(of: frame) == envelope, "a remembered ACK reads back differently", input)
-    var copy = Array(frame)
-    let id = Array(GUID.random().description.uppercased().utf8)
-    for offset in reader.tape.tokens.indices where reader.tape[offset].kind == .string {
-        let token = reader.tape[offset]
-        guard token.end - token.start == 36, GUID(canonical: UnsafeRawBufferPointer(rebasing: frame[Int(token.start)..<Int(token.end)])) != nil else { continue }
-        copy.replaceSubrange(Int(token.start)..<Int(token.end), with: id)
+    // With no non-zero id at all it leaves the frame to the reader (which then finds no id).
+    let again = ack.envelope(of: frame)
+    if envelope.messageID != nil {
+        fuzzCheck(again == envelope, "a remembered ACK reads back differently", input)
+    } else {
+        fuzzCheck(again == nil, "a remembered ACK without an id is read without the reader", input)
     }
-    guard let repeated = copy.withUnsafeBytes({ ack.envelope(of: $0) }) else { return }
-    let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: handshakeDone) }
-    fuzzCheck(repeated == full, "a repeated ACK reads differently from its parse", input)
+    // The string values of every `msg_id` key, in the head and in `msg_data`.
+    var fields: [Range<Int>] = []
+    let tape = reader.tape
+    for object in [0, envelope.data] {
+        tape.forEachMember(of: object) { key, value in
+            let token = tape[value]
+            if !tape[key].escaped, JSONTape.equals("msg_id", frame, Int(tape[key].start), Int(tape[key].end)),
+                token.kind == .string, token.end - token.start == 36 {
+                fields.append(Int(token.start)..<Int(token.end))
+            }
+        }
+    }
+    // Ids from the input's own bytes, so that a failure replays from its input alone.
+    var seed: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in input { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    var random = SeededRandom(seed: seed)
+    for variant in 0..<4 {
+        var copy = Array(frame)
+        for (index, field) in fields.enumerated() {
+            let zero = (variant >> index) & 1 == 1 && variant != 0
+            let id = zero ? GUID.zero : GUID(high: random.next(), low: random.next())
+            copy.replaceSubrange(field, with: Array((variant == 3 ? id.description.uppercased() : id.description).utf8))
+        }
+        guard let repeated = copy.withUnsafeBytes({ ack.envelope(of: $0) }) else { continue }
+        let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: handshakeDone) }
+        fuzzCheck(repeated == full, "a repeated ACK reads differently from its parse", input)
+    }
 }
 
 func checkVerbRequirements(_ envelope: Envelope, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {

@@ -51,7 +51,10 @@ final class ConnectionTable {
     @inline(__always)
     func withConnection<Result>(_ id: UInt64, _ body: (Connection) -> Result) -> Result? {
         guard let connection = byID[Key(id: id)] else { return nil }
-        return connection._withUnsafeGuaranteedRef(body)
+        let result = connection._withUnsafeGuaranteedRef(body)
+        // What keeps the lent connection alive: a `body` that closed it would have used it freed.
+        assert(byID[Key(id: id)] != nil, "a connection lent by the table was closed by its borrower")
+        return result
     }
 
     @discardableResult
