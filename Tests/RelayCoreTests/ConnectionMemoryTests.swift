@@ -27,6 +27,31 @@ final class ConnectionMemoryTests: XCTestCase {
         XCTAssertLessThanOrEqual(bytes, 256)
     }
 
+    /// The shard's table and the connection's remembered ACK hold their references by hand
+    /// (`ConnectionTable`, `Connection.lastAck`): a closed connection and its ACK are still freed.
+    func testAClosedConnectionAndItsRememberedAckAreFreed() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        for _ in 0..<2 {
+            let id = Node.newID()
+            alice.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+            XCTAssertEqual(bob.receiveOne()?.msgID, id)
+            bob.send(Frames.ack(id))
+            alice.expectAck(id)
+        }
+        weak let bobs = connection(of: Node.b, in: relay)
+        weak let remembered = bobs?.lastAck
+        XCTAssertNotNil(bobs)
+        XCTAssertNotNil(remembered, "Bob's ACKs repeat one layout: the last one is kept")
+        bob.close()
+        relay.runLoops()
+        XCTAssertNil(connection(of: Node.b, in: relay))
+        XCTAssertNil(bobs, "the closed connection is freed")
+        XCTAssertNil(remembered, "and its remembered ACK with it")
+    }
+
     func testOutputGoesBackToTheSharedEmptyBufferAfterAFlush() {
         let relay = TestRelay()
         defer { relay.shutdown() }

@@ -418,7 +418,7 @@ final class Connection {
     /// that the entry is made and claimed on `self` as it is: from the shard, the access to
     /// `awaiting` and the closure that makes the entry each retained the connection.
     @inline(__always)
-    func await(_ messageID: GUID, _ delivery: Delivery, deadline: NIODeadline, offset: Int, length: Int) -> Bool {
+    func registerAwaiting(_ messageID: GUID, _ delivery: Delivery, deadline: NIODeadline, offset: Int, length: Int) -> Bool {
         var isNew = false
         awaiting[messageID, default: AwaitingAck(delivery, deadline: deadline, chunk: currentChunk, offset: offset, length: length)]
             .claim(for: delivery.upstream, isNew: &isNew)

@@ -206,7 +206,7 @@ extension RelayShard {
         // A peer relay ACKs only after its own next hop did (or stored it): it gets twice as long,
         // so its answer, not this relay's timeout, settles the hop.
         let deadline = clock.now + (connection.isPeer ? ackTimeout * 2 : ackTimeout)
-        guard connection.await(messageID, delivery, deadline: deadline, offset: before, length: length) else {
+        guard connection.registerAwaiting(messageID, delivery, deadline: deadline, offset: before, length: length) else {
             connection.out.moveWriterIndex(to: before)
             counters.drop(.duplicateMessage)
             logger.debug("repeat of an awaited message not delivered again", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
