@@ -59,20 +59,30 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: the per-node read budget, then the connection
+    /// A connection's pipeline, accepted or dialed: the per-node read budget (when it is on), then the connection
     /// handler, which splits the frames (its cap set by the shard: `FrameCaps.beforeHello` until
     /// the HELLO) and hands them to the shard. (Idle and keepalive timeouts are the shard's idle
     /// sweep; the outbound water marks are set by the shard at open: both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        let rateLimiter = NodeRateLimiter(policy: shard)
-        try channel.pipeline.syncOperations.addHandlers([
-            rateLimiter,
-            ConnectionHandler(
-                shard: shard, dialedPeer: dialedPeer,
-                maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes), rateLimiter: rateLimiter),
-        ])
+        try channel.pipeline.syncOperations.addHandlers(
+            connectionHandlers(
+                shard: shard, dialedPeer: dialedPeer, maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes)))
+    }
+
+    /// The handlers of `addConnectionHandlers`, on the shard's loop (the budget in force is read
+    /// there). No read budget while it is off: a reload that turns it on adds one to the open
+    /// connections (`RelayShard.applyLimitsToOpenConnections`). `shardSetsCap: false` keeps the
+    /// frame cap at `maxFrameBytes` (the tests' fixed caps).
+    static func connectionHandlers(
+        shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true
+    ) -> [ChannelHandler] {
+        let rateLimiter = shard.nodeRates.isUnlimited ? nil : NodeRateLimiter(policy: shard)
+        let handler = ConnectionHandler(
+            shard: shard, dialedPeer: dialedPeer, maxFrameBytes: maxFrameBytes, shardSetsCap: shardSetsCap,
+            rateLimiter: rateLimiter)
+        return rateLimiter.map { [$0, handler] } ?? [handler]
     }
 
     /// Counts and logs a connection's failed TLS handshake (called on the shard's loop).

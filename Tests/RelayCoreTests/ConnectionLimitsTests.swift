@@ -169,13 +169,14 @@ final class ConnectionLimitsTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(.throttled), 1)
     }
 
-    func testAReloadAppliesTheNodeRateLimitsToAnOpenConnection() {
+    func testAReloadAppliesTheNodeRateLimitsToAnOpenConnection() throws {
         let relay = TestRelay {
             $0.limits.nodeMessagesPerSecond = 0
-            $0.limits.nodeMessagesBurst = 0
+            $0.limits.nodeBytesPerSecond = 0
         }
         defer { relay.shutdown() }
         let alice = relay.client(Node.a, name: "alice")
+        XCTAssertFalse(hasRateLimiter(alice), "a budget that is off is not in the pipeline")
         for _ in 0..<50 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
         alice.channel.read()
         XCTAssertEqual(relay.counters.count(.throttled), 0, "unlimited")
@@ -184,9 +185,54 @@ final class ConnectionLimitsTests: XCTestCase {
         limited.limits.nodeMessagesBurst = 2
         relay.context.apply(limited)
         relay.shard.apply(limited)
+        XCTAssertTrue(hasRateLimiter(alice), "the reload put a budget on the open connection")
         for _ in 0..<5 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
         alice.channel.read()
         XCTAssertEqual(relay.counters.count(.throttled), 1, "the reloaded budget applies to the open connection")
         XCTAssertEqual(relay.logs.count(.debug, "reading paused"), 1)
+        // Another reload of the limits adds no second one; one that turns the budget off leaves it,
+        // holding no read.
+        limited.limits.nodeMessagesBurst = 3
+        relay.context.apply(limited)
+        relay.shard.apply(limited)
+        var unlimited = limited
+        unlimited.limits.nodeMessagesPerSecond = 0
+        unlimited.limits.nodeBytesPerSecond = 0
+        relay.context.apply(unlimited)
+        relay.shard.apply(unlimited)
+        relay.loop.advanceTime(by: .seconds(5))
+        for _ in 0..<50 { alice.send(Frames.message(from: Node.a, to: [Node.b], id: Node.newID())) }
+        alice.channel.read()
+        XCTAssertEqual(relay.counters.count(.throttled), 1, "a budget turned off holds no read")
+        // A second one would sit after the first, and the connection handler would count to it.
+        let first = try alice.channel.pipeline.syncOperations.handler(type: NodeRateLimiter.self)
+        let handler = try alice.channel.pipeline.syncOperations.handler(type: ConnectionHandler.self)
+        XCTAssertTrue(handler.rateLimiter === first, "one budget, not two")
+    }
+
+    func testAReloadTurningTheNodeRateLimitsOnLeavesAProvenPeerWithout() throws {
+        let meshKey = "unit-test-mesh-key-0123456789"
+        let relay = TestRelay {
+            $0.mesh.key = meshKey
+            $0.limits.nodeMessagesPerSecond = 0
+            $0.limits.nodeBytesPerSecond = 0
+        }
+        defer { relay.shutdown() }
+        let peer = try relay.provenPeer(key: meshKey, id: "66666666-6666-4666-8666-666666666666")
+        let alice = relay.client(Node.a, name: "alice")
+        var limited = relay.configuration
+        limited.limits.nodeMessagesPerSecond = 1
+        limited.limits.nodeMessagesBurst = 2
+        relay.context.apply(limited)
+        relay.shard.apply(limited)
+        XCTAssertTrue(hasRateLimiter(alice))
+        XCTAssertFalse(hasRateLimiter(peer), "a proven peer relay is exempt")
+        // A connection opened after the reload has one from the start.
+        let bob = relay.client(Node.b, name: "bob")
+        XCTAssertTrue(hasRateLimiter(bob))
+    }
+
+    private func hasRateLimiter(_ peer: Peer) -> Bool {
+        (try? peer.channel.pipeline.syncOperations.handler(type: NodeRateLimiter.self)) != nil
     }
 }

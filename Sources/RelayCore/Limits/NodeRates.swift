@@ -17,6 +17,9 @@ extension NodeRates {
     }
 
     static let unlimited = NodeRates(messagesPerSecond: 0, messagesBurst: 0, bytesPerSecond: 0, bytesBurst: 0)
+
+    /// Neither budget is set: a connection needs no `NodeRateLimiter` in its pipeline.
+    var isUnlimited: Bool { messagesPerSecond <= 0 && bytesPerSecond <= 0 }
 }
 
 /// Frame caps of a connection (`FrameSizeCap` holds the one in force).

@@ -19,11 +19,26 @@ extension RelayShard {
     }
 
     /// A reload: open connections take the new frame cap and CONNECT budget at once (the per-node
-    /// read budget is read by each `NodeRateLimiter` at its next `read()`).
+    /// read budget is read by each `NodeRateLimiter` at its next `read()`; a connection opened
+    /// while the budget was off gets one now, unless it is a proven peer relay).
     func applyLimitsToOpenConnections() {
         for connection in connections.values {
             updateFrameCap(of: connection)
             applyOutboundLimits(to: connection)
+            if !nodeRates.isUnlimited && !connection.isPeer && connection.phase != .closing {
+                addRateLimiter(to: connection)
+            }
+        }
+    }
+
+    private func addRateLimiter(to connection: Connection) {
+        guard let handler = connection.context.handler as? ConnectionHandler else { return }
+        do {
+            try handler.addRateLimiter(policy: self, context: connection.context)
+        } catch {
+            logger.warning(
+                "could not put the per-node read budget on an open connection",
+                metadata: ["conn": "\(connection.logID)", "error": "\(error)"])
         }
     }
 
