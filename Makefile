@@ -14,7 +14,9 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 # BUILD_PATH is SwiftPM's scratch path for build-both, manuals and install.
 CONFIG ?= release
 BUILD_PATH ?= .build
-SWIFT_BUILD = swift build --scratch-path $(BUILD_PATH) -c $(CONFIG)
+# A release build goes through scripts/swift-build-release (every module without dynamic
+# exclusivity checks; why: that script); a debug build keeps them.
+SWIFT_BUILD = $(if $(filter release,$(CONFIG)),./scripts/swift-build-release,swift build -c $(CONFIG)) --scratch-path $(BUILD_PATH)
 PREFIX ?= /usr/local
 PROGRAMS := ptpchat-relay ptpchat
 BINDIR = $(DESTDIR)$(PREFIX)/bin

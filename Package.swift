@@ -3,7 +3,8 @@ import PackageDescription
 
 // The relay's hot path is single-threaded per event loop by construction; dynamic exclusivity
 // checks cost about 6 % of relay CPU under load (perf, Benchmarks/compare.sh), so release builds
-// of the two hot-path modules turn them off. Debug builds and tests keep them.
+// of the hot-path modules turn them off. Debug builds and tests keep them. The relay is built for
+// use by scripts/swift-build-release, which turns them off in every module (SwiftNIO's too).
 let hotPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]

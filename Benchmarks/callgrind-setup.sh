@@ -12,8 +12,8 @@ command -v valgrind >/dev/null || { echo "$NAME: valgrind is not installed (apt-
 source "$ROOT/Benchmarks/shared-bench-tools.sh"
 
 if [[ -z "${RELAY_BIN:-}" ]]; then
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    RELAY_BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+    "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+    RELAY_BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 fi
 WORK="$(mktemp -d -t "ptpchat-$NAME.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

@@ -37,9 +37,9 @@ NAME=client-bench.sh
 source "$ROOT/Benchmarks/shared-bench-tools.sh"
 LOADBIN="$BENCH"
 
-swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-swift build -c release --product ptpchat --scratch-path "$SCRATCH" >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)"
+"$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+"$ROOT/scripts/swift-build-release" --product ptpchat --scratch-path "$SCRATCH" >&2
+BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)"
 
 WORK="$(mktemp -d -t ptpchat-client-bench.XXXXXX)"
 RELAY_PID=

@@ -23,8 +23,8 @@ PORT="${RELAY_PORT:-17003}"
 [[ -x "$BENCH/run-compare.sh" ]] || { echo "compare.sh: no harness at $BENCH" >&2; exit 2; }
 command -v nats-server >/dev/null 2>&1 || echo "compare.sh: nats-server not installed (apt-get install -y nats-server); comparing with the baseline only" >&2
 
-swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+"$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 DATA="$(mktemp -d -t ptpchat-bench.XXXXXX)"
 trap 'rm -rf "$DATA"' EXIT
 

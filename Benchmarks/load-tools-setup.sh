@@ -14,6 +14,6 @@ gcc -O2 -Wall -Wextra -o "$WORK/tls-load" "$ROOT/Benchmarks/tls-load.c" -lssl -l
 if [[ -n "${RELAY_BIN:-}" ]]; then
     BIN="$RELAY_BIN"
 else
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+    "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+    BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 fi

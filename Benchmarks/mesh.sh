@@ -38,8 +38,8 @@ NAME=mesh.sh
 source "$ROOT/Benchmarks/shared-bench-tools.sh"
 command -v iptables >/dev/null || { echo "mesh.sh: needs iptables (apt-get install -y iptables) and root" >&2; exit 2; }
 
-swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+"$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 WORK="$(mktemp -d -t ptpchat-mesh.XXXXXX)"
 PIDS=()
 RULE=(-t nat -p tcp -s 127.0.0.3 -d 127.0.0.1 --dport "$PORT_A" -j DNAT --to-destination "127.0.0.1:$PORT_B")

@@ -19,9 +19,9 @@ export PATH="/opt/swift/usr/bin:$PATH"
 "$ROOT/scripts/install-deps.sh" >&2
 SCRATCH="${SCRATCH:-$ROOT/.build-release}"
 if [[ -z "${RELAY_BIN:-}" || ( "${CLIENT:-ptpchat}" == ptpchat && -z "${PTPCHAT_BIN:-}" ) ]]; then
-    (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product ptpchat-relay >&2 \
-        && swift build -c release --scratch-path "$SCRATCH" --product ptpchat >&2)
-    BIN_DIR="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)"
+    (cd "$ROOT" && "$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --product ptpchat-relay >&2 \
+        && "$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --product ptpchat >&2)
+    BIN_DIR="$(cd "$ROOT" && "$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)"
     RELAY_BIN="${RELAY_BIN:-$BIN_DIR/ptpchat-relay}"
     PTPCHAT_BIN="${PTPCHAT_BIN:-$BIN_DIR/ptpchat}"
 fi

@@ -25,11 +25,11 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
 FLOOR_DIR="$ROOT/Benchmarks/NIOFloor"
 
-swift build -c release --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
-FLOOR_BIN="$(swift build -c release --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
+"$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
+FLOOR_BIN="$("$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
 if [[ -z "${RELAY_BIN:-}" ]]; then
-    swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    RELAY_BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+    "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+    RELAY_BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 fi
 DATA="$(mktemp -d -t ptpchat-floor.XXXXXX)"
 OUT="$(mktemp -d -t ptpchat-floor-out.XXXXXX)"

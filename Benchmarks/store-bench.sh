@@ -24,8 +24,8 @@ PAYLOAD="${PAYLOAD:-256}"
 BATCH="${BATCH:-512}"
 
 cd "$ROOT"
-swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+"$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
 [[ -x "$BIN" ]] || { echo "store-bench: no relay binary at $BIN" >&2; exit 2; }
 
 WORK="$(mktemp -d -t ptpchat-store-bench.XXXXXX)"

@@ -38,15 +38,15 @@ export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_ME
 case "${SERVER:-relay}" in
     relay)
         if [[ -z "${RELAY_BIN:-}" ]]; then
-            swift build -c release --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-            RELAY_BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
+            "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
+            RELAY_BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
         fi
         SERVER_CMD=("$RELAY_BIN" --listen "127.0.0.1:$PORT" --stats off --data-dir "$WORK/data" --log-level error --threads 1)
         ;;
     floor)
         FLOOR_DIR="$ROOT/Benchmarks/NIOFloor"
-        swift build -c release --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
-        FLOOR_BIN="$(swift build -c release --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
+        "$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
+        FLOOR_BIN="$("$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
         SERVER_CMD=("$FLOOR_BIN" --port "$PORT" --bind 127.0.0.1 --threads 1 --quiet)
         ;;
     baseline) SERVER_CMD=("$BENCH/baseline-relay" --port "$PORT" --bind 127.0.0.1 --threads 1) ;;
