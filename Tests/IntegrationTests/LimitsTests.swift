@@ -292,6 +292,37 @@ final class LimitsTests: RelayTestCase {
         XCTAssertNil(alice.client.receive(verb: "NACK", timeout: 0), "a message was refused")
     }
 
+    /// With the budget off a connection has none in its pipeline; a reload that turns it on puts
+    /// one on the connections already open (RelayShard.applyLimitsToOpenConnections).
+    func testAReloadTurningTheNodeBudgetOnSlowsAnOpenConnectionAndLosesNothing() throws {
+        let rate = 100.0, burst = 20, count = 200
+        let (relay, statsPort) = try startLimitedRelay(["node_messages_per_second: 0", "node_bytes_per_second: 0"])
+        let alice = try bind(relay, name: "alice")
+        let bob = try bind(relay, name: "bob")
+        try reload(relay, replacing: "node_messages_per_second: 0", with: "node_messages_per_second: \(Int(rate))\n  node_messages_burst: \(burst)")
+        var sent: Set<String> = []
+        var received: Set<String> = []
+        func take(_ frame: [String: Any]?) {
+            if let id = (frame?["msg_data"] as? [String: Any])?["msg_id"] as? String { received.insert(id) }
+        }
+        let start = Date()
+        for _ in 0..<(count / 20) {
+            for _ in 0..<20 {
+                let id = Ids.make()
+                sent.insert(id)
+                XCTAssertTrue(alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id)))
+            }
+            while let frame = bob.client.receive(verb: "MESSAGE", timeout: 0) { take(frame) }
+        }
+        while received.count < count, let frame = bob.client.receive(verb: "MESSAGE", timeout: 5) { take(frame) }
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertEqual(received, sent, "every message arrives")
+        let floor = Double(count - burst) / rate
+        XCTAssertGreaterThan(elapsed, floor * 0.8, "\(count) messages in \(elapsed) s: the reloaded budget of \(rate)/s did not apply")
+        waitForDrop(statsPort, "throttled", atLeast: 1)
+        XCTAssertFalse(alice.client.isClosed)
+    }
+
     // MARK: CONNECT per node
 
     func testConnectOverThePerMinuteBudgetIsNackedRateLimited() throws {
