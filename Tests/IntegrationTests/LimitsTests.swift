@@ -262,25 +262,7 @@ final class LimitsTests: RelayTestCase {
         let (relay, statsPort) = try startLimitedRelay(["node_messages_per_second: \(Int(rate))", "node_messages_burst: \(burst)"])
         let alice = try bind(relay, name: "alice")
         let bob = try bind(relay, name: "bob")
-        var sent: Set<String> = []
-        var received: Set<String> = []
-        func take(_ frame: [String: Any]?) {
-            if let id = (frame?["msg_data"] as? [String: Any])?["msg_id"] as? String { received.insert(id) }
-        }
-        // Alice sends as fast as her socket takes the frames (it blocks when the relay stops
-        // reading); Bob's frames are read between her batches and after.
-        let start = Date()
-        for _ in 0..<(count / 50) {
-            for _ in 0..<50 {
-                let id = Ids.make()
-                sent.insert(id)
-                XCTAssertTrue(alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id)))
-            }
-            while let frame = bob.client.receive(verb: "MESSAGE", timeout: 0) { take(frame) }
-        }
-        while received.count < count, let frame = bob.client.receive(verb: "MESSAGE", timeout: 5) { take(frame) }
-        // The relay cannot deliver faster than it reads: the time to the last one bounds its rate.
-        let elapsed = Date().timeIntervalSince(start)
+        let (sent, received, elapsed) = sendAsFastAsTaken(count, inBatchesOf: 50, from: alice, to: bob)
         XCTAssertEqual(received, sent, "every message arrives")
         let floor = Double(count - burst) / rate
         XCTAssertGreaterThan(elapsed, floor * 0.8, "\(count) messages in \(elapsed) s: not capped near \(rate)/s")
@@ -300,14 +282,28 @@ final class LimitsTests: RelayTestCase {
         let alice = try bind(relay, name: "alice")
         let bob = try bind(relay, name: "bob")
         try reload(relay, replacing: "node_messages_per_second: 0", with: "node_messages_per_second: \(Int(rate))\n  node_messages_burst: \(burst)")
+        let (sent, received, elapsed) = sendAsFastAsTaken(count, inBatchesOf: 20, from: alice, to: bob)
+        XCTAssertEqual(received, sent, "every message arrives")
+        let floor = Double(count - burst) / rate
+        XCTAssertGreaterThan(elapsed, floor * 0.8, "\(count) messages in \(elapsed) s: the reloaded budget of \(rate)/s did not apply")
+        waitForDrop(statsPort, "throttled", atLeast: 1)
+        XCTAssertFalse(alice.client.isClosed)
+    }
+
+    /// Alice sends `count` messages to Bob as fast as her socket takes the frames (it blocks when
+    /// the relay stops reading); Bob's are read between her batches and after. The ids sent, the
+    /// ids Bob got, and the seconds to the last one: the relay cannot deliver faster than it reads.
+    private func sendAsFastAsTaken(_ count: Int, inBatchesOf batch: Int, from alice: Node, to bob: Node) -> (
+        sent: Set<String>, received: Set<String>, elapsed: TimeInterval
+    ) {
         var sent: Set<String> = []
         var received: Set<String> = []
         func take(_ frame: [String: Any]?) {
             if let id = (frame?["msg_data"] as? [String: Any])?["msg_id"] as? String { received.insert(id) }
         }
         let start = Date()
-        for _ in 0..<(count / 20) {
-            for _ in 0..<20 {
+        for _ in 0..<(count / batch) {
+            for _ in 0..<batch {
                 let id = Ids.make()
                 sent.insert(id)
                 XCTAssertTrue(alice.client.send(json: Frames.message(from: alice, to: [bob.id], id: id)))
@@ -315,12 +311,7 @@ final class LimitsTests: RelayTestCase {
             while let frame = bob.client.receive(verb: "MESSAGE", timeout: 0) { take(frame) }
         }
         while received.count < count, let frame = bob.client.receive(verb: "MESSAGE", timeout: 5) { take(frame) }
-        let elapsed = Date().timeIntervalSince(start)
-        XCTAssertEqual(received, sent, "every message arrives")
-        let floor = Double(count - burst) / rate
-        XCTAssertGreaterThan(elapsed, floor * 0.8, "\(count) messages in \(elapsed) s: the reloaded budget of \(rate)/s did not apply")
-        waitForDrop(statsPort, "throttled", atLeast: 1)
-        XCTAssertFalse(alice.client.isClosed)
+        return (sent, received, Date().timeIntervalSince(start))
     }
 
     // MARK: CONNECT per node

@@ -10,6 +10,9 @@ import XCTest
 /// The per-connection limits the shard applies: the HELLO frame cap, `limits.max_frame_bytes`
 /// after a reload, CONNECT per node.
 final class ConnectionLimitsTests: XCTestCase {
+    private static let meshKey = "unit-test-mesh-key-0123456789"
+    private static let peerID = "66666666-6666-4666-8666-666666666666"
+
     private func bigMessage(to recipient: String, bytes: Int) -> String {
         Frames.message(from: Node.a, to: [recipient], id: Node.newID(), text: String(repeating: "A", count: bytes))
     }
@@ -126,8 +129,7 @@ final class ConnectionLimitsTests: XCTestCase {
     }
 
     func testAProvenPeerRelayIsExemptFromTheNodeRateLimitsAClientIsNot() throws {
-        let meshKey = "unit-test-mesh-key-0123456789"
-        let peerID = "66666666-6666-4666-8666-666666666666"
+        let (meshKey, peerID) = (Self.meshKey, Self.peerID)
         let relay = TestRelay {
             $0.mesh.key = meshKey
             $0.limits.nodeMessagesPerSecond = 1
@@ -211,14 +213,14 @@ final class ConnectionLimitsTests: XCTestCase {
     }
 
     func testAReloadTurningTheNodeRateLimitsOnLeavesAProvenPeerWithout() throws {
-        let meshKey = "unit-test-mesh-key-0123456789"
+        let meshKey = Self.meshKey
         let relay = TestRelay {
             $0.mesh.key = meshKey
             $0.limits.nodeMessagesPerSecond = 0
             $0.limits.nodeBytesPerSecond = 0
         }
         defer { relay.shutdown() }
-        let peer = try relay.provenPeer(key: meshKey, id: "66666666-6666-4666-8666-666666666666")
+        let peer = try relay.provenPeer(key: meshKey, id: Self.peerID)
         let alice = relay.client(Node.a, name: "alice")
         var limited = relay.configuration
         limited.limits.nodeMessagesPerSecond = 1
