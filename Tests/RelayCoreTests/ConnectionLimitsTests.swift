@@ -212,6 +212,31 @@ final class ConnectionLimitsTests: XCTestCase {
         XCTAssertTrue(handler.rateLimiter === first, "one budget, not two")
     }
 
+    /// A pipeline made while the budget was off, activated after a reload turned it on (a dialed
+    /// connection's TCP connect can take that long): it gets the budget at open.
+    func testAConnectionActivatedAfterAReloadTurnedTheBudgetOnGetsIt() throws {
+        let relay = TestRelay {
+            $0.limits.nodeMessagesPerSecond = 0
+            $0.limits.nodeBytesPerSecond = 0
+        }
+        defer { relay.shutdown() }
+        let channel = EmbeddedChannel(
+            handlers: RelayServer.connectionHandlers(shard: relay.shard, maxFrameBytes: 0), loop: relay.loop)
+        defer { _ = try? channel.finish() }
+        XCTAssertNil(try? channel.pipeline.syncOperations.handler(type: NodeRateLimiter.self))
+        var limited = relay.configuration
+        limited.limits.nodeMessagesPerSecond = 1
+        limited.limits.nodeMessagesBurst = 2
+        relay.context.apply(limited)
+        relay.shard.apply(limited)
+        let address = try SocketAddress(ipAddress: "192.0.2.10", port: 50999)
+        channel.remoteAddress = address
+        try channel.connect(to: address).wait()
+        let limiter = try channel.pipeline.syncOperations.handler(type: NodeRateLimiter.self)
+        let handler = try channel.pipeline.syncOperations.handler(type: ConnectionHandler.self)
+        XCTAssertTrue(handler.rateLimiter === limiter, "the connection handler counts its frames to it")
+    }
+
     func testAReloadTurningTheNodeRateLimitsOnLeavesAProvenPeerWithout() throws {
         let meshKey = Self.meshKey
         let relay = TestRelay {

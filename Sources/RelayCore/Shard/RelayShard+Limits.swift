@@ -20,24 +20,28 @@ extension RelayShard {
 
     /// A reload: open connections take the new frame cap and CONNECT budget at once (the per-node
     /// read budget is read by each `NodeRateLimiter` at its next `read()`; a connection opened
-    /// while the budget was off gets one now, unless it is a proven peer relay).
+    /// while the budget was off gets one now).
     func applyLimitsToOpenConnections() {
         for connection in connections.values {
             updateFrameCap(of: connection)
             applyOutboundLimits(to: connection)
-            if !nodeRates.isUnlimited && !connection.isPeer && connection.phase != .closing {
-                addRateLimiter(to: connection)
-            }
+            applyNodeBudget(to: connection)
         }
     }
 
-    private func addRateLimiter(to connection: Connection) {
-        guard let handler = connection.context.handler as? ConnectionHandler else { return }
+    /// Puts the per-node read budget in front of `connection`'s handler when a budget is set and it
+    /// has none: at a reload, and at open (its pipeline may have been made before a reload turned
+    /// the budget on: a dialed connection waits for its TCP connect in between). A proven peer
+    /// relay is exempt.
+    func applyNodeBudget(to connection: Connection) {
+        guard !nodeRates.isUnlimited, !connection.isPeer, connection.phase != .closing,
+            let handler = connection.context.handler as? ConnectionHandler, handler.rateLimiter == nil
+        else { return }
         do {
             try handler.addRateLimiter(policy: self, context: connection.context)
         } catch {
             logger.warning(
-                "could not put the per-node read budget on an open connection",
+                "could not put the per-node read budget on a connection",
                 metadata: ["conn": "\(connection.logID)", "error": "\(error)"])
         }
     }
