@@ -17,6 +17,9 @@ BUILD_PATH ?= .build
 # A release build goes through scripts/swift-build-release (every module without dynamic
 # exclusivity checks; why: that script); a debug build keeps them.
 SWIFT_BUILD = $(if $(filter release,$(CONFIG)),./scripts/swift-build-release,swift build -c $(CONFIG)) --scratch-path $(BUILD_PATH)
+# The same flags for `swift package`: its plugins build the products again, and without them would
+# replace the release binaries with ones that have the checks.
+SWIFT_PACKAGE_FLAGS = $(if $(filter release,$(CONFIG)),$(shell ./scripts/swift-build-release --flags))
 PREFIX ?= /usr/local
 PROGRAMS := ptpchat-relay ptpchat
 BINDIR = $(DESTDIR)$(PREFIX)/bin
@@ -50,7 +53,7 @@ run: release
 manuals: build-both
 	rm -rf $(MANUALS) && mkdir -p $(MANUALS)
 	if [[ -d $(BUILD_PATH)/plugins ]]; then find $(BUILD_PATH)/plugins -path "*GenerateManual*" -name "*.1" -delete; fi
-	swift package --scratch-path $(BUILD_PATH) plugin generate-manual --configuration $(CONFIG)
+	swift package --scratch-path $(BUILD_PATH) $(SWIFT_PACKAGE_FLAGS) plugin generate-manual --configuration $(CONFIG)
 	@for program in $(PROGRAMS); do \
 	    page=$$(find $(BUILD_PATH)/plugins -path "*GenerateManual*" -name "$$program.1" | head -n 1); \
 	    [[ -n $$page ]] || { echo "no man page for $$program from generate-manual" >&2; exit 1; }; \

@@ -36,7 +36,7 @@ fi
 WORK="$(mktemp -d -t ptpchat-handshakes.XXXXXX)"
 PIDS=()
 cleanup() {
-    [[ ${#PIDS[@]} -gt 0 ]] && kill "${PIDS[@]}" 2>/dev/null
+    if [[ ${#PIDS[@]} -gt 0 ]]; then kill "${PIDS[@]}" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -87,6 +87,8 @@ for line in open(sys.argv[1]):
         print(f"# {name}: a burst with failed handshakes: {text.strip()}")
         continue
     runs.setdefault(name, []).append(float(result["hs_per_s"]))
+if "baseline" not in runs:
+    sys.exit("handshakes.sh: no baseline burst completed")
 base = statistics.median(runs["baseline"])
 print(f"{'target':10} {'hs/s':>9} {'x_base':>7} {'min':>9} {'max':>9}  bursts")
 for name, values in runs.items():
