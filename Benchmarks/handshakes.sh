@@ -18,7 +18,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
-FLOOR_DIR="$ROOT/Benchmarks/NIOFloor"
 BURSTS="${BURSTS:-25}"
 CONNS="${CONNS:-1000}"
 PORT="${BASE_PORT:-18401}"
@@ -26,12 +25,10 @@ NAME=handshakes.sh
 # shellcheck source=Benchmarks/shared-bench-tools.sh
 source "$ROOT/Benchmarks/shared-bench-tools.sh"
 
-"$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
-FLOOR_BIN="$("$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
-if [[ -z "${RELAY_BIN:-}" ]]; then
-    "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-    RELAY_BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-fi
+# shellcheck source=Benchmarks/release-builds.sh
+source "$ROOT/Benchmarks/release-builds.sh"
+build_floor
+build_relay
 
 WORK="$(mktemp -d -t ptpchat-handshakes.XXXXXX)"
 PIDS=()

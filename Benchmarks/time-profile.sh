@@ -30,6 +30,8 @@ NAME=time-profile.sh
 command -v perf >/dev/null || { echo "$NAME: perf is not installed (apt-get install -y linux-perf)" >&2; exit 2; }
 # shellcheck source=Benchmarks/shared-bench-tools.sh
 source "$ROOT/Benchmarks/shared-bench-tools.sh"
+# shellcheck source=Benchmarks/release-builds.sh
+source "$ROOT/Benchmarks/release-builds.sh"
 WORK="${KEEP:-$(mktemp -d -t ptpchat-time-profile.XXXXXX)}"
 mkdir -p "$WORK/data"
 [[ -z "${KEEP:-}" ]] && trap 'rm -rf "$WORK"' EXIT
@@ -37,16 +39,11 @@ mkdir -p "$WORK/data"
 export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
 case "${SERVER:-relay}" in
     relay)
-        if [[ -z "${RELAY_BIN:-}" ]]; then
-            "$ROOT/scripts/swift-build-release" --product ptpchat-relay --scratch-path "$SCRATCH" >&2
-            RELAY_BIN="$("$ROOT/scripts/swift-build-release" --scratch-path "$SCRATCH" --show-bin-path)/ptpchat-relay"
-        fi
+        build_relay
         SERVER_CMD=("$RELAY_BIN" --listen "127.0.0.1:$PORT" --stats off --data-dir "$WORK/data" --log-level error --threads 1)
         ;;
     floor)
-        FLOOR_DIR="$ROOT/Benchmarks/NIOFloor"
-        "$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" >&2
-        FLOOR_BIN="$("$ROOT/scripts/swift-build-release" --package-path "$FLOOR_DIR" --scratch-path "$FLOOR_DIR/.build" --show-bin-path)/nio-floor-relay"
+        build_floor
         SERVER_CMD=("$FLOOR_BIN" --port "$PORT" --bind 127.0.0.1 --threads 1 --quiet)
         ;;
     baseline) SERVER_CMD=("$BENCH/baseline-relay" --port "$PORT" --bind 127.0.0.1 --threads 1) ;;
