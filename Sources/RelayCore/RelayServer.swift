@@ -59,30 +59,17 @@ public final class RelayServer: Sendable {
         }
     }
 
-    /// A connection's pipeline, accepted or dialed: the per-node read budget (when it is on), then the connection
-    /// handler, which splits the frames (its cap set by the shard: `FrameCaps.beforeHello` until
-    /// the HELLO) and hands them to the shard. (Idle and keepalive timeouts are the shard's idle
+    /// A connection's pipeline, accepted or dialed: the connection handler, which splits the frames
+    /// (its cap set by the shard: `FrameCaps.beforeHello` until the HELLO) and hands them to the
+    /// shard; the per-node read budget goes in front of it when the connection opens, if one is set
+    /// (`RelayShard.applyNodeBudget`). (Idle and keepalive timeouts are the shard's idle
     /// sweep; the outbound water marks are set by the shard at open: both follow a reload.)
     static func addConnectionHandlers(
         to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
     ) throws {
-        try channel.pipeline.syncOperations.addHandlers(
-            connectionHandlers(
+        try channel.pipeline.syncOperations.addHandler(
+            ConnectionHandler(
                 shard: shard, dialedPeer: dialedPeer, maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes)))
-    }
-
-    /// The handlers of `addConnectionHandlers`, on the shard's loop (the budget in force is read
-    /// there). No read budget while it is off: a reload that turns it on adds one to the open
-    /// connections (`RelayShard.applyLimitsToOpenConnections`). `shardSetsCap: false` keeps the
-    /// frame cap at `maxFrameBytes` (the tests' fixed caps).
-    static func connectionHandlers(
-        shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true
-    ) -> [ChannelHandler] {
-        let rateLimiter = shard.nodeRates.isUnlimited ? nil : NodeRateLimiter(policy: shard)
-        let handler = ConnectionHandler(
-            shard: shard, dialedPeer: dialedPeer, maxFrameBytes: maxFrameBytes, shardSetsCap: shardSetsCap,
-            rateLimiter: rateLimiter)
-        return rateLimiter.map { [$0, handler] } ?? [handler]
     }
 
     /// Counts and logs a connection's failed TLS handshake (called on the shard's loop).

@@ -221,7 +221,7 @@ final class ConnectionLimitsTests: XCTestCase {
         }
         defer { relay.shutdown() }
         let channel = EmbeddedChannel(
-            handlers: RelayServer.connectionHandlers(shard: relay.shard, maxFrameBytes: 0), loop: relay.loop)
+            handlers: [ConnectionHandler(shard: relay.shard, maxFrameBytes: 0)], loop: relay.loop)
         defer { _ = try? channel.finish() }
         XCTAssertNil(try? channel.pipeline.syncOperations.handler(type: NodeRateLimiter.self))
         var limited = relay.configuration

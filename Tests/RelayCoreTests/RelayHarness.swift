@@ -304,8 +304,9 @@ final class TestRelay {
         // As the server's pipeline (idle and keepalive are the shard's sweep: `sweepIdle(now:)`).
         // With `maxFrameBytes` the frame cap is fixed; without it the shard sets it (the HELLO cap
         // first) as in the server.
-        let handlers = RelayServer.connectionHandlers(
-            shard: shard, maxFrameBytes: maxFrameBytes ?? 0, shardSetsCap: maxFrameBytes == nil)
+        let handlers: [ChannelHandler] = [
+            ConnectionHandler(shard: shard, maxFrameBytes: maxFrameBytes ?? 0, shardSetsCap: maxFrameBytes == nil)
+        ]
         let channel = EmbeddedChannel(handlers: handlers, loop: loop)
         nextPort += 1
         do {

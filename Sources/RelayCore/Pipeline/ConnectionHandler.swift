@@ -20,7 +20,7 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     private let shardSetsCap: Bool
     // Owned by the connection's event loop.
     /// The connection's per-node read budget (just before this handler), told of every frame that
-    /// is not an answer; nil while the pipeline has none (the budget is off: `addRateLimiter`).
+    /// is not an answer; nil while the pipeline has none (`RelayShard.applyNodeBudget` adds it).
     private(set) var rateLimiter: NodeRateLimiter?
     private var connection: Connection?
     private var splitter = FrameSplitter()
@@ -28,21 +28,16 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     /// dropped unread (its bytes would start mid-frame).
     private var framingFailed = false
 
-    init(
-        shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true,
-        rateLimiter: NodeRateLimiter? = nil
-    ) {
+    init(shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true) {
         self.shard = shard
         self.dialedPeer = dialedPeer
         self.shardSetsCap = shardSetsCap
-        self.rateLimiter = rateLimiter
         super.init(bytes: maxFrameBytes)
     }
 
-    /// Puts a read budget just before this handler, where there is none yet: the shard's, when a
-    /// reload turns the per-node budget on for connections opened while it was off. (An unused
-    /// budget is left out of the pipeline: it was a channel handler hop on every read, 3 % of the
-    /// relay's time on `conn` with `perf`.)
+    /// Puts a read budget just before this handler, where there is none yet (the shard decides
+    /// when: `RelayShard.applyNodeBudget`). An unused budget is left out of the pipeline: it was a
+    /// channel handler hop on every read, 3 % of the relay's time on `conn` with `perf`.
     func addRateLimiter(policy: any NodeRatePolicy, context: ChannelHandlerContext) throws {
         guard rateLimiter == nil else { return }
         let limiter = NodeRateLimiter(policy: policy)
@@ -51,7 +46,10 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection = shard.open(context, dialedPeer: dialedPeer, frameCap: shardSetsCap ? self : nil)
+        let connection = shard.open(context, dialedPeer: dialedPeer, frameCap: shardSetsCap ? self : nil)
+        self.connection = connection
+        // Before NIO's first `read()`, which follows this event.
+        shard.applyNodeBudget(to: connection, handler: self)
         shard.flushAll()
         context.fireChannelActive()
     }

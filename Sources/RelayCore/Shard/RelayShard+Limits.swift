@@ -29,13 +29,14 @@ extension RelayShard {
         }
     }
 
-    /// Puts the per-node read budget in front of `connection`'s handler when a budget is set and it
-    /// has none: at a reload, and at open (its pipeline may have been made before a reload turned
-    /// the budget on: a dialed connection waits for its TCP connect in between). A proven peer
-    /// relay is exempt.
-    func applyNodeBudget(to connection: Connection) {
+    /// The one place that decides whether a connection's pipeline has the per-node read budget:
+    /// when a budget is set, in front of its handler (`ConnectionHandler.addRateLimiter`, which
+    /// adds none twice), at open (its handler passes itself) and at a reload that sets one. A proven
+    /// peer relay is exempt; a reload that turns the budget off leaves the limiters, which then hold
+    /// no read.
+    func applyNodeBudget(to connection: Connection, handler: ConnectionHandler? = nil) {
         guard !nodeRates.isUnlimited, !connection.isPeer, connection.phase != .closing,
-            let handler = connection.context.handler as? ConnectionHandler, handler.rateLimiter == nil
+            let handler = handler ?? connection.context.handler as? ConnectionHandler
         else { return }
         do {
             try handler.addRateLimiter(policy: self, context: connection.context)

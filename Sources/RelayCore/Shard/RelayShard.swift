@@ -120,7 +120,6 @@ final class RelayShard: @unchecked Sendable {
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)
-        applyNodeBudget(to: connection)
         counters.connectionsAccepted += 1
         logger.debug("connection opened", metadata: ["conn": "\(connection.id)", "peer": "\(connection.observedIP ?? "?")"])
         openMeshHandshake(connection, dialedPeer: dialedPeer)
