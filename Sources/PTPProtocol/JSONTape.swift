@@ -82,6 +82,17 @@ public struct JSONTape: Sendable {
         try parser.run()
     }
 
+    /// Makes the tape `count` tokens that `fill` writes, as if a parse had made them: a frame read
+    /// from a remembered one (`RepeatedMessage`) instead of parsed. `fill` must write a tape that
+    /// `parse` would have made of the frame.
+    mutating func replay(count: Int, isCompactASCII: Bool, _ fill: (UnsafeMutablePointer<Token>) -> Void) {
+        while storage.capacity < count { storage.grow() }
+        base = storage.base
+        fill(base)
+        self.count = count
+        self.isCompactASCII = isCompactASCII
+    }
+
     // MARK: Reading
 
     /// The tokens of the last parse as a plain pointer and count, without the storage's reference:
@@ -455,11 +466,11 @@ private struct Parser {
             // `self.position` the loop stored it at every step.
             let text = UnsafeRawPointer(bytes)
             let end = length
-            let (scanned, found) = Parser.scanBlocks(text, from: position, to: end)
+            let (scanned, found) = StringScan.scanBlocks(text, from: position, to: end)
             var at = scanned
             while !found && at &+ 8 <= end {
                 let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: at, as: UInt64.self))
-                let attention = Parser.attentionMask(word)
+                let attention = StringScan.attentionMask(word)
                 if attention == 0 {
                     at &+= 8
                     continue
@@ -499,47 +510,6 @@ private struct Parser {
         }
         append(.init(kind: .string, escaped: escaped, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: count + 1)))
         position &+= 1
-    }
-
-    /// The offset of the first quote, backslash, control or non-ASCII byte at or after `start`,
-    /// sixteen bytes at a time, and true; or, when the text ends first, the offset of its last
-    /// stretch of under 16 bytes, and false (the word loop reads that). Signed, a byte below 0x20
-    /// is a control or (negative) non-ASCII, so three compares cover the four cases: 17
-    /// instructions per 16 bytes, where the word loop takes 32 (callgrind).
-    @inline(__always)
-    static func scanBlocks(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> (Int, Bool) {
-        let quote = SIMD16<Int8>(repeating: 0x22)
-        let backslash = SIMD16<Int8>(repeating: 0x5C)
-        let space = SIMD16<Int8>(repeating: 0x20)
-        var at = start
-        while at &+ 16 <= end {
-            let block = text.loadUnaligned(fromByteOffset: at, as: SIMD16<Int8>.self)
-            let attention = (block .== quote) .| (block .== backslash) .| (block .< space)
-            // Sixteen lanes of all ones or all zeros, read as two words: the first set byte
-            // (the lowest, as the words are read little-endian) is the first stop.
-            let lanes = unsafeBitCast(attention, to: SIMD2<UInt64>.self)
-            let low = UInt64(littleEndian: lanes[0])
-            let high = UInt64(littleEndian: lanes[1])
-            if low | high != 0 {
-                return (at &+ (low != 0 ? low.trailingZeroBitCount >> 3 : 8 &+ high.trailingZeroBitCount >> 3), true)
-            }
-            at &+= 16
-        }
-        return (at, false)
-    }
-
-    /// The high bit of every byte that is a quote, a backslash, a control or a non-ASCII byte. Only
-    /// the lowest set bit is exact (borrows can mark later bytes), which is all the scan uses.
-    @inline(__always)
-    static func attentionMask(_ word: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        let hasQuote = (quote &- ones) & ~quote
-        let hasBackslash = (backslash &- ones) & ~backslash
-        let hasControl = (word &- ones &* 0x20) & ~word
-        return (hasQuote | hasBackslash | hasControl | word) & highs
     }
 
     /// Checks one UTF-8 sequence of two to four bytes (no overlongs, no surrogates).
@@ -618,6 +588,75 @@ private struct Parser {
     }
 }
 
+
+/// The scan for the end of a JSON string's plain run: the parser's, and `RepeatedMessage`'s for
+/// the strings it reads without a parse.
+enum StringScan {
+    /// The offset of the first quote, backslash, control or non-ASCII byte at or after `start`,
+    /// sixteen bytes at a time, and true; or, when the text ends first, the offset of its last
+    /// stretch of under 16 bytes, and false (the word loop reads that). Signed, a byte below 0x20
+    /// is a control or (negative) non-ASCII, so three compares cover the four cases: 17
+    /// instructions per 16 bytes, where the word loop takes 32 (callgrind).
+    @inline(__always)
+    static func scanBlocks(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> (Int, Bool) {
+        let quote = SIMD16<Int8>(repeating: 0x22)
+        let backslash = SIMD16<Int8>(repeating: 0x5C)
+        let space = SIMD16<Int8>(repeating: 0x20)
+        var at = start
+        while at &+ 16 <= end {
+            let block = text.loadUnaligned(fromByteOffset: at, as: SIMD16<Int8>.self)
+            let attention = (block .== quote) .| (block .== backslash) .| (block .< space)
+            // Sixteen lanes of all ones or all zeros, read as two words: the first set byte
+            // (the lowest, as the words are read little-endian) is the first stop.
+            let lanes = unsafeBitCast(attention, to: SIMD2<UInt64>.self)
+            let low = UInt64(littleEndian: lanes[0])
+            let high = UInt64(littleEndian: lanes[1])
+            if low | high != 0 {
+                return (at &+ (low != 0 ? low.trailingZeroBitCount >> 3 : 8 &+ high.trailingZeroBitCount >> 3), true)
+            }
+            at &+= 16
+        }
+        return (at, false)
+    }
+
+    /// The high bit of every byte that is a quote, a backslash, a control or a non-ASCII byte. Only
+    /// the lowest set bit is exact (borrows can mark later bytes), which is all the scan uses.
+    @inline(__always)
+    static func attentionMask(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let hasQuote = (quote &- ones) & ~quote
+        let hasBackslash = (backslash &- ones) & ~backslash
+        let hasControl = (word &- ones &* 0x20) & ~word
+        return (hasQuote | hasBackslash | hasControl | word) & highs
+    }
+
+    /// Where the string whose content starts at `start` ends (the offset of its closing quote)
+    /// when every byte before that quote is printable ASCII other than a backslash; nil when a
+    /// backslash, control or non-ASCII byte comes first, or the text ends first.
+    @inline(__always)
+    static func plainRunEnd(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> Int? {
+        var (at, found) = scanBlocks(text, from: start, to: end)
+        while !found && at &+ 8 <= end {
+            let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+            let attention = attentionMask(word)
+            if attention == 0 {
+                at &+= 8
+                continue
+            }
+            at &+= attention.trailingZeroBitCount >> 3
+            found = true
+        }
+        while !found && at < end {
+            let byte = text.load(fromByteOffset: at, as: UInt8.self)
+            if byte == 0x22 || byte == 0x5C || byte < 0x20 || byte >= 0x80 { found = true } else { at &+= 1 }
+        }
+        guard found, text.load(fromByteOffset: at, as: UInt8.self) == 0x22 else { return nil }
+        return at
+    }
+}
 
 /// The memory of a tape's tokens: allocated once, doubled when a frame has more tokens.
 final class TokenStorage: @unchecked Sendable {

@@ -108,7 +108,7 @@ extension MessageReader {
 
     /// `key`'s value in `object` when the key is there once: with a repeated key, which value the
     /// reader took is a rule this type would have to repeat; such a frame is parsed every time.
-    private func onlyMember(_ key: StaticString, in object: Int, _ bytes: UnsafeRawBufferPointer) -> Int? {
+    func onlyMember(_ key: StaticString, in object: Int, _ bytes: UnsafeRawBufferPointer) -> Int? {
         var found: Int?
         var count = 0
         tape.forEachMember(of: object) { keyToken, value in
@@ -122,7 +122,7 @@ extension MessageReader {
     }
 
     /// Where the 36 characters of a string token start, when it is a canonical GUID without escapes.
-    private func plainGUID(_ token: Int?, _ bytes: UnsafeRawBufferPointer) -> Int? {
+    func plainGUID(_ token: Int?, _ bytes: UnsafeRawBufferPointer) -> Int? {
         guard let token else { return nil }
         let value = tape[token]
         guard value.kind == .string, !value.escaped, value.end - value.start == 36,

@@ -52,6 +52,30 @@ final class ConnectionMemoryTests: XCTestCase {
         XCTAssertNil(remembered, "and its remembered ACK with it")
     }
 
+    /// A connection's remembered MESSAGE (`Connection.lastMessage`) is given back when it goes
+    /// quiet, and freed with the connection.
+    func testARememberedMessageIsDroppedWhenQuietAndFreedOnClose() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let ids = alice.sendMessages(3, from: Node.a, to: Node.b, text: "aGk=")
+        XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), ids)
+        weak let alices = connection(of: Node.a, in: relay)
+        XCTAssertNotNil(alices?.lastMessage, "Alice's MESSAGEs repeat one layout: the last one is kept")
+        alices?.releaseIdleStorage()
+        XCTAssertNil(alices?.lastMessage, "a quiet connection gives it back")
+        let more = alice.sendMessages(2, from: Node.a, to: Node.b, text: "aGk=")
+        XCTAssertEqual(bob.receive().compactMap(\.dataMsgID), more)
+        weak let remembered = alices?.lastMessage
+        XCTAssertNotNil(remembered)
+        alice.close()
+        relay.runLoops()
+        XCTAssertNil(connection(of: Node.a, in: relay))
+        XCTAssertNil(alices, "the closed connection is freed")
+        XCTAssertNil(remembered, "and its remembered MESSAGE with it")
+    }
+
     func testOutputGoesBackToTheSharedEmptyBufferAfterAFlush() {
         let relay = TestRelay()
         defer { relay.shutdown() }

@@ -349,6 +349,63 @@ final class UnicastTests: XCTestCase {
         XCTAssertEqual(relay.counters.count(DropReason.spoofedSender), 3)
     }
 
+    /// MESSAGEs that repeat the connection's last one but for the id, timestamp and text skip
+    /// the parse (`RepeatedMessage`): each is still delivered with its own id and text, acked in
+    /// its own id, de-duplicated, and refused when its recipient cannot be reached; one to
+    /// another recipient, or with text the repeat cannot read, is parsed and routed as usual.
+    func testRepeatedMessagesAreHandledAsTheFirst() {
+        let relay = TestRelay()
+        defer { relay.shutdown() }
+        let alice = relay.client(Node.a, name: "alice")
+        let bob = relay.client(Node.b, name: "bob")
+        let carol = relay.client(Node.c, name: "carol")
+        func deliver(_ text: String, to client: Peer, node: String) {
+            let id = Node.newID()
+            alice.send(Frames.message(from: Node.a, to: [node], id: id, text: text))
+            guard let delivered = client.receiveOne() else { return XCTFail("\(text) not delivered") }
+            XCTAssertEqual(delivered.dataMsgID, id)
+            XCTAssertEqual(delivered.data["message"] as? String, text.replacingOccurrences(of: "\\n", with: "\n"))
+            XCTAssertEqual(delivered.recipients, [node])
+            client.send(Frames.ack(id))
+            alice.expectAck(id)
+        }
+        for text in ["aGk=", "", "a", String(repeating: "QUFB", count: 40), "hello there", "x"] {
+            deliver(text, to: bob, node: Node.b)
+        }
+        XCTAssertNotNil(relay.shard.connections.values.first { $0.nodeID == Node.guid(Node.a) }?.lastMessage, "Alice's MESSAGEs repeat one layout")
+        // Another recipient, then text with an escape: parsed; then back to Bob.
+        deliver("to carol", to: carol, node: Node.c)
+        deliver(#"two\nlines"#, to: bob, node: Node.b)
+        deliver("plain again", to: bob, node: Node.b)
+        bob.expectNothing()
+        carol.expectNothing()
+        // Sent twice: delivered once, acked twice.
+        let id = Node.newID()
+        alice.send(Frames.message(from: Node.a, to: [Node.b], id: id, text: "once"))
+        XCTAssertEqual(bob.receiveOne()?.dataMsgID, id)
+        bob.send(Frames.ack(id))
+        alice.expectAck(id)
+        alice.send(Frames.message(from: Node.a, to: [Node.b], id: id, text: "once"))
+        alice.expectAck(id)
+        bob.expectNothing()
+        // To a node no one has heard of: refused in the repeat's own id.
+        let nowhere = Node.newID()
+        let unreachable = Node.newID()
+        alice.send(Frames.message(from: Node.a, to: [nowhere], id: Node.newID(), text: "parsed first"))
+        _ = alice.receiveOne()
+        alice.send(Frames.message(from: Node.a, to: [nowhere], id: unreachable, text: "then repeated"))
+        guard let nack = alice.receiveOne() else { return XCTFail("no NACK") }
+        XCTAssertEqual(nack.type, "NACK")
+        XCTAssertEqual(nack.dataMsgID, unreachable)
+        XCTAssertEqual(nack.reason, "unreachable")
+        // Stored as it was sent: the frame the store keeps is made from the repeat's tape.
+        guard let stored = relay.offline.messages.last else { return XCTFail("not stored") }
+        XCTAssertEqual(stored.messageID, Node.guid(unreachable))
+        let frame = String(decoding: stored.frame, as: UTF8.self)
+        XCTAssertTrue(frame.contains(#""message":"then repeated""#), frame)
+        XCTAssertTrue(frame.contains(unreachable), frame)
+    }
+
     func testSpoofedSenderNackAndCloseAfterThreeStrikes() {
         let relay = TestRelay()
         defer { relay.shutdown() }

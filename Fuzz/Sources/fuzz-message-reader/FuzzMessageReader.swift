@@ -6,6 +6,7 @@ import PTPProtocol
 nonisolated(unsafe) var reader = MessageReader()
 nonisolated(unsafe) var otherReader = MessageReader()
 nonisolated(unsafe) var rereader = MessageReader()
+nonisolated(unsafe) var repeatReader = MessageReader()
 
 let fallbackSender = SenderTag(NodeAddress(id: GUID("9d2b7c1e-4f3a-4b5c-8d6e-7f8091a2b3c4")!, name: "relay"))
 
@@ -56,6 +57,7 @@ public func fuzzMessageReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
 
     checkForwardedFrame(envelope, frame, input)
     checkRepeatedAck(envelope, frame, handshakeDone: handshakeDone, input)
+    checkRepeatedMessage(envelope, frame, handshakeDone: handshakeDone, input)
     return 0
 }
 
@@ -98,6 +100,59 @@ func checkRepeatedAck(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, han
         guard let repeated = copy.withUnsafeBytes({ ack.envelope(of: $0) }) else { continue }
         let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: handshakeDone) }
         fuzzCheck(repeated == full, "a repeated ACK reads differently from its parse", input)
+    }
+}
+
+/// A MESSAGE the relay remembers reads back as the reader read it, envelope and tape, and so do
+/// copies a few byte edits away (a byte changed, inserted or removed, in its text or anywhere,
+/// the bytes and places taken from the input): whenever `RepeatedMessage` answers for a copy, the
+/// reader reads the copy the same way and makes the same tape. (RepeatedMessageTests also tries
+/// every client's frames with other ids and texts.)
+func checkRepeatedMessage(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer, handshakeDone: Bool, _ input: UnsafeRawBufferPointer) {
+    guard handshakeDone, envelope.verb == .message, let message = reader.repeatedMessage(frame, envelope) else { return }
+    func tokens(_ tape: JSONTape) -> [[Int32]] {
+        tape.tokens.map { [Int32($0.kind.rawValue), $0.escaped ? 1 : 0, $0.start, $0.end, $0.next] }
+    }
+    // Its own text, escaped, is no plain run: then it is left to the reader.
+    var escapedText = false
+    reader.tape.forEachMember(of: envelope.data) { key, value in
+        let name = reader.tape[key]
+        if !name.escaped, JSONTape.equals("timestamp", frame, Int(name.start), Int(name.end)) || JSONTape.equals("message", frame, Int(name.start), Int(name.end)),
+            reader.tape[value].kind == .string, reader.tape[value].escaped {
+            escapedText = true
+        }
+    }
+    if let again = message.envelope(of: frame, into: &repeatReader.tape) {
+        fuzzCheck(again == envelope, "a remembered MESSAGE reads back differently", input)
+        fuzzCheck(tokens(repeatReader.tape) == tokens(reader.tape), "a remembered MESSAGE's tape differs from its parse", input)
+    } else {
+        fuzzCheck(escapedText, "a remembered MESSAGE with plain text does not read back", input)
+    }
+    // Where the text is, to edit it more often than the rest.
+    var text = 0..<frame.count
+    if let data = reader.tape.member("msg_data", in: 0, of: frame), let value = reader.tape.member("message", in: data, of: frame),
+        reader.tape[value].kind == .string {
+        text = Int(reader.tape[value].start)..<Int(reader.tape[value].end) + 1
+    }
+    var seed: UInt64 = 0x84222325CBF29CE4
+    for byte in input { seed = (seed ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    var random = SeededRandom(seed: seed)
+    for _ in 0..<8 {
+        var copy = Array(frame)
+        for _ in 0..<Int.random(in: 1...2, using: &random) where !copy.isEmpty {
+            let range = Bool.random(using: &random) && text.upperBound <= copy.count ? text : 0..<copy.count
+            let at = Int.random(in: range, using: &random)
+            let byte = input[Int.random(in: 0..<input.count, using: &random)]
+            switch Int.random(in: 0..<3, using: &random) {
+            case 0: copy[at] = byte
+            case 1: copy.insert(byte, at: at)
+            default: copy.remove(at: at)
+            }
+        }
+        guard let repeated = copy.withUnsafeBytes({ message.envelope(of: $0, into: &repeatReader.tape) }) else { continue }
+        let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: true) }
+        fuzzCheck(repeated == full, "a repeated MESSAGE reads differently from its parse", input)
+        fuzzCheck(tokens(repeatReader.tape) == tokens(rereader.tape), "a repeated MESSAGE's tape differs from its parse", input)
     }
 }
 

@@ -254,6 +254,26 @@ final class Connection {
         guard let reference = lastAckReference else { return nil }
         return reference._withUnsafeGuaranteedRef(body)
     }
+    /// The last MESSAGE it sent that was parsed in full and can stand for the next ones: the same
+    /// bytes but for the ids, timestamp and text are read without a parse (`RepeatedMessage`).
+    /// Dropped when it goes quiet.
+    var lastMessage: RepeatedMessage? {
+        get { lastMessageReference?.takeUnretainedValue() }
+        set {
+            lastMessageReference?.release()
+            lastMessageReference = newValue.map { .passRetained($0) }
+        }
+    }
+    /// `lastMessage`, held by hand as `lastAck` is.
+    private var lastMessageReference: Unmanaged<RepeatedMessage>?
+
+    /// `body` with `lastMessage`, lent without reference counting; nil when there is none. `body`
+    /// must not set `lastMessage`.
+    @inline(__always)
+    func withLastMessage<Result>(_ body: (RepeatedMessage) -> Result?) -> Result? {
+        guard let reference = lastMessageReference else { return nil }
+        return reference._withUnsafeGuaranteedRef(body)
+    }
     var spoofStrikes: Int {
         get { extras?.spoofStrikes ?? 0 }
         set { if newValue != 0 || extras != nil { withExtras.spoofStrikes = newValue } }
@@ -386,6 +406,7 @@ final class Connection {
 
     deinit {
         lastAckReference?.release()
+        lastMessageReference?.release()
     }
 
     init(
@@ -430,6 +451,7 @@ final class Connection {
     func releaseIdleStorage() {
         awaiting.releaseStorageIfEmpty()
         lastAck = nil
+        lastMessage = nil
         guard let extras else { return }
         if extras.routingPending.isEmpty && extras.routingPending.capacity > 0 { extras.routingPending = [:] }
         if extras.unconfirmedWrites.isEmpty && extras.unconfirmedWrites.capacity > 0 { extras.unconfirmedWrites = [] }

@@ -18,14 +18,26 @@ extension RelayShard {
             return true
         }
         let envelope: Envelope
-        do throws(InvalidMessage) {
-            envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
-        } catch {
-            refuseInvalid(connection, error)
-            return false
-        }
-        if envelope.verb == .ack && connection.phase == .bound {
-            connection.lastAck = reader.repeatedAck(bytes, envelope)
+        if connection.phase == .bound, let repeated = connection.withLastMessage({ $0.envelope(of: bytes, into: &reader.tape) }) {
+            // The connection's last MESSAGE again but for its ids, timestamp and text: validated
+            // as that one was, the tape made as a parse would make it.
+            envelope = repeated
+        } else {
+            do throws(InvalidMessage) {
+                envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
+            } catch {
+                refuseInvalid(connection, error)
+                return false
+            }
+            if connection.phase == .bound {
+                if envelope.verb == .ack {
+                    connection.lastAck = reader.repeatedAck(bytes, envelope)
+                } else if envelope.verb == .message, let repeatable = reader.repeatedMessage(bytes, envelope) {
+                    // One that cannot stand for the next ones (its text not ASCII, say) leaves the
+                    // last one that can: it still stands for its own repeats.
+                    connection.lastMessage = repeatable
+                }
+            }
         }
         if connection.phase == .awaitingHello {
             guard envelope.verb == .hello else {
