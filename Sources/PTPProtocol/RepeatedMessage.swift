@@ -64,8 +64,12 @@ public final class RepeatedMessage: @unchecked Sendable {
     private let lastStretchStart: Int
     private let lastStretchLength: Int
     private let hasHeadIDHole: Bool
-    /// The frame's envelope: a repeat's is this one with the repeat's ids.
-    public let remembered: Envelope
+    /// The frame's envelope, in memory of its own: a repeat's is this one with the repeat's ids,
+    /// written into it and lent in place (`read`). A copy per repeat (328 bytes, made, moved
+    /// twice and destroyed) cost about 600 instructions (Benchmarks/instructions.sh).
+    private let envelope: UnsafeMutablePointer<Envelope>
+    /// The envelope of the last frame read: the remembered one or its last repeat's.
+    public var remembered: Envelope { envelope.pointee }
 
     /// nil when the holes cannot stand for the frame (see `MessageReader.repeatedMessage`).
     init?(frame bytes: UnsafeRawBufferPointer, tape: JSONTape.View, envelope: Envelope, holes found: [(kind: HoleKind, token: Int)]) {
@@ -119,19 +123,22 @@ public final class RepeatedMessage: @unchecked Sendable {
             segments[2 * index + 1] = endSegment
         }
         hasHeadIDHole = sorted.contains { $0.kind == .headID }
-        remembered = envelope
+        self.envelope = .allocate(capacity: 1)
+        self.envelope.initialize(to: envelope)
     }
 
     deinit {
+        envelope.deinitialize(count: 1)
+        envelope.deallocate()
         memory.deallocate()
     }
 
-    /// The envelope of `bytes` when they repeat this MESSAGE but for its holes, as
-    /// `MessageReader.read` would give it, with `tape` made what its parse would make; nil (and
-    /// `tape` untouched) when they do not, or when their ids would need the reader's judgement
-    /// (not canonical, or no non-zero id at all): parse them then.
-    public func envelope(of bytes: UnsafeRawBufferPointer, into tape: inout JSONTape) -> Envelope? {
-        guard let base = bytes.baseAddress else { return nil }
+    /// Reads `bytes` when they repeat this MESSAGE but for its holes: true, with `tape` made what
+    /// their parse would make and the envelope (`withEnvelope`) what `MessageReader.read` would
+    /// give; false (and nothing changed) when they do not, or when their ids would need the
+    /// reader's judgement (not canonical, or no non-zero id at all): parse them then.
+    public func read(_ bytes: UnsafeRawBufferPointer, into tape: inout JSONTape) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
         let count = bytes.count
         // shifts[k]: how far the bytes after the k-th hole moved (shifts[0] = 0).
         var shifts = SIMD8<Int32>()
@@ -142,30 +149,28 @@ public final class RepeatedMessage: @unchecked Sendable {
         for index in 0..<holeCount {
             let hole = holes[index]
             let length = Int(hole.stretchLength)
-            guard count - position >= length, memcmp(base + position, constant + Int(hole.stretchStart), length) == 0 else { return nil }
+            guard count - position >= length, memcmp(base + position, constant + Int(hole.stretchStart), length) == 0 else { return false }
             position += length
             switch hole.kind {
             case .dataID, .headID:
                 // The closing quote is the next stretch's first byte.
-                guard count - position >= 36, let id = GUID(canonical: UnsafeRawBufferPointer(start: base + position, count: 36)) else { return nil }
+                guard count - position >= 36, let id = GUID(canonical: UnsafeRawBufferPointer(start: base + position, count: 36)) else { return false }
                 if hole.kind == .dataID { dataID = id } else { headID = id }
                 position += 36
             case .text:
-                guard let end = StringScan.plainRunEnd(base, from: position, to: count) else { return nil }
+                guard let end = StringScan.plainRunEnd(base, from: position, to: count) else { return false }
                 position = end
             }
             let shift = Int32(truncatingIfNeeded: position) &- hole.rememberedEnd
             shifts[index &+ 1] = shift
             moved = moved || shift != 0
         }
-        guard count - position == lastStretchLength, memcmp(base + position, constant + lastStretchStart, lastStretchLength) == 0 else { return nil }
+        guard count - position == lastStretchLength, memcmp(base + position, constant + lastStretchStart, lastStretchLength) == 0 else { return false }
 
         // As the reader takes them: a zero head id is none; `msg_data.msg_id` unless it is all
         // zeros, then the head's; a MESSAGE without either is refused by the reader.
-        var envelope = remembered
-        if hasHeadIDHole { envelope.headMessageID = headID.isZero ? nil : headID }
-        guard let messageID = dataID.isZero ? envelope.headMessageID : dataID else { return nil }
-        envelope.messageID = messageID
+        let headMessageID = hasHeadIDHole ? (headID.isZero ? nil : headID) : envelope.pointee.headMessageID
+        guard let messageID = dataID.isZero ? headMessageID : dataID else { return false }
 
         tape.replay(count: tokenCount, isCompactASCII: true) { out in
             guard moved else {
@@ -179,7 +184,22 @@ public final class RepeatedMessage: @unchecked Sendable {
                 (out + index).initialize(to: token)
             }
         }
-        return envelope
+        envelope.pointee.headMessageID = headMessageID
+        envelope.pointee.messageID = messageID
+        return true
+    }
+
+    /// `body` with the envelope of the last frame read (the remembered one or its last repeat),
+    /// lent in place. `body` must not read a frame with this instance.
+    @inline(__always)
+    public func withEnvelope<Result>(_ body: (Envelope) -> Result) -> Result {
+        body(envelope.pointee)
+    }
+
+    /// The envelope of `bytes` read as a repeat, copied; nil when `read` says false (for tests
+    /// and checks).
+    public func envelope(of bytes: UnsafeRawBufferPointer, into tape: inout JSONTape) -> Envelope? {
+        read(bytes, into: &tape) ? envelope.pointee : nil
     }
 }
 

@@ -17,26 +17,31 @@ extension RelayShard {
             handleRepeatedAck(connection, messageID, bytes)
             return true
         }
+        if connection.phase == .bound,
+            let answered = connection.withLastMessage({ repeated -> Bool? in
+                guard repeated.read(bytes, into: &reader.tape) else { return nil }
+                // The connection's last MESSAGE again but for its ids, timestamp and text:
+                // validated as that one was, the tape made as a parse would make it. Routing
+                // never sets `lastMessage`.
+                return repeated.withEnvelope { route(connection, $0, bytes) }
+            })
+        {
+            return answered
+        }
         let envelope: Envelope
-        if connection.phase == .bound, let repeated = connection.withLastMessage({ $0.envelope(of: bytes, into: &reader.tape) }) {
-            // The connection's last MESSAGE again but for its ids, timestamp and text: validated
-            // as that one was, the tape made as a parse would make it.
-            envelope = repeated
-        } else {
-            do throws(InvalidMessage) {
-                envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
-            } catch {
-                refuseInvalid(connection, error)
-                return false
-            }
-            if connection.phase == .bound {
-                if envelope.verb == .ack {
-                    connection.lastAck = reader.repeatedAck(bytes, envelope)
-                } else if envelope.verb == .message, let repeatable = reader.repeatedMessage(bytes, envelope) {
-                    // One that cannot stand for the next ones (its text not ASCII, say) leaves the
-                    // last one that can: it still stands for its own repeats.
-                    connection.lastMessage = repeatable
-                }
+        do throws(InvalidMessage) {
+            envelope = try reader.read(bytes, handshakeDone: connection.phase == .bound)
+        } catch {
+            refuseInvalid(connection, error)
+            return false
+        }
+        if connection.phase == .bound {
+            if envelope.verb == .ack {
+                connection.lastAck = reader.repeatedAck(bytes, envelope)
+            } else if envelope.verb == .message, let repeatable = reader.repeatedMessage(bytes, envelope) {
+                // One that cannot stand for the next ones (its text not ASCII, say) leaves the
+                // last one that can: it still stands for its own repeats.
+                connection.lastMessage = repeatable
             }
         }
         if connection.phase == .awaitingHello {
@@ -48,12 +53,7 @@ extension RelayShard {
             handleHello(connection, envelope)
             return false
         }
-        if envelope.verb == .message, let recipient = envelope.recipients.first, let messageID = envelope.messageID {
-            // The de-duplication lookup of the delivery (`deliverFrame`) misses the cache.
-            recentDeliveries.prefetch(recipient: RecentDeliveries.key(recipient), messageID)
-        }
-        route(connection, envelope, bytes)
-        return envelope.verb == .ack || envelope.verb == .nack
+        return route(connection, envelope, bytes)
     }
 
     private func refuseInvalid(_ connection: Connection, _ error: InvalidMessage) {
@@ -77,7 +77,18 @@ extension RelayShard {
         }
     }
 
-    private func route(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
+    /// Routes a valid frame of a connection past its handshake; returns whether it was an answer
+    /// (ACK or NACK) to something the relay sent.
+    private func route(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        if envelope.verb == .message, let recipient = envelope.recipients.first, let messageID = envelope.messageID {
+            // The de-duplication lookup of the delivery (`deliverFrame`) misses the cache.
+            recentDeliveries.prefetch(recipient: RecentDeliveries.key(recipient), messageID)
+        }
+        routeByVerb(connection, envelope, bytes)
+        return envelope.verb == .ack || envelope.verb == .nack
+    }
+
+    private func routeByVerb(_ connection: Connection, _ envelope: Envelope, _ bytes: UnsafeRawBufferPointer) {
         switch envelope.verb {
         case .ack:
             guard checkSender(connection, envelope), let messageID = envelope.messageID else { return }
