@@ -21,12 +21,12 @@ import Darwin
 /// labelled chat included) after the handshake. Owned by the connection it came from (one per
 /// connection, on its event loop); dropped when the connection goes quiet.
 public final class RepeatedMessage: @unchecked Sendable {
-    /// The most constant bytes remembered: a chat frame's are 400-700 (the text is a hole, not
+    /// The most constant bytes remembered: a chat frame's are 300-500 (the text is a hole, not
     /// kept). A frame with more (many recipients, attachments) is parsed every time instead of
-    /// pinning that much memory on its connection.
-    public static let maximumConstantBytes = 2048
-    /// The most tokens remembered (a chat frame has 25-35).
-    public static let maximumTokens = 96
+    /// pinning that much memory on its connection (at most about 2.6 KiB with these two limits).
+    public static let maximumConstantBytes = 1024
+    /// The most tokens remembered (a chat frame has 25-35; each further recipient adds 3).
+    public static let maximumTokens = 64
 
     enum HoleKind: UInt8 {
         /// `msg_data.msg_id`: 36 characters, a canonical GUID.
@@ -64,6 +64,8 @@ public final class RepeatedMessage: @unchecked Sendable {
     private let lastStretchStart: Int
     private let lastStretchLength: Int
     private let hasHeadIDHole: Bool
+    /// MESSAGEs read in full in a row since the last repeat (`noteMiss`).
+    private var misses = 0
     /// The frame's envelope, in memory of its own: a repeat's is this one with the repeat's ids,
     /// written into it and lent in place (`read`). A copy per repeat (328 bytes, made, moved
     /// twice and destroyed) cost about 600 instructions (Benchmarks/instructions.sh).
@@ -108,15 +110,14 @@ public final class RepeatedMessage: @unchecked Sendable {
         constant.advanced(by: written).copyMemory(from: frameBase + from, byteCount: lastStretchLength)
 
         for index in 0..<tape.count {
-            var token = tape[index]
+            let token = tape[index]
             var startSegment: UInt8 = 0
             var endSegment: UInt8 = 0
-            for hole in sorted {
-                let end = tape[hole.token].end
-                if end <= token.start { startSegment += 1 }
-                if end <= token.end { endSegment += 1 }
-                // A text hole's content is read again for every repeat: plain, so unescaped.
-                if hole.token == index && hole.kind == .text { token.escaped = false }
+            for hole in UnsafeBufferPointer(start: holes, count: holeCount) {
+                // Not its own hole: an empty hole ends where it starts, and its token's start
+                // moves with the holes before it only.
+                if hole.rememberedEnd <= token.start && Int(hole.token) != index { startSegment += 1 }
+                if hole.rememberedEnd <= token.end { endSegment += 1 }
             }
             (tokens + index).initialize(to: token)
             segments[2 * index] = startSegment
@@ -138,7 +139,9 @@ public final class RepeatedMessage: @unchecked Sendable {
     /// give; false (and nothing changed) when they do not, or when their ids would need the
     /// reader's judgement (not canonical, or no non-zero id at all): parse them then.
     public func read(_ bytes: UnsafeRawBufferPointer, into tape: inout JSONTape) -> Bool {
-        guard let base = bytes.baseAddress else { return false }
+        // Token positions are 32-bit: the parser refuses a text of 2 GiB or more (`tooLong`),
+        // and so does a repeat (its offsets would wrap).
+        guard let base = bytes.baseAddress, bytes.count < Int(Int32.max) else { return false }
         let count = bytes.count
         // shifts[k]: how far the bytes after the k-th hole moved (shifts[0] = 0).
         var shifts = SIMD8<Int32>()
@@ -186,7 +189,17 @@ public final class RepeatedMessage: @unchecked Sendable {
         }
         envelope.pointee.headMessageID = headMessageID
         envelope.pointee.messageID = messageID
+        misses = 0
         return true
+    }
+
+    /// Counts a MESSAGE of its connection that had to be parsed; true once two in a row did, when
+    /// the connection has most likely moved on to another layout (another recipient, another
+    /// channel) and the parsed one should be remembered instead. A client that alternates between
+    /// two conversations keeps the one remembered: making one costs more than a parse.
+    public func noteMiss() -> Bool {
+        misses += 1
+        return misses >= 2
     }
 
     /// `body` with the envelope of the last frame read (the remembered one or its last repeat),
@@ -220,6 +233,9 @@ extension MessageReader {
         }
         for key: StaticString in ["timestamp", "message"] {
             if let text = onlyMember(key, in: data, bytes), tape[text].kind == .string {
+                // Text with an escape: the next ones from this client most likely have one too,
+                // and a repeat reads only plain text; keep the one remembered before.
+                guard !tape[text].escaped else { return nil }
                 holes.append((.text, text))
             }
         }

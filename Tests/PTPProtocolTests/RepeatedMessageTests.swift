@@ -177,13 +177,36 @@ final class RepeatedMessageTests: XCTestCase {
         // More constant bytes than are kept: parsed every time.
         let channel = String(repeating: "c", count: RepeatedMessage.maximumConstantBytes)
         XCTAssertNil(remember(Self.loadMessage(IDs.message, "hi").replacingOccurrences(of: "bench", with: channel)))
-        // Escaped text is a hole like any other: the next plain text is read without a parse.
-        let message = remember(Self.loadMessage(IDs.message, #"two\nlines"#))
-        XCTAssertNotNil(message)
-        if let message {
-            let next = Self.loadMessage(IDs.head, "one line")
-            XCTAssertEqual(repeated(message, next), read(next))
+        // Escaped text: a repeat reads only plain text, and this client's next text most likely
+        // has an escape too.
+        XCTAssertNotNil(read(Self.loadMessage(IDs.message, #"two\nlines"#)))
+        XCTAssertNil(remember(Self.loadMessage(IDs.message, #"two\nlines"#)))
+        XCTAssertNil(remember(Self.loadMessage(IDs.message, "hi", timestamp: #"\u0032000"#)))
+    }
+
+    /// An empty text in the remembered frame is a hole like any other (its token's start moves
+    /// with the holes before it, not with its own growth).
+    func testEmptyTextRememberedReadsAsTheReaderReadsIt() throws {
+        var random = SeededRandom(seed: 0x4E57)
+        for timestamp in ["", "2000-01-01T00:00:00Z"] {
+            for text in ["", "x"] {
+                let message = try XCTUnwrap(remember(Self.loadMessage(IDs.message, text, timestamp: timestamp)))
+                for length in [0, 1, 5, 300] {
+                    for nextTimestamp in ["", "2026-12-06T15:04:05.123456Z"] {
+                        let next = Self.loadMessage(GUID.random().description, plainText(length: length, using: &random), timestamp: nextTimestamp)
+                        XCTAssertEqual(repeated(message, next), try XCTUnwrap(read(next)), next)
+                    }
+                }
+            }
         }
+    }
+
+    func testTwoParsedInARowAskForANewOne() throws {
+        let message = try XCTUnwrap(remember(Self.loadMessage(IDs.message, "hi")))
+        XCTAssertFalse(message.noteMiss(), "one conversation's message between another's")
+        XCTAssertNotNil(repeated(message, Self.loadMessage(IDs.head, "back")))
+        XCTAssertFalse(message.noteMiss(), "a repeat starts the count again")
+        XCTAssertTrue(message.noteMiss(), "two in a row: the client moved on")
     }
 
     /// Frames one to three byte edits away from a repeat (in the holes, next to them, anywhere):

@@ -372,11 +372,23 @@ final class UnicastTests: XCTestCase {
         for text in ["aGk=", "", "a", String(repeating: "QUFB", count: 40), "hello there", "x"] {
             deliver(text, to: bob, node: Node.b)
         }
-        XCTAssertNotNil(relay.shard.connections.values.first { $0.nodeID == Node.guid(Node.a) }?.lastMessage, "Alice's MESSAGEs repeat one layout")
-        // Another recipient, then text with an escape: parsed; then back to Bob.
+        func remembered() -> ObjectIdentifier? {
+            relay.shard.connections.values.first { $0.nodeID == Node.guid(Node.a) }?.lastMessage.map(ObjectIdentifier.init)
+        }
+        let bobs = remembered()
+        XCTAssertNotNil(bobs, "Alice's MESSAGEs repeat one layout")
+        // Another recipient, then text with an escape: parsed, and the remembered one kept;
+        // then back to Bob.
         deliver("to carol", to: carol, node: Node.c)
         deliver(#"two\nlines"#, to: bob, node: Node.b)
         deliver("plain again", to: bob, node: Node.b)
+        XCTAssertEqual(remembered(), bobs)
+        // Two to Carol in a row: Alice has moved on, Carol's layout is remembered.
+        deliver("to carol", to: carol, node: Node.c)
+        XCTAssertEqual(remembered(), bobs)
+        deliver("to carol again", to: carol, node: Node.c)
+        XCTAssertNotEqual(remembered(), bobs)
+        deliver("and again", to: carol, node: Node.c)
         bob.expectNothing()
         carol.expectNothing()
         // Sent twice: delivered once, acked twice.

@@ -113,7 +113,7 @@ func checkRepeatedMessage(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer,
     func tokens(_ tape: JSONTape) -> [[Int32]] {
         tape.tokens.map { [Int32($0.kind.rawValue), $0.escaped ? 1 : 0, $0.start, $0.end, $0.next] }
     }
-    // Its own text, escaped, is no plain run: then it is left to the reader.
+    // A remembered frame's text is plain (`repeatedMessage` keeps none with an escape).
     var escapedText = false
     reader.tape.forEachMember(of: envelope.data) { key, value in
         let name = reader.tape[key]
@@ -124,7 +124,7 @@ func checkRepeatedMessage(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer,
     }
     if let again = message.envelope(of: frame, into: &repeatReader.tape) {
         fuzzCheck(again == envelope, "a remembered MESSAGE reads back differently", input)
-        fuzzCheck(tokens(repeatReader.tape) == tokens(reader.tape), "a remembered MESSAGE's tape differs from its parse", input)
+        fuzzCheck(tokens(repeatReader.tape) == tokens(reader.tape) && repeatReader.tape.isCompactASCII == reader.tape.isCompactASCII, "a remembered MESSAGE's tape differs from its parse", input)
     } else {
         fuzzCheck(escapedText, "a remembered MESSAGE with plain text does not read back", input)
     }
@@ -152,7 +152,7 @@ func checkRepeatedMessage(_ envelope: Envelope, _ frame: UnsafeRawBufferPointer,
         guard let repeated = copy.withUnsafeBytes({ message.envelope(of: $0, into: &repeatReader.tape) }) else { continue }
         let full = copy.withUnsafeBytes { try? rereader.read($0, handshakeDone: true) }
         fuzzCheck(repeated == full, "a repeated MESSAGE reads differently from its parse", input)
-        fuzzCheck(tokens(repeatReader.tape) == tokens(rereader.tape), "a repeated MESSAGE's tape differs from its parse", input)
+        fuzzCheck(tokens(repeatReader.tape) == tokens(rereader.tape) && repeatReader.tape.isCompactASCII == rereader.tape.isCompactASCII, "a repeated MESSAGE's tape differs from its parse", input)
     }
 }
 

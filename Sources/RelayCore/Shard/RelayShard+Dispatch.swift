@@ -38,9 +38,12 @@ extension RelayShard {
         if connection.phase == .bound {
             if envelope.verb == .ack {
                 connection.lastAck = reader.repeatedAck(bytes, envelope)
-            } else if envelope.verb == .message, let repeatable = reader.repeatedMessage(bytes, envelope) {
-                // One that cannot stand for the next ones (its text not ASCII, say) leaves the
-                // last one that can: it still stands for its own repeats.
+            } else if envelope.verb == .message, connection.withLastMessage({ $0.noteMiss() }) ?? true,
+                let repeatable = reader.repeatedMessage(bytes, envelope)
+            {
+                // Remembered on the first MESSAGE, then only when two in a row were parsed. One
+                // that cannot stand for the next ones (its text not ASCII, say) leaves the last
+                // one that can: it still stands for its own repeats.
                 connection.lastMessage = repeatable
             }
         }
