@@ -108,15 +108,7 @@ final class RepeatedAckTests: XCTestCase {
             let ack = try XCTUnwrap(remember(template(IDs.message)))
             let base = Array(template(GUID.random().description).utf8)
             for _ in 0..<20_000 {
-                var frame = base
-                for _ in 0..<Int.random(in: 1...3, using: &random) {
-                    let at = Int.random(in: 0..<frame.count, using: &random)
-                    switch Int.random(in: 0..<4, using: &random) {
-                    case 0: frame.remove(at: at)
-                    case 1: frame.insert(alphabet.randomElement(using: &random)!, at: at)
-                    default: frame[at] = alphabet.randomElement(using: &random)!
-                    }
-                }
+                let frame = nearbyEdit(of: base, from: alphabet, using: &random)
                 let fast = frame.withUnsafeBytes { ack.envelope(of: $0) }
                 guard let fast else { continue }
                 var reader = MessageReader()

@@ -220,15 +220,7 @@ final class RepeatedMessageTests: XCTestCase {
             let message = try XCTUnwrap(remember(template(IDs.message, "hello")))
             let base = Array(template(GUID.random().description, "some text").utf8)
             for _ in 0..<10_000 {
-                var frame = base
-                for _ in 0..<Int.random(in: 1...3, using: &random) {
-                    let at = Int.random(in: 0..<frame.count, using: &random)
-                    switch Int.random(in: 0..<4, using: &random) {
-                    case 0: frame.remove(at: at)
-                    case 1: frame.insert(alphabet.randomElement(using: &random)!, at: at)
-                    default: frame[at] = alphabet.randomElement(using: &random)!
-                    }
-                }
+                let frame = nearbyEdit(of: base, from: alphabet, using: &random)
                 guard let fast = repeated(message, frame) else { continue }
                 XCTAssertEqual(fast, read(frame), String(decoding: frame, as: UTF8.self))
                 agreed += 1

@@ -133,3 +133,19 @@ func frameBytes(_ json: String) -> [UInt8] {
     out.append(contentsOf: body)
     return out
 }
+
+/// `frame` one to three byte edits away: a byte of `alphabet` put in place of one, inserted
+/// before one, or a byte removed (the repeated-frame tests' search for frames a repeat reads and
+/// the parser reads otherwise).
+func nearbyEdit(of frame: [UInt8], from alphabet: [UInt8], using random: inout SeededRandom) -> [UInt8] {
+    var edited = frame
+    for _ in 0..<Int.random(in: 1...3, using: &random) where !edited.isEmpty {
+        let at = Int.random(in: 0..<edited.count, using: &random)
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0: edited.remove(at: at)
+        case 1: edited.insert(alphabet.randomElement(using: &random)!, at: at)
+        default: edited[at] = alphabet.randomElement(using: &random)!
+        }
+    }
+    return edited
+}

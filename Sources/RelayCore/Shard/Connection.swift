@@ -237,42 +237,31 @@ final class Connection {
     /// The last ACK it sent that was parsed in full: the next ones, the same bytes but for the
     /// acknowledged id, are read without a parse (`RepeatedAck`). Dropped when it goes quiet.
     var lastAck: RepeatedAck? {
-        get { lastAckReference?.takeUnretainedValue() }
-        set {
-            lastAckReference?.release()
-            lastAckReference = newValue.map { .passRetained($0) }
-        }
+        get { heldAck.object }
+        set { heldAck.object = newValue }
     }
-    /// `lastAck`, held by hand so that reading it for every frame takes no retain and release
-    /// (`withLastAck`).
-    private var lastAckReference: Unmanaged<RepeatedAck>?
+    private var heldAck = HeldByHand<RepeatedAck>()
 
     /// `body` with `lastAck`, lent without reference counting; nil when there is none. `body` must
     /// not set `lastAck`.
     @inline(__always)
     func withLastAck<Result>(_ body: (RepeatedAck) -> Result?) -> Result? {
-        guard let reference = lastAckReference else { return nil }
-        return reference._withUnsafeGuaranteedRef(body)
+        heldAck.with(body)
     }
     /// The last MESSAGE it sent that was parsed in full and can stand for the next ones: the same
     /// bytes but for the ids, timestamp and text are read without a parse (`RepeatedMessage`).
     /// Dropped when it goes quiet.
     var lastMessage: RepeatedMessage? {
-        get { lastMessageReference?.takeUnretainedValue() }
-        set {
-            lastMessageReference?.release()
-            lastMessageReference = newValue.map { .passRetained($0) }
-        }
+        get { heldMessage.object }
+        set { heldMessage.object = newValue }
     }
-    /// `lastMessage`, held by hand as `lastAck` is.
-    private var lastMessageReference: Unmanaged<RepeatedMessage>?
+    private var heldMessage = HeldByHand<RepeatedMessage>()
 
     /// `body` with `lastMessage`, lent without reference counting; nil when there is none. `body`
     /// must not set `lastMessage`.
     @inline(__always)
     func withLastMessage<Result>(_ body: (RepeatedMessage) -> Result?) -> Result? {
-        guard let reference = lastMessageReference else { return nil }
-        return reference._withUnsafeGuaranteedRef(body)
+        heldMessage.with(body)
     }
     var spoofStrikes: Int {
         get { extras?.spoofStrikes ?? 0 }
@@ -402,11 +391,6 @@ final class Connection {
         let made = Extras()
         extras = made
         return made
-    }
-
-    deinit {
-        lastAckReference?.release()
-        lastMessageReference?.release()
     }
 
     init(
