@@ -2,6 +2,10 @@ import XCTest
 
 @testable import PTPProtocol
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `RepeatedMessage` must give what `MessageReader.read` gives (the envelope, and the tape the
 /// relay copies `msg_data` from), or nothing: it stands in for the parse only on frames that
 /// repeat a validated MESSAGE but for its ids, timestamp and text.
@@ -200,6 +204,62 @@ final class RepeatedMessageTests: XCTestCase {
             }
         }
     }
+
+    #if os(Linux)
+    /// Token positions are 32-bit: the parser refuses a text of 2 GiB or more, and so must a
+    /// repeat, whose moved offsets would wrap (and the forwarding path's slices with them). The
+    /// frames are real: their text is one MiB of a file mapped again and again, so 2 GiB of
+    /// frame costs 3 MiB of memory and a scan.
+    func testAFrameOf2GiBOrMoreIsLeftToTheReader() throws {
+        let message = try XCTUnwrap(remember(Self.loadMessage(IDs.message, "hi")))
+        let unit = 1 << 20
+        let template = Array(Self.loadMessage(IDs.head, "@").utf8)
+        let split = try XCTUnwrap(template.firstIndex(of: UInt8(ascii: "@")))
+        let (before, after) = (Array(template[..<split]), Array(template[(split + 1)...]))
+        // Three MiB: the frame up to its text, then text; text; text, then the rest of the frame.
+        var path = Array("/tmp/ptpchat-repeat-XXXXXX".utf8CString)
+        let descriptor = mkstemp(&path)
+        XCTAssertGreaterThanOrEqual(descriptor, 0)
+        unlink(path)
+        defer { close(descriptor) }
+        XCTAssertEqual(ftruncate(descriptor, off_t(3 * unit)), 0)
+        let file = try XCTUnwrap(mmap(nil, 3 * unit, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0))
+        memset(file, Int32(UInt8(ascii: "A")), 3 * unit)
+        before.withUnsafeBytes { _ = memcpy(file, $0.baseAddress!, before.count) }
+        after.withUnsafeBytes { _ = memcpy(file + 3 * unit - after.count, $0.baseAddress!, after.count) }
+        munmap(file, 3 * unit)
+
+        /// A frame of `units` MiB: the first and last MiB of the file around its middle one,
+        /// mapped `units - 2` times.
+        func read(units: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+            let total = units * unit
+            let region = try XCTUnwrap(mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0))
+            XCTAssertNotEqual(region, MAP_FAILED)
+            defer { munmap(region, total) }
+            for index in 0..<units {
+                let offset = index == 0 ? 0 : (index == units - 1 ? 2 * unit : unit)
+                XCTAssertEqual(mmap(region + index * unit, unit, PROT_READ, MAP_SHARED | MAP_FIXED, descriptor, off_t(offset)), region + index * unit)
+            }
+            try body(UnsafeRawBufferPointer(start: region, count: total))
+        }
+        // Three MiB of the same layout: a repeat, read as the parser reads it.
+        try read(units: 3) { frame in
+            var reader = MessageReader()
+            XCTAssertTrue(message.read(frame, into: &reader.tape))
+            let repeated = reader.tape.tokens.map { [$0.start, $0.end] }
+            let envelope = message.remembered
+            XCTAssertEqual(try reader.read(frame), envelope)
+            XCTAssertEqual(reader.tape.tokens.map { [$0.start, $0.end] }, repeated)
+        }
+        // 2 GiB and more: left to the parser, which refuses it.
+        try read(units: 2_049) { frame in
+            XCTAssertGreaterThanOrEqual(frame.count, Int(Int32.max))
+            var reader = MessageReader()
+            XCTAssertFalse(message.read(frame, into: &reader.tape), "a repeat of \(frame.count) bytes")
+            XCTAssertThrowsError(try reader.read(frame))
+        }
+    }
+    #endif
 
     func testTwoParsedInARowAskForANewOne() throws {
         let message = try XCTUnwrap(remember(Self.loadMessage(IDs.message, "hi")))
