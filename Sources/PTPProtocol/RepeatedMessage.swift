@@ -23,7 +23,7 @@ import Darwin
 public final class RepeatedMessage: @unchecked Sendable {
     /// The most constant bytes remembered: a chat frame's are 300-500 (the text is a hole, not
     /// kept). A frame with more (many recipients, attachments) is parsed every time instead of
-    /// pinning that much memory on its connection (at most about 2.6 KiB with these two limits).
+    /// pinning that much memory on its connection (at most about 3 KiB with these two limits).
     public static let maximumConstantBytes = 1024
     /// The most tokens remembered (a chat frame has 25-35; each further recipient adds 3).
     public static let maximumTokens = 64
@@ -68,7 +68,7 @@ public final class RepeatedMessage: @unchecked Sendable {
     private var misses = 0
     /// The frame's envelope, in memory of its own: a repeat's is this one with the repeat's ids,
     /// written into it and lent in place (`read`). A copy per repeat (328 bytes, made, moved
-    /// twice and destroyed) cost about 600 instructions (Benchmarks/instructions.sh).
+    /// twice and destroyed) cost about 470 instructions (Benchmarks/instructions.sh).
     private let envelope: UnsafeMutablePointer<Envelope>
     /// The envelope of the last frame read: the remembered one or its last repeat's.
     public var remembered: Envelope { envelope.pointee }
