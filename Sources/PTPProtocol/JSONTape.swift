@@ -466,19 +466,7 @@ private struct Parser {
             // `self.position` the loop stored it at every step.
             let text = UnsafeRawPointer(bytes)
             let end = length
-            let (scanned, found) = StringScan.scanBlocks(text, from: position, to: end)
-            var at = scanned
-            while !found && at &+ 8 <= end {
-                let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: at, as: UInt64.self))
-                let attention = StringScan.attentionMask(word)
-                if attention == 0 {
-                    at &+= 8
-                    continue
-                }
-                at &+= attention.trailingZeroBitCount >> 3
-                break
-            }
-            position = at
+            position = StringScan.firstStop(text, from: position, to: end).at
             guard position < length else { throw .truncated }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") { break }
@@ -633,11 +621,12 @@ enum StringScan {
         return (hasQuote | hasBackslash | hasControl | word) & highs
     }
 
-    /// Where the string whose content starts at `start` ends (the offset of its closing quote)
-    /// when every byte before that quote is printable ASCII other than a backslash; nil when a
-    /// backslash, control or non-ASCII byte comes first, or the text ends first.
+    /// `scanBlocks`, then eight bytes at a time: the offset of the first quote, backslash,
+    /// control or non-ASCII byte at or after `start` and true; or, when fewer than eight bytes
+    /// are left before one, the offset of those last bytes and false (the caller reads them one
+    /// by one).
     @inline(__always)
-    static func plainRunEnd(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> Int? {
+    static func firstStop(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> (at: Int, found: Bool) {
         var (at, found) = scanBlocks(text, from: start, to: end)
         while !found && at &+ 8 <= end {
             let word = UInt64(littleEndian: text.loadUnaligned(fromByteOffset: at, as: UInt64.self))
@@ -649,6 +638,15 @@ enum StringScan {
             at &+= attention.trailingZeroBitCount >> 3
             found = true
         }
+        return (at, found)
+    }
+
+    /// Where the string whose content starts at `start` ends (the offset of its closing quote)
+    /// when every byte before that quote is printable ASCII other than a backslash; nil when a
+    /// backslash, control or non-ASCII byte comes first, or the text ends first.
+    @inline(__always)
+    static func plainRunEnd(_ text: UnsafeRawPointer, from start: Int, to end: Int) -> Int? {
+        var (at, found) = firstStop(text, from: start, to: end)
         while !found && at < end {
             let byte = text.load(fromByteOffset: at, as: UInt8.self)
             if byte == 0x22 || byte == 0x5C || byte < 0x20 || byte >= 0x80 { found = true } else { at &+= 1 }
