@@ -19,7 +19,8 @@ import Darwin
 ///
 /// Made by `MessageReader.repeatedMessage(_:_:)` right after the full read of a MESSAGE (a
 /// labelled chat included) after the handshake. Owned by the connection it came from (one per
-/// connection, on its event loop); dropped when the connection goes quiet.
+/// connection, on its event loop: its miss count and its envelope's ids change there only, hence
+/// `@unchecked Sendable`); dropped when the connection goes quiet.
 public final class RepeatedMessage: @unchecked Sendable {
     /// The most constant bytes remembered: a chat frame's are 300-500 (the text is a hole, not
     /// kept). A frame with more (many recipients, attachments) is parsed every time instead of
