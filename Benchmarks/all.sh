@@ -8,7 +8,8 @@
 #   3. memory.sh           RSS per idle plaintext connection; RSS under sustained load over idle
 #   4. instructions.sh     callgrind instructions per delivered message, relay vs C baseline
 #   5. instructions-hs.sh  callgrind instructions per handshake, relay vs C baseline
-#   6. handshakes.sh       handshakes/s over many bursts: C baseline, NIO floor, relay
+#   6. handshakes.sh       handshakes/s over many bursts: C baseline, NIO floor (one write and the
+#                          contract's two), relay
 #
 #   Benchmarks/all.sh                  # everything (about 15 min on an idle machine)
 #   QUICK=1 Benchmarks/all.sh          # one rep, short runs, smaller idle counts

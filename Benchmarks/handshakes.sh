@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Handshakes per second over many bursts: the C baseline relay, the NIO floor relay and the relay,
-# interleaved (baseline floor relay baseline floor relay ...), BURSTS bursts each. A burst is what
+# Handshakes per second over many bursts: the C baseline relay, the NIO floor relay (as the
+# baseline answers a HELLO: one write), the NIO floor with the contract's handshake
+# (`floor-contract`: its HELLO at accept, a ROUTING for the client's HELLO: two writes, as PROFILE.md
+# section 4 asks of the relay) and the relay, interleaved, BURSTS bursts each. A burst is what
 # run-compare's hs/s column measures on its conn load: relay-load opens 1,000 connections (256 in
 # flight) and times connect + HELLO round trip for all of them. One burst takes 15-30 ms, so a
 # single one moves by a factor of two from run to run on this machine (the column's median of
@@ -40,21 +42,23 @@ cleanup() {
 trap cleanup EXIT
 export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
 
-NAMES=(baseline floor relay)
-PORTS=("$PORT" $((PORT + 1)) $((PORT + 2)))
+NAMES=(baseline floor floor-contract relay)
+PORTS=("$PORT" $((PORT + 1)) $((PORT + 4)) $((PORT + 2)))
 # As run-compare.sh starts it: one worker per CPU.
 "$BENCH/baseline-relay" --port "${PORTS[0]}" --bind 127.0.0.1 --threads "$(nproc)" >"$WORK/baseline.log" 2>&1 &
 PIDS+=($!)
 "$FLOOR_BIN" --port "${PORTS[1]}" --bind 127.0.0.1 --quiet >"$WORK/floor.log" 2>&1 &
 PIDS+=($!)
+"$FLOOR_BIN" --port "${PORTS[2]}" --bind 127.0.0.1 --quiet --hello-at-accept >"$WORK/floor-contract.log" 2>&1 &
+PIDS+=($!)
 mkdir -p "$WORK/relay"
-"$RELAY_BIN" --listen "127.0.0.1:${PORTS[2]}" --data-dir "$WORK/relay" --stats off --log-level warning >"$WORK/relay.log" 2>&1 &
+"$RELAY_BIN" --listen "127.0.0.1:${PORTS[3]}" --data-dir "$WORK/relay" --stats off --log-level warning >"$WORK/relay.log" 2>&1 &
 PIDS+=($!)
 if [[ -n "${OTHER_BIN:-}" ]]; then
     NAMES+=(other)
     PORTS+=($((PORT + 3)))
     mkdir -p "$WORK/other"
-    "$OTHER_BIN" --listen "127.0.0.1:${PORTS[3]}" --data-dir "$WORK/other" --stats off --log-level warning >"$WORK/other.log" 2>&1 &
+    "$OTHER_BIN" --listen "127.0.0.1:${PORTS[4]}" --data-dir "$WORK/other" --stats off --log-level warning >"$WORK/other.log" 2>&1 &
     PIDS+=($!)
 fi
 for port in "${PORTS[@]}"; do
@@ -87,10 +91,10 @@ for line in open(sys.argv[1]):
 if "baseline" not in runs:
     sys.exit("handshakes.sh: no baseline burst completed")
 base = statistics.median(runs["baseline"])
-print(f"{'target':10} {'hs/s':>9} {'x_base':>7} {'min':>9} {'max':>9}  bursts")
+print(f"{'target':14} {'hs/s':>9} {'x_base':>7} {'min':>9} {'max':>9}  bursts")
 for name, values in runs.items():
     median = statistics.median(values)
-    print(f"{name:10} {median:9.0f} {median / base:7.2f} {min(values):9.0f} {max(values):9.0f}  {len(values)}")
+    print(f"{name:14} {median:9.0f} {median / base:7.2f} {min(values):9.0f} {max(values):9.0f}  {len(values)}")
 print("hs/s = connect + HELLO round trips per second of one burst (median of the bursts); x_base = its")
 print("ratio to the C baseline's median in this run.")
 EOF

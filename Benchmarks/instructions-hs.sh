@@ -7,7 +7,7 @@
 #   STRACE=0 Benchmarks/instructions-hs.sh        # instructions only
 #   KEEP=/tmp/cg Benchmarks/instructions-hs.sh    # keep the callgrind files (callgrind_annotate --tree=caller)
 #   RELAY_BIN=/path/ptpchat-relay Benchmarks/instructions-hs.sh   # another build of the relay
-#   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor relay" \
+#   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor floor-contract relay" \
 #       BREAKDOWN=1 Benchmarks/instructions-hs.sh  # with the NIO floor relay, and where each one's
 #                                                  # instructions go (Benchmarks/cg_breakdown.py)
 #
@@ -57,6 +57,9 @@ start() {
         relay) cmd=("$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --log-level warning) ;;
         baseline) cmd=("$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 2) ;;
         floor) cmd=("$WORK/floor" --port "$PORT" --bind 127.0.0.1 --quiet) ;;
+        # The floor with the contract's two writes per handshake (HELLO at accept, ROUTING after
+        # the client's HELLO; PROFILE.md section 4), as the relay makes them.
+        floor-contract) cmd=("$WORK/floor" --port "$PORT" --bind 127.0.0.1 --quiet --hello-at-accept) ;;
     esac
     case $tool in
         valgrind) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$WORK/$target.log" 2>&1 & ;;
@@ -90,7 +93,7 @@ EOF
     esac
 }
 
-printf "%-9s %14s %14s %12s %8s\n" target "Ir(C=$C1)" "Ir(C=$C2)" "Ir/hs" x_base
+printf "%-14s %14s %14s %12s %8s\n" target "Ir(C=$C1)" "Ir(C=$C2)" "Ir/hs" x_base
 declare -A PER
 for target in ${TARGETS:-baseline relay}; do
     a=$(run valgrind "$target" "$C1")
@@ -98,13 +101,13 @@ for target in ${TARGETS:-baseline relay}; do
     PER[$target]=$(( (b - a) / (C2 - C1) ))
     ratio=-  # against the baseline, when it ran first (TARGETS may leave it out)
     [[ -n "${PER[baseline]:-}" ]] && ratio=$(awk -v x="${PER[$target]}" -v y="${PER[baseline]}" 'BEGIN { printf "%.1f", x / y }')
-    printf "%-9s %14d %14d %12d %8s\n" "$target" "$a" "$b" "${PER[$target]}" "$ratio"
+    printf "%-14s %14d %14d %12d %8s\n" "$target" "$a" "$b" "${PER[$target]}" "$ratio"
 done
 echo "Ir/hs = user-space instructions per handshake (accept, HELLO both ways, first ROUTING, close), all threads."
 
 if [[ "${STRACE:-1}" == 1 ]] && command -v strace >/dev/null; then
     echo
-    printf "%-9s %10s  %s\n" target "calls/hs" "per syscall (calls per handshake)"
+    printf "%-14s %10s  %s\n" target "calls/hs" "per syscall (calls per handshake)"
     for target in ${TARGETS:-baseline relay}; do
         run strace "$target" "$C1" >/dev/null
         run strace "$target" "$C2" >/dev/null
@@ -120,7 +123,7 @@ def calls(path):
 a, b, n = calls(sys.argv[1]), calls(sys.argv[2]), float(sys.argv[3])
 per = {k: (b.get(k, 0) - a.get(k, 0)) / n for k in set(a) | set(b)}
 shown = " ".join(f"{k} {v:.1f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05)
-print(f"{sys.argv[4]:9} {sum(per.values()):10.1f}  {shown}")
+print(f"{sys.argv[4]:14} {sum(per.values()):10.1f}  {shown}")
 EOF
     done
 fi

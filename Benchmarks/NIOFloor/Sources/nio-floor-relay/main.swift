@@ -11,7 +11,9 @@
 // (exactly what baseline-relay checks), no back-pressure (the load is windowed).
 //
 // Framing: 4-byte big-endian length N, then N bytes of JSON; N == 0 is a keepalive.
-//   HELLO   -> register msg_data.node_id -> this connection, answer with our HELLO
+//   HELLO   -> register msg_data.node_id -> this connection, answer with our HELLO (with
+//              --hello-at-accept: our HELLO goes out at accept and the answer is a ROUTING with no
+//              routes, the two writes PROFILE.md section 4 asks of the relay per handshake)
 //   MESSAGE -> remember msg_id -> sender, ttl-1 (textually, same width), forward the frame to every
 //              msg_data.recipient[].node_id connection
 //   ACK     -> look up msg_id, send an ACK (our node_id) to the original sender, forget msg_id
@@ -194,8 +196,12 @@ final class Relay: Sendable {
     let relayID: [UInt8]
     let helloFrame: [UInt8]
     let ackPrefix: [UInt8]  // an ACK frame's JSON up to the acknowledged msg_id
+    /// The contract's handshake: HELLO at accept, then a ROUTING (`routingFrame`) for the client's HELLO.
+    let helloAtAccept: Bool
+    let routingFrame: [UInt8]
 
-    init(locked: Bool) {
+    init(locked: Bool, helloAtAccept: Bool) {
+        self.helloAtAccept = helloAtAccept
         tables = Tables(locked: locked)
         var rng = SystemRandomNumberGenerator()
         let hex = Array("0123456789abcdef".utf8)
@@ -215,6 +221,12 @@ final class Relay: Sendable {
         var frame: [UInt8] = []
         withUnsafeBytes(of: UInt32(json.count).bigEndian) { frame.append(contentsOf: $0) }
         helloFrame = frame + json
+        let routing = Array(
+            (#"{"msg_type":"ROUTING","ttl":1,"flood":false,"msg_data":{"node_id":""#
+                + String(decoding: id, as: UTF8.self) + #"","nodes":[]}}"#).utf8)
+        var routingFrame: [UInt8] = []
+        withUnsafeBytes(of: UInt32(routing.count).bigEndian) { routingFrame.append(contentsOf: $0) }
+        self.routingFrame = routingFrame + routing
         ackPrefix = Array(#"{"msg_type":"ACK","ttl":1,"flood":false,"msg_data":{"node_id":""#.utf8) + id
             + Array(#"","msg_id":""#.utf8)
     }
@@ -242,6 +254,11 @@ final class Conn: ChannelInboundHandler, @unchecked Sendable {  // touched only 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         out = context.channel.allocator.buffer(capacity: 4096)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if relay.helloAtAccept { relay.helloFrame.withUnsafeBytes { send(self, $0) } }
+        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -382,7 +399,7 @@ final class Conn: ChannelInboundHandler, @unchecked Sendable {  // touched only 
                 t.nodes[key] = self
             }
             node = key
-            relay.helloFrame.withUnsafeBytes { send(self, $0) }
+            (relay.helloAtAccept ? relay.routingFrame : relay.helloFrame).withUnsafeBytes { send(self, $0) }
         }
     }
     static var ackTail: UnsafeRawBufferPointer { UnsafeRawBufferPointer(StaticString(#""}}"#).withUTF8Buffer { $0 }) }
@@ -594,6 +611,7 @@ var port = 7000
 var bindHost = "127.0.0.1"
 var threads = System.coreCount
 var quiet = false
+var helloAtAccept = false
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     switch a {
@@ -601,8 +619,9 @@ while let a = args.next() {
     case "--bind": bindHost = args.next() ?? ""
     case "--threads": threads = Int(args.next() ?? "") ?? 0
     case "--quiet": quiet = true
+    case "--hello-at-accept": helloAtAccept = true
     default:
-        say("usage: nio-floor-relay [--port P] [--bind ADDR] [--threads N (default: cores)] [--quiet]\n")
+        say("usage: nio-floor-relay [--port P] [--bind ADDR] [--threads N (default: cores)] [--quiet] [--hello-at-accept]\n")
         exit(2)
     }
 }
@@ -618,19 +637,24 @@ for (i, loop) in group.makeIterator().enumerated() {
 }
 for s in loopStates { s.peers = loopStates }
 let states = loopStates
-let relay = Relay(locked: threads > 1)
+let relay = Relay(locked: threads > 1, helloAtAccept: helloAtAccept)
 
-let bootstrap = ServerBootstrap(group: group)
-    .serverChannelOption(.backlog, value: 4096)
-    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-    .childChannelInitializer { channel in
-        let state = states.first { $0.loop === channel.eventLoop }!
-        return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(Conn(relay: relay, state: state))
+// One listening socket per loop with SO_REUSEPORT, as the baseline's workers and the relay listen:
+// each loop accepts its own connections (one listener would register half of them on another loop).
+// No child channel option: NIO turns Nagle off on the listener and Linux passes it to every
+// accepted socket (a `childChannelOption` costs a chain of futures per connection).
+let servers = try states.map { state in
+    try ServerBootstrap(group: state.loop)
+        .serverChannelOption(.backlog, value: 4096)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(Conn(relay: relay, state: state))
+            }
         }
-    }
-let server = try bootstrap.bind(host: bindHost, port: port).wait()
+        .bind(host: bindHost, port: port).wait()
+}
 if !quiet {
     say("nio-floor-relay: listening on \(bindHost):\(port) threads=\(threads) node_id=\(String(decoding: relay.relayID, as: UTF8.self))\n")
 }
@@ -651,6 +675,6 @@ func waitForTermination() {
     sources.forEach { $0.cancel() }
 }
 waitForTermination()
-try? server.close().wait()
+for server in servers { try? server.close().wait() }
 try? group.syncShutdownGracefully()
 exit(0)
