@@ -18,7 +18,7 @@ final class MeshRouterTests: XCTestCase {
     }
 
     func testAChangeGoesAtOnceThenChangesWaitForTheIntervalAndGoAsOneBatch() {
-        let router = MeshRouter(identity: me)
+        let router = MeshRouter(identity: me, registry: NodeRegistry())
         XCTAssertEqual(router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil), .admitted)
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
         _ = router.fullTables(for: small.id)
@@ -44,7 +44,7 @@ final class MeshRouterTests: XCTestCase {
     }
 
     func testAWithdrawalIsUrgentAndGoesAfterAnEighthOfTheInterval() {
-        let router = MeshRouter(identity: me)
+        let router = MeshRouter(identity: me, registry: NodeRegistry())
         _ = router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil)
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
         router.localBound(client(1), legacy: false)
@@ -61,7 +61,7 @@ final class MeshRouterTests: XCTestCase {
 
     func testOneConnectionPerPairTheOneDialedByTheSmallerIDStays() {
         // Seen from `me`: `small` < me < `large` as bare lowercase strings.
-        let router = MeshRouter(identity: me)
+        let router = MeshRouter(identity: me, registry: NodeRegistry())
         let accepted = NodeLocation(shard: 0, connection: 1)
         let dialed = NodeLocation(shard: 1, connection: 2)
         XCTAssertEqual(router.peerProven(small, at: accepted, dialedAddress: nil, remoteAddress: nil), .admitted)
@@ -83,7 +83,7 @@ final class MeshRouterTests: XCTestCase {
     }
 
     func testRoutesLearnedFromAPeerReachTheShardsAndGoWithIt() {
-        let router = MeshRouter(identity: me)
+        let router = MeshRouter(identity: me, registry: NodeRegistry())
         let location = NodeLocation(shard: 1, connection: 7)
         _ = router.peerProven(small, at: location, dialedAddress: nil, remoteAddress: nil)
         _ = router.takeRemoteChanges()
@@ -109,7 +109,7 @@ final class MeshRouterTests: XCTestCase {
     }
 
     func testTheShardsHearOnlyOfNodesReachedThroughAPeerOrThatWere() {
-        let router = MeshRouter(identity: me)
+        let router = MeshRouter(identity: me, registry: NodeRegistry())
         // A client of this relay binding and leaving concerns no shard's remote routes.
         router.localBound(client(1), legacy: false)
         router.localUnbound(client(1).id)
@@ -125,5 +125,44 @@ final class MeshRouterTests: XCTestCase {
         XCTAssertNil(router.remoteNodes([client(2).id]).first?.node)
         router.localUnbound(client(2).id)
         XCTAssertEqual(router.takeRemoteChanges(), [], "no longer held by the shards as remote: nothing to tell them")
+    }
+
+    func testClientsBoundBeforeTheFirstPeerAreTakenFromTheRegistryWhenItComes() {
+        let registry = NodeRegistry()
+        let router = MeshRouter(identity: me, registry: registry)
+        let here = NodeLocation(shard: 0, connection: 10)
+        // Bound before any peer: the registry has them, the table does not need them yet.
+        for n in 1...3 {
+            XCTAssertTrue(registry.bind(client(n).id, to: here, tag: SenderTag(client(n)), legacy: n == 2))
+            router.localBound(client(n), legacy: n == 2)
+        }
+        registry.unbind(client(3).id, from: here)
+        router.localUnbound(client(3).id)
+        XCTAssertEqual(router.routes().map(\.node.id), [client(1).id, client(2).id], "the operator sees them all the same")
+        XCTAssertEqual(router.routes().map(\.nextHop), [.local, .local])
+        XCTAssertEqual(router.routes().map(\.legacy), [false, true])
+        XCTAssertEqual(router.snapshot().routes, 2)
+        XCTAssertEqual(router.takeRemoteChanges(), [])
+
+        _ = router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil)
+        let full = router.fullTables(for: small.id)
+        let entries = full.first?.entries ?? []
+        XCTAssertEqual(entries.filter { $0.node.id == client(1).id }.map(\.ttl), [1], "in the peer's first table")
+        XCTAssertEqual(entries.filter { $0.node.id == client(2).id }.map(\.legacy), [true])
+        XCTAssertFalse(entries.contains { $0.node.id == client(3).id }, "gone before any peer: not even a withdrawal")
+        XCTAssertEqual(router.snapshot().routes, 2, "counted once, from the table now")
+        XCTAssertEqual(router.routes().map(\.node.id), [client(1).id, client(2).id])
+
+        // From now on the table follows every bind and close itself.
+        XCTAssertTrue(registry.bind(client(4).id, to: here, tag: SenderTag(client(4))))
+        router.localBound(client(4), legacy: false)
+        router.localBound(client(1), legacy: false)  // a late duplicate of one taken from the registry
+        registry.unbind(client(1).id, from: here)
+        router.localUnbound(client(1).id)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let delta = router.dueDeltas(now: start, interval: interval).first?.entries ?? []
+        XCTAssertEqual(delta.first { $0.node.id == client(4).id }?.ttl, 1)
+        XCTAssertEqual(delta.first { $0.node.id == client(1).id }?.ttl, 32, "a client the peer heard of is withdrawn")
+        XCTAssertEqual(router.routes().map(\.node.id), [client(2).id, client(4).id])
     }
 }

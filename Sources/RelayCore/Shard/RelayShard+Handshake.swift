@@ -36,15 +36,16 @@ extension RelayShard {
         }
         let tag = SenderTag(address)
         let location = NodeLocation(shard: index, connection: connection.id)
+        let isLegacy = configuration.compat.legacyClients && envelope.declaresLegacyClient
         if connection.provenNodeID == address.id {
-            if let old = context.registry.takeOver(address.id, to: location, tag: tag) {
+            if let old = context.registry.takeOver(address.id, to: location, tag: tag, legacy: isLegacy) {
                 counters.drop(.takenOver)
                 logger.info(
                     "node id taken over by a connection that proved it",
                     metadata: ["conn": "\(connection.id)", "node": "\(address)", "old_conn": "\(old.connection)"])
                 enqueue(.close(connection: old.connection, reason: "node id \(address.id) taken over by a connection that proved it"), to: old.shard)
             }
-        } else if !context.registry.bind(address.id, to: location, tag: tag) {
+        } else if !context.registry.bind(address.id, to: location, tag: tag, legacy: isLegacy) {
             counters.drop(.idInUse)
             logger.info("node id already connected", metadata: ["conn": "\(connection.id)", "node": "\(address)"])
             sendNack(to: connection, refusing: refusedID, reason: .idInUse)
@@ -56,7 +57,7 @@ extension RelayShard {
         connection.recipientKey = RecentDeliveries.key(address.id)
         connection.phase = .bound
         updateFrameCap(of: connection)
-        connection.isLegacy = configuration.compat.legacyClients && envelope.declaresLegacyClient
+        connection.isLegacy = isLegacy
         logger.debug(
             "node bound",
             metadata: [

@@ -25,15 +25,17 @@ final class NodeRegistry: Sendable {
     private struct Binding {
         var location: NodeLocation
         var tag: SenderTag
+        /// The existing public client (PROFILE.md section 4a).
+        var legacy: Bool
     }
 
     private let bindings = NIOLockedValueBox<[GUID: Binding]>([:])
 
     /// Binds `id` unless another live connection holds it.
-    func bind(_ id: GUID, to location: NodeLocation, tag: SenderTag) -> Bool {
+    func bind(_ id: GUID, to location: NodeLocation, tag: SenderTag, legacy: Bool = false) -> Bool {
         bindings.withLockedValue { table in
             if let existing = table[id], existing.location != location { return false }
-            table[id] = Binding(location: location, tag: tag)
+            table[id] = Binding(location: location, tag: tag, legacy: legacy)
             return true
         }
     }
@@ -41,10 +43,10 @@ final class NodeRegistry: Sendable {
     /// Binds `id` to `location` whatever holds it (a connection that proved the id takes it over).
     /// Returns the connection that held it, which the caller closes; its later `unbind` finds
     /// the id bound elsewhere and leaves the new binding alone.
-    func takeOver(_ id: GUID, to location: NodeLocation, tag: SenderTag) -> NodeLocation? {
+    func takeOver(_ id: GUID, to location: NodeLocation, tag: SenderTag, legacy: Bool = false) -> NodeLocation? {
         bindings.withLockedValue { table in
             let previous = table[id]?.location
-            table[id] = Binding(location: location, tag: tag)
+            table[id] = Binding(location: location, tag: tag, legacy: legacy)
             return previous == location ? nil : previous
         }
     }
@@ -64,4 +66,9 @@ final class NodeRegistry: Sendable {
     }
 
     var count: Int { bindings.withLockedValue { $0.count } }
+
+    /// Every node bound now, as the route table lists a client of this relay.
+    func boundNodes() -> [(address: NodeAddress, legacy: Bool)] {
+        bindings.withLockedValue { table in table.values.map { ($0.tag.address, $0.legacy) } }
+    }
 }

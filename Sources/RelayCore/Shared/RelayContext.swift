@@ -43,7 +43,7 @@ final class RelayContext: Sendable {
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,
             burst: configuration.limits.floodBurst)
         self.channels = ChannelDirectory(ttl: configuration.channels.ttl)
-        self.mesh = MeshRouter(identity: identity)
+        self.mesh = MeshRouter(identity: identity, registry: registry)
         self.acceptLimiter = AcceptLimiter(limits: AcceptLimits(configuration.limits))
         self.listenerBans = ListenerBans(settings: BanSettings(configuration.limits), logger: logger)
     }
