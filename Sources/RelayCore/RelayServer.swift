@@ -199,9 +199,9 @@ public final class RelayServer: Sendable {
     /// `childChannelOption`, NIO applies each through a chain of futures: about 35,000 of the
     /// relay's 230,000 instructions per handshake went there, callgrind, 3 options.) TCP_NODELAY
     /// comes from the listening socket.
+    /// Reads per cycle stay at NIO's default until the connection is busy (`ConnectionHandler`).
     static func setConnectionOptions(of channel: Channel) throws {
         guard let options = channel.syncOptions else { return }
-        try options.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
         try options.setOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
     }
 

@@ -9,10 +9,11 @@ import XCTest
 @testable import RelayCore
 
 /// The options every accepted connection gets (set in the child initializer, not through NIO's
-/// `childChannelOption`): Nagle off, the normal read budget and the small first receive buffer.
-/// Checked on a real listening socket and a real accepted channel.
+/// `childChannelOption`): Nagle off, NIO's default reads per cycle and the small first receive
+/// buffer; and the reads per cycle raised once the connection is busy. Checked on a real listening
+/// socket and a real accepted channel.
 final class AcceptedConnectionOptionsTests: XCTestCase {
-    func testAcceptedConnectionHasNoDelayAndTheNormalReads() async throws {
+    func testAcceptedConnectionHasNoDelayAndItsReadsGrowWhenItIsBusy() async throws {
         // A port the kernel just gave out and took back (the relay refuses port 0).
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         let free = try XCTUnwrap(probe.localAddress?.port)
@@ -43,9 +44,25 @@ final class AcceptedConnectionOptionsTests: XCTestCase {
         }
         let accepted = try XCTUnwrap(options, "the relay opened the connection")
         XCTAssertNotEqual(accepted.noDelay, 0, "TCP_NODELAY on the accepted socket")
-        XCTAssertEqual(accepted.reads, NodeRateLimiter.Reads.normalMaxMessagesPerRead)
+        XCTAssertEqual(accepted.reads, NodeRateLimiter.Reads.initialMaxMessagesPerRead, "NIO's default: not set at accept")
         let allocator = try XCTUnwrap(accepted.allocator as? CompactReceiveAllocator)
         XCTAssertEqual(allocator, NodeRateLimiter.Reads.normalAllocator)
+
+        // 256 KiB of keepalives (empty frames) at once: every read of a cycle fills its buffer.
+        var burst = client.allocator.buffer(capacity: 256 * 1024)
+        burst.writeRepeatingByte(0, count: 256 * 1024)
+        try await client.writeAndFlush(burst)
+        var reads: UInt?
+        while reads != NodeRateLimiter.Reads.normalMaxMessagesPerRead && Date() < deadline {
+            reads = try await shard.eventLoop.submit { () -> UInt? in
+                guard let channel = shard.connections.values.first?.context.channel, let sync = channel.syncOptions else { return nil }
+                return try sync.getOption(.maxMessagesPerRead)
+            }.get()
+            if reads != NodeRateLimiter.Reads.normalMaxMessagesPerRead { try await Task.sleep(nanoseconds: 10_000_000) }
+        }
+        XCTAssertEqual(reads, NodeRateLimiter.Reads.normalMaxMessagesPerRead, "raised once a read cycle used all its reads")
+        let closed = try await shard.eventLoop.submit { shard.counters.connectionsClosed }.get()
+        XCTAssertEqual(closed, 0, "keepalives before the HELLO are allowed")
 
         try await client.close()
         try await server.shutdown()

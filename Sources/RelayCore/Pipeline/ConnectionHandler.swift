@@ -27,6 +27,10 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     /// A frame was over the cap: the connection is closing, and anything more the peer sends is
     /// dropped unread (its bytes would start mid-frame).
     private var framingFailed = false
+    /// NIO's reads in this read cycle (a `channelRead` each, then one `channelReadComplete`).
+    private var readsThisCycle: UInt = 0
+    /// Raised to `Reads.normalMaxMessagesPerRead` already (once per connection).
+    private var readsRaised = false
 
     init(shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true) {
         self.shard = shard
@@ -55,6 +59,7 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readsThisCycle &+= 1
         guard !framingFailed, let connection else { return }
         var input = unwrapInboundIn(data)
         // Read once a read, not once a frame (each read of a class's property retains it). A frame
@@ -78,6 +83,13 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         // Any bytes (a partial frame too) keep it from idling; a flag, no clock read.
         connection?.readSinceSweep = true
+        // Every read of the cycle filled its buffer: more is waiting, and the connection is busy.
+        // (A throttled one reads once per cycle: never here.)
+        if readsThisCycle >= NodeRateLimiter.Reads.initialMaxMessagesPerRead && !readsRaised {
+            readsRaised = true
+            try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
+        }
+        readsThisCycle = 0
         shard.scheduleFlush()
     }
 
