@@ -43,6 +43,32 @@ final class AcceptLedgerTests: XCTestCase {
         XCTAssertEqual(ledger.admit(nil, now: start), .admit, "an address with no IP counts in all")
     }
 
+    func testWithThePerIPLimitsOffConnectionsAreCountedInAllOnlyUntilOneIsTurnedOn() {
+        let limiter = AcceptLimiter(limits: limits(total: 4), now: start)
+        let a = key("127.0.0.2"), b = key("127.0.0.3"), c = key("127.0.0.4")
+        let first = limiter.admit(a, now: start)
+        XCTAssertEqual(first.verdict, .admit)
+        XCTAssertNil(first.countedAs, "released with no key: no address entry was made for it")
+        XCTAssertEqual(limiter.admit(a, now: start).verdict, .admit)
+        limiter.update(limits(total: 4, perIP: 1))
+        let counted = limiter.admit(a, now: start)
+        XCTAssertEqual(counted.verdict, .admit, "the two before the reload are not counted for the address")
+        XCTAssertEqual(counted.countedAs, a)
+        XCTAssertEqual(limiter.admit(a, now: start).verdict, .refuse(.perIPLimit, warn: 1))
+        XCTAssertEqual(limiter.admit(b, now: start).verdict, .admit)
+        XCTAssertEqual(limiter.admit(c, now: start).verdict, .refuse(.connectionLimit, warn: nil), "all four count in all")
+        limiter.release(first.countedAs, now: start)
+        XCTAssertEqual(limiter.admit(c, now: start).verdict, .admit)
+        limiter.release(counted.countedAs, now: start)
+        limiter.release(nil, now: start)
+        XCTAssertEqual(limiter.admit(a, now: start).verdict, .admit, "its one counted connection closed")
+
+        var ledger = AcceptLedger(limits: limits(total: 0), now: start)
+        for _ in 0..<5 { XCTAssertEqual(ledger.admit(a, now: start), .admit) }
+        XCTAssertEqual(ledger.total, 5)
+        XCTAssertEqual(ledger.trackedAddresses, 0)
+    }
+
     func testNewConnectionRateAndWarningsAtMostOnceAMinute() {
         var ledger = AcceptLedger(limits: limits(rate: 1, burst: 3), now: start)
         let a = key("198.51.100.1")
@@ -193,7 +219,7 @@ final class AcceptLedgerTests: XCTestCase {
         budget.refusalsBurst = 1
         let limiter = AcceptLimiter(limits: budget, now: start)
         for ip in 2..<50 {
-            let (verdict, pause) = limiter.admit(key("127.0.0.\(ip)"), now: start)
+            let (verdict, pause, _) = limiter.admit(key("127.0.0.\(ip)"), now: start)
             XCTAssertEqual(verdict, .admit)
             XCTAssertNil(pause, "admitted connections never pause accepting")
         }

@@ -48,6 +48,10 @@ struct AcceptLimits: Sendable, Equatable {
     var refusalsBurst: Int = 0
     /// Refusals of one address within a minute that ban it (`limits.ban_after_refusals`; 0: never).
     var banAfterRefusals: Int = 0
+
+    /// Whether connections are counted per address: a per-IP limit is on. Only a per-IP refusal
+    /// strikes toward a ban, so with both off an address's entry would serve nothing.
+    var countsPerIP: Bool { perIPConnections > 0 || perIPNewPerSecond > 0 }
 }
 
 extension AcceptLimits {
@@ -128,14 +132,17 @@ struct AcceptLedger: Sendable {
 
     mutating func update(_ limits: AcceptLimits) { self.limits = limits }
 
-    /// A new connection from `key` (nil: no IP): admitted and counted, or refused.
+    /// A new connection from `key` (nil: no IP): admitted and counted, or refused. With the
+    /// per-IP limits off it is counted in all only (a handshake's dictionary work less, about
+    /// 2,000 instructions): release it with no key. A reload that turns a per-IP limit on counts
+    /// per address the connections that come after it.
     mutating func admit(_ key: AddressKey?, now: NIODeadline) -> Verdict {
         if now - lastSweep >= Self.sweepInterval { sweep(now: now) }
         if limits.maxConnections > 0 && total >= limits.maxConnections {
             // Not this address's doing alone: counted and logged, but no warning for it.
             return .refuse(.connectionLimit, warn: nil)
         }
-        guard let key else {
+        guard let key, limits.countsPerIP else {
             total += 1
             return .admit
         }
@@ -220,13 +227,16 @@ final class AcceptLimiter: Sendable {
         self.ledger = NIOLockedValueBox(AcceptLedger(limits: limits, now: now))
     }
 
-    /// The verdict on a new connection and, for a refusal over the refusal budget, how long the
-    /// listener should pause accepting.
-    func admit(_ key: AddressKey?, now: NIODeadline = .now()) -> (verdict: AcceptLedger.Verdict, pause: TimeAmount?) {
+    /// The verdict on a new connection; for a refusal over the refusal budget, how long the
+    /// listener should pause accepting; for an admitted one, the key to `release` it with (nil
+    /// when it was counted in all only: no IP, or the per-IP limits off).
+    func admit(_ key: AddressKey?, now: NIODeadline = .now()) -> (
+        verdict: AcceptLedger.Verdict, pause: TimeAmount?, countedAs: AddressKey?
+    ) {
         ledger.withLockedValue { ledger in
             let verdict = ledger.admit(key, now: now)
-            guard case .refuse = verdict else { return (verdict, nil) }
-            return (verdict, ledger.chargeRefusal(now: now))
+            guard case .refuse = verdict else { return (verdict, nil, ledger.limits.countsPerIP ? key : nil) }
+            return (verdict, ledger.chargeRefusal(now: now), nil)
         }
     }
 

@@ -78,11 +78,11 @@ final class AcceptGate: ChannelDuplexHandler {
             return
         }
         let key = AddressKey(remote)
-        let (verdict, pause) = limiter.admit(key)
+        let (verdict, pause, countedAs) = limiter.admit(key)
         switch verdict {
         case .admit:
             let limiter = self.limiter
-            child.closeFuture.whenComplete { _ in limiter.release(key) }
+            child.closeFuture.whenComplete { _ in limiter.release(countedAs) }
             context.fireChannelRead(data)
         case .refuse(let reason, let warn, let ban):
             shard.counters.drop(reason)
