@@ -86,13 +86,18 @@ extension RelayShard {
     private func sendInterestDelta(_ delta: [GUID: (tag: SenderTag, ttl: Int)]) {
         for (id, entry) in delta {
             for node in interest.sharing(with: id) {
-                if let client = localClient(node) { client.routingPending[id] = entry }
+                if let client = localClient(node) { queueRoute(id, entry, for: client) }
             }
             for connectionID in contactWatchers[id] ?? [] {
-                connections[connectionID]?.routingPending[id] = entry
+                if let connection = connections[connectionID] { queueRoute(id, entry, for: connection) }
             }
         }
-        for connection in connections.values where !connection.routingPending.isEmpty {
+        guard !routingPendingConnections.isEmpty else { return }
+        let pendingIDs = routingPendingConnections
+        routingPendingConnections.removeAll(keepingCapacity: true)
+        for connectionID in pendingIDs {
+            // Gone since (its queue went with it), or already sent.
+            guard let connection = connections[connectionID], !connection.routingPending.isEmpty else { continue }
             let pending = connection.routingPending
             connection.routingPending.removeAll()
             guard connection.phase == .bound, !connection.isPeer else { continue }
@@ -126,7 +131,13 @@ extension RelayShard {
     /// its route goes out with the next delta.
     func addInterest(_ connection: Connection, in node: GUID) {
         guard clientView == .channels, node != connection.nodeID, let route = currentRoute(to: node) else { return }
-        connection.routingPending[node] = (route.address, route.ttl)
+        queueRoute(node, (route.address, route.ttl), for: connection)
+    }
+
+    /// Queues `id`'s route for the connection's next ROUTING delta.
+    private func queueRoute(_ id: GUID, _ entry: (tag: SenderTag, ttl: Int), for connection: Connection) {
+        if connection.routingPending.isEmpty { routingPendingConnections.append(connection.id) }
+        connection.routingPending[id] = entry
     }
 
     /// Channel memberships seen in a relayed JOIN, LEAVE or CHANNEL (every shard applies them).

@@ -57,6 +57,9 @@ final class RelayShard: @unchecked Sendable {
     var interest = InterestIndex()
     /// Node id to the connections here whose client exchanged messages with it.
     var contactWatchers: [GUID: Set<UInt64>] = [:]
+    /// Connections with routes queued for their next ROUTING delta (`queueRoute`), by id: the
+    /// delta visits these, not every connection of the shard at every interval.
+    var routingPendingConnections: [UInt64] = []
     /// Commands for other shards, sent at the flush.
     var outbox = ShardOutbox()
     /// Connections written to since the last flush.
