@@ -36,9 +36,10 @@ struct ShardBatch: Sendable {
     var frames: ByteBuffer
     var commands: [ShardCommand] = []
 
-    /// `frameCapacity`: the bytes the frames are expected to take (the last batch's).
-    init(frameCapacity: Int) {
+    /// `frameCapacity`, `commandCapacity`: what the batch is expected to hold (the last one's).
+    init(frameCapacity: Int, commandCapacity: Int = 0) {
         frames = ByteBufferAllocator().buffer(capacity: frameCapacity)
+        commands.reserveCapacity(commandCapacity)
     }
 
     var isEmpty: Bool { commands.isEmpty }

@@ -8,6 +8,8 @@ struct ShardOutbox {
     /// The frame bytes of the last batch taken for each shard: the next one reserves that much,
     /// so that its buffer does not grow by doubling (a copy each time) through every tick.
     private var lastFrameBytes: [Int] = []
+    /// The same for the commands: an array grown from empty every tick reallocated at 1, 2, 4, ...
+    private var lastCommandCounts: [Int] = []
     /// Shards with a batch, in the order they got one.
     private var targets: [Int] = []
 
@@ -29,9 +31,10 @@ struct ShardOutbox {
         if batches.isEmpty {
             batches = Array(repeating: nil, count: shardCount)
             lastFrameBytes = Array(repeating: 0, count: shardCount)
+            lastCommandCounts = Array(repeating: 0, count: shardCount)
         }
         if batches[shard] == nil {
-            batches[shard] = ShardBatch(frameCapacity: lastFrameBytes[shard])
+            batches[shard] = ShardBatch(frameCapacity: lastFrameBytes[shard], commandCapacity: lastCommandCounts[shard])
             targets.append(shard)
         }
     }
@@ -48,6 +51,7 @@ struct ShardOutbox {
             // Capped: a burst's size is not reserved every tick after it, and a block this size
             // stays below malloc's mmap threshold.
             lastFrameBytes[target] = min(batch.frames.writerIndex, 64 * 1024)
+            lastCommandCounts[target] = min(batch.commands.count, 1024)
             body(target, batch)
         }
         targets.removeAll(keepingCapacity: true)
