@@ -174,6 +174,19 @@ final class FrameWriterTests: XCTestCase {
         }
     }
 
+    func testEmptyRoutingTemplateMatchesRoutingWriter() {
+        checkTemplate(FrameTemplate.emptyRouting) { template, relayTag, fromTemplate, fromWriter in
+            let id = GUID.random()
+            template.write(&fromTemplate, messageID: id)
+            var ids = 0
+            RelayFrames.routing(&fromWriter, entries: [], relay: relayTag) {
+                ids += 1
+                return id
+            }
+            XCTAssertEqual(ids, 1, "one frame")
+        }
+    }
+
     func testNackReasonsAsProfileNamesThem() {
         XCTAssertEqual(
             NackReason.allCases.map(\.rawValue),

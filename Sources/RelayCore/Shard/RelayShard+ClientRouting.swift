@@ -110,10 +110,15 @@ extension RelayShard {
     /// ROUTING frames with `entries` (at most 8 KiB each) to a client, counted.
     private func writeRouting(_ entries: [(address: SenderTag, ttl: Int)], to connection: Connection) {
         let before = connection.out.writerIndex
-        write(to: connection) { out in
-            RelayFrames.routing(&out, entries: entries, relay: relay) { [self] in
-                counters.routingFramesToClients += 1
-                return newMessageID()
+        if entries.isEmpty {
+            write(to: connection) { out in emptyRoutingTemplate.write(&out, messageID: newMessageID()) }
+            counters.routingFramesToClients += 1
+        } else {
+            write(to: connection) { out in
+                RelayFrames.routing(&out, entries: entries, relay: relay) { [self] in
+                    counters.routingFramesToClients += 1
+                    return newMessageID()
+                }
             }
         }
         counters.routingBytesToClients += connection.out.writerIndex - before

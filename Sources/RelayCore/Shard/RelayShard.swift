@@ -17,6 +17,7 @@ final class RelayShard: @unchecked Sendable {
     let context: RelayContext
     let ackTemplate: FrameTemplate
     let helloTemplate: FrameTemplate
+    let emptyRoutingTemplate: FrameTemplate
     /// Recently ACKed deliveries of every shard (de-duplication; shared, locked inside).
     let recentDeliveries: RecentDeliveries
     /// The output buffer of every connection between flushes: one storage for all of them.
@@ -81,6 +82,7 @@ final class RelayShard: @unchecked Sendable {
         self.context = context
         self.ackTemplate = context.ackTemplate
         self.helloTemplate = context.helloTemplate
+        self.emptyRoutingTemplate = context.emptyRoutingTemplate
         self.recentDeliveries = context.recentDeliveries
         let configuration = context.configuration
         self.configuration = configuration

@@ -21,6 +21,8 @@ final class RelayContext: Sendable {
     let ackTemplate: FrameTemplate
     /// The HELLO sent at accept when there is no mesh key (with one, each carries its own nonce).
     let helloTemplate: FrameTemplate
+    /// The ROUTING with no entries: most clients' first one.
+    let emptyRoutingTemplate: FrameTemplate
     let recentDeliveries = RecentDeliveries(capacity: 1 << 20)
     let store: StoreAccess
     /// The route table and the peer relays (PROFILE.md section 9).
@@ -38,6 +40,7 @@ final class RelayContext: Sendable {
         self.identity = SenderTag(identity)
         self.ackTemplate = FrameTemplate.ack(relay: self.identity)
         self.helloTemplate = FrameTemplate.hello(relay: self.identity)
+        self.emptyRoutingTemplate = FrameTemplate.emptyRouting(relay: self.identity)
         self.logger = logger
         self.floods = FloodGuard(
             window: configuration.flood.window, ratePerSecond: configuration.limits.floodPerSecond,
