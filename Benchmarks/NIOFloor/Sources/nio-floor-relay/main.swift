@@ -130,6 +130,9 @@ final class LoopState: @unchecked Sendable {  // touched only on `loop` (handed 
     var dirty: [Conn] = []
     var outbox: [Staged]
     private var flushScheduled = false
+    /// --flush-at-read-complete: set between a connection's first `channelRead` and its
+    /// `channelReadComplete`, which flushes itself (no `execute` for the tick).
+    var inReadCycle = false
 
     struct Staged {
         var bytes: ByteBuffer
@@ -151,7 +154,7 @@ final class LoopState: @unchecked Sendable {  // touched only on `loop` (handed 
     }
 
     @inline(__always) func scheduleFlush() {
-        if !flushScheduled {
+        if !flushScheduled && !inReadCycle {
             flushScheduled = true
             loop.execute { self.flush() }  // NIO runs tasks after the tick's I/O events
         }
@@ -198,10 +201,13 @@ final class Relay: Sendable {
     let ackPrefix: [UInt8]  // an ACK frame's JSON up to the acknowledged msg_id
     /// The contract's handshake: HELLO at accept, then a ROUTING (`routingFrame`) for the client's HELLO.
     let helloAtAccept: Bool
+    /// Flush at each connection's `channelReadComplete` instead of once per tick.
+    let flushAtReadComplete: Bool
     let routingFrame: [UInt8]
 
-    init(locked: Bool, helloAtAccept: Bool) {
+    init(locked: Bool, helloAtAccept: Bool, flushAtReadComplete: Bool) {
         self.helloAtAccept = helloAtAccept
+        self.flushAtReadComplete = flushAtReadComplete
         tables = Tables(locked: locked)
         var rng = SystemRandomNumberGenerator()
         let hex = Array("0123456789abcdef".utf8)
@@ -272,7 +278,15 @@ final class Conn: ChannelInboundHandler, @unchecked Sendable {  // touched only 
         out = ByteBuffer()
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if relay.flushAtReadComplete {
+            state.inReadCycle = false
+            state.flush()
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if relay.flushAtReadComplete { state.inReadCycle = true }
         let incoming = unwrapInboundIn(data)
         if carry.readableBytes == 0 {
             carry = incoming
@@ -612,6 +626,7 @@ var bindHost = "127.0.0.1"
 var threads = System.coreCount
 var quiet = false
 var helloAtAccept = false
+var flushAtReadComplete = false
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     switch a {
@@ -620,8 +635,9 @@ while let a = args.next() {
     case "--threads": threads = Int(args.next() ?? "") ?? 0
     case "--quiet": quiet = true
     case "--hello-at-accept": helloAtAccept = true
+    case "--flush-at-read-complete": flushAtReadComplete = true
     default:
-        say("usage: nio-floor-relay [--port P] [--bind ADDR] [--threads N (default: cores)] [--quiet] [--hello-at-accept]\n")
+        say("usage: nio-floor-relay [--port P] [--bind ADDR] [--threads N (default: cores)] [--quiet] [--hello-at-accept] [--flush-at-read-complete]\n")
         exit(2)
     }
 }
@@ -637,7 +653,7 @@ for (i, loop) in group.makeIterator().enumerated() {
 }
 for s in loopStates { s.peers = loopStates }
 let states = loopStates
-let relay = Relay(locked: threads > 1, helloAtAccept: helloAtAccept)
+let relay = Relay(locked: threads > 1, helloAtAccept: helloAtAccept, flushAtReadComplete: flushAtReadComplete)
 
 // One listening socket per loop with SO_REUSEPORT, as the baseline's workers and the relay listen:
 // each loop accepts its own connections (one listener would register half of them on another loop).
