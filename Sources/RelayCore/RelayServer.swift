@@ -188,7 +188,7 @@ public final class RelayServer: Sendable {
                 let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.setConnectionOptions(of: channel)
+                    try Self.setConnectionOptions(of: channel, tls: tls != nil)
                     try tls?.addHandlers(to: channel, observer: Self.handshakeObserver(owner))
                     try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
                 }
@@ -199,10 +199,13 @@ public final class RelayServer: Sendable {
     /// `childChannelOption`, NIO applies each through a chain of futures: about 35,000 of the
     /// relay's 230,000 instructions per handshake went there, callgrind, 3 options.) TCP_NODELAY
     /// comes from the listening socket.
-    /// Reads per cycle stay at NIO's default until the connection is busy (`ConnectionHandler`).
-    static func setConnectionOptions(of channel: Channel) throws {
+    /// Reads per cycle stay at NIO's default until the connection is busy (`ConnectionHandler`
+    /// counts them), except behind TLS: NIOSSL hands a read cycle's plaintext on as one read, so
+    /// the count never shows a busy connection there; TLS connections get the busy figure at once.
+    static func setConnectionOptions(of channel: Channel, tls: Bool) throws {
         guard let options = channel.syncOptions else { return }
         try options.setOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
+        if tls { try options.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead) }
     }
 
     /// Serves on listening sockets passed in (systemd socket activation) instead of binding;

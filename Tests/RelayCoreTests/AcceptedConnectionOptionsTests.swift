@@ -67,4 +67,28 @@ final class AcceptedConnectionOptionsTests: XCTestCase {
         try await client.close()
         try await server.shutdown()
     }
+
+    /// Behind TLS the reads are not counted (NIOSSL hands a cycle's plaintext on as one read): a
+    /// TLS listener's connections get the busy figure at accept, plaintext ones NIO's default.
+    func testATLSListenersConnectionsGetTheBusyReadsAtAccept() async throws {
+        for tls in [false, true] {
+            let group = MultiThreadedEventLoopGroup.singleton
+            let accepted = group.any().makePromise(of: UInt.self)
+            let server = try await ServerBootstrap(group: group)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try RelayServer.setConnectionOptions(of: channel, tls: tls)
+                        accepted.succeed(try channel.syncOptions!.getOption(.maxMessagesPerRead))
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+            let reads = try await accepted.futureResult.get()
+            XCTAssertEqual(
+                reads, tls ? NodeRateLimiter.Reads.normalMaxMessagesPerRead : NodeRateLimiter.Reads.initialMaxMessagesPerRead,
+                "tls: \(tls)")
+            try await client.close()
+            try await server.close()
+        }
+    }
 }
