@@ -165,4 +165,36 @@ final class MeshRouterTests: XCTestCase {
         XCTAssertEqual(delta.first { $0.node.id == client(1).id }?.ttl, 32, "a client the peer heard of is withdrawn")
         XCTAssertEqual(router.routes().map(\.node.id), [client(2).id, client(4).id])
     }
+
+    func testTheAllZeroIDIsNotListedBeforeTheFirstPeerAsTheTableNeverListsIt() {
+        let registry = NodeRegistry()
+        let router = MeshRouter(identity: me, registry: registry)
+        let here = NodeLocation(shard: 0, connection: 1)
+        XCTAssertTrue(registry.bind(GUID.zero, to: here, tag: SenderTag(NodeAddress(id: .zero, name: "zero"))))
+        XCTAssertTrue(registry.bind(client(1).id, to: NodeLocation(shard: 0, connection: 2), tag: SenderTag(client(1))))
+        XCTAssertEqual(router.routes().map(\.node.id), [client(1).id])
+        XCTAssertEqual(router.snapshot().routes, 1)
+        _ = router.peerProven(small, at: NodeLocation(shard: 1, connection: 3), dialedAddress: nil, remoteAddress: nil)
+        XCTAssertEqual(router.routes().map(\.node.id), [client(1).id], "the same after the first peer")
+        XCTAssertEqual(router.snapshot().routes, 1)
+    }
+
+    func testALateCloseDoesNotWithdrawAClientThatReconnectedOnAnotherShard() {
+        let registry = NodeRegistry()
+        let router = MeshRouter(identity: me, registry: registry)
+        _ = router.peerProven(small, at: NodeLocation(shard: 0, connection: 1), dialedAddress: nil, remoteAddress: nil)
+        let old = NodeLocation(shard: 0, connection: 10), new = NodeLocation(shard: 1, connection: 11)
+        XCTAssertTrue(registry.bind(client(1).id, to: old, tag: SenderTag(client(1))))
+        router.localBound(client(1), legacy: false)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        _ = router.dueDeltas(now: start, interval: interval)
+        // Shard 0 unbinds the old connection; shard 1 binds the new one and tells the router first.
+        XCTAssertTrue(registry.unbind(client(1).id, from: old))
+        XCTAssertTrue(registry.bind(client(1).id, to: new, tag: SenderTag(client(1))))
+        router.localBound(client(1), legacy: false)
+        router.localUnbound(client(1).id)
+        XCTAssertEqual(router.routes().map(\.node.id), [client(1).id], "still connected here")
+        let later = router.dueDeltas(now: start + interval, interval: interval)
+        XCTAssertFalse(later.contains { $0.entries.contains { $0.node.id == client(1).id && $0.ttl == 32 } }, "no withdrawal")
+    }
 }

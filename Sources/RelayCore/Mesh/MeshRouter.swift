@@ -130,10 +130,11 @@ final class MeshRouter: Sendable {
         }
     }
 
-    /// A client left: call after unbinding it in the registry.
+    /// A client left: call after unbinding it in the registry. If the id is bound again by now (a
+    /// reconnection on another shard whose `localBound` came first), the route stays.
     func localUnbound(_ node: GUID) {
         state.withLockedValue { state in
-            guard state.holdsLocalClients else { return }
+            guard state.holdsLocalClients, registry.lookup(node) == nil else { return }
             state.table.removeLocal(node)
             Self.collect(&state)
         }
@@ -332,7 +333,7 @@ final class MeshRouter: Sendable {
                     routingFramesOut: link.routingFramesOut, routingBytesIn: link.routingBytesIn,
                     routingBytesOut: link.routingBytesOut, lastRoutingIn: link.lastRoutingIn, invalidEntries: link.invalidEntries)
             }
-            let localClients = state.holdsLocalClients ? 0 : registry.count
+            let localClients = state.holdsLocalClients ? 0 : registry.routableCount
             return Snapshot(
                 peers: peers.sorted { $0.relay.id < $1.relay.id }, routes: state.table.reachableCount + localClients,
                 routingFramesIn: state.routingFramesIn, routingFramesOut: state.routingFramesOut, authFailures: state.authFailures)

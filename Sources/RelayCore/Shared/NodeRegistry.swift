@@ -67,8 +67,16 @@ final class NodeRegistry: Sendable {
 
     var count: Int { bindings.withLockedValue { $0.count } }
 
-    /// Every node bound now, as the route table lists a client of this relay.
+    /// Every node bound now that the route table would list (not the all-zero id, which it never
+    /// holds), as it lists a client of this relay.
     func boundNodes() -> [(address: NodeAddress, legacy: Bool)] {
-        bindings.withLockedValue { table in table.values.map { ($0.tag.address, $0.legacy) } }
+        bindings.withLockedValue { table in
+            table.values.compactMap { $0.tag.address.id.isZero ? nil : ($0.tag.address, $0.legacy) }
+        }
+    }
+
+    /// How many of them (`boundNodes().count`, without the array).
+    var routableCount: Int {
+        bindings.withLockedValue { table in table.count - (table[GUID.zero] == nil ? 0 : 1) }
     }
 }
