@@ -66,6 +66,7 @@ row "handshakes/s (conn), relay / C baseline" \
     "$(awk -v r="$relay_hs" -v b="$base_hs" 'BEGIN { if (r + 0 > 0 && b + 0 > 0) printf "%.2f", r / b }')" ">= 0.8"
 row "  the same, median of many bursts" "$(value handshakes '$1 == "relay" { print $3 }')" ">= 0.8"
 row "  the NIO floor, median of many bursts" "$(value handshakes '$1 == "floor" { print $3 }')" ""
+row "  the NIO floor with the contract's two writes" "$(value handshakes '$1 == "floor-contract" { print $3 }')" ""
 row "mesh msg/s, two relays / one (thr)" "$(value compare '$1 == "mesh" { print $7 }')" ""
 row "thr over TLS / plaintext, shared cores" "$(value tls '$1 == "tls-load" && $2 == "tls" { print $4 }')" ">= 0.7"
 # security.sh's second thr table (THR_PIN): the relay alone on a CPU, its own capacity.
