@@ -53,7 +53,7 @@ public final class RelayServer: Sendable {
         self.dialer = PeerDialer(shards: shards, context: context) { channel, shard, address in
             let peer = try ConfigurationLoader.parsePeerAddress(address)
             if peer.usesTLS {
-                try tls.client.addHandlers(to: channel, host: peer.host, observer: Self.handshakeObserver(shard))
+                try Self.putTLS(in: channel) { try tls.client.addHandlers(to: channel, host: peer.host, observer: Self.handshakeObserver(shard)) }
             }
             try Self.addConnectionHandlers(to: channel, shard: shard, settings: context.configuration, dialedPeer: address)
         }
@@ -188,8 +188,10 @@ public final class RelayServer: Sendable {
                 let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.setConnectionOptions(of: channel, tls: tls != nil)
-                    try tls?.addHandlers(to: channel, observer: Self.handshakeObserver(owner))
+                    try Self.setConnectionOptions(of: channel)
+                    if let tls {
+                        try Self.putTLS(in: channel) { try tls.addHandlers(to: channel, observer: Self.handshakeObserver(owner)) }
+                    }
                     try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
                 }
             }
@@ -200,12 +202,18 @@ public final class RelayServer: Sendable {
     /// relay's 230,000 instructions per handshake went there, callgrind, 3 options.) TCP_NODELAY
     /// comes from the listening socket.
     /// Reads per cycle stay at NIO's default until the connection is busy (`ConnectionHandler`
-    /// counts them), except behind TLS: NIOSSL hands a read cycle's plaintext on as one read, so
-    /// the count never shows a busy connection there; TLS connections get the busy figure at once.
-    static func setConnectionOptions(of channel: Channel, tls: Bool) throws {
+    /// counts them; behind TLS, `putTLS`).
+    static func setConnectionOptions(of channel: Channel) throws {
         guard let options = channel.syncOptions else { return }
         try options.setOption(.recvAllocator, value: NodeRateLimiter.Reads.normalAllocator)
-        if tls { try options.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead) }
+    }
+
+    /// Puts TLS in front of a connection, accepted or dialed (`addHandlers` adds NIOSSL's). Behind
+    /// it the reads per cycle get the busy figure at once: NIOSSL hands a read cycle's plaintext on
+    /// as one read, so `ConnectionHandler`'s count never sees a busy connection there.
+    static func putTLS(in channel: Channel, _ addHandlers: () throws -> Void) throws {
+        try addHandlers()
+        try channel.syncOptions?.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
     }
 
     /// Serves on listening sockets passed in (systemd socket activation) instead of binding;

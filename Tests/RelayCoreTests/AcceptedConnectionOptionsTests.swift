@@ -69,15 +69,16 @@ final class AcceptedConnectionOptionsTests: XCTestCase {
     }
 
     /// Behind TLS the reads are not counted (NIOSSL hands a cycle's plaintext on as one read): a
-    /// TLS listener's connections get the busy figure at accept, plaintext ones NIO's default.
-    func testATLSListenersConnectionsGetTheBusyReadsAtAccept() async throws {
+    /// connection TLS is put in front of gets the busy figure at once, a plaintext one NIO's default.
+    func testAConnectionBehindTLSGetsTheBusyReadsAtOnce() async throws {
         for tls in [false, true] {
             let group = MultiThreadedEventLoopGroup.singleton
             let accepted = group.any().makePromise(of: UInt.self)
             let server = try await ServerBootstrap(group: group)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try RelayServer.setConnectionOptions(of: channel, tls: tls)
+                        try RelayServer.setConnectionOptions(of: channel)
+                        if tls { try RelayServer.putTLS(in: channel) {} }
                         accepted.succeed(try channel.syncOptions!.getOption(.maxMessagesPerRead))
                     }
                 }
