@@ -268,6 +268,7 @@ final class Conn: ChannelInboundHandler, @unchecked Sendable {  // touched only 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        state.inReadCycle = false  // a read cycle ended by the close has no channelReadComplete here
         if let node {
             relay.tables.with { t in
                 if t.nodes[node] === self { t.nodes[node] = nil }
