@@ -19,6 +19,8 @@ public final class RelayServer: Sendable {
     let context: RelayContext
     let shards: [RelayShard]
     private let listeners = NIOLockedValueBoxed<[Channel]>([])
+    /// The placement of new connections last logged by the listeners (`LoopPlacer`).
+    private let placementNotice = PlacementNotice()
     /// Dials `mesh.peers`.
     let dialer: PeerDialer
     /// The TLS contexts of `tls.*`, made at init; reloaded in place.
@@ -163,10 +165,15 @@ public final class RelayServer: Sendable {
     }
 
     /// Accepts connections with the one pipeline definition (`addConnectionHandlers`); a TLS
-    /// listener wraps it, putting TLS in front.
+    /// listener wraps it, putting TLS in front. A listening channel's handlers: the accept limits
+    /// (`AcceptGate`), then the loop that serves the connection (`LoopPlacer`).
     private func makeBootstrap(on shard: RelayShard?, tls: ServerTLS?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
+        let notice = self.placementNotice
+        let initialize: LoopPlacer.Initialize = { channel, owner in
+            try Self.initializeAccepted(channel, owner: owner, tls: tls, settings: context.configuration)
+        }
         return ServerBootstrap(group: shard?.eventLoop ?? group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -180,21 +187,25 @@ public final class RelayServer: Sendable {
                 // listening channel's loop is a shard's (its counters take the refusals).
                 let owner = shards.first { $0.eventLoop === server.eventLoop } ?? shards[0]
                 return server.eventLoop.makeCompletedFuture {
-                    try server.pipeline.syncOperations.addHandler(AcceptGate(limiter: context.acceptLimiter, bans: context.listenerBans, shard: owner))
+                    try server.pipeline.syncOperations.addHandlers(
+                        AcceptGate(limiter: context.acceptLimiter, bans: context.listenerBans, shard: owner),
+                        LoopPlacer(shards: shards, owner: owner, notice: notice, initialize: initialize))
                 }
             }
             .childChannelInitializer { channel in
-                // The settings in force when the connection arrives (a reload changes them).
-                let settings = context.configuration
                 let owner = shard ?? shards.first { $0.eventLoop === channel.eventLoop } ?? shards[0]
-                return channel.eventLoop.makeCompletedFuture {
-                    try Self.setConnectionOptions(of: channel)
-                    if let tls {
-                        try Self.putTLS(in: channel) { try tls.addHandlers(to: channel, observer: Self.handshakeObserver(owner)) }
-                    }
-                    try Self.addConnectionHandlers(to: channel, shard: owner, settings: settings)
-                }
+                return channel.eventLoop.makeCompletedFuture { try initialize(channel, owner) }
             }
+    }
+
+    /// An accepted connection's pipeline, on the loop of `owner`, with the settings in force when
+    /// it arrives (a reload changes them).
+    static func initializeAccepted(_ channel: Channel, owner: RelayShard, tls: ServerTLS?, settings: RelayConfiguration) throws {
+        try setConnectionOptions(of: channel)
+        if let tls {
+            try putTLS(in: channel) { try tls.addHandlers(to: channel, observer: handshakeObserver(owner)) }
+        }
+        try addConnectionHandlers(to: channel, shard: owner, settings: settings)
     }
 
     /// An accepted connection's channel options, set synchronously in its initializer. (Given to

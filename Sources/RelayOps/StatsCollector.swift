@@ -98,6 +98,7 @@ public final class StatsCollector: Sendable {
             "uptime_s": (snapshot.uptime * 10).rounded() / 10,
             "connections": ["clients": snapshot.clients, "handshaking": snapshot.handshaking, "peers": snapshot.mesh.peersUp,
                             "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed,
+                            "moved_at_accept": counters.connectionsMovedAtAccept,
                             "banned_addresses": snapshot.bannedAddresses],
             "nodes_known": snapshot.nodes,
             "relayed": relayed,
@@ -203,6 +204,7 @@ final class RelayMetrics: Sendable {
     private let stored: Metrics.Counter
     private let storedDelivered: Metrics.Counter
     private let accepted: Metrics.Counter
+    private let movedAtAccept: Metrics.Counter
     private let meshPeers: Metrics.Gauge
     private let routes: Metrics.Gauge
     private let routingFramesIn: Metrics.Counter
@@ -241,6 +243,7 @@ final class RelayMetrics: Sendable {
         stored = Metrics.Counter(label: "ptpchat_store_stored_total", factory: factory)
         storedDelivered = Metrics.Counter(label: "ptpchat_store_delivered_total", factory: factory)
         accepted = Metrics.Counter(label: "ptpchat_connections_accepted_total", factory: factory)
+        movedAtAccept = Metrics.Counter(label: "ptpchat_connections_moved_at_accept_total", factory: factory)
         meshPeers = Metrics.Gauge(label: "ptpchat_mesh_peers", factory: factory)
         routes = Metrics.Gauge(label: "ptpchat_routes", factory: factory)
         routingFramesIn = Metrics.Counter(label: "ptpchat_routing_frames_total", dimensions: [("direction", "in")], factory: factory)
@@ -286,6 +289,7 @@ final class RelayMetrics: Sendable {
         add(introductions, now.introductions - before.introductions)
         add(legacyDelivered, now.legacyDelivered - before.legacyDelivered)
         add(accepted, now.connectionsAccepted - before.connectionsAccepted)
+        add(movedAtAccept, now.connectionsMovedAtAccept - before.connectionsMovedAtAccept)
         meshPeers.record(snapshot.mesh.peersUp)
         routes.record(snapshot.mesh.routes)
         add(routingFramesIn, now.routingFramesIn - before.routingFramesIn)

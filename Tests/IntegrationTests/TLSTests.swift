@@ -95,6 +95,36 @@ final class TLSTests: RelayTestCase {
         exchange(bob, alice)
     }
 
+    /// A relay with two event loops put on one CPU (`taskset -a -p`, as an operator or a cpuset
+    /// would): new connections, TLS and plaintext, are moved at accept to the first loop and work
+    /// there (HELLO, TLS handshake, MESSAGE and ACK), each move counted in /stats.
+    func testConnectionsMovedToTheFirstLoopOfARelayOnOneCPUWork() throws {
+        let statsPort = try Sockets.freePort()
+        let (relay, port) = try startTLSRelay(extra: "relay:\n  threads: 2\n", stats: statsPort)
+        let cpu = try TestCertificates.shell("grep Cpus_allowed_list /proc/self/status | sed 's/.*:[[:space:]]*//; s/[-,].*//'", in: directory)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try TestCertificates.shell("taskset -a -p -c \(cpu) \(relay.child.process.processIdentifier) > /dev/null", in: directory)
+        let openedBefore = relay.log.components(separatedBy: "connection opened").count - 1
+
+        var nodes: [Node] = []
+        for index in 0..<6 {
+            let (client, _) = try connectTLS(port, label: "tls\(index)")
+            nodes.append(try bindOver(client, name: "tls\(index)"))
+        }
+        for index in 0..<2 { nodes.append(try bind(relay, name: "plain\(index)")) }
+        for (from, to) in zip(nodes, nodes.dropFirst() + [nodes[0]]) { exchange(from, to) }
+
+        let opened = relay.log.split(separator: "\n").filter { $0.contains("connection opened") }.dropFirst(openedBefore)
+        XCTAssertEqual(opened.count, nodes.count, "connection opened lines:\n\(opened.joined(separator: "\n"))")
+        for line in opened { XCTAssertTrue(line.contains("loop=0"), "a connection served on another loop: \(line)") }
+        XCTAssertTrue(relay.log.contains("fewer usable CPUs than event loops"), "no line about the placement:\n\(relay.logTail())")
+        let stats = try XCTUnwrap(try HTTPProbe.request(port: statsPort, path: "/stats").json)
+        let moved = try XCTUnwrap((stats["connections"] as? [String: Any])?["moved_at_accept"] as? Int, "\(stats)")
+        XCTAssertLessThanOrEqual(moved, nodes.count)
+        let movedLines = relay.log.components(separatedBy: "connection moved").count - 1
+        XCTAssertEqual(movedLines, moved, "one debug line per move")
+    }
+
     func testPlaintextAndTLSListenersAtOnce() throws {
         let (relay, port) = try startTLSRelay()
         let plain = try bind(relay, name: "plain")

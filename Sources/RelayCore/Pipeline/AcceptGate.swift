@@ -4,7 +4,7 @@ import NIOCore
 /// The first handler of every listening channel: sees each accepted connection before its
 /// pipeline exists (before `childChannelInitializer`, before registration) and closes it there when
 /// it is over `limits.max_connections`, `limits.per_ip_connections` or the per-IP new-connection
-/// rate. An admitted connection is counted until it closes.
+/// rate. An admitted connection is counted until it closes (`AdmittedConnection`).
 ///
 /// Every connection closed here costs an accept, a close and NIO's channel for it (about 18 µs
 /// in all), however cheap the verdict: a flood of them takes the CPU of the connections that are
@@ -23,7 +23,8 @@ import NIOCore
 /// that shard.
 final class AcceptGate: ChannelDuplexHandler {
     typealias InboundIn = Channel
-    typealias InboundOut = Channel
+    /// Passed on with its place in the ledger (`LoopPlacer` gives it back when the connection closes).
+    typealias InboundOut = AdmittedConnection
     typealias OutboundIn = NIOAny
 
     // Set once.
@@ -81,9 +82,7 @@ final class AcceptGate: ChannelDuplexHandler {
         let (verdict, pause, countedAs) = limiter.admit(key)
         switch verdict {
         case .admit:
-            let limiter = self.limiter
-            child.closeFuture.whenComplete { _ in limiter.release(countedAs) }
-            context.fireChannelRead(data)
+            context.fireChannelRead(wrapInboundOut(AdmittedConnection(channel: child, limiter: limiter, countedAs: countedAs)))
         case .refuse(let reason, let warn, let ban):
             shard.counters.drop(reason)
             shard.logger.debug(

@@ -76,6 +76,9 @@ public enum DropReason: String, CaseIterable, Sendable {
 public struct RelayCounters: Sendable {
     public var connectionsAccepted = 0
     public var connectionsClosed = 0
+    /// Connections accepted on an event loop beyond the CPUs the relay may use and moved to one
+    /// within them (`LoopPlacer`).
+    public var connectionsMovedAtAccept = 0
     public var framesIn = 0
     public var bytesIn = 0
     public var framesOut = 0
@@ -146,6 +149,7 @@ public struct RelayCounters: Sendable {
         var result = self
         result.connectionsAccepted = max(connectionsAccepted, other.connectionsAccepted)
         result.connectionsClosed = max(connectionsClosed, other.connectionsClosed)
+        result.connectionsMovedAtAccept = max(connectionsMovedAtAccept, other.connectionsMovedAtAccept)
         result.framesIn = max(framesIn, other.framesIn)
         result.bytesIn = max(bytesIn, other.bytesIn)
         result.framesOut = max(framesOut, other.framesOut)
@@ -179,6 +183,7 @@ public struct RelayCounters: Sendable {
         var sum = lhs
         sum.connectionsAccepted += rhs.connectionsAccepted
         sum.connectionsClosed += rhs.connectionsClosed
+        sum.connectionsMovedAtAccept += rhs.connectionsMovedAtAccept
         sum.framesIn += rhs.framesIn
         sum.bytesIn += rhs.bytesIn
         sum.framesOut += rhs.framesOut
