@@ -57,7 +57,8 @@ public final class RelayServer: Sendable {
             if peer.usesTLS {
                 try Self.putTLS(in: channel) { try tls.client.addHandlers(to: channel, host: peer.host, observer: Self.handshakeObserver(shard)) }
             }
-            try Self.addConnectionHandlers(to: channel, shard: shard, settings: context.configuration, dialedPeer: address)
+            try Self.addConnectionHandlers(
+                to: channel, shard: shard, settings: context.configuration, dialedPeer: address, plaintext: !peer.usesTLS)
         }
     }
 
@@ -67,11 +68,12 @@ public final class RelayServer: Sendable {
     /// (`RelayShard.applyNodeBudget`). (Idle and keepalive timeouts are the shard's idle
     /// sweep; the outbound water marks are set by the shard at open: both follow a reload.)
     static func addConnectionHandlers(
-        to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil
+        to channel: Channel, shard: RelayShard, settings: RelayConfiguration, dialedPeer: String? = nil, plaintext: Bool
     ) throws {
         try channel.pipeline.syncOperations.addHandler(
             ConnectionHandler(
-                shard: shard, dialedPeer: dialedPeer, maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes)))
+                shard: shard, dialedPeer: dialedPeer, maxFrameBytes: FrameCaps.beforeHello(maxFrameBytes: settings.limits.maxFrameBytes),
+                plaintext: plaintext))
     }
 
     /// Counts and logs a connection's failed TLS handshake (called on the shard's loop).
@@ -205,7 +207,7 @@ public final class RelayServer: Sendable {
         if let tls {
             try putTLS(in: channel) { try tls.addHandlers(to: channel, observer: handshakeObserver(owner)) }
         }
-        try addConnectionHandlers(to: channel, shard: owner, settings: settings)
+        try addConnectionHandlers(to: channel, shard: owner, settings: settings, plaintext: tls == nil)
     }
 
     /// An accepted connection's channel options, set synchronously in its initializer. (Given to

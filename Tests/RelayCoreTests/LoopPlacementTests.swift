@@ -168,7 +168,7 @@ final class LoopPlacementTests: XCTestCase {
     }
 }
 
-/// Records the descriptor `AcceptedSocket` finds in each accepted channel, and its peer's port.
+/// Records the descriptor `ChannelSocket` finds in each accepted channel, and its peer's port.
 private final class DescriptorProbe: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Channel
     let found: NIOLockedValueBox<(CInt?, Int?)?>
@@ -176,7 +176,7 @@ private final class DescriptorProbe: ChannelInboundHandler, @unchecked Sendable 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        let descriptor = AcceptedSocket.descriptor(of: child)
+        let descriptor = ChannelSocket.descriptor(of: child)
         var peerPort: Int?
         if let descriptor {
             var address = sockaddr_in()

@@ -18,6 +18,9 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     private let dialedPeer: String?
     /// False: the cap stays at what it was made with (the tests' fixed caps); true: the shard sets it.
     private let shardSetsCap: Bool
+    /// Nothing between this handler and the socket changes the bytes (no TLS): the shard may write
+    /// to the socket directly (`DirectSocketWrites`).
+    private let plaintext: Bool
     // Owned by the connection's event loop.
     /// The connection's per-node read budget (just before this handler), told of every frame that
     /// is not an answer; nil while the pipeline has none (`RelayShard.applyNodeBudget` adds it).
@@ -32,10 +35,11 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     /// Raised to `Reads.normalMaxMessagesPerRead` already (once per connection).
     private var readsRaised = false
 
-    init(shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true) {
+    init(shard: RelayShard, dialedPeer: String? = nil, maxFrameBytes: Int, shardSetsCap: Bool = true, plaintext: Bool = true) {
         self.shard = shard
         self.dialedPeer = dialedPeer
         self.shardSetsCap = shardSetsCap
+        self.plaintext = plaintext
         super.init(bytes: maxFrameBytes)
     }
 
@@ -50,7 +54,7 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let connection = shard.open(context, dialedPeer: dialedPeer, frameCap: shardSetsCap ? self : nil)
+        let connection = shard.open(context, dialedPeer: dialedPeer, frameCap: shardSetsCap ? self : nil, plaintext: plaintext)
         self.connection = connection
         // Before NIO's first `read()`, which follows this event.
         shard.applyNodeBudget(to: connection, handler: self)

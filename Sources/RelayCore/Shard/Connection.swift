@@ -233,6 +233,8 @@ final class Connection {
         return chunk
     }
     var isDirty = false
+    /// Whether its flushes write to the socket or through NIO.
+    var directWrites: DirectSocketWrites
     var awaiting = AwaitingAcks()
     /// The last ACK it sent that was parsed in full: the next ones, the same bytes but for the
     /// acknowledged id, are read without a parse (`RepeatedAck`). Dropped when it goes quiet.
@@ -395,8 +397,9 @@ final class Connection {
 
     init(
         id: UInt64, context: ChannelHandlerContext, emptyOutput: ByteBuffer, now: NIODeadline, handshakeTimeout: TimeAmount,
-        frameCap: FrameSizeCap? = nil
+        frameCap: FrameSizeCap? = nil, plaintext: Bool = true
     ) {
+        self.directWrites = DirectSocketWrites(plaintext: plaintext)
         self.id = id
         self.context = context
         self.frameCap = frameCap

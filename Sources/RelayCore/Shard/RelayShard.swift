@@ -117,11 +117,11 @@ final class RelayShard: @unchecked Sendable {
 
     /// A new connection: accepted (the relay speaks first with its HELLO), or dialed to the peer
     /// relay `dialedPeer` (the accepting relay speaks first, PROFILE.md section 9).
-    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil) -> Connection {
+    func open(_ channelContext: ChannelHandlerContext, dialedPeer: String? = nil, frameCap: FrameSizeCap? = nil, plaintext: Bool = true) -> Connection {
         nextConnectionID += 1
         let connection = Connection(
             id: UInt64(index) << NodeLocation.shardShift | nextConnectionID, context: channelContext, emptyOutput: emptyOutput, now: .now(),
-            handshakeTimeout: .fromSeconds(configuration.timeouts.handshake), frameCap: frameCap)
+            handshakeTimeout: .fromSeconds(configuration.timeouts.handshake), frameCap: frameCap, plaintext: plaintext)
         updateFrameCap(of: connection)
         connections[connection.id] = connection
         applyOutboundLimits(to: connection)
@@ -205,17 +205,25 @@ final class RelayShard: @unchecked Sendable {
             delivered.bytes = chunk
             connection.outChunk = nil
         }
-        if connection.unconfirmedWrites.isEmpty {
-            connection.context.writeAndFlush(NIOAny(chunk), promise: nil)
-        } else {
-            // The existing client never ACKs: what it was sent is delivered once it is written.
-            let written = connection.unconfirmedWrites
-            connection.unconfirmedWrites.removeAll()
-            let promise = eventLoop.makePromise(of: Void.self)
-            promise.futureResult.assumeIsolated().whenSuccess { [self] in
-                legacyWriteCompleted(connection, delivering: written)
+        // The existing client never ACKs: what it was sent is delivered once it is written.
+        let legacyWritten = connection.unconfirmedWrites
+        if !legacyWritten.isEmpty { connection.unconfirmedWrites.removeAll() }
+        switch connection.directWrites.send(chunk, on: connection.context.channel, onlyThroughNIO: !legacyWritten.isEmpty) {
+        case .written:
+            break
+        case .throughNIO(let output, let tracked):
+            guard tracked || !legacyWritten.isEmpty else {
+                connection.context.writeAndFlush(NIOAny(output), promise: nil)
+                break
             }
-            connection.context.writeAndFlush(NIOAny(chunk), promise: promise)
+            let promise = eventLoop.makePromise(of: Void.self)
+            promise.futureResult.assumeIsolated().whenComplete { [self] result in
+                let failed: Bool
+                if case .failure = result { failed = true } else { failed = false }
+                if tracked { connection.directWrites.nioWriteCompleted(failed: failed) }
+                if !failed && !legacyWritten.isEmpty { legacyWriteCompleted(connection, delivering: legacyWritten) }
+            }
+            connection.context.writeAndFlush(NIOAny(output), promise: promise)
         }
         connection.wroteSinceSweep = true
         if connection.isOverSoftLimit {

@@ -1,0 +1,88 @@
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who writes a busy plaintext connection's flushed output: the relay, straight to the socket (one
+/// `send`), or NIO.
+///
+/// NIO's write path (the pipeline's write and flush, its queue of pending writes, the
+/// bookkeeping after the system call) cost about 3,300 of the relay's 16,500 instructions per
+/// message with a pair of clients (`lat`: Benchmarks/instructions.sh, callgrind), where the C
+/// baseline writes with one call. So while NIO holds none of a connection's output, a flush sends
+/// it directly; what the socket does not take goes to NIO, which queues it, waits for the socket
+/// to drain and applies the water marks (the outbound limits) as for any write. From then until
+/// NIO has written all it was given, flushes go through NIO too, each with a promise that counts
+/// it done, so the bytes keep their order. A socket error also hands the output to NIO, which
+/// meets the same error and closes the channel as usual; this connection never writes directly
+/// again.
+///
+/// Only for plaintext connections (TLS must encrypt first) and once busy: the socket is looked up
+/// (by reflection, `ChannelSocket`) at the `busyAfterFlushes`th flush, so a handshake or an idle
+/// connection never pays for it. The socket is written only while the channel is active, on its
+/// own loop: NIO closes it there, and marks the channel inactive as it does.
+struct DirectSocketWrites {
+    /// Flushes through NIO before the socket is looked up.
+    static let busyAfterFlushes: UInt8 = 16
+
+    /// The socket, once found; -1 before, and for good where there is none to use.
+    private var descriptor: Int32 = -1
+    /// Flushes left before the socket is looked up; 0 once it has been (found or not).
+    private var flushesUntilLookup: UInt8
+    /// Writes handed to NIO while direct writes are on, not completed yet.
+    private var writesInNIO: UInt32 = 0
+
+    /// `plaintext`: nothing between the relay and the socket transforms the bytes.
+    init(plaintext: Bool) {
+        flushesUntilLookup = plaintext ? Self.busyAfterFlushes : 0
+    }
+
+    enum Route {
+        /// Written to the socket, all of it.
+        case written
+        /// For NIO to write; `tracked`: with a promise whose completion is told to
+        /// `nioWriteCompleted` (direct writes wait for it).
+        case throughNIO(ByteBuffer, tracked: Bool)
+    }
+
+    /// Sends `output`, or says how NIO should: always with `onlyThroughNIO` (a write whose
+    /// completion the caller waits for).
+    mutating func send(_ output: ByteBuffer, on channel: Channel, onlyThroughNIO: Bool = false) -> Route {
+        if descriptor < 0 {
+            guard flushesUntilLookup > 0 else { return .throughNIO(output, tracked: false) }
+            flushesUntilLookup -= 1
+            guard flushesUntilLookup == 0 else { return .throughNIO(output, tracked: false) }
+            guard let found = ChannelSocket.descriptor(of: channel) else { return .throughNIO(output, tracked: false) }
+            descriptor = found
+        }
+        guard writesInNIO == 0, !onlyThroughNIO, channel.isActive else { return throughNIO(output) }
+        let length = output.readableBytes
+        let sent = output.withUnsafeReadableBytes { bytes in
+            Glibc.send(descriptor, bytes.baseAddress, length, Int32(MSG_NOSIGNAL))
+        }
+        if sent == length { return .written }
+        if sent >= 0 {
+            return throughNIO(output.getSlice(at: output.readerIndex + sent, length: length - sent) ?? output)
+        }
+        if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+            // NIO meets the error too, and closes the channel.
+            descriptor = -1
+            return .throughNIO(output, tracked: false)
+        }
+        return throughNIO(output)
+    }
+
+    private mutating func throughNIO(_ output: ByteBuffer) -> Route {
+        writesInNIO += 1
+        return .throughNIO(output, tracked: true)
+    }
+
+    /// A tracked NIO write completed (written, or failed with the channel).
+    mutating func nioWriteCompleted(failed: Bool) {
+        writesInNIO -= 1
+        if failed { descriptor = -1 }
+    }
+
+    /// Whether flushes may write to the socket now (tests).
+    var writesDirectly: Bool { descriptor >= 0 && writesInNIO == 0 }
+}
