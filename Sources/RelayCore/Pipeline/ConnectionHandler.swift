@@ -94,7 +94,7 @@ final class ConnectionHandler: FrameSizeCap, ChannelInboundHandler {
             try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: NodeRateLimiter.Reads.normalMaxMessagesPerRead)
         }
         readsThisCycle = 0
-        shard.scheduleFlush()
+        shard.readCycleEnded()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

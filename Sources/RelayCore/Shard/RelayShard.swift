@@ -67,6 +67,8 @@ final class RelayShard: @unchecked Sendable {
     var dirty: [Connection] = []
     /// A flush of everything written during this event loop tick is scheduled.
     var flushScheduled = false
+    /// Whether a read cycle's output waits for the end of the tick.
+    var flushTiming = FlushTiming()
     /// The time, read at most once per tick (ACK deadlines need no better).
     var clock = TickClock()
     var counters = RelayCounters()
@@ -261,6 +263,18 @@ final class RelayShard: @unchecked Sendable {
             flushScheduled = false
             clock.invalidate()
             flushAll()
+            flushTiming.tickEnded()
+        }
+    }
+
+    /// A connection's read cycle ended: its output goes now or at the end of the tick
+    /// (`FlushTiming`).
+    @inline(__always)
+    func readCycleEnded() {
+        if flushTiming.readCycleEnded() {
+            flushAll()
+        } else {
+            scheduleFlush()
         }
     }
 
