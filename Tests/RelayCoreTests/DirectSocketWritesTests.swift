@@ -109,6 +109,65 @@ final class DirectSocketWritesTests: XCTestCase {
         try await server.close()
     }
 
+    /// Writes before the socket is looked up are not tracked: if NIO still holds some of them
+    /// then, the lookup waits, so that a direct write cannot pass them.
+    func testTheSocketIsNotWrittenDirectlyWhileNIOHoldsEarlierOutput() async throws {
+        let (server, accepted, client) = try await connectedPair()
+        defer { close(client) }
+        let writer = Box(DirectSocketWrites(plaintext: true))  // used on the accepted channel's loop only
+        let sequence = NIOLockedValueBox(UInt8(0))
+        @Sendable func flush(_ count: Int) -> String {
+            var output = ByteBufferAllocator().buffer(capacity: count)
+            sequence.withLockedValue { next in
+                for _ in 0..<count {
+                    output.writeInteger(next)
+                    next &+= 1
+                }
+            }
+            switch writer.writes.send(output, on: accepted) {
+            case .written:
+                return "direct"
+            case .throughNIO(let rest, tracked: false):
+                accepted.writeAndFlush(rest, promise: nil)
+                return "nio"
+            case .throughNIO(let rest, tracked: true):
+                let promise = accepted.eventLoop.makePromise(of: Void.self)
+                promise.futureResult.whenComplete { result in
+                    if case .failure = result { writer.writes.nioWriteCompleted(failed: true) } else { writer.writes.nioWriteCompleted(failed: false) }
+                }
+                accepted.writeAndFlush(rest, promise: promise)
+                return "tracked"
+            }
+        }
+        let before = Int(DirectSocketWrites.busyAfterFlushes) - 1
+        let first = try await accepted.eventLoop.submit { (0..<before).map { _ in flush(64 * 1024) } }.get()
+        XCTAssertEqual(first, Array(repeating: "nio", count: before))
+        // The client takes what the socket buffers hold; in the same loop task (NIO has not
+        // written more of its own), the flush that would look the socket up comes.
+        let (early, lookup) = try await accepted.eventLoop.submit { () -> ([UInt8], String) in
+            var early: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+            for _ in 0..<50 {
+                let taken = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if taken > 0 { early += chunk[0..<taken] } else { usleep(1000) }
+            }
+            return (early, flush(1000))
+        }.get()
+        XCTAssertEqual(lookup, "nio", "NIO holds earlier output: no direct write yet")
+        let total = before * 64 * 1024 + 1000
+        let received = try early + readAll(client, count: total - early.count)
+        XCTAssertEqual(received.count, total)
+        var expected: UInt8 = 0
+        for (index, byte) in received.enumerated() {
+            guard byte == expected else { return XCTFail("byte \(index) is \(byte), expected \(expected)") }
+            expected &+= 1
+        }
+        // Drained: the lookup comes again and finds the socket.
+        let later = try await accepted.eventLoop.submit { (0..<Int(DirectSocketWrites.busyAfterFlushes)).map { _ in flush(10) } }.get()
+        XCTAssertEqual(later.last, "direct", "\(later)")
+        try await server.close()
+    }
+
     func testASocketErrorHandsTheOutputToNIOForGood() async throws {
         let (server, accepted, client) = try await connectedPair()
         let writer = Box(DirectSocketWrites(plaintext: true))  // used on the accepted channel's loop only

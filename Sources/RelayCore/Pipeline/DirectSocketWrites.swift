@@ -52,6 +52,11 @@ struct DirectSocketWrites {
             guard flushesUntilLookup > 0 else { return .throughNIO(output, tracked: false) }
             flushesUntilLookup -= 1
             guard flushesUntilLookup == 0 else { return .throughNIO(output, tracked: false) }
+            // Writes until now were not tracked: while NIO holds any of them, look again later.
+            guard let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes), buffered == 0 else {
+                flushesUntilLookup = Self.busyAfterFlushes
+                return .throughNIO(output, tracked: false)
+            }
             guard let found = ChannelSocket.descriptor(of: channel) else { return .throughNIO(output, tracked: false) }
             descriptor = found
         }
