@@ -90,4 +90,7 @@ struct DirectSocketWrites {
 
     /// Whether flushes may write to the socket now (tests).
     var writesDirectly: Bool { descriptor >= 0 && writesInNIO == 0 }
+
+    /// The socket was found: the connection has been busy (and is plaintext).
+    var isBusy: Bool { descriptor >= 0 }
 }

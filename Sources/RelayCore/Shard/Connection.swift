@@ -212,7 +212,7 @@ final class Connection {
     var out: ByteBuffer {
         get { pendingOutput }
         _modify {
-            if pendingOutput.capacity == 0 { pendingOutput.reserveCapacity(outputReserve) }
+            if pendingOutput.capacity == 0 { startOutput() }
             yield &pendingOutput
         }
     }
@@ -224,13 +224,52 @@ final class Connection {
     private var outputReserve = Connection.outputReserveRange.lowerBound
     static let outputReserveRange = 4096...(256 * 1024)
     /// Made on the first delivery after a flush: a flush with no delivery in it allocates none.
-    var outChunk: OutputChunk?
+    /// A busy connection keeps its last flushed chunk here (`bytes` set) for its next output
+    /// (`keepsFlushedOutput`).
+    private(set) var outChunk: OutputChunk?
 
+    /// The chunk this flush's deliveries point into.
     var currentChunk: OutputChunk {
-        if let outChunk { return outChunk }
+        if let outChunk, outChunk.bytes == nil { return outChunk }
         let chunk = OutputChunk()
         outChunk = chunk
         return chunk
+    }
+
+    /// The largest flushed output a busy connection keeps for its next one.
+    static let keptOutputLimit = 16 * 1024
+
+    /// The first write after a flush. A busy connection writing a few frames a tick (a pair of
+    /// clients taking turns) allocated an output buffer, and a chunk record with each delivery,
+    /// at every flush: three objects a message. So it keeps its last flushed chunk, and when
+    /// nothing else references it any more (the deliveries in it were answered, NIO wrote it)
+    /// takes its buffer and the chunk again; otherwise a new buffer of `outputReserve`.
+    private func startOutput() {
+        if outChunk?.bytes != nil {
+            if isKnownUniquelyReferenced(&outChunk), let chunk = outChunk, var reused = chunk.bytes {
+                chunk.bytes = nil
+                reused.clear()
+                reused.reserveCapacity(outputReserve)
+                pendingOutput = reused
+                return
+            }
+            outChunk = nil
+        }
+        pendingOutput.reserveCapacity(outputReserve)
+    }
+
+    /// After a flush of `output`: the chunk of its deliveries gets its bytes. A busy connection
+    /// (`keep`) keeps that chunk, or one made to hold the buffer, for its next output
+    /// (`startOutput`); others keep nothing between flushes.
+    func flushed(_ output: ByteBuffer, keep: Bool) {
+        guard keep, output.capacity <= Self.keptOutputLimit else {
+            outChunk?.bytes = output
+            outChunk = nil
+            return
+        }
+        let holder = outChunk ?? OutputChunk()
+        holder.bytes = output
+        outChunk = holder
     }
     var isDirty = false
     /// Whether its flushes write to the socket or through NIO.
@@ -437,6 +476,7 @@ final class Connection {
     /// spell that filled them); called by the idle sweep for a connection that went quiet.
     func releaseIdleStorage() {
         awaiting.releaseStorageIfEmpty()
+        if outChunk?.bytes != nil { outChunk = nil }
         lastAck = nil
         lastMessage = nil
         guard let extras else { return }

@@ -203,10 +203,7 @@ final class RelayShard: @unchecked Sendable {
     func flush(_ connection: Connection) {
         guard connection.out.readableBytes > 0 else { return }
         let chunk = connection.takeOutput(leaving: emptyOutput)
-        if let delivered = connection.outChunk {
-            delivered.bytes = chunk
-            connection.outChunk = nil
-        }
+        connection.flushed(chunk, keep: connection.directWrites.isBusy)
         // The existing client never ACKs: what it was sent is delivered once it is written.
         let legacyWritten = connection.unconfirmedWrites
         if !legacyWritten.isEmpty { connection.unconfirmedWrites.removeAll() }
@@ -239,12 +236,18 @@ final class RelayShard: @unchecked Sendable {
         // Every piece of work ends with a flush: the next one reads the time anew.
         clock.invalidate()
         guard !dirty.isEmpty else { return }
-        let connections = dirty
-        dirty.removeAll(keepingCapacity: true)
-        for connection in connections {
+        // By index over the list itself: a copy to iterate made `removeAll(keepingCapacity:)`
+        // allocate a new buffer at every flush. A flush that closes a connection flushes again
+        // (`closed`): that inner call takes the whole list, this one's included, and empties it,
+        // which ends this loop.
+        var index = 0
+        while index < dirty.count {
+            let connection = dirty[index]
+            index += 1
             connection.isDirty = false
             flush(connection)
         }
+        dirty.removeAll(keepingCapacity: true)
     }
 
     /// Everything a read burst produced: batches to other shards, then this shard's connections.
