@@ -92,7 +92,7 @@ let package = Package(
                 "RelayTLS",
                 "CSocketFilter",
                 "CPrefetch",
-                "CThreadAffinity",
+                "CLinuxExtras",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -105,8 +105,9 @@ let package = Package(
         .systemLibrary(name: "CSocketFilter"),
         // A cache prefetch hint (__builtin_prefetch): the de-duplication table's lookup.
         .systemLibrary(name: "CPrefetch"),
-        // The CPUs a thread may run on (sched_getaffinity): where accepted connections are placed.
-        .target(name: "CThreadAffinity"),
+        // Linux calls the Glibc module lacks: sched_getaffinity (where accepted connections are
+        // placed), malloc_usable_size (ChannelSocket's scan).
+        .target(name: "CLinuxExtras"),
         // The system's libsystemd (libsystemd-dev): sd_notify, watchdog, socket activation.
         .systemLibrary(
             name: "CSystemd",
@@ -184,7 +185,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCoreTests",
-            dependencies: ["RelayCore", "RelayStore", "PTPProtocol", "RelayConfig", "CThreadAffinity", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["RelayCore", "RelayStore", "PTPProtocol", "RelayConfig", "CLinuxExtras", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "RelayOpsTests",

@@ -1,4 +1,4 @@
-import CThreadAffinity
+import CLinuxExtras
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -43,10 +43,12 @@ final class LoopPlacementTests: XCTestCase {
         XCTAssertEqual(pinned.1, all, "every CPU back")
     }
 
-    /// The descriptor read out of NIO's accepted channel (by reflection: NIO has no public way) is
-    /// that connection's socket, on the NIO this package builds with.
+    /// The descriptor read out of NIO's accepted channel (by reflection: NIO has no public way;
+    /// after the first, at the offsets learned from it) is that connection's socket, on the NIO
+    /// this package builds with.
     func testTheAcceptedChannelsSocketIsFound() async throws {
-        let found = NIOLockedValueBox<(CInt?, Int?)?>(nil)
+        let found = NIOLockedValueBox<[(CInt?, Int?)]>([])
+        let reflectiveBefore = ChannelSocket.reflectiveLookups
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -54,14 +56,23 @@ final class LoopPlacementTests: XCTestCase {
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: try XCTUnwrap(server.localAddress?.port)).get()
-        let deadline = Date().addingTimeInterval(10)
-        while found.withLockedValue({ $0 }) == nil && Date() < deadline { try await Task.sleep(nanoseconds: 5_000_000) }
-        let (descriptor, peerPort) = try XCTUnwrap(found.withLockedValue { $0 }, "nothing accepted")
-        XCTAssertNotNil(descriptor, "the accepted channel's socket was not found")
-        XCTAssertEqual(peerPort, client.localAddress?.port, "the descriptor is another socket")
-        try await client.close()
+        var clients: [Channel] = []
+        for _ in 0..<3 {
+            clients.append(
+                try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: try XCTUnwrap(server.localAddress?.port)).get())
+            let deadline = Date().addingTimeInterval(10)
+            while found.withLockedValue({ $0.count }) < clients.count && Date() < deadline { try await Task.sleep(nanoseconds: 5_000_000) }
+        }
+        let results = found.withLockedValue { $0 }
+        XCTAssertEqual(results.count, clients.count, "not every connection was accepted")
+        XCTAssertLessThanOrEqual(
+            ChannelSocket.reflectiveLookups - reflectiveBefore, 1, "the first lookup learns where the descriptor lies; the others read it there")
+        for (client, (descriptor, peerPort)) in zip(clients, results) {
+            XCTAssertNotNil(descriptor, "the accepted channel's socket was not found")
+            XCTAssertEqual(peerPort, client.localAddress?.port, "the descriptor is another socket")
+        }
+        for client in clients { try await client.close() }
         try await server.close()
     }
 
@@ -171,8 +182,8 @@ final class LoopPlacementTests: XCTestCase {
 /// Records the descriptor `ChannelSocket` finds in each accepted channel, and its peer's port.
 private final class DescriptorProbe: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Channel
-    let found: NIOLockedValueBox<(CInt?, Int?)?>
-    init(found: NIOLockedValueBox<(CInt?, Int?)?>) { self.found = found }
+    let found: NIOLockedValueBox<[(CInt?, Int?)]>
+    init(found: NIOLockedValueBox<[(CInt?, Int?)]>) { self.found = found }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
@@ -186,7 +197,7 @@ private final class DescriptorProbe: ChannelInboundHandler, @unchecked Sendable 
             }
             if result == 0 { peerPort = Int(UInt16(bigEndian: address.sin_port)) }
         }
-        found.withLockedValue { $0 = (descriptor, peerPort) }
+        found.withLockedValue { $0.append((descriptor, peerPort)) }
         context.fireChannelRead(data)
     }
 }

@@ -1,3 +1,6 @@
+import Atomics
+import CLinuxExtras
+import NIOConcurrencyHelpers
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -13,14 +16,64 @@ import Glibc
 /// remote address before it is used, and `LoopPlacementTests` checks the path on the NIO in use:
 /// if a NIO release renames either, connections stay on the loop that accepted them (the relay
 /// says so once) and every write goes through NIO.
+///
+/// Reflection costs about 90,000 instructions a lookup (a `Mirror` boxes every stored property it
+/// passes). So the first lookup also learns where the two values lie in the objects (the byte
+/// offset of the socket's reference in the channel, and of the descriptor in the socket), and
+/// later lookups for a channel of the same class read them there: a few loads, then the same
+/// check against the remote address; one that fails goes back to reflection.
 enum ChannelSocket {
+    /// Where the socket and its descriptor lie, for channels of one class.
+    private struct Layout {
+        let channelClass: ObjectIdentifier
+        let socketOffset: Int
+        let descriptorOffset: Int
+    }
+    private static let learned = NIOLockedValueBox<Layout?>(nil)
+
+    /// Lookups that went through reflection (tests: the learned offsets serve the rest).
+    static var reflectiveLookups: Int { reflections.load(ordering: .relaxed) }
+    private static let reflections = ManagedAtomic(0)
+
     static func descriptor(of channel: Channel) -> CInt? {
+        let object = channel as AnyObject
+        let channelClass = ObjectIdentifier(type(of: object))
+        if let layout = learned.withLockedValue({ $0 }), layout.channelClass == channelClass {
+            let base = UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque())
+            let socket = base.load(fromByteOffset: layout.socketOffset, as: UnsafeRawPointer.self)
+            let descriptor = socket.load(fromByteOffset: layout.descriptorOffset, as: CInt.self)
+            if descriptor >= 0, belongs(descriptor, to: channel) { return descriptor }
+        }
+        reflections.wrappingIncrement(ordering: .relaxed)
         guard let socket = storedProperty("socket", of: channel),
             let descriptor = storedProperty("descriptor", of: socket) as? CInt,
             descriptor >= 0,
             belongs(descriptor, to: channel)
         else { return nil }
+        learn(channel: object, socket: socket as AnyObject, descriptor: descriptor)
         return descriptor
+    }
+
+    /// Finds the offsets of the socket's reference in `channel` and of `descriptor` in `socket`
+    /// (their first occurrence: a wrong one fails the remote-address check and is learned again).
+    private static func learn(channel: AnyObject, socket: AnyObject, descriptor: CInt) {
+        let channelBase = UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque())
+        let socketBase = UnsafeRawPointer(Unmanaged.passUnretained(socket).toOpaque())
+        // Past the object header (metadata and reference counts); within the object's allocation.
+        let header = 2 * MemoryLayout<UInt>.size
+        let channelSize = Int(ptpchat_allocation_size(channelBase))
+        let socketSize = Int(ptpchat_allocation_size(socketBase))
+        guard
+            let socketOffset = stride(from: header, through: channelSize - MemoryLayout<UInt>.size, by: MemoryLayout<UInt>.size).first(where: {
+                channelBase.load(fromByteOffset: $0, as: UnsafeRawPointer.self) == socketBase
+            }),
+            let descriptorOffset = stride(from: header, through: socketSize - MemoryLayout<CInt>.size, by: MemoryLayout<CInt>.size).first(where: {
+                socketBase.load(fromByteOffset: $0, as: CInt.self) == descriptor
+            })
+        else { return }
+        learned.withLockedValue {
+            $0 = Layout(channelClass: ObjectIdentifier(type(of: channel)), socketOffset: socketOffset, descriptorOffset: descriptorOffset)
+        }
     }
 
     /// The stored property `label` of `subject` or of one of its superclasses.

@@ -1,4 +1,4 @@
-import CThreadAffinity
+import CLinuxExtras
 
 /// Which event loop serves an accepted connection, given the CPUs the relay may run on now.
 ///

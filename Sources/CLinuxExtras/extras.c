@@ -1,7 +1,8 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <sched.h>
 
-#include "CThreadAffinity.h"
+#include "CLinuxExtras.h"
 
 int ptpchat_usable_cpus_of_this_thread(void) {
 #if defined(__linux__)
@@ -29,4 +30,8 @@ int ptpchat_set_cpu_of_this_thread(int cpu) {
     (void)cpu;
     return -1;
 #endif
+}
+
+unsigned long ptpchat_allocation_size(const void *pointer) {
+    return malloc_usable_size((void *)pointer);
 }
