@@ -167,8 +167,8 @@ public final class RelayServer: Sendable {
     }
 
     /// Accepts connections with the one pipeline definition (`addConnectionHandlers`); a TLS
-    /// listener wraps it, putting TLS in front. A listening channel's handlers: the accept limits
-    /// (`AcceptGate`), then the loop that serves the connection (`LoopPlacer`).
+    /// listener wraps it, putting TLS in front. A listening channel's handler: the accept limits
+    /// (`AcceptGate`), which also places each admitted connection on a loop (`LoopPlacer`).
     private func makeBootstrap(on shard: RelayShard?, tls: ServerTLS?) -> ServerBootstrap {
         let context = self.context
         let shards = self.shards
@@ -189,9 +189,9 @@ public final class RelayServer: Sendable {
                 // listening channel's loop is a shard's (its counters take the refusals).
                 let owner = shards.first { $0.eventLoop === server.eventLoop } ?? shards[0]
                 return server.eventLoop.makeCompletedFuture {
-                    try server.pipeline.syncOperations.addHandlers(
-                        AcceptGate(limiter: context.acceptLimiter, bans: context.listenerBans, shard: owner),
-                        LoopPlacer(shards: shards, owner: owner, notice: notice, initialize: initialize))
+                    let placer = LoopPlacer(shards: shards, owner: owner, notice: notice, initialize: initialize)
+                    try server.pipeline.syncOperations.addHandler(
+                        AcceptGate(limiter: context.acceptLimiter, bans: context.listenerBans, shard: owner, placer: placer))
                 }
             }
             .childChannelInitializer { channel in

@@ -41,18 +41,18 @@ final class AcceptGateTests: XCTestCase {
         let (server, limiter) = try listener(relay, limits: AcceptLimits(maxConnections: 0, perIPConnections: 0, perIPNewPerSecond: 1, perIPNewBurst: 1))
         let gone = try accepted(from: nil, on: relay.loop)
         try server.writeInbound(gone)
-        XCTAssertNil(try server.readInbound(as: AdmittedConnection.self), "a connection without an address was passed on")
+        XCTAssertNil(try server.readInbound(as: Channel.self), "a connection without an address was passed on")
         XCTAssertFalse(gone.isActive)
         XCTAssertEqual(relay.counters.count(.goneAtAccept), 1)
         XCTAssertEqual(limiter.total, 0)
 
         let live = try accepted(from: "127.0.0.9", on: relay.loop)
         try server.writeInbound(live)
-        XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self), "a connection with its address is admitted")
+        XCTAssertNotNil(try server.readInbound(as: Channel.self), "a connection with its address is admitted")
         XCTAssertEqual(limiter.total, 1)
         // The burst of one is spent: the next from that address is refused by the rate.
         try server.writeInbound(try accepted(from: "127.0.0.9", on: relay.loop))
-        XCTAssertNil(try server.readInbound(as: AdmittedConnection.self))
+        XCTAssertNil(try server.readInbound(as: Channel.self))
         XCTAssertEqual(relay.counters.count(.perIPRate), 1)
     }
 
@@ -69,15 +69,15 @@ final class AcceptGateTests: XCTestCase {
             bans: bans)
         for ip in ["127.0.0.7", "127.0.0.8"] {
             try server.writeInbound(try accepted(from: ip, on: relay.loop))
-            XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self), "the burst of one admits the first")
+            XCTAssertNotNil(try server.readInbound(as: Channel.self), "the burst of one admits the first")
         }
         for attempt in 1...5 {
             try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop))
-            XCTAssertNil(try server.readInbound(as: AdmittedConnection.self))
+            XCTAssertNil(try server.readInbound(as: Channel.self))
             XCTAssertEqual(relay.counters.count(.addressBanned), attempt >= 3 ? 1 : 0, "after refusal \(attempt)")
         }
         try server.writeInbound(try accepted(from: "127.0.0.8", on: relay.loop))
-        XCTAssertNil(try server.readInbound(as: AdmittedConnection.self))
+        XCTAssertNil(try server.readInbound(as: Channel.self))
         XCTAssertEqual(relay.counters.count(.perIPRate), 6)
         XCTAssertTrue(bans.isBanned(AddressKey(try SocketAddress(ipAddress: "127.0.0.7", port: 1))!))
         XCTAssertFalse(bans.isBanned(AddressKey(try SocketAddress(ipAddress: "127.0.0.8", port: 1))!))
@@ -93,9 +93,9 @@ final class AcceptGateTests: XCTestCase {
             relay, limits: AcceptLimits(maxConnections: 1, perIPConnections: 0, perIPNewPerSecond: 0, perIPNewBurst: 0, banAfterRefusals: 2),
             bans: bans)
         try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop))
-        XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self))
+        XCTAssertNotNil(try server.readInbound(as: Channel.self))
         for _ in 0..<5 { try server.writeInbound(try accepted(from: "127.0.0.7", on: relay.loop)) }
-        XCTAssertNil(try server.readInbound(as: AdmittedConnection.self))
+        XCTAssertNil(try server.readInbound(as: Channel.self))
         XCTAssertEqual(relay.counters.count(.connectionLimit), 5)
         XCTAssertEqual(relay.counters.count(.addressBanned), 0)
         XCTAssertEqual(bans.bannedCount, 0)
@@ -113,7 +113,7 @@ final class AcceptGateTests: XCTestCase {
         server.pipeline.fireChannelActive()
         for _ in 0..<3 {
             try server.writeInbound(try accepted(from: nil, on: relay.loop))
-            XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self), "a Unix-socket connection was refused")
+            XCTAssertNotNil(try server.readInbound(as: Channel.self), "a Unix-socket connection was refused")
         }
         XCTAssertEqual(limiter.total, 3)
         XCTAssertEqual(relay.counters.count(.goneAtAccept), 0)
@@ -132,7 +132,7 @@ final class AcceptGateTests: XCTestCase {
         server.read()
         XCTAssertEqual(counter.reads, 1, "a listener within its budget accepts")
         try server.writeInbound(try accepted(from: "127.0.0.9", on: relay.loop))
-        XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self))
+        XCTAssertNotNil(try server.readInbound(as: Channel.self))
         // Two refusals are the burst; the third pauses.
         for _ in 0..<3 { try server.writeInbound(try accepted(from: "127.0.0.9", on: relay.loop)) }
         XCTAssertEqual(relay.counters.count(.perIPRate), 3)
@@ -143,7 +143,7 @@ final class AcceptGateTests: XCTestCase {
 
         // The rest of a read cycle still comes through the gate, and meets the limits as usual.
         try server.writeInbound(try accepted(from: "127.0.0.10", on: relay.loop))
-        XCTAssertNotNil(try server.readInbound(as: AdmittedConnection.self), "another address is still admitted")
+        XCTAssertNotNil(try server.readInbound(as: Channel.self), "another address is still admitted")
         XCTAssertEqual(relay.counters.count(.acceptPaused), 1, "one count per pause")
 
         relay.loop.advanceTime(by: .milliseconds(50))

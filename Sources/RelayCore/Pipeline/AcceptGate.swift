@@ -4,7 +4,8 @@ import NIOCore
 /// The first handler of every listening channel: sees each accepted connection before its
 /// pipeline exists (before `childChannelInitializer`, before registration) and closes it there when
 /// it is over `limits.max_connections`, `limits.per_ip_connections` or the per-IP new-connection
-/// rate. An admitted connection is counted until it closes (`AdmittedConnection`).
+/// rate. An admitted connection is counted until it closes, and placed on a loop (`LoopPlacer`):
+/// passed on to be served where it was accepted, or moved.
 ///
 /// Every connection closed here costs an accept, a close and NIO's channel for it (about 18 µs
 /// in all), however cheap the verdict: a flood of them takes the CPU of the connections that are
@@ -23,8 +24,7 @@ import NIOCore
 /// that shard.
 final class AcceptGate: ChannelDuplexHandler {
     typealias InboundIn = Channel
-    /// Passed on with its place in the ledger (`LoopPlacer` gives it back when the connection closes).
-    typealias InboundOut = AdmittedConnection
+    typealias InboundOut = Channel
     typealias OutboundIn = NIOAny
 
     // Set once.
@@ -32,6 +32,8 @@ final class AcceptGate: ChannelDuplexHandler {
     private let bans: ListenerBans
     /// The shard whose loop the listening channel runs on (counters and logs).
     private let shard: RelayShard
+    /// Where admitted connections are served; nil: where they were accepted.
+    private let placer: LoopPlacer?
 
     // Owned by the listening channel's event loop.
     /// Whether the listener is a TCP one (its connections have a remote IP), found once when it
@@ -42,10 +44,11 @@ final class AcceptGate: ChannelDuplexHandler {
     /// A `read()` arrived during the pause and was not passed on.
     private var isReadHeld = false
 
-    init(limiter: AcceptLimiter, bans: ListenerBans, shard: RelayShard) {
+    init(limiter: AcceptLimiter, bans: ListenerBans, shard: RelayShard, placer: LoopPlacer? = nil) {
         self.limiter = limiter
         self.bans = bans
         self.shard = shard
+        self.placer = placer
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -82,7 +85,10 @@ final class AcceptGate: ChannelDuplexHandler {
         let (verdict, pause, countedAs) = limiter.admit(key)
         switch verdict {
         case .admit:
-            context.fireChannelRead(wrapInboundOut(AdmittedConnection(channel: child, limiter: limiter, countedAs: countedAs)))
+            let limiter = self.limiter
+            if let placer, placer.moved(child, limiter: limiter, countedAs: countedAs) { return }
+            child.closeFuture.whenComplete { _ in limiter.release(countedAs) }
+            context.fireChannelRead(data)
         case .refuse(let reason, let warn, let ban):
             shard.counters.drop(reason)
             shard.logger.debug(
@@ -113,6 +119,11 @@ final class AcceptGate: ChannelDuplexHandler {
         ]
         if case .v6 = key { metadata["prefix"] = "\(key)" }
         shard.logger.warning("address banned at the listening sockets", metadata: metadata)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        placer?.cycleEnded()
+        context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {

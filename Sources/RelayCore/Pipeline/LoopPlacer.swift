@@ -6,25 +6,12 @@ import NIOPosix
 import Glibc
 #endif
 
-/// A connection the accept limits let in (`AcceptGate`), with its place in the limits' ledger:
-/// given back when the channel that serves it closes, whichever loop that channel is on.
-struct AdmittedConnection {
-    let channel: Channel
-    let limiter: AcceptLimiter
-    let countedAs: AddressKey?
-
-    func release(whenClosed served: Channel) {
-        let limiter = self.limiter
-        let key = countedAs
-        served.closeFuture.whenComplete { _ in limiter.release(key) }
-    }
-
-    func release() { limiter.release(countedAs) }
-}
-
-/// The second handler of every listening channel, after `AcceptGate`: hands each admitted
-/// connection on to be served on its own loop, or, while the relay may run on fewer CPUs than it
-/// has loops, moves it to one of the first loops (`LoopPlacement` says why and which).
+/// Where `AcceptGate` puts each connection it admits: on the loop that accepted it, or, while the
+/// relay may run on fewer CPUs than it has loops, on one of the first loops (`LoopPlacement`
+/// says why and which). A part of the gate, not a handler of its own: a second handler on the
+/// listening channel cost a handler hop and NIO's boxing of the accepted channel again
+/// (`NIOAny` of a `Channel` casts it to each of its fast-path types: about 11,000 instructions a
+/// handshake in all, `instructions-hs.sh`).
 ///
 /// NIO sets an accepted channel's loop when it accepts it and cannot change it, so a connection
 /// is moved as a socket: its descriptor is copied (`dup`), NIO's channel for it closed before
@@ -34,12 +21,8 @@ struct AdmittedConnection {
 /// sees the relay's HELLO from the new channel, and what it sent is in the socket for it to read.
 /// One count per move (`connections.moved_at_accept`); an info line when moving starts and stops.
 ///
-/// The usable CPUs are read once per accept cycle (one `sched_getaffinity`): about 1 % of a
-/// handshake's instructions when every connection comes in its own cycle.
-final class LoopPlacer: ChannelInboundHandler {
-    typealias InboundIn = AdmittedConnection
-    typealias InboundOut = Channel
-
+/// The usable CPUs are read once per accept cycle (one `sched_getaffinity`).
+final class LoopPlacer {
     /// Builds an accepted connection's pipeline for the shard that serves it.
     typealias Initialize = @Sendable (Channel, RelayShard) throws -> Void
 
@@ -63,23 +46,20 @@ final class LoopPlacer: ChannelInboundHandler {
         self.initialize = initialize
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let admitted = unwrapInboundIn(data)
-        let child = admitted.channel
+    /// Moves `child` to another loop if the placement says so and returns true: its place in the
+    /// accept ledger (`countedAs`) is then given back when the channel that serves it closes (or
+    /// at once if it cannot start there). False: it stays where it was accepted, and the caller
+    /// passes it on.
+    func moved(_ child: Channel, limiter: AcceptLimiter, countedAs: AddressKey?) -> Bool {
         let placement = currentPlacement()
-        if placement.isNarrowed, let accepting = shardIndex(of: child.eventLoop) {
-            let target = shards[placement.loop(forAcceptedOn: accepting)]
-            if target.eventLoop !== child.eventLoop, move(admitted, to: target) {
-                return
-            }
-        }
-        admitted.release(whenClosed: child)
-        context.fireChannelRead(wrapInboundOut(child))
+        guard placement.isNarrowed, let accepting = shardIndex(of: child.eventLoop) else { return false }
+        let target = shards[placement.loop(forAcceptedOn: accepting)]
+        return target.eventLoop !== child.eventLoop && move(child, to: target, release: { limiter.release(countedAs) })
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    /// The listener's accept cycle ended: the next one reads the usable CPUs again.
+    func cycleEnded() {
         cyclePlacement = nil
-        context.fireChannelReadComplete()
     }
 
     private func currentPlacement() -> LoopPlacement {
@@ -100,8 +80,7 @@ final class LoopPlacer: ChannelInboundHandler {
 
     /// Moves the connection to `target`'s loop; false (and it stays where it is) when its socket
     /// cannot be copied.
-    private func move(_ admitted: AdmittedConnection, to target: RelayShard) -> Bool {
-        let child = admitted.channel
+    private func move(_ child: Channel, to target: RelayShard, release: @escaping @Sendable () -> Void) -> Bool {
         guard let descriptor = ChannelSocket.descriptor(of: child) else {
             if notice.noteUnreadableDescriptor() {
                 owner.logger.warning("cannot move accepted connections between event loops: NIO's channel does not show its socket")
@@ -127,10 +106,10 @@ final class LoopPlacer: ChannelInboundHandler {
             .whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    admitted.release(whenClosed: channel)
+                    channel.closeFuture.whenComplete { _ in release() }
                 case .failure(let error):
                     // NIO closed the copy (its initializer or registration failed).
-                    admitted.release()
+                    release()
                     logger.warning("a connection moved to another event loop could not start there", metadata: ["error": "\(error)"])
                 }
             }
