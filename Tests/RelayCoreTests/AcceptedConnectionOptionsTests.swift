@@ -14,19 +14,7 @@ import XCTest
 /// socket and a real accepted channel.
 final class AcceptedConnectionOptionsTests: XCTestCase {
     func testAcceptedConnectionHasNoDelayAndItsReadsGrowWhenItIsBusy() async throws {
-        // A port the kernel just gave out and took back (the relay refuses port 0).
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let free = try XCTUnwrap(probe.localAddress?.port)
-        try await probe.close()
-        var configuration = RelayConfiguration()
-        configuration.relay.listen = ["127.0.0.1:\(free)"]
-        configuration.relay.threads = 1
-        configuration.stats.listen = nil
-        let identity = NodeAddress(id: GUID.random(), name: "relay")
-        let server = try RelayServer(
-            configuration: configuration, identity: identity, logger: Logger(label: "options-test"), store: InMemoryStore())
-        try await server.start()
-        let port = try XCTUnwrap(server.boundAddresses.first?.port)
+        let (server, port) = try await startInProcessRelay(threads: 1, label: "options-test")
         let client = try await ClientBootstrap(group: server.group).connect(host: "127.0.0.1", port: port).get()
 
         let shard = server.shards[0]

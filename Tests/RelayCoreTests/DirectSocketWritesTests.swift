@@ -27,33 +27,8 @@ final class DirectSocketWritesTests: XCTestCase {
     func testABusyConnectionWritesDirectlyAndNIOTakesWhatTheSocketCannotInOrder() async throws {
         let (server, accepted, client) = try await connectedPair()
         defer { close(client) }
-        let writer = Box(DirectSocketWrites(plaintext: true))  // used on the accepted channel's loop only
-        let sequence = NIOLockedValueBox(UInt8(0))
-        /// Sends `count` bytes numbered on from the last, as the shard's flush would: through NIO
-        /// when told to (with a promise counting a tracked write done). Returns how it went.
-        @Sendable func flush(_ count: Int) -> String {
-            var output = ByteBufferAllocator().buffer(capacity: count)
-            sequence.withLockedValue { next in
-                for _ in 0..<count {
-                    output.writeInteger(next)
-                    next &+= 1
-                }
-            }
-            switch writer.writes.send(output, on: accepted) {
-            case .written:
-                return "direct"
-            case .throughNIO(let rest, tracked: false):
-                accepted.writeAndFlush(rest, promise: nil)
-                return "nio"
-            case .throughNIO(let rest, tracked: true):
-                let promise = accepted.eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenComplete { result in
-                    if case .failure = result { writer.writes.nioWriteCompleted(failed: true) } else { writer.writes.nioWriteCompleted(failed: false) }
-                }
-                accepted.writeAndFlush(rest, promise: promise)
-                return rest.readableBytes < count ? "partial" : "tracked"
-            }
-        }
+        let writer = Flusher(accepted)
+        @Sendable func flush(_ count: Int) -> String { writer.flush(count) }
 
         // The first flushes go through NIO; then the socket is found and written directly.
         let first = try await accepted.eventLoop.submit { (0..<Int(DirectSocketWrites.busyAfterFlushes) + 2).map { _ in flush(100) } }.get()
@@ -74,16 +49,7 @@ final class DirectSocketWritesTests: XCTestCase {
         // The client takes some, and in the same loop task (before NIO can hear that the socket
         // has room) the next flush comes: the socket would take it, but NIO still holds older
         // bytes, so it goes behind them.
-        let (early, next) = try await accepted.eventLoop.submit { () -> ([UInt8], String) in
-            // All the socket buffers hold (the loop is busy here: NIO writes none of its own).
-            var early: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-            for _ in 0..<50 {
-                let taken = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if taken > 0 { early += chunk[0..<taken] } else { usleep(1000) }
-            }
-            return (early, flush(1000))
-        }.get()
+        let (early, next) = try await drainThenFlush(client, writer, count: 1000)
         XCTAssertGreaterThan(early.count, 0)
         XCTAssertEqual(next, "tracked", "a flush went ahead of what NIO holds")
 
@@ -91,11 +57,7 @@ final class DirectSocketWritesTests: XCTestCase {
         let total = (Int(DirectSocketWrites.busyAfterFlushes) + 2) * 100 + routes.count * 64 * 1024 + 1000
         let received = try early + readAll(client, count: total - early.count)
         XCTAssertEqual(received.count, total)
-        var expected: UInt8 = 0
-        for (index, byte) in received.enumerated() {
-            guard byte == expected else { return XCTFail("byte \(index) is \(byte), expected \(expected)") }
-            expected &+= 1
-        }
+        assertNumberedInOrder(received)
         // NIO wrote what it held: direct writes again.
         let deadline = Date().addingTimeInterval(10)
         var again = false
@@ -114,54 +76,19 @@ final class DirectSocketWritesTests: XCTestCase {
     func testTheSocketIsNotWrittenDirectlyWhileNIOHoldsEarlierOutput() async throws {
         let (server, accepted, client) = try await connectedPair()
         defer { close(client) }
-        let writer = Box(DirectSocketWrites(plaintext: true))  // used on the accepted channel's loop only
-        let sequence = NIOLockedValueBox(UInt8(0))
-        @Sendable func flush(_ count: Int) -> String {
-            var output = ByteBufferAllocator().buffer(capacity: count)
-            sequence.withLockedValue { next in
-                for _ in 0..<count {
-                    output.writeInteger(next)
-                    next &+= 1
-                }
-            }
-            switch writer.writes.send(output, on: accepted) {
-            case .written:
-                return "direct"
-            case .throughNIO(let rest, tracked: false):
-                accepted.writeAndFlush(rest, promise: nil)
-                return "nio"
-            case .throughNIO(let rest, tracked: true):
-                let promise = accepted.eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenComplete { result in
-                    if case .failure = result { writer.writes.nioWriteCompleted(failed: true) } else { writer.writes.nioWriteCompleted(failed: false) }
-                }
-                accepted.writeAndFlush(rest, promise: promise)
-                return "tracked"
-            }
-        }
+        let writer = Flusher(accepted)
+        @Sendable func flush(_ count: Int) -> String { writer.flush(count) }
         let before = Int(DirectSocketWrites.busyAfterFlushes) - 1
         let first = try await accepted.eventLoop.submit { (0..<before).map { _ in flush(64 * 1024) } }.get()
         XCTAssertEqual(first, Array(repeating: "nio", count: before))
         // The client takes what the socket buffers hold; in the same loop task (NIO has not
         // written more of its own), the flush that would look the socket up comes.
-        let (early, lookup) = try await accepted.eventLoop.submit { () -> ([UInt8], String) in
-            var early: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-            for _ in 0..<50 {
-                let taken = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if taken > 0 { early += chunk[0..<taken] } else { usleep(1000) }
-            }
-            return (early, flush(1000))
-        }.get()
+        let (early, lookup) = try await drainThenFlush(client, writer, count: 1000)
         XCTAssertEqual(lookup, "nio", "NIO holds earlier output: no direct write yet")
         let total = before * 64 * 1024 + 1000
         let received = try early + readAll(client, count: total - early.count)
         XCTAssertEqual(received.count, total)
-        var expected: UInt8 = 0
-        for (index, byte) in received.enumerated() {
-            guard byte == expected else { return XCTFail("byte \(index) is \(byte), expected \(expected)") }
-            expected &+= 1
-        }
+        assertNumberedInOrder(received)
         // Drained: the lookup comes again and finds the socket.
         let later = try await accepted.eventLoop.submit { (0..<Int(DirectSocketWrites.busyAfterFlushes)).map { _ in flush(10) } }.get()
         XCTAssertEqual(later.last, "direct", "\(later)")
@@ -170,24 +97,8 @@ final class DirectSocketWritesTests: XCTestCase {
 
     func testASocketErrorHandsTheOutputToNIOForGood() async throws {
         let (server, accepted, client) = try await connectedPair()
-        let writer = Box(DirectSocketWrites(plaintext: true))  // used on the accepted channel's loop only
-        /// As the shard's flush: a tracked write's promise tells how it ended.
-        @Sendable func flush() -> String {
-            switch writer.writes.send(ByteBuffer(string: "x"), on: accepted) {
-            case .written:
-                return "direct"
-            case .throughNIO(let output, tracked: false):
-                accepted.writeAndFlush(output, promise: nil)
-                return "untracked"
-            case .throughNIO(let output, tracked: true):
-                let promise = accepted.eventLoop.makePromise(of: Void.self)
-                promise.futureResult.whenComplete { result in
-                    if case .failure = result { writer.writes.nioWriteCompleted(failed: true) } else { writer.writes.nioWriteCompleted(failed: false) }
-                }
-                accepted.writeAndFlush(output, promise: promise)
-                return "tracked"
-            }
-        }
+        let writer = Flusher(accepted)
+        @Sendable func flush() -> String { writer.flush(1) }
         let busy = try await accepted.eventLoop.submit { (0..<Int(DirectSocketWrites.busyAfterFlushes) + 1).map { _ in flush() } }.get()
         XCTAssertEqual(busy.last, "direct")
         // The client resets the connection (linger 0), having read nothing.
@@ -199,22 +110,75 @@ final class DirectSocketWritesTests: XCTestCase {
         // untracked.
         var outcomes: [String] = []
         let deadline = Date().addingTimeInterval(10)
-        while outcomes.last != "untracked" && Date() < deadline {
+        while outcomes.last != "nio" && Date() < deadline {
             outcomes.append(try await accepted.eventLoop.submit { flush() }.get())
             if outcomes.last == "direct" { try await Task.sleep(nanoseconds: 2_000_000) }
         }
-        XCTAssertEqual(outcomes.last, "untracked", "\(outcomes)")
+        XCTAssertEqual(outcomes.last, "nio", "\(outcomes)")
         let after = try await accepted.eventLoop.submit { (writer.writes.writesDirectly, flush()) }.get()
         XCTAssertFalse(after.0)
-        XCTAssertEqual(after.1, "untracked")
+        XCTAssertEqual(after.1, "nio")
         try await server.close()
     }
 
     // MARK: - helpers
 
-    private final class Box: @unchecked Sendable {
-        var writes: DirectSocketWrites
-        init(_ writes: DirectSocketWrites) { self.writes = writes }
+    /// In one task on the channel's loop (so NIO writes none of what it holds meanwhile): the
+    /// client takes what the socket buffers hold, then the next flush of `count` bytes comes.
+    private func drainThenFlush(_ client: Int32, _ writer: Flusher, count: Int) async throws -> ([UInt8], String) {
+        try await writer.channel.eventLoop.submit { () -> ([UInt8], String) in
+            var early: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+            for _ in 0..<50 {
+                let taken = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if taken > 0 { early += chunk[0..<taken] } else { usleep(1000) }
+            }
+            return (early, writer.flush(count))
+        }.get()
+    }
+
+    /// The bytes are `Flusher`'s numbers, none missing, none out of order.
+    private func assertNumberedInOrder(_ received: [UInt8], file: StaticString = #filePath, line: UInt = #line) {
+        var expected: UInt8 = 0
+        for (index, byte) in received.enumerated() {
+            guard byte == expected else { return XCTFail("byte \(index) is \(byte), expected \(expected)", file: file, line: line) }
+            expected &+= 1
+        }
+    }
+
+    /// Flushes numbered bytes on one channel as the shard's flush does (`RelayShard.flush`):
+    /// through NIO when told to, a tracked write with a promise that tells it done. Used on the
+    /// channel's loop only.
+    private final class Flusher: @unchecked Sendable {
+        var writes = DirectSocketWrites(plaintext: true)
+        let channel: Channel
+        private var next: UInt8 = 0
+
+        init(_ channel: Channel) { self.channel = channel }
+
+        /// Sends `count` bytes numbered on from the last; says how: "direct", "nio" (untracked),
+        /// "partial" (the socket took some, NIO the rest) or "tracked".
+        func flush(_ count: Int) -> String {
+            var output = ByteBufferAllocator().buffer(capacity: count)
+            for _ in 0..<count {
+                output.writeInteger(next)
+                next &+= 1
+            }
+            switch writes.send(output, on: channel) {
+            case .written:
+                return "direct"
+            case .throughNIO(let rest, tracked: false):
+                channel.writeAndFlush(rest, promise: nil)
+                return "nio"
+            case .throughNIO(let rest, tracked: true):
+                let promise = channel.eventLoop.makePromise(of: Void.self)
+                promise.futureResult.whenComplete { result in
+                    if case .failure = result { self.writes.nioWriteCompleted(failed: true) } else { self.writes.nioWriteCompleted(failed: false) }
+                }
+                channel.writeAndFlush(rest, promise: promise)
+                return rest.readableBytes < count ? "partial" : "tracked"
+            }
+        }
     }
 
     /// A listening channel, the channel it accepted, and the client's raw socket (a small
@@ -229,17 +193,7 @@ final class DirectSocketWritesTests: XCTestCase {
             .childChannelOption(.socketOption(.so_sndbuf), value: 8192)
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try XCTUnwrap(server.localAddress?.port)
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var small: Int32 = 4096
-        setsockopt(client, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(connected, 0)
+        let client = try connectedLoopbackSocket(port: port, receiveBuffer: 4096)
         let deadline = Date().addingTimeInterval(10)
         while accepted.withLockedValue({ $0 }) == nil && Date() < deadline { try await Task.sleep(nanoseconds: 2_000_000) }
         let channel = try XCTUnwrap(accepted.withLockedValue { $0 })

@@ -80,17 +80,7 @@ final class LoopPlacementTests: XCTestCase {
     /// loop, each moved one counted, and the relay's HELLO reaches each client from there. With the
     /// CPUs back, connections stay on the loop that accepted them again.
     func testARelayOnOneCPUServesNewConnectionsOnItsFirstLoop() async throws {
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let free = try XCTUnwrap(probe.localAddress?.port)
-        try await probe.close()
-        var configuration = RelayConfiguration()
-        configuration.relay.listen = ["127.0.0.1:\(free)"]
-        configuration.relay.threads = 2
-        configuration.stats.listen = nil
-        let server = try RelayServer(
-            configuration: configuration, identity: NodeAddress(id: GUID.random(), name: "relay"), logger: Logger(label: "placement-test"),
-            store: InMemoryStore())
-        try await server.start()
+        let (server, free) = try await startInProcessRelay(threads: 2, label: "placement-test")
         defer { Task { try? await server.shutdown() } }
         let cpu = Self.firstCPU()
         for shard in server.shards {

@@ -12,17 +12,7 @@ import XCTest
 /// (`Connection.startOutput`): a real relay, two clients on real sockets taking turns, as `lat`.
 final class OutputReuseTests: XCTestCase {
     func testAPairTakingTurnsReusesItsOutputAndLosesNothing() async throws {
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let free = try XCTUnwrap(probe.localAddress?.port)
-        try await probe.close()
-        var configuration = RelayConfiguration()
-        configuration.relay.listen = ["127.0.0.1:\(free)"]
-        configuration.relay.threads = 1
-        configuration.stats.listen = nil
-        let server = try RelayServer(
-            configuration: configuration, identity: NodeAddress(id: GUID.random(), name: "relay"), logger: Logger(label: "reuse-test"),
-            store: InMemoryStore())
-        try await server.start()
+        let (server, free) = try await startInProcessRelay(threads: 1, label: "reuse-test")
         defer { Task { try? await server.shutdown() } }
         let alice = try RawClient(port: free)
         let bob = try RawClient(port: free)
@@ -69,15 +59,7 @@ private final class RawClient {
     private var buffer: [UInt8] = []
 
     init(port: Int) throws {
-        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw ChannelError.connectTimeout(.seconds(0)) }
+        socket = try connectedLoopbackSocket(port: port)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }

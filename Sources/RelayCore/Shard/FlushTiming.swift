@@ -4,7 +4,7 @@
 /// At the end of the tick (one `execute`), every connection gets one write for all the tick's
 /// read cycles: with many connections read per tick (`thr`, `conn`) that saves writes. With one
 /// read cycle per tick (a pair of clients taking turns, `lat`), the task bought nothing and cost
-/// about 1,000 of the relay's 13,800 instructions per message (NIO's task queue and its lock,
+/// about 1,600 of the relay's 13,700 instructions per message (NIO's task queue and its lock,
 /// the task's closure). So while ticks carry one read cycle each, a read cycle's output is
 /// written as it ends; every `cyclesBetweenSamples`th cycle goes back to end-of-tick writes, and
 /// the next whole tick's cycles are counted (the sample's own tick is not whole: the cycles before
