@@ -62,14 +62,18 @@ struct DirectSocketWrites {
         }
         guard writesInNIO == 0, !onlyThroughNIO, channel.isActive else { return throughNIO(output) }
         let length = output.readableBytes
-        let sent = output.withUnsafeReadableBytes { bytes in
-            Glibc.send(descriptor, bytes.baseAddress, length, Int32(MSG_NOSIGNAL))
+        // errno read next to the call: a release or a free after it may change it.
+        let (sent, error) = output.withUnsafeReadableBytes { bytes in
+            let sent = Glibc.send(descriptor, bytes.baseAddress, length, Int32(MSG_NOSIGNAL))
+            return (sent, sent < 0 ? errno : 0)
         }
         if sent == length { return .written }
         if sent >= 0 {
-            return throughNIO(output.getSlice(at: output.readerIndex + sent, length: length - sent) ?? output)
+            var rest = output
+            rest.moveReaderIndex(forwardBy: sent)
+            return throughNIO(rest)
         }
-        if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        if error != EAGAIN && error != EWOULDBLOCK && error != EINTR {
             // NIO meets the error too, and closes the channel.
             descriptor = -1
             return .throughNIO(output, tracked: false)

@@ -225,7 +225,7 @@ final class Connection {
     static let outputReserveRange = 4096...(256 * 1024)
     /// Made on the first delivery after a flush: a flush with no delivery in it allocates none.
     /// A busy connection keeps its last flushed chunk here (`bytes` set) for its next output
-    /// (`keepsFlushedOutput`).
+    /// (`flushed(_:keep:)`, `startOutput`).
     private(set) var outChunk: OutputChunk?
 
     /// The chunk this flush's deliveries point into.

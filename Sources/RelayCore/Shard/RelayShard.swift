@@ -217,8 +217,7 @@ final class RelayShard: @unchecked Sendable {
             }
             let promise = eventLoop.makePromise(of: Void.self)
             promise.futureResult.assumeIsolated().whenComplete { [self] result in
-                let failed: Bool
-                if case .failure = result { failed = true } else { failed = false }
+                let failed = (try? result.get()) == nil
                 if tracked { connection.directWrites.nioWriteCompleted(failed: failed) }
                 if !failed && !legacyWritten.isEmpty { legacyWriteCompleted(connection, delivering: legacyWritten) }
             }
