@@ -174,6 +174,7 @@ extension RelayShard {
 
     /// A closed connection stops watching its contacts.
     func forgetContacts(of connection: Connection) {
+        guard !connection.contacts.isEmpty else { return }
         for node in connection.contacts {
             contactWatchers[node]?.remove(connection.id)
             if contactWatchers[node]?.isEmpty == true { contactWatchers[node] = nil }

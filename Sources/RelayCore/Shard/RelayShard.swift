@@ -165,8 +165,10 @@ final class RelayShard: @unchecked Sendable {
             releaseHeld(entry, on: connection)
         }
         logger.debug("connection closed", metadata: ["conn": "\(connection.logID)"])
-        flushOutbox()
-        flushDirty()
+        // What the close produced (the other shards' `nodeUnbound`, NACKs for what it had not
+        // answered) goes with the rest of the tick: a burst of closes is one `execute` per other
+        // shard, where a flush per close woke the other loop once per connection.
+        scheduleFlush()
     }
 
     // MARK: Output
@@ -236,9 +238,8 @@ final class RelayShard: @unchecked Sendable {
         clock.invalidate()
         guard !dirty.isEmpty else { return }
         // By index over the list itself: a copy to iterate made `removeAll(keepingCapacity:)`
-        // allocate a new buffer at every flush. A flush that closes a connection flushes again
-        // (`closed`): that inner call takes the whole list, this one's included, and empties it,
-        // which ends this loop.
+        // allocate a new buffer at every flush. A flush that closes a connection (`closed`) may
+        // add connections to the list: this loop flushes them too.
         var index = 0
         while index < dirty.count {
             let connection = dirty[index]
@@ -297,7 +298,14 @@ final class RelayShard: @unchecked Sendable {
         }
     }
 
+    @inline(__always)
     func flushOutbox() {
+        // Most flushes have nothing for other shards.
+        guard !outbox.isEmpty else { return }
+        handOverBatches()
+    }
+
+    private func handOverBatches() {
         let shards = shards
         outbox.take { target, batch in
             let shard = shards[target]

@@ -25,10 +25,15 @@ final class ChannelDirectory: Sendable {
         entries.withLockedValue { $0[channelID] = Entry(frame: frame, expires: now + ttl) }
     }
 
-    /// The live announcements, expired ones removed.
-    func current(now: NIODeadline = .now()) -> [ByteBuffer] {
+    /// The live announcements, expired ones removed. Asked at every HELLO: with none announced it
+    /// reads no clock, and the table is rebuilt only when something in it expired.
+    func current(now: @autoclosure () -> NIODeadline = .now()) -> [ByteBuffer] {
         entries.withLockedValue { table in
-            table = table.filter { $0.value.expires > now }
+            guard !table.isEmpty else { return [] }
+            let now = now()
+            if table.values.contains(where: { $0.expires <= now }) {
+                table = table.filter { $0.value.expires > now }
+            }
             return table.values.map(\.frame)
         }
     }
