@@ -45,19 +45,22 @@ final class LoopPlacementTests: XCTestCase {
 
     /// The descriptor read out of NIO's accepted channel (by reflection: NIO has no public way;
     /// after the first, at the offsets learned from it) is that connection's socket, on the NIO
-    /// this package builds with.
+    /// this package builds with. Once the learned offsets read the right descriptor of
+    /// `checksBeforeTrust` connections, lookups are no longer checked against the remote address,
+    /// and still find each connection's own socket.
     func testTheAcceptedChannelsSocketIsFound() async throws {
         let found = NIOLockedValueBox<[(CInt?, Int?)]>([])
+        let checks = NIOLockedValueBox<[Int]>([])
         let reflectiveBefore = ChannelSocket.reflectiveLookups
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DescriptorProbe(found: found))
+                    try channel.pipeline.syncOperations.addHandler(DescriptorProbe(found: found, checks: checks))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         var clients: [Channel] = []
-        for _ in 0..<3 {
+        for _ in 0..<(ChannelSocket.checksBeforeTrust + 3) {
             clients.append(
                 try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .connect(host: "127.0.0.1", port: try XCTUnwrap(server.localAddress?.port)).get())
@@ -72,6 +75,11 @@ final class LoopPlacementTests: XCTestCase {
             XCTAssertNotNil(descriptor, "the accepted channel's socket was not found")
             XCTAssertEqual(peerPort, client.localAddress?.port, "the descriptor is another socket")
         }
+        // Earlier tests of this process may have confirmed the offsets already: at most the
+        // confirmations still missing are checked, and the last lookups not at all.
+        let checked = checks.withLockedValue { $0 }
+        XCTAssertLessThanOrEqual(checked.reduce(0, +), ChannelSocket.checksBeforeTrust - 1, "\(checked)")
+        XCTAssertEqual(Array(checked.suffix(3)), [0, 0, 0], "lookups still checked after \(ChannelSocket.checksBeforeTrust) confirmations: \(checked)")
         for client in clients { try await client.close() }
         try await server.close()
     }
@@ -173,11 +181,18 @@ final class LoopPlacementTests: XCTestCase {
 private final class DescriptorProbe: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Channel
     let found: NIOLockedValueBox<[(CInt?, Int?)]>
-    init(found: NIOLockedValueBox<[(CInt?, Int?)]>) { self.found = found }
+    /// How many remote-address checks each lookup made.
+    let checks: NIOLockedValueBox<[Int]>
+    init(found: NIOLockedValueBox<[(CInt?, Int?)]>, checks: NIOLockedValueBox<[Int]>) {
+        self.found = found
+        self.checks = checks
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
+        let checkedBefore = ChannelSocket.checkedLookups
         let descriptor = ChannelSocket.descriptor(of: child)
+        checks.withLockedValue { $0.append(ChannelSocket.checkedLookups - checkedBefore) }
         var peerPort: Int?
         if let descriptor {
             var address = sockaddr_in()

@@ -22,18 +22,34 @@ import Glibc
 /// offset of the socket's reference in the channel, and of the descriptor in the socket), and
 /// later lookups for a channel of the same class read them there: a few loads, then the same
 /// check against the remote address; one that fails goes back to reflection.
+///
+/// Every plaintext connection looks its socket up at its first write, so the check's system call
+/// (`getpeername`) would be one more per handshake. A class's stored properties lie at the same
+/// offsets in every instance, so once the offsets have read the right descriptor of
+/// `checksBeforeTrust` different connections (the check says so each time), later lookups for that
+/// class read them unchecked. The first match the learning takes could be another field that held
+/// the same number by chance in one object; that it held each connection's own descriptor in
+/// several is what makes it the descriptor's field.
 enum ChannelSocket {
     /// Where the socket and its descriptor lie, for channels of one class.
     private struct Layout {
         let channelClass: ObjectIdentifier
         let socketOffset: Int
         let descriptorOffset: Int
+        /// Lookups at these offsets the remote-address check confirmed, each of another descriptor
+        /// than the one before.
+        var checks = 0
+        var lastChecked: CInt = -1
     }
     private static let learned = NIOLockedValueBox<Layout?>(nil)
+    static let checksBeforeTrust = 8
 
     /// Lookups that went through reflection (tests: the learned offsets serve the rest).
     static var reflectiveLookups: Int { reflections.load(ordering: .relaxed) }
     private static let reflections = ManagedAtomic(0)
+    /// Lookups the remote-address check confirmed (tests: after `checksBeforeTrust`, none are).
+    static var checkedLookups: Int { checked.load(ordering: .relaxed) }
+    private static let checked = ManagedAtomic(0)
 
     static func descriptor(of channel: Channel) -> CInt? {
         let object = channel as AnyObject
@@ -42,7 +58,19 @@ enum ChannelSocket {
             let base = UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque())
             let socket = base.load(fromByteOffset: layout.socketOffset, as: UnsafeRawPointer.self)
             let descriptor = socket.load(fromByteOffset: layout.descriptorOffset, as: CInt.self)
-            if descriptor >= 0, belongs(descriptor, to: channel) { return descriptor }
+            if layout.checks >= checksBeforeTrust { return descriptor >= 0 ? descriptor : nil }
+            if descriptor >= 0, belongs(descriptor, to: channel) {
+                checked.wrappingIncrement(ordering: .relaxed)
+                learned.withLockedValue {
+                    guard var current = $0, current.channelClass == channelClass, current.socketOffset == layout.socketOffset,
+                        current.descriptorOffset == layout.descriptorOffset, current.lastChecked != descriptor
+                    else { return }
+                    current.checks += 1
+                    current.lastChecked = descriptor
+                    $0 = current
+                }
+                return descriptor
+            }
         }
         reflections.wrappingIncrement(ordering: .relaxed)
         guard let socket = storedProperty("socket", of: channel),
@@ -72,7 +100,10 @@ enum ChannelSocket {
             })
         else { return }
         learned.withLockedValue {
-            $0 = Layout(channelClass: ObjectIdentifier(type(of: channel)), socketOffset: socketOffset, descriptorOffset: descriptorOffset)
+            // The reflective lookup checked this descriptor: the first confirmation.
+            $0 = Layout(
+                channelClass: ObjectIdentifier(type(of: channel)), socketOffset: socketOffset, descriptorOffset: descriptorOffset,
+                checks: 1, lastChecked: descriptor)
         }
     }
 

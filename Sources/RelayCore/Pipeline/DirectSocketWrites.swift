@@ -3,7 +3,7 @@ import NIOCore
 import Glibc
 #endif
 
-/// Who writes a busy plaintext connection's flushed output: the relay, straight to the socket (one
+/// Who writes a plaintext connection's flushed output: the relay, straight to the socket (one
 /// `send`), or NIO.
 ///
 /// NIO's write path (the pipeline's write and flush, its queue of pending writes, the
@@ -17,24 +17,30 @@ import Glibc
 /// meets the same error and closes the channel as usual; this connection never writes directly
 /// again.
 ///
-/// Only for plaintext connections (TLS must encrypt first) and once busy: the socket is looked up
-/// (by reflection, `ChannelSocket`) at the `busyAfterFlushes`th flush, so a handshake or an idle
-/// connection never pays for it. The socket is written only while the channel is active, on its
-/// own loop: NIO closes it there, and marks the channel inactive as it does.
+/// Only for plaintext connections (TLS must encrypt first). The socket is looked up (by
+/// reflection, `ChannelSocket`) at the connection's first flush, before NIO was given anything of
+/// it: from then on every write handed to NIO is tracked. (Looked up at the 16th flush, as at
+/// first, a handshake's two writes went through NIO's write path: about 6,000 of the 105,000
+/// instructions a handshake costs, `Benchmarks/instructions-hs.sh`.) The socket is written only
+/// while the channel is active, on its own loop: NIO closes it there, and marks the channel
+/// inactive as it does.
 struct DirectSocketWrites {
-    /// Flushes through NIO before the socket is looked up.
+    /// Flushes before the connection counts as busy (`isBusy`).
     static let busyAfterFlushes: UInt8 = 16
+    /// `descriptor` before the first flush looked the socket up.
+    private static let notLookedUp: Int32 = -2
 
-    /// The socket, once found; -1 before, and for good where there is none to use.
-    private var descriptor: Int32 = -1
-    /// Flushes left before the socket is looked up; 0 once it has been (found or not).
-    private var flushesUntilLookup: UInt8
+    /// The socket, once found; `notLookedUp` before the first flush; -1 for good where there is
+    /// none to use.
+    private var descriptor: Int32
+    /// Flushes left before the connection counts as busy; 0 after.
+    private var flushesUntilBusy = Self.busyAfterFlushes
     /// Writes handed to NIO while direct writes are on, not completed yet.
     private var writesInNIO: UInt32 = 0
 
     /// `plaintext`: nothing between the relay and the socket transforms the bytes.
     init(plaintext: Bool) {
-        flushesUntilLookup = plaintext ? Self.busyAfterFlushes : 0
+        descriptor = plaintext ? Self.notLookedUp : -1
     }
 
     enum Route {
@@ -48,17 +54,13 @@ struct DirectSocketWrites {
     /// Sends `output`, or says how NIO should: always with `onlyThroughNIO` (a write whose
     /// completion the caller waits for).
     mutating func send(_ output: ByteBuffer, on channel: Channel, onlyThroughNIO: Bool = false) -> Route {
+        if flushesUntilBusy > 0 { flushesUntilBusy -= 1 }
         if descriptor < 0 {
-            guard flushesUntilLookup > 0 else { return .throughNIO(output, tracked: false) }
-            flushesUntilLookup -= 1
-            guard flushesUntilLookup == 0 else { return .throughNIO(output, tracked: false) }
-            // Writes until now were not tracked: while NIO holds any of them, look again later.
-            guard let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes), buffered == 0 else {
-                flushesUntilLookup = Self.busyAfterFlushes
-                return .throughNIO(output, tracked: false)
-            }
-            guard let found = ChannelSocket.descriptor(of: channel) else { return .throughNIO(output, tracked: false) }
-            descriptor = found
+            guard descriptor == Self.notLookedUp else { return .throughNIO(output, tracked: false) }
+            // The first flush: NIO holds nothing of this connection's, and what it is given from
+            // here on is tracked.
+            descriptor = ChannelSocket.descriptor(of: channel) ?? -1
+            guard descriptor >= 0 else { return .throughNIO(output, tracked: false) }
         }
         guard writesInNIO == 0, !onlyThroughNIO, channel.isActive else { return throughNIO(output) }
         let length = output.readableBytes
@@ -95,6 +97,7 @@ struct DirectSocketWrites {
     /// Whether flushes may write to the socket now (tests).
     var writesDirectly: Bool { descriptor >= 0 && writesInNIO == 0 }
 
-    /// The socket was found: the connection has been busy (and is plaintext).
-    var isBusy: Bool { descriptor >= 0 }
+    /// The connection writes directly and has flushed `busyAfterFlushes` times: its output
+    /// buffer is worth keeping between flushes (`Connection.flushed`).
+    var isBusy: Bool { descriptor >= 0 && flushesUntilBusy == 0 }
 }
