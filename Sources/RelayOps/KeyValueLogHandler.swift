@@ -5,7 +5,7 @@ import Synchronization
 /// The level every `KeyValueLogHandler` logs at; a reload changes it for all loggers at once.
 ///
 /// Read at every log call, most of which log nothing (a `debug` line at the default level): an
-/// atomic load, where a lock was half of what such a call cost (callgrind, a handshake's four).
+/// atomic load, where a lock and its release were a third of what such a call cost (callgrind).
 public final class SharedLogLevel: Sendable {
     private static let levels = Logger.Level.allCases
     /// The level's index in `Logger.Level.allCases`.
