@@ -317,8 +317,10 @@ final class RelayShard: @unchecked Sendable {
 
     func receive(_ batch: ShardBatch) {
         clock.invalidate()
-        // By index: `for command in` copied each command out of the array and destroyed the copy
-        // (about 150 instructions a message crossing shards on `thr`, callgrind with two loops).
+        // By index, so that each command is borrowed from the array: with `for command in`, the
+        // copy of each command and its destruction were about 220 instructions a message on
+        // `thr` with two loops (callgrind of the build before this; the count after is not
+        // measured, see docs/performance.md, the eighth round).
         let commands = batch.commands
         let frames = batch.frames
         for index in commands.indices {
