@@ -1,9 +1,9 @@
 /// A list of node ids that holds one id without a heap allocation: nearly every message has one
 /// recipient, and the list is copied into every next hop's and every delivery's bookkeeping.
 public struct Recipients: Sendable, Hashable, RandomAccessCollection, ExpressibleByArrayLiteral {
-    private var single: GUID
+    @usableFromInline var single: GUID
     /// All ids when there are not exactly one.
-    private var many: [GUID]?
+    @usableFromInline var many: [GUID]?
 
     public init() {
         single = .zero
@@ -29,6 +29,9 @@ public struct Recipients: Sendable, Hashable, RandomAccessCollection, Expressibl
     public init(arrayLiteral elements: GUID...) {
         self.init(elements)
     }
+
+    /// The id when the list holds exactly one.
+    @inlinable public var onlyOne: GUID? { many == nil ? single : nil }
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { many?.count ?? 1 }

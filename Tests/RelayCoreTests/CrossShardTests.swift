@@ -48,6 +48,48 @@ final class CrossShardTests: XCTestCase {
         XCTAssertEqual(relay.shards[0].counters.acksSent, 1)
     }
 
+    /// A message with one recipient travels in the batch's compact commands, one split over
+    /// several next hops with the other commands: the recipient still gets them in the order they
+    /// were sent.
+    func testMessagesToAnotherShardArriveInOrderWhateverFormTheirCommandsTake() {
+        let peers = bound([(Node.a, 0), (Node.b, 1)])
+        let (a, b) = (peers[0], peers[1])
+
+        let ids = (0..<4).map { _ in Node.newID() }
+        // One read, so that all four go in one batch.
+        a.send(
+            bytes: [
+                Frames.message(from: Node.a, to: [Node.b], id: ids[0]),
+                Frames.message(from: Node.a, to: [Node.b, Node.x], id: ids[1]),
+                Frames.message(from: Node.a, to: [Node.b], id: ids[2]),
+                Frames.message(from: Node.a, to: [Node.b, Node.x], id: ids[3]),
+            ].flatMap(frameBytes))
+        relay.runLoops()
+        XCTAssertEqual(b.receive().filter { $0.type == "MESSAGE" }.map(\.dataMsgID), ids)
+    }
+
+    /// The batches go round: a shard sends each batch it ran back with its own next batch, and the
+    /// batch's maker fills it again instead of making a new one every tick.
+    func testABatchRunByAnotherShardComesBackAndIsFilledAgain() {
+        let peers = bound([(Node.a, 0), (Node.b, 1)])
+        let (a, b) = (peers[0], peers[1])
+        let madeBefore = relay.shards.map(\.outbox.batchesMade)
+
+        for _ in 0..<5 {
+            let id = Node.newID()
+            a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
+            relay.runLoops()
+            XCTAssertEqual(b.receiveOne()?.dataMsgID, id)
+            b.send(Frames.ack(id))
+            relay.runLoops()
+            a.expectAck(id)
+        }
+        // Five batches each way; at most one new on each side (the first of a direction that
+        // had none coming back yet).
+        XCTAssertLessThanOrEqual(relay.shards[0].outbox.batchesMade - madeBefore[0], 1)
+        XCTAssertLessThanOrEqual(relay.shards[1].outbox.batchesMade - madeBefore[1], 1)
+    }
+
     func testSplitOverShardsAcksOnceAfterEveryNextHopAndNacksTheStoredOne() {
         let peers = bound([(Node.a, 0), (Node.b, 1), (Node.c, 0)])
         let (a, b, c) = (peers[0], peers[1], peers[2])

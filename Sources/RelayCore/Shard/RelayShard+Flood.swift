@@ -76,8 +76,8 @@ extension RelayShard {
     func sendToAll(_ frame: ByteBuffer, except: UInt64?, introducing: SenderTag?) {
         for shard in shards.indices where shard != index {
             var copy = frame
-            let range = outbox.appendFrame(for: shard, shardCount: shards.count) { $0.writeBuffer(&copy) }
-            outbox.append(.broadcast(frame: range, except: except, introducing: introducing), for: shard, shardCount: shards.count)
+            let frame = outbox.appendFrame(for: shard, shardCount: shards.count) { $0.writeBuffer(&copy) }
+            outbox.append(.broadcast(frame: frame, except: except, introducing: introducing), for: shard, shardCount: shards.count)
         }
         sendToLocal(frame, except: except, introducing: introducing)
     }

@@ -137,9 +137,13 @@ extension RelayShard {
             }
             if written > 0 { counters.relayed(verb, bytes: written) }
         } else {
-            let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
-            outbox.append(.deliver(connection: location.connection, frame: range, delivery), for: location.shard, shardCount: shards.count)
-            counters.relayed(verb, bytes: range.count)
+            let frame = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
+            if let compact = CompactCommand.deliver(to: location.connection, frame: frame, delivery) {
+                outbox.append(compact, for: location.shard, shardCount: shards.count)
+            } else {
+                outbox.append(.deliver(connection: location.connection, frame: frame, delivery), for: location.shard, shardCount: shards.count)
+            }
+            counters.relayed(verb, bytes: Int(frame.count))
         }
     }
 
@@ -154,9 +158,9 @@ extension RelayShard {
             write(to: target, body)
             written = target.out.writerIndex - before
         } else {
-            let range = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
-            outbox.append(.send(connection: location.connection, frame: range), for: location.shard, shardCount: shards.count)
-            written = range.count
+            let frame = outbox.appendFrame(for: location.shard, shardCount: shards.count, body)
+            outbox.append(.send(connection: location.connection, frame: frame), for: location.shard, shardCount: shards.count)
+            written = Int(frame.count)
         }
         if relayed { counters.relayed(verb, bytes: written) }
     }
@@ -360,6 +364,8 @@ extension RelayShard {
             if shard == index {
                 // The common case, without building a command.
                 answer(upstream, messageID: messageID, outcome)
+            } else if case .acked = outcome, case .connection(_, let id) = upstream {
+                outbox.append(CompactCommand.ack(on: id, messageID), for: shard, shardCount: shards.count)
             } else {
                 outbox.append(.answer(upstream, messageID: messageID, outcome), for: shard, shardCount: shards.count)
             }

@@ -286,7 +286,7 @@ final class RelayShard: @unchecked Sendable {
     /// Runs `command` on `shard`: at once when it is this one, else with the next batch.
     func enqueue(_ command: ShardCommand, to shard: Int) {
         if shard == index {
-            run(command, frames: nil)
+            run(command, from: nil)
             return
         }
         outbox.append(command, for: shard, shardCount: shards.count)
@@ -307,48 +307,62 @@ final class RelayShard: @unchecked Sendable {
 
     private func handOverBatches() {
         let shards = shards
+        let source = index
         outbox.take { target, batch in
             let shard = shards[target]
             shard.eventLoop.execute {
-                shard.receive(batch)
+                shard.receive(batch, from: source)
             }
         }
     }
 
-    func receive(_ batch: ShardBatch) {
+    func receive(_ batch: ShardBatch, from source: Int) {
         clock.invalidate()
-        // By index, so that each command is borrowed from the array: with `for command in`, the
-        // copy of each command and its destruction were about 220 instructions a message on
-        // `thr` with two loops (callgrind of the build before this; the count after is not
-        // measured, see docs/performance.md, the eighth round).
-        let commands = batch.commands
-        let frames = batch.frames
-        for index in commands.indices {
-            run(commands[index], frames: frames)
-        }
+        outbox.received(batch, from: source, shardCount: shards.count)
+        batch.forEachInOrder(
+            compact: { command in run(command, from: batch) },
+            other: { command in run(command, from: batch) })
+        // Before the flush, so that it goes back with this tick's batch for `source`.
+        outbox.giveBack(batch, to: source, shardCount: shards.count)
         flushAll()
     }
 
-    func run(_ command: ShardCommand, frames: ByteBuffer?) {
+    /// A command in the common form (`CompactCommand`).
+    @inline(__always)
+    func run(_ command: CompactCommand, from batch: ShardBatch) {
+        switch command.kind {
+        case .deliver:
+            deliver(command.frame, of: batch, to: command.connection, command.delivery)
+        case .ack:
+            // Lent by the table (no retain): the ACK is written, nothing closes it.
+            connections.withConnection(command.connection) { sendAck(to: $0, acknowledging: command.messageID) }
+        }
+    }
+
+    /// Delivers a frame another shard wrote into its batch to a connection of this shard.
+    @inline(__always)
+    private func deliver(_ frame: BatchFrame, of batch: ShardBatch, to connectionID: UInt64, _ delivery: Delivery) {
+        // The bytes themselves, not a slice (a buffer retained and released per frame).
+        func body(_ out: inout ByteBuffer) {
+            batch.withFrame(frame) { _ = out.writeBytes($0) }
+        }
+        // Lent by the table (no retain): a delivery writes, stores or defers; it closes nothing.
+        guard connections.withConnection(connectionID, { deliverFrame(to: $0, delivery, body: body) }) != nil else {
+            targetGone(delivery, frame: body)
+            return
+        }
+    }
+
+    /// A command from another shard's batch, or for this shard itself (no batch: it has no frame).
+    func run(_ command: ShardCommand, from batch: ShardBatch?) {
         switch command {
-        case .deliver(let connectionID, let range, let delivery):
-            let body = { (out: inout ByteBuffer) in
-                // The bytes themselves, not a slice (a buffer retained and released per frame).
-                frames!.withUnsafeReadableBytes { bytes in
-                    let start = range.lowerBound - frames!.readerIndex
-                    _ = out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[start..<(start + range.count)]))
-                }
-            }
-            guard let connection = connections[connectionID] else {
-                targetGone(delivery, frame: body)
-                return
-            }
-            deliverFrame(to: connection, delivery, body: body)
-        case .send(let connectionID, let range):
+        case .deliver(let connectionID, let frame, let delivery):
+            deliver(frame, of: batch!, to: connectionID, delivery)
+        case .send(let connectionID, let frame):
             guard let connection = connections[connectionID] else { return }
-            writeBytes(to: connection, frames!.getSlice(at: range.lowerBound, length: range.count)!)
-        case .broadcast(let range, let except, let introducing):
-            sendToLocal(frames!.getSlice(at: range.lowerBound, length: range.count)!, except: except, introducing: introducing)
+            writeBytes(to: connection, batch!.slice(frame))
+        case .broadcast(let frame, let except, let introducing):
+            sendToLocal(batch!.slice(frame), except: except, introducing: introducing)
         case .introduce(let connectionID, let node):
             guard let connection = connections[connectionID], connection.phase == .bound else { return }
             introduceAsChannelMember(node, to: connection)

@@ -1,59 +1,106 @@
 import NIOCore
 
 /// Commands for other shards gathered during one tick: one batch per target shard, handed over
-/// with one `execute` each at the flush. Owned by the shard's event loop.
+/// with one `execute` each at the flush. The batches go round: a target runs one, empties it and
+/// sends it back with its own next batch for this shard, and this shard fills it again.
+/// Owned by the shard's event loop.
 struct ShardOutbox {
-    /// By target shard; a batch taken is replaced at its first use after that.
+    /// By target shard: the batch being filled this tick.
     private var batches: [ShardBatch?] = []
-    /// The frame bytes of the last batch taken for each shard: the next one reserves that much,
-    /// so that its buffer does not grow by doubling (a copy each time) through every tick.
+    /// By target shard: a batch of this shard's that the target ran and sent back, to be filled next.
+    private var spares: [ShardBatch?] = []
+    /// By source shard: a batch of that shard's that this one ran, going back with the next batch
+    /// for it.
+    private var returns: [ShardBatch?] = []
+    /// The frame bytes of the last batch taken for each shard: a new batch reserves that much, so
+    /// that its buffer does not grow by doubling (a copy each time) through its first tick.
     private var lastFrameBytes: [Int] = []
-    /// The same for the commands: an array grown from empty every tick reallocated at 1, 2, 4, ...
+    /// The same for the commands.
     private var lastCommandCounts: [Int] = []
     /// Shards with a batch, in the order they got one.
     private var targets: [Int] = []
+    /// Batches this shard made (not reused): for tests.
+    private(set) var batchesMade = 0
 
-    /// Writes a frame into the batch for `shard`; returns its range for the command that uses it.
+    /// Writes a frame into the batch for `shard`; returns where it is for the command that uses it.
     @inline(__always)
-    mutating func appendFrame(for shard: Int, shardCount: Int, _ body: (inout ByteBuffer) -> Void) -> Range<Int> {
-        touch(shard, shardCount: shardCount)
-        return batches[shard]!.appendFrame(body)
+    mutating func appendFrame(for shard: Int, shardCount: Int, _ body: (inout ByteBuffer) -> Void) -> BatchFrame {
+        batch(for: shard, shardCount: shardCount).appendFrame(body)
     }
 
     @inline(__always)
     mutating func append(_ command: ShardCommand, for shard: Int, shardCount: Int) {
-        touch(shard, shardCount: shardCount)
-        batches[shard]!.commands.append(command)
+        batch(for: shard, shardCount: shardCount).append(command)
     }
 
     @inline(__always)
-    private mutating func touch(_ shard: Int, shardCount: Int) {
-        if batches.isEmpty {
-            batches = Array(repeating: nil, count: shardCount)
-            lastFrameBytes = Array(repeating: 0, count: shardCount)
-            lastCommandCounts = Array(repeating: 0, count: shardCount)
+    mutating func append(_ command: CompactCommand, for shard: Int, shardCount: Int) {
+        batch(for: shard, shardCount: shardCount).append(command)
+    }
+
+    @inline(__always)
+    private mutating func batch(for shard: Int, shardCount: Int) -> ShardBatch {
+        if let batch = batches.isEmpty ? nil : batches[shard] { return batch }
+        return newBatch(for: shard, shardCount: shardCount)
+    }
+
+    private mutating func newBatch(for shard: Int, shardCount: Int) -> ShardBatch {
+        prepare(shardCount: shardCount)
+        let batch: ShardBatch
+        if let spare = spares[shard] {
+            spares[shard] = nil
+            batch = spare
+        } else {
+            batch = ShardBatch(frameCapacity: lastFrameBytes[shard], commandCapacity: lastCommandCounts[shard])
+            batchesMade += 1
         }
-        if batches[shard] == nil {
-            batches[shard] = ShardBatch(frameCapacity: lastFrameBytes[shard], commandCapacity: lastCommandCounts[shard])
-            targets.append(shard)
-        }
+        batches[shard] = batch
+        targets.append(shard)
+        return batch
+    }
+
+    private mutating func prepare(shardCount: Int) {
+        guard batches.isEmpty else { return }
+        batches = Array(repeating: nil, count: shardCount)
+        spares = Array(repeating: nil, count: shardCount)
+        returns = Array(repeating: nil, count: shardCount)
+        lastFrameBytes = Array(repeating: 0, count: shardCount)
+        lastCommandCounts = Array(repeating: 0, count: shardCount)
     }
 
     var isEmpty: Bool { targets.isEmpty }
 
-    /// Hands each batch gathered since the last call to `body`, with its target shard, and
-    /// empties the outbox.
+    /// Hands each batch gathered since the last call to `body`, with its target shard and any batch
+    /// of that shard's going back with it, and empties the outbox.
     mutating func take(_ body: (_ shard: Int, _ batch: ShardBatch) -> Void) {
         guard !targets.isEmpty else { return }
         for target in targets {
             let batch = batches[target]!
             batches[target] = nil
-            // Capped: a burst's size is not reserved every tick after it, and a block this size
-            // stays below malloc's mmap threshold.
-            lastFrameBytes[target] = min(batch.frames.writerIndex, 64 * 1024)
-            lastCommandCounts[target] = min(batch.commands.count, 1024)
+            batch.returning = returns[target]
+            returns[target] = nil
+            // Capped: a burst's size is not reserved by every new batch after it.
+            lastFrameBytes[target] = min(batch.frameBytes, ShardBatch.chunkCapacity)
+            lastCommandCounts[target] = min(batch.compact.count, ShardBatch.keptCommandCapacity)
             body(target, batch)
         }
         targets.removeAll(keepingCapacity: true)
+    }
+
+    /// A batch from `source` arrived: the batch of this shard's that it brings back is the next
+    /// one filled for `source`.
+    mutating func received(_ batch: ShardBatch, from source: Int, shardCount: Int) {
+        guard let returned = batch.returning else { return }
+        batch.returning = nil
+        prepare(shardCount: shardCount)
+        spares[source] = returned
+    }
+
+    /// A batch from `source` has been run: emptied, it goes back with the next batch for `source`
+    /// (unless a burst grew it beyond what is kept).
+    mutating func giveBack(_ batch: ShardBatch, to source: Int, shardCount: Int) {
+        guard batch.reset() else { return }
+        prepare(shardCount: shardCount)
+        returns[source] = batch
     }
 }
