@@ -106,7 +106,7 @@ let package = Package(
         // A cache prefetch hint (__builtin_prefetch): the de-duplication table's lookup.
         .systemLibrary(name: "CPrefetch"),
         // Linux calls the Glibc module lacks: sched_getaffinity (where accepted connections are
-        // placed), malloc_usable_size (ChannelSocket's scan).
+        // placed), malloc_usable_size (ChannelSocket's scan), mallopt (ProcessHeap).
         .target(name: "CLinuxExtras"),
         // The system's libsystemd (libsystemd-dev): sd_notify, watchdog, socket activation.
         .systemLibrary(

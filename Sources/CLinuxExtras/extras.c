@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <sched.h>
+#include <stdlib.h>
 
 #include "CLinuxExtras.h"
 
@@ -34,4 +35,18 @@ int ptpchat_set_cpu_of_this_thread(int cpu) {
 
 unsigned long ptpchat_allocation_size(const void *pointer) {
     return malloc_usable_size((void *)pointer);
+}
+
+int ptpchat_keep_freed_heap_memory(unsigned long trim_threshold, unsigned long mmap_threshold) {
+#if defined(__linux__) && defined(__GLIBC__)
+    // Settings the operator gave glibc in the environment (read at start) are left as they are.
+    if (getenv("MALLOC_TRIM_THRESHOLD_") || getenv("MALLOC_MMAP_THRESHOLD_") || getenv("GLIBC_TUNABLES")) return 0;
+    if (mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) != 1) return -1;
+    if (mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) != 1) return -1;
+    return 1;
+#else
+    (void)trim_threshold;
+    (void)mmap_threshold;
+    return 0;
+#endif
 }

@@ -61,6 +61,14 @@ struct ServeCommand: AsyncParsableCommand {
         let level = SharedLogLevel(configuration.logLevel)
         LoggingSystem.bootstrap { label in KeyValueLogHandler(label: label, level: level) }
         let logger = Logger(label: "ptpchat-relay")
+        switch ProcessHeap.keepFreedMemory() {
+        case .kept:
+            logger.debug("heap: freed memory kept for reuse", metadata: ["trim_threshold": "\(ProcessHeap.trimThreshold)"])
+        case .leftToTheEnvironment:
+            logger.info("heap: malloc's thresholds left as the environment sets them")
+        case .refused:
+            logger.warning("heap: glibc refused the trim threshold; freed pages go back to the kernel at once")
+        }
 
         // What the relay creates (the data directory, the store, node-id) is its own: stored
         // messages are not for other local users to read (docs/security.md).
