@@ -15,7 +15,9 @@
 #
 # Both run one event loop (`--threads 1`): with two, the count moves by ±4 % from run to run with
 # which shard each connection lands on (a copy for another shard goes through its batch); with
-# one it repeats within 0.5 %.
+# one it repeats within 0.5 %. RELAY_THREADS=2 runs the relay with two loops, to measure what
+# crossing shards costs (the share of messages that cross differs from run to run, and between
+# the N1 and N2 runs: docs/performance.md, the ninth round, fits a cost per crossing message).
 #
 # Each target runs twice under callgrind, with N1 and then N2 messages; (Ir(N2) - Ir(N1)) /
 # (N2 - N1) leaves out start-up, handshakes and shutdown. Binaries are copied with their debug
@@ -58,7 +60,7 @@ run() {
     rm -rf "$WORK/data" && mkdir "$WORK/data"
     case $target in
         relay) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --threads 1 --log-level warning >"$WORK/$target.log" 2>&1 &
+            "$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --threads "${RELAY_THREADS:-1}" --log-level warning >"$WORK/$target.log" 2>&1 &
             ;;
         baseline) valgrind --tool=callgrind --callgrind-out-file="$out" \
             "$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 1 >"$WORK/$target.log" 2>&1 &
