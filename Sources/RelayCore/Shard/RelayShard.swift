@@ -334,8 +334,7 @@ final class RelayShard: @unchecked Sendable {
         case .deliver:
             deliver(command.frame, of: batch, to: command.connection, command.delivery)
         case .ack:
-            // Lent by the table (no retain): the ACK is written, nothing closes it.
-            connections.withConnection(command.connection) { sendAck(to: $0, acknowledging: command.messageID) }
+            answer(.connection(shard: index, id: command.connection), messageID: command.messageID, .acked)
         }
     }
 

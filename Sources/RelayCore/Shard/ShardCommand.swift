@@ -107,9 +107,9 @@ final class ShardBatch: @unchecked Sendable {
     /// larger than what is left grows the buffer (a copy): rare, frames are mostly far smaller.
     static let chunkReserve = 16 * 1024
     /// The frame buffers a batch keeps when it is emptied, of those it used: a steady load
-    /// fills the same ones every tick. (Freed and made anew every tick, 64 KiB blocks made
-    /// glibc give the pages back and fault them in again: 0.09 page faults a message on `thr`
-    /// with two loops, against 0.016.)
+    /// fills the same ones every tick instead of allocating them. (Not measurable alone: with
+    /// only the first buffer kept, `thr` made 0.07-0.09 page faults a message, with four
+    /// 0.07-0.08; the faults were glibc's trimming, which `ProcessHeap` ended.)
     static let keptChunks = 4
     /// A batch whose command lists grew beyond this is not kept for reuse: a burst's lists are
     /// not held for good.

@@ -5,18 +5,23 @@ import NIOCore
 /// sends it back with its own next batch for this shard, and this shard fills it again.
 /// Owned by the shard's event loop.
 struct ShardOutbox {
-    /// By target shard: the batch being filled this tick.
-    private var batches: [ShardBatch?] = []
-    /// By target shard: a batch of this shard's that the target ran and sent back, to be filled next.
-    private var spares: [ShardBatch?] = []
-    /// By source shard: a batch of that shard's that this one ran, going back with the next batch
-    /// for it.
-    private var returns: [ShardBatch?] = []
-    /// The frame bytes of the last batch taken for each shard: a new batch reserves that much, so
-    /// that its buffer does not grow by doubling (a copy each time) through its first tick.
-    private var lastFrameBytes: [Int] = []
-    /// The same for the commands.
-    private var lastCommandCounts: [Int] = []
+    /// What the outbox keeps for one other shard.
+    private struct Lane {
+        /// The batch being filled this tick.
+        var batch: ShardBatch?
+        /// A batch of this shard's that the other shard ran and sent back, to be filled next.
+        var spare: ShardBatch?
+        /// A batch of the other shard's that this one ran, going back with the next batch for it.
+        var returning: ShardBatch?
+        /// The frame bytes of the last batch taken: a new batch reserves that much, so that its
+        /// buffer does not grow by doubling (a copy each time) through its first tick.
+        var lastFrameBytes = 0
+        /// The same for the commands.
+        var lastCommandCount = 0
+    }
+
+    /// By shard index (this shard's own lane is never used).
+    private var lanes: [Lane] = []
     /// Shards with a batch, in the order they got one.
     private var targets: [Int] = []
     /// Batches this shard made (not reused): for tests.
@@ -40,32 +45,28 @@ struct ShardOutbox {
 
     @inline(__always)
     private mutating func batch(for shard: Int, shardCount: Int) -> ShardBatch {
-        if let batch = batches.isEmpty ? nil : batches[shard] { return batch }
+        if let batch = lanes.isEmpty ? nil : lanes[shard].batch { return batch }
         return newBatch(for: shard, shardCount: shardCount)
     }
 
     private mutating func newBatch(for shard: Int, shardCount: Int) -> ShardBatch {
         prepare(shardCount: shardCount)
         let batch: ShardBatch
-        if let spare = spares[shard] {
-            spares[shard] = nil
+        if let spare = lanes[shard].spare {
+            lanes[shard].spare = nil
             batch = spare
         } else {
-            batch = ShardBatch(frameCapacity: lastFrameBytes[shard], commandCapacity: lastCommandCounts[shard])
+            batch = ShardBatch(frameCapacity: lanes[shard].lastFrameBytes, commandCapacity: lanes[shard].lastCommandCount)
             batchesMade += 1
         }
-        batches[shard] = batch
+        lanes[shard].batch = batch
         targets.append(shard)
         return batch
     }
 
     private mutating func prepare(shardCount: Int) {
-        guard batches.isEmpty else { return }
-        batches = Array(repeating: nil, count: shardCount)
-        spares = Array(repeating: nil, count: shardCount)
-        returns = Array(repeating: nil, count: shardCount)
-        lastFrameBytes = Array(repeating: 0, count: shardCount)
-        lastCommandCounts = Array(repeating: 0, count: shardCount)
+        guard lanes.isEmpty else { return }
+        lanes = Array(repeating: Lane(), count: shardCount)
     }
 
     var isEmpty: Bool { targets.isEmpty }
@@ -75,13 +76,13 @@ struct ShardOutbox {
     mutating func take(_ body: (_ shard: Int, _ batch: ShardBatch) -> Void) {
         guard !targets.isEmpty else { return }
         for target in targets {
-            let batch = batches[target]!
-            batches[target] = nil
-            batch.returning = returns[target]
-            returns[target] = nil
+            let batch = lanes[target].batch!
+            lanes[target].batch = nil
+            batch.returning = lanes[target].returning
+            lanes[target].returning = nil
             // Capped: a burst's size is not reserved by every new batch after it.
-            lastFrameBytes[target] = min(batch.frameBytes, ShardBatch.chunkCapacity)
-            lastCommandCounts[target] = min(batch.compact.count, ShardBatch.keptCommandCapacity)
+            lanes[target].lastFrameBytes = min(batch.frameBytes, ShardBatch.chunkCapacity)
+            lanes[target].lastCommandCount = min(batch.compact.count, ShardBatch.keptCommandCapacity)
             body(target, batch)
         }
         targets.removeAll(keepingCapacity: true)
@@ -93,7 +94,7 @@ struct ShardOutbox {
         guard let returned = batch.returning else { return }
         batch.returning = nil
         prepare(shardCount: shardCount)
-        spares[source] = returned
+        lanes[source].spare = returned
     }
 
     /// A batch from `source` has been run: emptied, it goes back with the next batch for `source`
@@ -101,6 +102,6 @@ struct ShardOutbox {
     mutating func giveBack(_ batch: ShardBatch, to source: Int, shardCount: Int) {
         guard batch.reset() else { return }
         prepare(shardCount: shardCount)
-        returns[source] = batch
+        lanes[source].returning = batch
     }
 }
