@@ -30,23 +30,26 @@ struct ShardOutbox {
     /// Writes a frame into the batch for `shard`; returns where it is for the command that uses it.
     @inline(__always)
     mutating func appendFrame(for shard: Int, shardCount: Int, _ body: (inout ByteBuffer) -> Void) -> BatchFrame {
-        batch(for: shard, shardCount: shardCount).appendFrame(body)
+        batch(for: shard, shardCount: shardCount)._withUnsafeGuaranteedRef { $0.appendFrame(body) }
     }
 
     @inline(__always)
     mutating func append(_ command: ShardCommand, for shard: Int, shardCount: Int) {
-        batch(for: shard, shardCount: shardCount).append(command)
+        batch(for: shard, shardCount: shardCount)._withUnsafeGuaranteedRef { $0.append(command) }
     }
 
     @inline(__always)
     mutating func append(_ command: CompactCommand, for shard: Int, shardCount: Int) {
-        batch(for: shard, shardCount: shardCount).append(command)
+        batch(for: shard, shardCount: shardCount)._withUnsafeGuaranteedRef { $0.append(command) }
     }
 
+    /// The batch being filled for `shard`, not retained: its lane holds it until `take`, which
+    /// nothing in an append calls. (Returned strong, it cost a retain and a release per frame and
+    /// per command a message that crosses shards makes: callgrind, two loops.)
     @inline(__always)
-    private mutating func batch(for shard: Int, shardCount: Int) -> ShardBatch {
-        if let batch = lanes.isEmpty ? nil : lanes[shard].batch { return batch }
-        return newBatch(for: shard, shardCount: shardCount)
+    private mutating func batch(for shard: Int, shardCount: Int) -> Unmanaged<ShardBatch> {
+        if !lanes.isEmpty, let batch = lanes[shard].batch { return Unmanaged.passUnretained(batch) }
+        return Unmanaged.passUnretained(newBatch(for: shard, shardCount: shardCount))
     }
 
     private mutating func newBatch(for shard: Int, shardCount: Int) -> ShardBatch {
