@@ -9,6 +9,8 @@
 #   KEEP=/tmp/cg Benchmarks/instructions.sh     # keep the callgrind files there (callgrind_annotate --tree=caller)
 #   SHAPE=conn Benchmarks/instructions.sh       # the conn load instead (1000 connections, window 8)
 #   SHAPE=lat Benchmarks/instructions.sh        # the lat load (2 connections, window 1)
+#   CACHE_SIM=1 Benchmarks/instructions.sh      # also simulated cache misses and branch mispredicts
+#                                               # per message (one core's L1 and L2 as last level)
 #   FLOOR_BIN=Benchmarks/NIOFloor/.build/release/nio-floor-relay TARGETS="baseline floor relay" \
 #       BREAKDOWN=1 Benchmarks/instructions.sh  # with the NIO floor relay, and where each one's
 #                                               # instructions go (NIO, Swift runtime, libc, own code)
@@ -41,6 +43,17 @@ case "${SHAPE:-thr}" in
     *) echo "instructions.sh: SHAPE is thr, conn or lat" >&2; exit 2 ;;
 esac
 
+# CACHE_SIM=1: callgrind simulates one core's caches (L1 instruction and data, and its L2 as the
+# last level: valgrind's own guess here is the whole L3, where nothing a relay touches misses) and
+# branch prediction. Simulated, not measured (this VM has no hardware counters), but it is where a
+# message's time goes beyond its instructions: the same counts, different misses.
+CG_SIM=()
+if [[ "${CACHE_SIM:-0}" == 1 ]]; then
+    L2="${L2_BYTES:-$(getconf LEVEL2_CACHE_SIZE 2>/dev/null || echo 0)}"
+    [[ "$L2" =~ ^[0-9]+$ && "$L2" -gt 0 ]] || L2=524288
+    CG_SIM=(--cache-sim=yes --branch-sim=yes "--LL=$L2,8,64")
+fi
+
 NAME=instructions.sh
 # shellcheck source=Benchmarks/callgrind-setup.sh
 source "$ROOT/Benchmarks/callgrind-setup.sh"
@@ -59,13 +72,13 @@ run() {
     local target=$1 messages=$2 out="$WORK/$1.$2.cg" pid
     rm -rf "$WORK/data" && mkdir "$WORK/data"
     case $target in
-        relay) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" \
+        relay) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind "${CG_SIM[@]}" --callgrind-out-file="$out" \
             "$WORK/relay" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --stats off --threads "${RELAY_THREADS:-1}" --log-level warning >"$WORK/$target.log" 2>&1 &
             ;;
-        baseline) valgrind --tool=callgrind --callgrind-out-file="$out" \
+        baseline) valgrind --tool=callgrind "${CG_SIM[@]}" --callgrind-out-file="$out" \
             "$WORK/baseline" --port "$PORT" --bind 127.0.0.1 --threads 1 >"$WORK/$target.log" 2>&1 &
             ;;
-        floor) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$out" \
+        floor) LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind "${CG_SIM[@]}" --callgrind-out-file="$out" \
             "$WORK/floor" --port "$PORT" --bind 127.0.0.1 --threads 1 --quiet >"$WORK/$target.log" 2>&1 &
             ;;
     esac
@@ -116,6 +129,25 @@ done
 echo "Ir/msg = instructions per delivered message (MESSAGE in and out, ACK in and out), all threads;"
 echo "frames/msg = of those, the relay's $FRAME_SYMBOL (parse, validate, route, write), steadier from run to run."
 
+if [[ "${CACHE_SIM:-0}" == 1 ]]; then
+    echo
+    echo "simulated per delivered message (L1 as valgrind detects it, L2 $((L2 / 1024)) KiB as the last level):"
+    python3 - "$N1" "$N2" "$WORK" ${TARGETS:-baseline relay} <<'EOF'
+import sys
+n1, n2, work, targets = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+def totals(path):
+    events = totals = None
+    for line in open(path, errors="replace"):
+        if line.startswith("events:"): events = line.split()[1:]
+        if line.startswith("totals:"): totals = [int(v) for v in line.split()[1:]]
+    return dict(zip(events, totals))
+print(f"{'target':9s} {'I1 miss':>8s} {'D1 miss':>8s} {'L2 miss':>8s} {'branch miss':>12s} {'indirect miss':>14s}")
+for t in targets:
+    a, b = totals(f"{work}/{t}.{n1}.cg"), totals(f"{work}/{t}.{n2}.cg")
+    per = lambda *keys: sum(b[k] - a[k] for k in keys) / (n2 - n1)
+    print(f"{t:9s} {per('I1mr'):8.1f} {per('D1mr', 'D1mw'):8.1f} {per('ILmr', 'DLmr', 'DLmw'):8.1f} {per('Bcm'):12.1f} {per('Bim'):14.1f}")
+EOF
+fi
 if [[ "${BREAKDOWN:-0}" == 1 ]] && command -v callgrind_annotate >/dev/null; then
     echo
     # shellcheck disable=SC2086
