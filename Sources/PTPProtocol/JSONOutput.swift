@@ -18,13 +18,26 @@ extension ByteBuffer {
         moveWriterIndex(forwardBy: written)
         return written
     }
+
+    /// Appends `source` as it is, with one copy into reserved space: NIO's `writeBytes` of a
+    /// pointer takes the same slice of its storage as above first (about 60 instructions, and
+    /// about 300 over the copy for JSON text; callgrind).
+    @inlinable @inline(__always)
+    public mutating func writeRawBytes(_ source: UnsafeRawBufferPointer) {
+        let count = source.count
+        guard count > 0 else { return }
+        writeInPlace(minimumWritableBytes: count) { buffer in
+            buffer.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: count)
+            return count
+        }
+    }
 }
 
 /// Writing compact, ASCII-only JSON (`\uXXXX` escapes) into a ByteBuffer.
 extension ByteBuffer {
     @inline(__always)
     public mutating func writeASCII(_ text: StaticString) {
-        writeBytes(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        writeRawBytes(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// `"<guid>"`
@@ -88,13 +101,7 @@ extension ByteBuffer {
     /// and escaping every non-ASCII character. When `compactASCII` the bytes are copied as they are.
     public mutating func writeCompactJSON(_ source: UnsafeRawBufferPointer, compactASCII: Bool) {
         if compactASCII {
-            // One copy into reserved space (`writeBytes` cost about 300 instructions over the copy).
-            let count = source.count
-            guard count > 0 else { return }
-            writeInPlace(minimumWritableBytes: count) { buffer in
-                buffer.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: count)
-                return count
-            }
+            writeRawBytes(source)
             return
         }
         reserveCapacity(minimumWritableBytes: source.count)

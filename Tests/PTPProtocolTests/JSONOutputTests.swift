@@ -129,6 +129,19 @@ final class JSONOutputTests: XCTestCase {
         }
     }
 
+    /// Appended as they are, after what the buffer holds, growing it when it is full; nothing for
+    /// no bytes.
+    func testWriteRawBytesAppendsThemAsTheyAre() {
+        var out = ByteBufferAllocator().buffer(capacity: 4)
+        out.writeString("ab")
+        let bytes: [UInt8] = Array(0..<200)
+        bytes.withUnsafeBytes { out.writeRawBytes($0) }
+        [UInt8]().withUnsafeBytes { out.writeRawBytes($0) }
+        XCTAssertEqual(out.readableBytes, 202)
+        XCTAssertEqual(out.readBytes(length: 2), Array("ab".utf8))
+        XCTAssertEqual(out.readBytes(length: 200), bytes)
+    }
+
     func testWriteQuotedGUIDAndDecimal() {
         var out = ByteBuffer()
         out.writeQuotedGUID(IDs.guid(IDs.a.uppercased()))

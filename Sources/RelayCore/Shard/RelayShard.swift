@@ -343,15 +343,8 @@ final class RelayShard: @unchecked Sendable {
     private func deliver(_ frame: BatchFrame, of batch: ShardBatch, to connectionID: UInt64, _ delivery: Delivery) {
         batch.withFrame(frame) { bytes in
             // The bytes themselves: not a slice (a buffer retained and released per frame), and
-            // not the batch (captured, it was retained per frame). NIO's `writeBytes` of a
-            // pointer takes a slice of its storage first (about 60 instructions).
-            func body(_ out: inout ByteBuffer) {
-                guard !bytes.isEmpty else { return }
-                out.writeInPlace(minimumWritableBytes: bytes.count) { room in
-                    room.copyMemory(from: bytes)
-                    return bytes.count
-                }
-            }
+            // not the batch (captured, it was retained per frame).
+            func body(_ out: inout ByteBuffer) { out.writeRawBytes(bytes) }
             // Lent by the table (no retain): a delivery writes, stores or defers; it closes nothing.
             guard connections.withConnection(connectionID, { deliverFrame(to: $0, delivery, body: body) }) != nil else {
                 targetGone(delivery, frame: body)
