@@ -29,6 +29,33 @@ final class ShardBatchTests: XCTestCase {
         XCTAssertEqual(order, [1, 2, 3, 4, 5, 6])
     }
 
+    /// Every compact command is shown ahead once, before it runs and `lookahead` commands before
+    /// it where there are that many; commands of the other kind do not change the distance.
+    func testEachCompactCommandIsShownAheadOfItsRun() {
+        let batch = ShardBatch(frameCapacity: 0)
+        let count = 3 * ShardBatch.lookahead
+        for connection in 0..<UInt64(count) {
+            if connection % 5 == 2 { batch.append(.close(connection: 1000 + connection, reason: "between")) }
+            batch.append(ack(connection))
+        }
+        var events: [String] = []
+        batch.forEachInOrder(
+            ahead: { events.append("ahead \($0.connection)") },
+            compact: { events.append("run \($0.connection)") },
+            other: { _ in events.append("other") })
+
+        let shown = events.compactMap { $0.hasPrefix("ahead ") ? Int($0.dropFirst(6)) : nil }
+        XCTAssertEqual(shown, Array(0..<count), "each once, in order")
+        XCTAssertEqual(events.filter { $0 == "other" }.count, (0..<count).filter { $0 % 5 == 2 }.count)
+        for connection in 0..<count {
+            let aheadAt = events.firstIndex(of: "ahead \(connection)")!
+            let runAt = events.firstIndex(of: "run \(connection)")!
+            XCTAssertLessThan(aheadAt, runAt)
+            let runsBetween = events[aheadAt..<runAt].filter { $0.hasPrefix("run ") }.count
+            XCTAssertEqual(runsBetween, min(connection, ShardBatch.lookahead), "command \(connection)")
+        }
+    }
+
     /// A delivery with one recipient and a connection upstream is compact and reads back whole;
     /// any other is not.
     func testOnlyTheCommonDeliveryIsCompact() {

@@ -226,6 +226,9 @@ extension RelayShard {
 
     /// An ACK from a neighbour: the hop for that message is done.
     func handleAck(from connection: Connection, messageID: GUID) {
+        // `delivered` remembers it: the line is asked for now, and written after the answers
+        // upstream, so that it has time to come.
+        if !connection.isPeer { recentDeliveries.prefetchForWrite(recipient: connection.recipientKey, messageID) }
         guard let entry = connection.awaiting.removeValue(forKey: messageID) else {
             counters.drop(.unknownAck)
             logger.debug("ACK for no awaited message", metadata: ["conn": "\(connection.logID)", "msg_id": "\(messageID)"])
@@ -248,9 +251,9 @@ extension RelayShard {
     /// The next hop has the message (its ACK, or for the existing client the completed write):
     /// remembered for de-duplication, and everyone waiting for it hears so.
     func delivered(_ entry: AwaitingAck, messageID: GUID, on connection: Connection) {
-        if !connection.isPeer { recentDeliveries.insert(recipient: connection.recipientKey, messageID) }
         resolve(entry.upstream, messageID: messageID, .acked)
         for upstream in entry.more ?? [] { resolve(upstream, messageID: messageID, .acked) }
+        if !connection.isPeer { recentDeliveries.insert(recipient: connection.recipientKey, messageID) }
     }
 
     /// A NACK from a neighbour for a message the relay delivered to it: that hop failed, and the

@@ -320,6 +320,12 @@ final class RelayShard: @unchecked Sendable {
         clock.invalidate()
         outbox.received(batch, from: source, shardCount: shards.count)
         batch.forEachInOrder(
+            ahead: { command in
+                // The de-duplication lookup of the delivery misses the cache, and the prefetch
+                // `route` made for it was on the other shard's CPU.
+                guard command.kind == .deliver else { return }
+                recentDeliveries.prefetch(recipient: RecentDeliveries.key(command.recipient), command.messageID)
+            },
             compact: { command in run(command, from: batch) },
             other: { command in run(command, from: batch) })
         // Before the flush, so that it goes back with this tick's batch for `source`.

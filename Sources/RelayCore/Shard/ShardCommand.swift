@@ -177,23 +177,34 @@ final class ShardBatch: @unchecked Sendable {
         others.append((compact.count, command))
     }
 
-    /// Every command in the order it was appended.
+    /// How many compact commands ahead of the one running `forEachInOrder` shows to its `ahead`.
+    static let lookahead = 8
+
+    /// Every command in the order it was appended. Each compact command is first shown to `ahead`,
+    /// `lookahead` compact commands before it runs (the first ones before any runs), so that the
+    /// memory it will need can be asked for while the ones before it run.
     @inline(__always)
-    func forEachInOrder(compact runCompact: (CompactCommand) -> Void, other runOther: (ShardCommand) -> Void) {
+    func forEachInOrder(
+        ahead: (CompactCommand) -> Void = { _ in }, compact runCompact: (CompactCommand) -> Void,
+        other runOther: (ShardCommand) -> Void
+    ) {
         compact.withUnsafeBufferPointer { compact in
+            var shown = 0
             var next = 0
-            for index in others.indices {
-                let before = others[index].compactBefore
-                while next < before {
-                    runCompact(compact[next])
-                    next += 1
+            func runNextCompact() {
+                while shown < compact.count && shown <= next + Self.lookahead {
+                    ahead(compact[shown])
+                    shown += 1
                 }
-                runOther(others[index].command)
-            }
-            while next < compact.count {
                 runCompact(compact[next])
                 next += 1
             }
+            for index in others.indices {
+                let before = others[index].compactBefore
+                while next < before { runNextCompact() }
+                runOther(others[index].command)
+            }
+            while next < compact.count { runNextCompact() }
         }
     }
 

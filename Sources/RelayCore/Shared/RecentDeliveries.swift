@@ -116,6 +116,16 @@ final class RecentDeliveries: @unchecked Sendable {
         ptpchat_prefetch(words + 2 * slot(recipient, id).index)
     }
 
+    /// Starts bringing the slot of (recipient, id) into the cache, ready to be written, for an
+    /// `insert` a little later. The insert of an ACKed delivery missed as its lookup did, and
+    /// worse: the store waiting for its line held up the atomic retains and releases after it.
+    /// One loop on its own CPU (`thr`, 8 alternations, medians): 373k msg/s without it, 425k with
+    /// it, 430k without any insert.
+    @inline(__always)
+    func prefetchForWrite(recipient: UInt64, _ id: GUID) {
+        ptpchat_prefetch_for_write(words + 2 * slot(recipient, id).index)
+    }
+
     @inline(__always)
     func insert(recipient: UInt64, _ id: GUID) {
         let (index, newHigh, newLow) = slot(recipient, id)
