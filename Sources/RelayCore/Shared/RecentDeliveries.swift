@@ -119,8 +119,9 @@ final class RecentDeliveries: @unchecked Sendable {
     /// Starts bringing the slot of (recipient, id) into the cache, ready to be written, for an
     /// `insert` a little later. The insert of an ACKed delivery missed as its lookup did, and
     /// worse: the store waiting for its line held up the atomic retains and releases after it.
-    /// One loop on its own CPU (`thr`, 8 alternations, medians): 373k msg/s without it, 425k with
-    /// it, 430k without any insert.
+    /// Measured with one loop on its own CPU (docs/performance.md, the eleventh round): 373k msg/s
+    /// without it, 425k with it, 430k without any insert in one sitting; 1.06 times the build
+    /// without it, on average, in a later one.
     @inline(__always)
     func prefetchForWrite(recipient: UInt64, _ id: GUID) {
         ptpchat_prefetch_for_write(words + 2 * slot(recipient, id).index)
