@@ -24,9 +24,29 @@ public struct RelaySnapshot: Sendable {
     public var bannedAddresses: Int = 0
     /// The mesh: peer relays and the route table (PROFILE.md section 9).
     public var mesh = MeshStatus()
+    /// Each event loop's share of the work, in loop order.
+    public var eventLoops: [EventLoopLoad] = []
 
     /// Messages relayed (every unicast and flood verb) since start.
     public var messagesRelayed: Int { counters.relayedByVerb.reduce(0, +) }
+}
+
+/// One event loop's share of the connections and of the traffic: whether the kernel spread the
+/// connections evenly, and how much of the traffic crosses between loops (a message whose sender
+/// and recipient are served by different loops is handed over, and so is its ACK).
+public struct EventLoopLoad: Sendable, Equatable {
+    public var clients: Int
+    public var handshaking: Int
+    public var framesIn: Int
+    /// `RelayCounters.commandsFromOtherLoops`.
+    public var commandsFromOtherLoops: Int
+
+    public init(clients: Int, handshaking: Int, framesIn: Int, commandsFromOtherLoops: Int) {
+        self.clients = clients
+        self.handshaking = handshaking
+        self.framesIn = framesIn
+        self.commandsFromOtherLoops = commandsFromOtherLoops
+    }
 }
 
 /// The mesh as an operator sees it.
@@ -131,6 +151,7 @@ extension RelayServer {
         var counters = RelayCounters()
         var clients = 0
         var handshaking = 0
+        var eventLoops: [EventLoopLoad] = []
         for shard in shards {
             let (shardCounters, bound, waiting) = try await shard.eventLoop.submit {
                 var bound = 0
@@ -147,6 +168,10 @@ extension RelayServer {
             counters = counters + shardCounters
             clients += bound
             handshaking += waiting
+            eventLoops.append(
+                EventLoopLoad(
+                    clients: bound, handshaking: waiting, framesIn: shardCounters.framesIn,
+                    commandsFromOtherLoops: shardCounters.commandsFromOtherLoops))
         }
         let totals = (try? context.store.totals()) ?? (0, 0)
         var snapshot = RelaySnapshot(
@@ -156,6 +181,7 @@ extension RelayServer {
         snapshot.storeMaxBytes = context.configuration.store.maxBytes
         snapshot.bannedAddresses = context.listenerBans.bannedCount
         snapshot.mesh = meshStatus()
+        snapshot.eventLoops = eventLoops
         return snapshot
     }
 }

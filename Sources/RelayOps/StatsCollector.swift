@@ -100,6 +100,10 @@ public final class StatsCollector: Sendable {
                             "accepted": counters.connectionsAccepted, "closed": counters.connectionsClosed,
                             "moved_at_accept": counters.connectionsMovedAtAccept,
                             "banned_addresses": snapshot.bannedAddresses],
+            "event_loops": snapshot.eventLoops.map {
+                ["clients": $0.clients, "handshaking": $0.handshaking, "frames_in": $0.framesIn,
+                 "commands_from_other_loops": $0.commandsFromOtherLoops]
+            },
             "nodes_known": snapshot.nodes,
             "relayed": relayed,
             "messages_relayed": snapshot.messagesRelayed,

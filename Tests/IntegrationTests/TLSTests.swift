@@ -123,6 +123,10 @@ final class TLSTests: RelayTestCase {
         XCTAssertLessThanOrEqual(moved, nodes.count)
         let movedLines = relay.log.components(separatedBy: "connection moved").count - 1
         XCTAssertEqual(movedLines, moved, "one debug line per move")
+        let loops = try XCTUnwrap(stats["event_loops"] as? [[String: Int]], "\(stats)")
+        XCTAssertEqual(loops.map { $0["clients"] }, [nodes.count, 0], "clients per event loop: \(loops)")
+        XCTAssertGreaterThan(loops[0]["frames_in"] ?? 0, 0, "\(loops)")
+        XCTAssertEqual(loops[1]["frames_in"], 0, "\(loops)")
     }
 
     func testPlaintextAndTLSListenersAtOnce() throws {

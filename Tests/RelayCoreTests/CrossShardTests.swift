@@ -30,6 +30,8 @@ final class CrossShardTests: XCTestCase {
         let peers = bound([(Node.a, 0), (Node.b, 1)])
         let (a, b) = (peers[0], peers[1])
 
+        let handedOver = { self.relay.shards.map(\.counters.commandsFromOtherLoops) }
+        let before = handedOver()
         let id = Node.newID()
         a.send(Frames.message(from: Node.a, to: [Node.b], id: id))
         XCTAssertNil(try b.channel.readOutbound(as: ByteBuffer.self), "nothing reaches shard 1 before its loop runs")
@@ -39,6 +41,7 @@ final class CrossShardTests: XCTestCase {
         XCTAssertEqual(delivered.first?.dataMsgID, id)
         XCTAssertEqual(delivered.first?.ttl, 31)
         a.expectNothing()
+        XCTAssertEqual(zip(handedOver(), before).map { $0 - $1 }, [0, 1], "the delivery handed to shard 1, counted there")
 
         b.send(Frames.ack(id))
         XCTAssertNil(try a.channel.readOutbound(as: ByteBuffer.self), "the ACK goes back through shard 0's loop")
@@ -46,6 +49,7 @@ final class CrossShardTests: XCTestCase {
         a.expectAck(id)
         XCTAssertEqual(relay.shards[1].counters.acksReceived, 1)
         XCTAssertEqual(relay.shards[0].counters.acksSent, 1)
+        XCTAssertEqual(zip(handedOver(), before).map { $0 - $1 }, [1, 1], "the ACK handed back to shard 0, counted there")
     }
 
     /// A message with one recipient travels in the batch's compact commands, one split over

@@ -18,6 +18,10 @@ final class StatsCollectorTests: XCTestCase {
         fake.change {
             $0.counters = FakeRelay.busyCounters()
             $0.storeMaxBytes = 4096
+            $0.eventLoops = [
+                EventLoopLoad(clients: 2, handshaking: 1, framesIn: 30, commandsFromOtherLoops: 7),
+                EventLoopLoad(clients: 1, handshaking: 0, framesIn: 10, commandsFromOtherLoops: 9),
+            ]
         }
         let readiness = Readiness()
         readiness.set(.serving)
@@ -35,6 +39,12 @@ final class StatsCollectorTests: XCTestCase {
         XCTAssertEqual(connections["accepted"] as? Int, 6)
         XCTAssertEqual(connections["closed"] as? Int, 2)
         XCTAssertEqual(body["nodes_known"] as? Int, 3)
+        XCTAssertEqual(
+            body["event_loops"] as? [[String: Int]],
+            [
+                ["clients": 2, "handshaking": 1, "frames_in": 30, "commands_from_other_loops": 7],
+                ["clients": 1, "handshaking": 0, "frames_in": 10, "commands_from_other_loops": 9],
+            ], "one entry per event loop, in order")
         let relayed = try XCTUnwrap(body["relayed"] as? [String: [String: Int]])
         XCTAssertEqual(relayed, ["MESSAGE": ["messages": 4, "bytes": 1000], "JOIN": ["messages": 2, "bytes": 200]], "verbs never relayed are left out")
         XCTAssertEqual(body["messages_relayed"] as? Int, 6)

@@ -318,6 +318,7 @@ final class RelayShard: @unchecked Sendable {
 
     func receive(_ batch: ShardBatch, from source: Int) {
         clock.invalidate()
+        counters.commandsFromOtherLoops &+= batch.compact.count &+ batch.others.count
         outbox.received(batch, from: source, shardCount: shards.count)
         batch.forEachInOrder(
             ahead: { command in

@@ -79,6 +79,10 @@ public struct RelayCounters: Sendable {
     /// Connections accepted on an event loop beyond the CPUs the relay may use and moved to one
     /// within them (`LoopPlacer`).
     public var connectionsMovedAtAccept = 0
+    /// Commands run on this shard's loop that another loop handed over (a delivery to a client
+    /// of this loop, an ACK for one, a node bound elsewhere, ...): how much of the traffic
+    /// crosses between loops (`event_loops` in the stats).
+    public var commandsFromOtherLoops = 0
     public var framesIn = 0
     public var bytesIn = 0
     public var framesOut = 0
@@ -150,6 +154,7 @@ public struct RelayCounters: Sendable {
         result.connectionsAccepted = max(connectionsAccepted, other.connectionsAccepted)
         result.connectionsClosed = max(connectionsClosed, other.connectionsClosed)
         result.connectionsMovedAtAccept = max(connectionsMovedAtAccept, other.connectionsMovedAtAccept)
+        result.commandsFromOtherLoops = max(commandsFromOtherLoops, other.commandsFromOtherLoops)
         result.framesIn = max(framesIn, other.framesIn)
         result.bytesIn = max(bytesIn, other.bytesIn)
         result.framesOut = max(framesOut, other.framesOut)
@@ -184,6 +189,7 @@ public struct RelayCounters: Sendable {
         sum.connectionsAccepted += rhs.connectionsAccepted
         sum.connectionsClosed += rhs.connectionsClosed
         sum.connectionsMovedAtAccept += rhs.connectionsMovedAtAccept
+        sum.commandsFromOtherLoops += rhs.commandsFromOtherLoops
         sum.framesIn += rhs.framesIn
         sum.bytesIn += rhs.bytesIn
         sum.framesOut += rhs.framesOut
