@@ -110,4 +110,85 @@ final class AwaitingAcksTests: XCTestCase {
         XCTAssertEqual(awaiting.capacity, capacity)
         XCTAssertEqual(awaiting.count, 1)
     }
+
+    // MARK: - the ring and its index
+
+    /// Answers in any order find their own entries, and the rest stay in delivery order.
+    func testAnswersOutOfOrderFindTheirEntries() {
+        var awaiting = AwaitingAcks()
+        let ids = (1...50).map { GUID(high: UInt64($0), low: 7) }
+        for id in ids { deliver(id, deadline: start + .seconds(10), to: &awaiting) }
+        // Every third first, from the newest down, then the rest oldest first.
+        let order = ids.indices.filter { $0 % 3 == 1 }.reversed() + ids.indices.filter { $0 % 3 != 1 }
+        var left = ids
+        for index in order {
+            let removed = awaiting.removeValue(forKey: ids[index])
+            XCTAssertEqual(removed?.order, UInt64(index + 1), "the entry of \(ids[index])")
+            XCTAssertNil(awaiting.removeValue(forKey: ids[index]), "answered once only")
+            left.removeAll { $0 == ids[index] }
+            XCTAssertEqual(awaiting.count, left.count)
+            XCTAssertEqual(awaiting.map(\.key), left, "the rest in delivery order")
+        }
+        XCTAssertTrue(awaiting.isEmpty)
+    }
+
+    /// One delivery never answered while thousands after it are: the table stays the size of what
+    /// is in flight (the ring closes its gaps), and the old entry is still found and expires.
+    func testAnUnansweredEntryDoesNotGrowTheTable() {
+        var awaiting = AwaitingAcks()
+        let stuck = GUID(high: 1, low: 1)
+        deliver(stuck, deadline: start + .seconds(10), to: &awaiting)
+        for n in 2...10_000 {
+            let id = GUID(high: UInt64(n), low: 1)
+            deliver(id, deadline: start + .seconds(20), to: &awaiting)
+            XCTAssertNotNil(awaiting.removeValue(forKey: id))
+        }
+        XCTAssertEqual(awaiting.count, 1)
+        XCTAssertLessThanOrEqual(awaiting.capacity, 16, "sized for two entries in flight, not for the traffic")
+        XCTAssertNotNil(awaiting[stuck])
+        XCTAssertEqual(awaiting.removeExpired(now: start + .seconds(10)).map(\.id), [stuck])
+    }
+
+    /// A window of deliveries sliding over many ids, answered oldest first with every fifth
+    /// answered late: every id in flight is found, every answered one is not (the index is
+    /// rebuilt many times over), and a repeat of one in flight claims it.
+    func testAWindowOfDeliveriesIsFoundWhileTheIndexIsRebuilt() {
+        var awaiting = AwaitingAcks()
+        let ids = (1...3_000).map { GUID(high: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, low: UInt64($0)) }
+        var inFlight: [GUID] = []
+        for (n, id) in ids.enumerated() {
+            deliver(id, deadline: start + .seconds(10), to: &awaiting)
+            inFlight.append(id)
+            if inFlight.count > 64 {
+                // The oldest, or the second oldest when the oldest is a late one.
+                let answered = n % 5 == 0 && inFlight.count > 1 ? inFlight.remove(at: 1) : inFlight.removeFirst()
+                XCTAssertNotNil(awaiting.removeValue(forKey: answered))
+                XCTAssertNil(awaiting[answered])
+            }
+            let probe = inFlight[n % inFlight.count]
+            XCTAssertNotNil(awaiting[probe], "in flight after \(n) deliveries")
+        }
+        XCTAssertEqual(awaiting.count, inFlight.count)
+        XCTAssertEqual(awaiting.map(\.key), inFlight)
+        var isNew = false
+        awaiting[inFlight[10], default: entry(inFlight[10], deadline: start)].claim(for: .stored(seq: 1), isNew: &isNew)
+        XCTAssertFalse(isNew, "a repeat of a delivery in flight")
+        XCTAssertEqual(awaiting.count, inFlight.count)
+    }
+
+    /// The close takes a copy and empties the table: the copy keeps what it had, and a change to
+    /// either after the copy leaves the other as it was.
+    func testACopyKeepsItsEntries() {
+        var awaiting = AwaitingAcks()
+        let ids = (1...5).map { GUID(high: UInt64($0), low: 9) }
+        for id in ids { deliver(id, deadline: start + .seconds(10), to: &awaiting) }
+        let copy = awaiting
+        awaiting.removeValue(forKey: ids[0])
+        deliver(GUID(high: 6, low: 9), deadline: start + .seconds(10), to: &awaiting)
+        XCTAssertEqual(copy.map(\.key), ids)
+        XCTAssertEqual(awaiting.map(\.key), Array(ids.dropFirst()) + [GUID(high: 6, low: 9)])
+        awaiting.removeAll()
+        XCTAssertTrue(awaiting.isEmpty)
+        XCTAssertEqual(copy.count, 5)
+    }
 }

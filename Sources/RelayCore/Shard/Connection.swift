@@ -26,7 +26,7 @@ struct AwaitingAck {
     private var isClaimed = false
     /// Its place in the order the connection's deliveries were made (set by `AwaitingAcks` when
     /// it is added; 0 until then): deliveries whose ACK is late expire in this order.
-    fileprivate(set) var order: UInt64 = 0
+    var order: UInt64 = 0
 
     init(_ delivery: Delivery, deadline: NIODeadline, chunk: OutputChunk, offset: Int, length: Int) {
         self.upstream = delivery.upstream
@@ -53,128 +53,6 @@ struct AwaitingAck {
             isClaimed = true
             isNew = true
         }
-    }
-}
-
-/// The messages delivered on a connection and not yet ACKed by it, by message id, with when the
-/// first of their ACKs may be late. Owned by the shard's loop.
-///
-/// Each delivery's deadline lives in its entry only: an ACK removes the entry and with it all
-/// the relay remembers of the delivery. (A shard-wide queue of every delivery's deadline held each
-/// for `timeouts.ack` whether or not its ACK came: 1.7 million entries, 160 MB, at 170,000
-/// messages per second, kept at that size afterwards.) The ACK sweep looks into a connection only
-/// once `nextDeadline` has passed, which happens about once per `timeouts.ack` for a connection
-/// whose ACKs come in time.
-struct AwaitingAcks: Sequence {
-    private var entries: [GUID: AwaitingAck] = [:]
-    /// No entry is due before this (a lower bound: an ACK does not move it; the sweep that finds
-    /// it passed sets it to the earliest deadline left). nil: nothing awaited since that sweep.
-    private(set) var nextDeadline: NIODeadline?
-    private var lastOrder: UInt64 = 0
-
-    var isEmpty: Bool { entries.isEmpty }
-    var count: Int { entries.count }
-    /// Entries the storage has room for (an emptied dictionary keeps its storage).
-    var capacity: Int { entries.capacity }
-
-    /// Inserting goes through `subscript(_:default:)`; this one reads, changes or removes an entry
-    /// (one added here is registered as a new delivery too).
-    subscript(id: GUID) -> AwaitingAck? {
-        get { entries[id] }
-        set {
-            guard var entry = newValue else {
-                entries[id] = nil
-                return
-            }
-            if entry.order == 0 { register(&entry) }
-            entries[id] = entry
-        }
-    }
-
-    /// The entry for `id`, added from `make` (and registered: its order, its deadline) when there
-    /// is none: one dictionary access either way.
-    @inline(__always)
-    subscript(id: GUID, default make: @autoclosure () -> AwaitingAck) -> AwaitingAck {
-        get { entries[id] ?? make() }
-        _modify {
-            let order = lastOrder &+ 1
-            var addedDeadline: NIODeadline?
-            yield &entries[
-                id,
-                default: {
-                    var entry = make()
-                    entry.order = order
-                    addedDeadline = entry.deadline
-                    return entry
-                }()
-            ]
-            if let addedDeadline {
-                lastOrder = order
-                noteDeadline(addedDeadline)
-            }
-        }
-    }
-
-    @discardableResult
-    mutating func removeValue(forKey id: GUID) -> AwaitingAck? { entries.removeValue(forKey: id) }
-
-    /// Forgets every entry and gives back the storage.
-    mutating func removeAll() {
-        entries = [:]
-        nextDeadline = nil
-    }
-
-    func makeIterator() -> Dictionary<GUID, AwaitingAck>.Iterator { entries.makeIterator() }
-
-    /// Whether an entry's deadline has passed (the entries stay). When none has, `nextDeadline`
-    /// moves to the earliest one left, so the next sweeps do not look again before it.
-    mutating func hasExpired(now: NIODeadline) -> Bool {
-        guard let due = nextDeadline, due <= now else { return false }
-        var earliestLeft: NIODeadline?
-        for entry in entries.values {
-            if entry.deadline <= now { return true }
-            if earliestLeft.map({ entry.deadline < $0 }) ?? true { earliestLeft = entry.deadline }
-        }
-        nextDeadline = earliestLeft
-        return false
-    }
-
-    /// Removes the entries whose deadline has passed and returns them in the order they were
-    /// delivered; sets `nextDeadline` to the earliest deadline left.
-    mutating func removeExpired(now: NIODeadline) -> [(id: GUID, entry: AwaitingAck)] {
-        guard let due = nextDeadline, due <= now else { return [] }
-        var expired: [(id: GUID, entry: AwaitingAck)] = []
-        var earliestLeft: NIODeadline?
-        for (id, entry) in entries {
-            if entry.deadline <= now {
-                expired.append((id, entry))
-            } else if earliestLeft.map({ entry.deadline < $0 }) ?? true {
-                earliestLeft = entry.deadline
-            }
-        }
-        for (id, _) in expired { entries[id] = nil }
-        nextDeadline = earliestLeft
-        expired.sort { $0.entry.order < $1.entry.order }
-        return expired
-    }
-
-    /// Gives back the dictionary's storage if it is empty: a connection that went quiet keeps none
-    /// sized for the window it had under load. (Not at each removal: with one message in flight
-    /// that would free and allocate it again per message.)
-    mutating func releaseStorageIfEmpty() {
-        if entries.isEmpty && capacity > 0 { entries = [:] }
-    }
-
-    private mutating func register(_ entry: inout AwaitingAck) {
-        lastOrder &+= 1
-        entry.order = lastOrder
-        noteDeadline(entry.deadline)
-    }
-
-    @inline(__always)
-    private mutating func noteDeadline(_ deadline: NIODeadline) {
-        if let nextDeadline, nextDeadline <= deadline { return }
-        nextDeadline = deadline
     }
 }
 
