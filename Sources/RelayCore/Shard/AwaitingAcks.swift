@@ -138,7 +138,8 @@ struct AwaitingAcks: Sequence {
     /// Makes the ring this table's own: copied if a copy of the table shares it.
     @inline(__always)
     private mutating func makeRingUnique() {
-        guard !isKnownUniquelyReferenced(&ring) else { return }
+        // No binding of the ring before the check: it would count as a second reference.
+        guard ring != nil, !isKnownUniquelyReferenced(&ring) else { return }
         let shared = ring.unsafelyUnwrapped
         ring = shared.rebuilt(capacity: shared.capacity, moving: false)
     }
