@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The `lat` load rep by rep, with how each server's busiest thread was scheduled. run-compare's
+# `lat` (2 connections, window 1, payload 64, server and relay-load both on CPU 0) moves by up to
+# a third between reps of one build while the C baseline's reps stay within a few per cent; this
+# shows whether a slow rep did more work or was scheduled differently. The C baseline and the
+# relay, one long-lived process each (as run-compare starts them), interleaved, REPS reps each;
+# before each rep every thread of the server is pinned to CPU 0 (`taskset -a -p`, as run-compare
+# does), relay-load runs on CPU 0, and the server's threads are unpinned afterwards.
+#
+#   Benchmarks/lat-reps.sh                        # REPS=12: about 2 minutes
+#   RELAY_BIN=/old/ptpchat-relay Benchmarks/lat-reps.sh
+#
+# Per rep and target: msg/s, p50 and p99 latency, and of the server's busiest thread in that rep
+# its CPU time, voluntary context switches (it slept: nothing to do) and involuntary ones (it was
+# preempted, here by relay-load woken by its write), each per 1,000 messages. Then the medians,
+# the ratio of the relay's median to the baseline's, and how the relay's msg/s follows its
+# voluntary switches across reps (Pearson's r).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
+SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
+REPS="${REPS:-12}"
+DURATION="${DURATION:-4}"
+PORT="${BASE_PORT:-18451}"
+NAME=lat-reps.sh
+# shellcheck source=Benchmarks/shared-bench-tools.sh
+source "$ROOT/Benchmarks/shared-bench-tools.sh"
+# shellcheck source=Benchmarks/release-builds.sh
+source "$ROOT/Benchmarks/release-builds.sh"
+build_relay
+
+[[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null || { echo "$NAME: needs taskset and 2 CPUs" >&2; exit 2; }
+WORK="$(mktemp -d -t ptpchat-lat-reps.XXXXXX)"
+PIDS=()
+cleanup() {
+    if [[ ${#PIDS[@]} -gt 0 ]]; then kill "${PIDS[@]}" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
+
+# As run-compare.sh starts it: one worker per CPU.
+"$BENCH/baseline-relay" --port "$PORT" --bind 127.0.0.1 --threads "$(nproc)" --quiet >"$WORK/baseline.log" 2>&1 &
+PIDS+=($!)
+BASE_PID=$!
+mkdir -p "$WORK/relay"
+"$RELAY_BIN" --listen "127.0.0.1:$((PORT + 1))" --data-dir "$WORK/relay" --stats off --log-level warning >"$WORK/relay.log" 2>&1 &
+PIDS+=($!)
+RELAY_PID=$!
+for port in "$PORT" $((PORT + 1)); do
+    for _ in $(seq 300); do
+        [[ -n $(ss -Hltn "( sport = :$port )") ]] && break
+        sleep 0.1
+    done
+    [[ -n $(ss -Hltn "( sport = :$port )") ]] || { echo "$NAME: nothing listens on $port" >&2; exit 1; }
+done
+
+echo "# $NAME: $REPS reps of the lat load per target, interleaved, all on CPU 0; load $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$BENCH/relay-load" "$REPS" "$DURATION" "baseline:$PORT:$BASE_PID" "relay:$((PORT + 1)):$RELAY_PID" <<'EOF'
+import glob, json, os, statistics, subprocess, sys
+
+load, reps, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+targets = [(name, int(port), int(pid)) for name, port, pid in (arg.split(":") for arg in sys.argv[4:])]
+ticks = os.sysconf("SC_CLK_TCK")
+
+def threads(pid):
+    """Each thread's name, CPU time (clock ticks), voluntary and involuntary context switches."""
+    found = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            stat = open(f"{task}/stat").read()
+            status = open(f"{task}/status").read()
+        except OSError:
+            continue  # the thread ended
+        fields = stat[stat.rindex(")") + 2:].split()
+        switches = dict(line.split(":\t") for line in status.splitlines() if "ctxt_switches" in line)
+        found[task] = (stat[stat.index("(") + 1:stat.rindex(")")], int(fields[11]) + int(fields[12]),
+                       int(switches["voluntary_ctxt_switches"]), int(switches["nonvoluntary_ctxt_switches"]))
+    return found
+
+def pin(pid, cpus):
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+results = {name: [] for name, _, _ in targets}
+print(f"{'rep':>3} {'target':9} {'msg/s':>8} {'p50_us':>7} {'p99_us':>7} {'thread':16} "
+      f"{'cpu_ms/1k':>9} {'vol/1k':>7} {'invol/1k':>8}")
+for rep in range(reps):
+    for name, port, pid in targets:
+        pin(pid, "0")
+        before = threads(pid)
+        out = subprocess.run(["taskset", "-c", "0", load, "--port", str(port), "--conns", "2", "--window", "1",
+                              "--payload", "64", "--duration", duration, "--warmup", "1", "--quiet"],
+                             capture_output=True, text=True, check=True).stdout
+        after = threads(pid)
+        pin(pid, f"0-{os.cpu_count() - 1}")
+        run = json.loads(out.strip().splitlines()[-1])
+        if run["lost"] or run["dup"] or run["errors"]:
+            sys.exit(f"lat-reps.sh: {name} rep {rep}: lost {run['lost']} dup {run['dup']} errors {run['errors']}")
+        # The busiest thread over the whole rep (warm-up included: /proc counts from the start).
+        busiest = max((after[t][1] - before[t][1], t) for t in after if t in before)[1]
+        name_of = after[busiest][0]
+        cpu, vol, invol = (after[busiest][i] - before[busiest][i] for i in (1, 2, 3))
+        messages = run["delivered"] / 1000
+        row = (run["delivered_per_s"], run["lat_p50_us"], run["lat_p99_us"], 1000 * cpu / ticks / messages,
+               vol / messages, invol / messages)
+        results[name].append(row)
+        print(f"{rep:>3} {name:9} {row[0]:8.0f} {row[1]:7.1f} {row[2]:7.1f} {name_of[:16]:16} "
+              f"{row[3]:9.2f} {row[4]:7.1f} {row[5]:8.1f}", flush=True)
+
+print()
+print(f"{'target':9} {'msg/s':>8} {'x_base':>6} {'p99_us':>7} {'x_p99':>6}  (medians of {reps} reps; min-max msg/s)")
+base = results["baseline"]
+for name, rows in results.items():
+    rate, p99 = statistics.median(r[0] for r in rows), statistics.median(r[2] for r in rows)
+    print(f"{name:9} {rate:8.0f} {rate / statistics.median(r[0] for r in base):6.2f} {p99:7.1f} "
+          f"{p99 / statistics.median(r[2] for r in base):6.2f}  {min(r[0] for r in rows):.0f}-{max(r[0] for r in rows):.0f}")
+relay = results["relay"]
+if len(relay) > 2:
+    print(f"relay: r(msg/s, voluntary switches per message) = "
+          f"{statistics.correlation([r[0] for r in relay], [r[4] for r in relay]):.2f}, "
+          f"r(msg/s, CPU per message) = {statistics.correlation([r[0] for r in relay], [r[3] for r in relay]):.2f}")
+print("cpu_ms/1k, vol/1k, invol/1k: the busiest server thread's CPU time, voluntary and involuntary context")
+print("switches per 1,000 delivered messages in that rep (warm-up and drain included).")
+EOF
