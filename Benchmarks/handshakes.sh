@@ -32,14 +32,7 @@ source "$ROOT/Benchmarks/release-builds.sh"
 build_floor
 build_relay
 
-WORK="$(mktemp -d -t ptpchat-handshakes.XXXXXX)"
-PIDS=()
-cleanup() {
-    if [[ ${#PIDS[@]} -gt 0 ]]; then kill "${PIDS[@]}" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir handshakes
 export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
 
 NAMES=(baseline floor floor-contract relay)
@@ -61,13 +54,7 @@ if [[ -n "${OTHER_BIN:-}" ]]; then
     "$OTHER_BIN" --listen "127.0.0.1:${PORTS[4]}" --data-dir "$WORK/other" --stats off --log-level warning >"$WORK/other.log" 2>&1 &
     PIDS+=($!)
 fi
-for port in "${PORTS[@]}"; do
-    for _ in $(seq 300); do
-        [[ -n $(ss -Hltn "( sport = :$port )") ]] && break
-        sleep 0.1
-    done
-    [[ -n $(ss -Hltn "( sport = :$port )") ]] || { echo "$NAME: nothing listens on $port" >&2; exit 1; }
-done
+wait_listening "${PORTS[@]}"
 
 echo "# $NAME: $BURSTS bursts of $CONNS connections per target, interleaved; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$BURSTS"); do

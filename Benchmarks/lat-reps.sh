@@ -30,14 +30,7 @@ source "$ROOT/Benchmarks/release-builds.sh"
 build_relay
 
 [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null || { echo "$NAME: needs taskset and 2 CPUs" >&2; exit 2; }
-WORK="$(mktemp -d -t ptpchat-lat-reps.XXXXXX)"
-PIDS=()
-cleanup() {
-    if [[ ${#PIDS[@]} -gt 0 ]]; then kill "${PIDS[@]}" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir lat-reps
 export LIMITS_PER_IP_CONNECTIONS=0 LIMITS_PER_IP_NEW_PER_SECOND=0 LIMITS_NODE_MESSAGES_PER_SECOND=0 LIMITS_NODE_BYTES_PER_SECOND=0
 
 # As run-compare.sh starts it: one worker per CPU.
@@ -48,13 +41,7 @@ mkdir -p "$WORK/relay"
 "$RELAY_BIN" --listen "127.0.0.1:$((PORT + 1))" --data-dir "$WORK/relay" --stats off --log-level warning >"$WORK/relay.log" 2>&1 &
 PIDS+=($!)
 RELAY_PID=$!
-for port in "$PORT" $((PORT + 1)); do
-    for _ in $(seq 300); do
-        [[ -n $(ss -Hltn "( sport = :$port )") ]] && break
-        sleep 0.1
-    done
-    [[ -n $(ss -Hltn "( sport = :$port )") ]] || { echo "$NAME: nothing listens on $port" >&2; exit 1; }
-done
+wait_listening "$PORT" $((PORT + 1))
 
 echo "# $NAME: $REPS reps of the lat load per target, interleaved, all on CPU 0; load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$BENCH/relay-load" "$REPS" "$DURATION" "baseline:$PORT:$BASE_PID" "relay:$((PORT + 1)):$RELAY_PID" <<'EOF'
