@@ -10,8 +10,9 @@
 #   5. instructions-hs.sh  callgrind instructions per handshake, relay vs C baseline
 #   6. handshakes.sh       handshakes/s over many bursts: C baseline, NIO floor (one write and the
 #                          contract's two), relay
+#   7. lat-reps.sh         the lat load over 12 interleaved reps, with how each rep was scheduled
 #
-#   Benchmarks/all.sh                  # everything (about 15 min on an idle machine)
+#   Benchmarks/all.sh                  # everything (about 17 min on an idle machine)
 #   QUICK=1 Benchmarks/all.sh          # one rep, short runs, smaller idle counts
 #
 # Ratios are only comparable within one run of this script (the machine is shared).
@@ -22,7 +23,7 @@ trap 'rm -rf "$OUT"' EXIT
 
 if [[ "${QUICK:-0}" == 1 ]]; then
     export REPS="${REPS:-1}" DURATION="${DURATION:-3}" IDLE_COUNTS="${IDLE_COUNTS:-1000,5000}" ROUNDS="${ROUNDS:-1}" \
-        BURSTS="${BURSTS:-8}"
+        BURSTS="${BURSTS:-8}" LAT_REPS="${LAT_REPS:-3}"
 fi
 
 part() {
@@ -46,6 +47,7 @@ if [[ -x "$ROOT/Benchmarks/instructions-hs.sh" ]]; then
     part instructions-hs "$ROOT/Benchmarks/instructions-hs.sh"
 fi
 part handshakes "$ROOT/Benchmarks/handshakes.sh"
+part lat-reps "$ROOT/Benchmarks/lat-reps.sh"
 
 # The summary: the figure each goal is about, read from the tables above.
 value() { # value PART AWK-PROGRAM: the program prints one field of one row, or nothing
@@ -60,6 +62,8 @@ for cfg in lat thr conn; do
     row "$cfg msg/s, relay / C baseline" "$(value compare "\$1 == \"$cfg\" && \$3 == \"relay\" { print \$5 }")" ">= 0.8"
 done
 row "lat p99, relay / C baseline" "$(value compare '$1 == "lat" && $3 == "relay" { print $9 }')" "<= 1.3"
+row "  lat msg/s, median of many reps" "$(value lat-reps '$1 == "relay" && NF == 6 { print $3 }')" ">= 0.8"
+row "  lat p99, median of many reps" "$(value lat-reps '$1 == "relay" && NF == 6 { print $5 }')" "<= 1.3"
 base_hs=$(value compare '$1 == "conn" && $3 == "baseline" { print $11 }')
 relay_hs=$(value compare '$1 == "conn" && $3 == "relay" { print $11 }')
 row "handshakes/s (conn), relay / C baseline" \

@@ -7,7 +7,7 @@
 # before each rep every thread of the server is pinned to CPU 0 (`taskset -a -p`, as run-compare
 # does), relay-load runs on CPU 0, and the server's threads are unpinned afterwards.
 #
-#   Benchmarks/lat-reps.sh                        # REPS=12: about 2 minutes
+#   Benchmarks/lat-reps.sh                        # LAT_REPS=12: about 2 minutes
 #   RELAY_BIN=/old/ptpchat-relay Benchmarks/lat-reps.sh
 #
 # Per rep and target: msg/s, p50 and p99 latency, and of the server's busiest thread in that rep
@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build-release}"
-REPS="${REPS:-12}"
+REPS="${LAT_REPS:-12}"
 DURATION="${DURATION:-4}"
 PORT="${BASE_PORT:-18451}"
 NAME=lat-reps.sh
