@@ -156,6 +156,7 @@ final class AwaitingAcksTests: XCTestCase {
         var awaiting = AwaitingAcks()
         let ids = (1...3_000).map { GUID(high: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, low: UInt64($0)) }
         var inFlight: [GUID] = []
+        XCTAssertFalse(awaiting.contains(ids[0]), "nothing delivered yet")
         for (n, id) in ids.enumerated() {
             deliver(id, deadline: start + .seconds(10), to: &awaiting)
             inFlight.append(id)
@@ -164,9 +165,11 @@ final class AwaitingAcksTests: XCTestCase {
                 let answered = n % 5 == 0 && inFlight.count > 1 ? inFlight.remove(at: 1) : inFlight.removeFirst()
                 XCTAssertNotNil(awaiting.removeValue(forKey: answered))
                 XCTAssertNil(awaiting[answered])
+                XCTAssertFalse(awaiting.contains(answered))
             }
             let probe = inFlight[n % inFlight.count]
             XCTAssertNotNil(awaiting[probe], "in flight after \(n) deliveries")
+            XCTAssertTrue(awaiting.contains(probe))
         }
         XCTAssertEqual(awaiting.count, inFlight.count)
         XCTAssertEqual(awaiting.map(\.key), inFlight)

@@ -33,6 +33,13 @@ struct AwaitingAcks: Sequence {
     /// Entries the storage has room for (an emptied table keeps its storage).
     var capacity: Int { ring?.capacity ?? 0 }
 
+    /// Whether a delivery of `id` awaits its ACK: one probe, without the copy of the entry (two
+    /// cache lines, with references to retain) the subscript's getter makes.
+    func contains(_ id: GUID) -> Bool {
+        guard let ring else { return false }
+        return ring.find(id).slot != nil
+    }
+
     /// Inserting goes through `subscript(_:default:)`; this one reads, changes or removes an entry
     /// (one added here is registered as a new delivery too).
     subscript(id: GUID) -> AwaitingAck? {

@@ -186,7 +186,7 @@ extension RelayShard {
         while !isOverSoftLimit(connection), let (message, recipient) = connection.storedQueue.popFirst() {
             // One copy of a message per connection at a time: a peer's ACK names only the message,
             // so the row of another recipient of the same message goes after it (the next round).
-            guard connection.awaiting[message.messageID] == nil else {
+            guard !connection.awaiting.contains(message.messageID) else {
                 storedInFlight.settled(message.seq)
                 connection.storedBacklog.mark(recipient)
                 continue

@@ -187,7 +187,7 @@ extension RelayShard {
         }
         // Over its outbound soft limit: kept in the store until it drains (PROFILE.md section 10).
         // A repeat of a message it has not ACKed yet is still folded into that delivery below.
-        if isOverSoftLimit(connection) && connection.awaiting[messageID] == nil {
+        if isOverSoftLimit(connection) && !connection.awaiting.contains(messageID) {
             deferForSlowConsumer(connection, delivery, body: body)
             return 0
         }
